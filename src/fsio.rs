@@ -1,0 +1,71 @@
+//! Safe writes: every output is written to a temporary file in the destination directory,
+//! flushed to disk, and renamed into place, so a crash leaves either the old file or the new
+//! one, never a partial one. Files that may hold PHI are created with mode 0600.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `data` to `path` atomically. `private` creates the file with mode 0600.
+pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eligo-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    set_mode(tmp.as_file(), private)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn set_mode(f: &fs::File, private: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(if private {
+        0o600
+    } else {
+        0o644
+    }))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_f: &fs::File, _private: bool) -> io::Result<()> {
+    Ok(())
+}
+
+/// Makes a rename durable by syncing its directory (a no-op where directories cannot be opened).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_with_private_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.999");
+        write_atomic(&p, b"one", true).unwrap();
+        write_atomic(&p, b"two", true).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}

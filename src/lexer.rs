@@ -1,0 +1,775 @@
+//! Splits a byte stream into X12 segments.
+//!
+//! The lexer owns delimiter detection (from each ISA) and segment boundaries, nothing else: it
+//! does not know what an 834 is, nor what a valid envelope looks like. It reads through a buffer
+//! that it refills from any [`Read`], hands out borrowed [`Segment`] views into that buffer, and
+//! never holds more than one segment plus one read chunk in memory, so a multi-gigabyte file costs
+//! the same memory as a small one. A segment longer than [`LexerOptions::max_segment_len`] is an
+//! error rather than an allocation, so a file without terminators cannot exhaust memory.
+//!
+//! Formatting that senders add between segments (CR, LF, CRLF, and a UTF-8 byte order mark before
+//! the first ISA) is skipped and counted for line numbers. Spaces or tabs in front of a segment are
+//! skipped too, but reported through [`Segment::leading_blanks`] so that the validator can flag
+//! them: they are not allowed by the standard.
+
+use memchr::{memchr, memchr_iter, memmem};
+use std::io::{self, Read};
+
+/// The four delimiters of one interchange, read from its ISA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Delimiters {
+    pub element: u8,
+    pub component: u8,
+    /// ISA11 in version 00501; `None` when ISA11 is not a usable separator.
+    pub repetition: Option<u8>,
+    pub segment: u8,
+}
+
+impl Delimiters {
+    /// The delimiters most senders use; also what eligo writes unless told otherwise.
+    pub const DEFAULT: Delimiters = Delimiters {
+        element: b'*',
+        component: b':',
+        repetition: Some(b'^'),
+        segment: b'~',
+    };
+
+    /// True if `b` is one of the delimiters (data may never contain one).
+    pub fn is_delimiter(&self, b: u8) -> bool {
+        b == self.element || b == self.component || b == self.segment || self.repetition == Some(b)
+    }
+}
+
+/// Where a segment starts in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Position {
+    /// Byte offset of the segment's first byte (its ID) from the start of the stream.
+    pub offset: u64,
+    /// 1-based line of the segment's first byte.
+    pub line: u64,
+}
+
+/// One segment, borrowed from the lexer's buffer. Valid until the next call to
+/// [`Lexer::next_segment`].
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    /// The segment without its terminator.
+    raw: &'a [u8],
+    delims: Delimiters,
+    pos: Position,
+    leading_blanks: u32,
+}
+
+impl<'a> Segment<'a> {
+    /// Builds a segment view over `raw` (no terminator). Used by tests and by code that replays
+    /// stored segments.
+    pub fn new(raw: &'a [u8], delims: Delimiters, pos: Position) -> Self {
+        Segment {
+            raw,
+            delims,
+            pos,
+            leading_blanks: 0,
+        }
+    }
+
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+    pub fn delimiters(&self) -> Delimiters {
+        self.delims
+    }
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+    /// Spaces or tabs that stood before the segment ID (an error the validator reports).
+    pub fn leading_blanks(&self) -> u32 {
+        self.leading_blanks
+    }
+
+    /// The segment identifier: everything before the first element separator.
+    pub fn id(&self) -> &'a [u8] {
+        match memchr(self.delims.element, self.raw) {
+            Some(i) => &self.raw[..i],
+            None => self.raw,
+        }
+    }
+
+    /// The data elements after the ID, in order; element 1 first. Empty elements are empty
+    /// slices. A trailing separator yields a trailing empty element.
+    pub fn elements(&self) -> Elements<'a> {
+        let rest = memchr(self.delims.element, self.raw).map(|i| &self.raw[i + 1..]);
+        Elements {
+            rest,
+            sep: self.delims.element,
+        }
+    }
+
+    /// Element `n` (1-based), or an empty slice when the segment is shorter.
+    pub fn element(&self, n: usize) -> &'a [u8] {
+        self.elements().nth(n.wrapping_sub(1)).unwrap_or(b"")
+    }
+}
+
+/// Iterator over a segment's elements.
+#[derive(Debug, Clone)]
+pub struct Elements<'a> {
+    rest: Option<&'a [u8]>,
+    sep: u8,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match memchr(self.sep, rest) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// Splits `value` on `sep`: components of a composite or repetitions of an element.
+pub fn split(value: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    value.split(move |b| *b == sep)
+}
+
+/// Why the lexer could not produce a segment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LexErrorKind {
+    /// The stream is empty (or holds only whitespace).
+    Empty,
+    /// Bytes that are not an ISA where an interchange must start. `len` bytes were skipped up to
+    /// the next ISA (or the end).
+    NotAnInterchange { len: u64 },
+    /// An ISA too short to hold its 16 elements and terminator.
+    TruncatedIsa,
+    /// The ISA's separators are not at the fixed offsets (the ISA is not 106 bytes); the
+    /// delimiters were taken by splitting instead.
+    IsaNotFixedWidth,
+    /// The delimiters read from the ISA are unusable (letters, digits, duplicates).
+    BadDelimiters { which: &'static str },
+    /// A segment exceeded the length limit without a terminator.
+    SegmentTooLong { limit: usize },
+    /// The stream ended inside a segment (no terminator).
+    UnterminatedSegment,
+    /// An I/O error while reading.
+    Io { message: String },
+}
+
+/// A lexer error with the position where it happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LexError {
+    pub kind: LexErrorKind,
+    pub pos: Position,
+}
+
+impl std::fmt::Display for LexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            LexErrorKind::Empty => write!(f, "the file is empty"),
+            LexErrorKind::NotAnInterchange { len } => write!(
+                f,
+                "{len} byte(s) that are not an X12 interchange (expected \"ISA\")"
+            ),
+            LexErrorKind::TruncatedIsa => write!(
+                f,
+                "ISA segment is truncated: it needs 16 elements and a segment terminator"
+            ),
+            LexErrorKind::IsaNotFixedWidth => write!(
+                f,
+                "ISA is not fixed-width (106 bytes with separators at fixed offsets); delimiters were guessed by splitting"
+            ),
+            LexErrorKind::BadDelimiters { which } => {
+                write!(f, "invalid delimiters in the ISA: {which}")
+            }
+            LexErrorKind::SegmentTooLong { limit } => write!(
+                f,
+                "segment longer than {limit} bytes without a segment terminator"
+            ),
+            LexErrorKind::UnterminatedSegment => {
+                write!(f, "the file ends inside a segment (no segment terminator)")
+            }
+            LexErrorKind::Io { message } => write!(f, "read error: {message}"),
+        }
+    }
+}
+
+/// Tunables of the lexer.
+#[derive(Debug, Clone, Copy)]
+pub struct LexerOptions {
+    /// Longest segment accepted, in bytes (default 1 MiB). The 834's longest legal segment is
+    /// a few hundred bytes.
+    pub max_segment_len: usize,
+    /// How much to read at a time (default 256 KiB).
+    pub chunk: usize,
+}
+
+impl Default for LexerOptions {
+    fn default() -> Self {
+        LexerOptions {
+            max_segment_len: 1 << 20,
+            chunk: 256 << 10,
+        }
+    }
+}
+
+/// Offsets of the 16 element separators in a fixed-width ISA.
+const ISA_SEPARATORS: [usize; 16] = [
+    3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103,
+];
+/// Length of a fixed-width ISA including its terminator.
+pub const ISA_LEN: usize = 106;
+
+/// What the lexer produced.
+#[derive(Debug)]
+pub enum Token<'a> {
+    Segment(Segment<'a>),
+    /// A recoverable problem; lexing goes on after it.
+    Warning(LexError),
+    /// An error after which this interchange cannot be read further; the lexer resumes at the
+    /// next ISA, if any.
+    Error(LexError),
+}
+
+/// The streaming segment reader.
+pub struct Lexer<R> {
+    inner: R,
+    opts: LexerOptions,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    line: u64,
+    delims: Option<Delimiters>,
+    pending_warning: Option<LexError>,
+    seen_any: bool,
+    bom_checked: bool,
+}
+
+impl<R: Read> Lexer<R> {
+    pub fn new(inner: R) -> Self {
+        Self::with_options(inner, LexerOptions::default())
+    }
+
+    pub fn with_options(inner: R, opts: LexerOptions) -> Self {
+        Lexer {
+            inner,
+            opts,
+            buf: Vec::with_capacity(opts.chunk),
+            start: 0,
+            end: 0,
+            eof: false,
+            base: 0,
+            line: 1,
+            delims: None,
+            pending_warning: None,
+            seen_any: false,
+            bom_checked: false,
+        }
+    }
+
+    /// Delimiters of the interchange being read, once its ISA was seen.
+    pub fn delimiters(&self) -> Option<Delimiters> {
+        self.delims
+    }
+
+    fn pos(&self) -> Position {
+        Position {
+            offset: self.base + self.start as u64,
+            line: self.line,
+        }
+    }
+
+    /// Reads more input; keeps `buf[start..end]`. Returns false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let want = self.end + self.opts.chunk;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Ensures at least `n` bytes are buffered after `start`, unless the input ends first.
+    fn ensure(&mut self, n: usize) -> io::Result<bool> {
+        while self.end - self.start < n {
+            if !self.fill()? {
+                return Ok(self.end - self.start >= n);
+            }
+        }
+        Ok(true)
+    }
+
+    fn io_error(&self, e: io::Error) -> Token<'static> {
+        Token::Error(LexError {
+            kind: LexErrorKind::Io {
+                message: e.to_string(),
+            },
+            pos: self.pos(),
+        })
+    }
+
+    /// Skips CR/LF (and, before the first ISA, a BOM); counts lines. Returns the number of
+    /// spaces/tabs skipped right before the next segment.
+    fn skip_formatting(&mut self) -> io::Result<u32> {
+        if !self.bom_checked {
+            self.ensure(3)?;
+            if self.buf[self.start..self.end].starts_with(b"\xEF\xBB\xBF") {
+                self.start += 3;
+            }
+            self.bom_checked = true;
+        }
+        let mut blanks = 0u32;
+        loop {
+            if self.start == self.end && !self.fill()? {
+                return Ok(blanks);
+            }
+            let b = self.buf[self.start];
+            match b {
+                b'\n' => {
+                    self.line += 1;
+                    blanks = 0;
+                }
+                b'\r' => blanks = 0,
+                b' ' | b'\t' => blanks += 1,
+                _ => return Ok(blanks),
+            }
+            self.start += 1;
+        }
+    }
+
+    /// Produces the next token, or `None` at the end of the input.
+    pub fn next_token(&mut self) -> Option<Token<'_>> {
+        if let Some(w) = self.pending_warning.take() {
+            return Some(Token::Warning(w));
+        }
+        let blanks = match self.skip_formatting() {
+            Ok(b) => b,
+            Err(e) => return Some(self.io_error(e)),
+        };
+        if self.start == self.end {
+            if !self.seen_any {
+                self.seen_any = true;
+                return Some(Token::Error(LexError {
+                    kind: LexErrorKind::Empty,
+                    pos: self.pos(),
+                }));
+            }
+            return None;
+        }
+        self.seen_any = true;
+        if let Err(e) = self.ensure(4) {
+            return Some(self.io_error(e));
+        }
+        let avail = &self.buf[self.start..self.end];
+        let is_isa = avail.len() >= 4 && &avail[..3] == b"ISA" && !avail[3].is_ascii_alphanumeric();
+        if is_isa {
+            return Some(self.read_isa(blanks));
+        }
+        let Some(delims) = self.delims else {
+            return Some(self.skip_junk());
+        };
+        self.read_segment(delims, blanks)
+    }
+
+    /// Skips bytes up to the next `ISA` that could start an interchange.
+    fn skip_junk(&mut self) -> Token<'_> {
+        let pos = self.pos();
+        let mut skipped: u64 = 0;
+        // The bytes at `start` are known not to begin an interchange, so search from 1.
+        let mut from = 1usize;
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if let Some(i) = avail.get(from..).and_then(|a| memmem::find(a, b"ISA")) {
+                let i = i + from;
+                self.line += memchr_iter(b'\n', &avail[..i]).count() as u64;
+                self.start += i;
+                skipped += i as u64;
+                break;
+            }
+            // Keep the last 2 bytes: "ISA" may straddle the chunk boundary.
+            let keep = avail.len().min(2);
+            let drop = avail.len() - keep;
+            self.line += memchr_iter(b'\n', &avail[..drop]).count() as u64;
+            self.start += drop;
+            skipped += drop as u64;
+            from = if drop == 0 { from } else { 0 };
+            match self.fill() {
+                Ok(true) => continue,
+                Ok(false) => {
+                    let rest = &self.buf[self.start..self.end];
+                    self.line += memchr_iter(b'\n', rest).count() as u64;
+                    skipped += rest.len() as u64;
+                    self.start = self.end;
+                    break;
+                }
+                Err(e) => return self.io_error(e),
+            }
+        }
+        // Anything up to here belongs to no interchange.
+        self.delims = None;
+        Token::Error(LexError {
+            kind: LexErrorKind::NotAnInterchange { len: skipped },
+            pos,
+        })
+    }
+
+    fn read_isa(&mut self, blanks: u32) -> Token<'_> {
+        let pos = self.pos();
+        if let Err(e) = self.ensure(ISA_LEN) {
+            return self.io_error(e);
+        }
+        let avail = &self.buf[self.start..self.end];
+        let elem = avail[3];
+        let fixed = avail.len() >= ISA_LEN && ISA_SEPARATORS.iter().all(|&i| avail[i] == elem);
+        let (len, delims, warning) = if fixed {
+            let rep = avail[82];
+            let version = &avail[84..89];
+            let delims = Delimiters {
+                element: elem,
+                component: avail[104],
+                repetition: if version == b"00501" { Some(rep) } else { None },
+                segment: avail[105],
+            };
+            (ISA_LEN, delims, None)
+        } else {
+            // Not fixed-width: find the 16th separator by scanning a bounded window.
+            let window = &avail[..avail.len().min(512)];
+            let seps: Vec<usize> = memchr_iter(elem, window).take(16).collect();
+            if seps.len() < 16 || seps[15] + 2 >= window.len() {
+                // Cannot even find the ISA's end: give up on this interchange.
+                self.start += 3;
+                self.delims = None;
+                return Token::Error(LexError {
+                    kind: LexErrorKind::TruncatedIsa,
+                    pos,
+                });
+            }
+            let s16 = seps[15];
+            let isa12 = &window[seps[11] + 1..seps[12]];
+            let delims = Delimiters {
+                element: elem,
+                component: window[s16 + 1],
+                repetition: if isa12 == b"00501" && seps[11] == seps[10] + 2 {
+                    Some(window[seps[10] + 1])
+                } else {
+                    None
+                },
+                segment: window[s16 + 2],
+            };
+            (
+                s16 + 3,
+                delims,
+                Some(LexError {
+                    kind: LexErrorKind::IsaNotFixedWidth,
+                    pos,
+                }),
+            )
+        };
+        let mut delims = delims;
+        // A repetition separator that is a letter, digit or another delimiter cannot be used:
+        // splitting on it would cut data apart. The envelope layer reports ISA11 (TA1 016).
+        if let Some(r) = delims.repetition {
+            if r.is_ascii_alphanumeric()
+                || r == b' '
+                || r == delims.element
+                || r == delims.component
+                || r == delims.segment
+            {
+                delims.repetition = None;
+            }
+        }
+        if let Some(which) = bad_delimiters(&delims) {
+            // Skip past the ISA; everything up to the next ISA is unreadable.
+            self.start += 3;
+            self.delims = None;
+            return Token::Error(LexError {
+                kind: LexErrorKind::BadDelimiters { which },
+                pos,
+            });
+        }
+        self.delims = Some(delims);
+        let seg_start = self.start;
+        self.start += len;
+        if delims.segment == b'\n' {
+            self.line += 1;
+        }
+        self.pending_warning = warning;
+        Token::Segment(Segment {
+            raw: &self.buf[seg_start..seg_start + len - 1],
+            delims,
+            pos,
+            leading_blanks: blanks,
+        })
+    }
+
+    fn read_segment(&mut self, delims: Delimiters, blanks: u32) -> Option<Token<'_>> {
+        let pos = self.pos();
+        let mut searched = 0usize;
+        let term_at = loop {
+            let avail = &self.buf[self.start + searched..self.end];
+            if let Some(i) = memchr(delims.segment, avail) {
+                break searched + i;
+            }
+            searched = self.end - self.start;
+            if searched > self.opts.max_segment_len {
+                // Drop the runaway bytes and resynchronise at the next terminator or ISA.
+                return Some(self.runaway(pos, delims));
+            }
+            match self.fill() {
+                Ok(true) => continue,
+                Ok(false) => {
+                    let rest = &self.buf[self.start..self.end];
+                    self.line += memchr_iter(b'\n', rest).count() as u64;
+                    self.start = self.end;
+                    return Some(Token::Error(LexError {
+                        kind: LexErrorKind::UnterminatedSegment,
+                        pos,
+                    }));
+                }
+                Err(e) => return Some(self.io_error(e)),
+            }
+        };
+        if term_at > self.opts.max_segment_len {
+            return Some(self.runaway(pos, delims));
+        }
+        let seg_start = self.start;
+        let raw = &self.buf[seg_start..seg_start + term_at];
+        // Line breaks inside a segment are invalid data, but they still move the line count.
+        self.line += memchr_iter(b'\n', raw).count() as u64;
+        if delims.segment == b'\n' {
+            self.line += 1;
+        }
+        self.start += term_at + 1;
+        Some(Token::Segment(Segment {
+            raw: &self.buf[seg_start..seg_start + term_at],
+            delims,
+            pos,
+            leading_blanks: blanks,
+        }))
+    }
+
+    /// Discards a segment that exceeded the limit, up to its terminator (read chunk by chunk so
+    /// memory stays bounded), and reports it.
+    fn runaway(&mut self, pos: Position, delims: Delimiters) -> Token<'_> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if let Some(i) = memchr(delims.segment, avail) {
+                self.line += memchr_iter(b'\n', &avail[..i]).count() as u64;
+                self.start += i + 1;
+                break;
+            }
+            self.line += memchr_iter(b'\n', avail).count() as u64;
+            self.start = self.end;
+            match self.fill() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => return self.io_error(e),
+            }
+        }
+        Token::Error(LexError {
+            kind: LexErrorKind::SegmentTooLong {
+                limit: self.opts.max_segment_len,
+            },
+            pos,
+        })
+    }
+}
+
+fn bad_delimiters(d: &Delimiters) -> Option<&'static str> {
+    let usable = |b: u8| !(b.is_ascii_alphanumeric() || b == b' ');
+    if !usable(d.element) {
+        return Some("element separator (ISA byte 4) is a letter, digit or space");
+    }
+    if !usable(d.component) {
+        return Some("component separator (ISA16) is a letter, digit or space");
+    }
+    if !(usable(d.segment) || d.segment == b'\n') || d.segment == b' ' {
+        return Some("segment terminator is a letter, digit or space");
+    }
+    if d.element == d.component || d.element == d.segment || d.component == d.segment {
+        return Some("element separator, component separator and segment terminator must differ");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const ISA: &str = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240105*0930*^*00501*000000123*0*P*:~";
+
+    fn collect(input: &[u8], chunk: usize) -> Vec<String> {
+        let mut lx = Lexer::with_options(
+            input,
+            LexerOptions {
+                max_segment_len: 64,
+                chunk,
+            },
+        );
+        let mut out = Vec::new();
+        while let Some(t) = lx.next_token() {
+            out.push(match t {
+                Token::Segment(s) => format!(
+                    "{}@{}:{}",
+                    String::from_utf8_lossy(s.raw()),
+                    s.position().line,
+                    s.position().offset
+                ),
+                Token::Warning(e) => format!("W:{:?}", e.kind),
+                Token::Error(e) => format!("E:{:?}@{}", e.kind, e.pos.line),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn isa_is_exactly_106_bytes() {
+        assert_eq!(ISA.len(), ISA_LEN);
+    }
+
+    #[test]
+    fn splits_segments_with_any_line_endings_and_tiny_chunks() {
+        for sep in ["", "\n", "\r\n", "\r"] {
+            let input = format!("{ISA}{sep}GS*BE*A~{sep}ST*834*0001~{sep}");
+            for chunk in [1, 2, 7, 4096] {
+                let toks = collect(input.as_bytes(), chunk);
+                assert_eq!(toks.len(), 3, "{sep:?} {chunk}: {toks:?}");
+                assert!(toks[1].starts_with("GS*BE*A@"), "{toks:?}");
+                assert!(toks[2].starts_with("ST*834*0001@"), "{toks:?}");
+            }
+        }
+        let toks = collect(format!("{ISA}\nGS*BE~\r\nST~").as_bytes(), 3);
+        assert_eq!(toks[1], "GS*BE@2:107");
+        assert_eq!(toks[2], "ST@3:115");
+    }
+
+    #[test]
+    fn takes_delimiters_from_each_isa() {
+        let isa2 = ISA
+            .replace('*', "|")
+            .replace("|:~", "|>!")
+            .replace("|^|", "|~|");
+        let input = format!("{ISA}GS*X:Y~IEA*0*1~{isa2}GS|A>B!");
+        let mut lx = Lexer::new(input.as_bytes());
+        let mut ids = Vec::new();
+        while let Some(t) = lx.next_token() {
+            if let Token::Segment(s) = t {
+                ids.push((String::from_utf8_lossy(s.id()).to_string(), s.delimiters()));
+            }
+        }
+        assert_eq!(ids.len(), 5);
+        assert_eq!(ids[4].0, "GS");
+        assert_eq!(ids[4].1.element, b'|');
+        assert_eq!(ids[4].1.component, b'>');
+        assert_eq!(ids[4].1.segment, b'!');
+        assert_eq!(ids[4].1.repetition, Some(b'~'));
+    }
+
+    #[test]
+    fn bom_and_blank_lines_are_skipped() {
+        let input = format!("\u{feff}\n\n{ISA}\nGS*BE~");
+        let toks = collect(input.as_bytes(), 5);
+        assert!(toks[0].ends_with(":@3:5"), "{toks:?}");
+        assert_eq!(toks.len(), 2);
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        assert_eq!(collect(b"", 8), vec!["E:Empty@1"]);
+        assert_eq!(collect(b"\r\n\n", 8), vec!["E:Empty@3"]);
+    }
+
+    #[test]
+    fn garbage_is_reported_and_skipped_to_next_isa() {
+        let input = format!("hello\x00\x01world\n{ISA}GS~");
+        let toks = collect(input.as_bytes(), 3);
+        assert_eq!(toks[0], "E:NotAnInterchange { len: 13 }@1");
+        assert!(toks[1].starts_with("ISA*"), "{toks:?}");
+        let bin: Vec<u8> = (0..200u32).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        let toks = collect(&bin, 16);
+        assert_eq!(toks.len(), 1, "{toks:?}");
+        assert!(toks[0].starts_with("E:NotAnInterchange { len: 200 }"));
+    }
+
+    #[test]
+    fn truncated_segment_and_truncated_isa() {
+        let toks = collect(format!("{ISA}GS*BE*AB").as_bytes(), 4);
+        assert_eq!(toks[1], "E:UnterminatedSegment@1");
+        let toks = collect(b"ISA*00*   *00", 4);
+        assert_eq!(
+            toks,
+            vec!["E:TruncatedIsa@1", "E:NotAnInterchange { len: 10 }@1"]
+        );
+    }
+
+    #[test]
+    fn runaway_segment_is_bounded() {
+        let long = "X".repeat(1000);
+        let input = format!("{ISA}GS*{long}~ST*834~");
+        let toks = collect(input.as_bytes(), 16);
+        assert_eq!(toks[1], "E:SegmentTooLong { limit: 64 }@1");
+        assert!(toks[2].starts_with("ST*834@"));
+    }
+
+    #[test]
+    fn unpadded_isa_is_read_with_a_warning() {
+        let isa = "ISA*00* *00* *ZZ*123456789 *ZZ*VBA *190424*1302*^*00501*000000001*0*P*:~";
+        let toks = collect(format!("{isa}\nGS*BE~").as_bytes(), 7);
+        assert!(toks[0].starts_with("ISA*00* *00*"), "{toks:?}");
+        assert_eq!(toks[1], "W:IsaNotFixedWidth");
+        assert!(toks[2].starts_with("GS*BE@2"));
+    }
+
+    #[test]
+    fn bad_delimiters_are_rejected() {
+        let isa = ISA.replace(":~", "A~");
+        let toks = collect(isa.as_bytes(), 200);
+        assert!(toks[0].starts_with("E:BadDelimiters"), "{toks:?}");
+    }
+
+    #[test]
+    fn elements_and_components() {
+        let d = Delimiters::DEFAULT;
+        let s = Segment::new(b"NM1*IL*1*DOE**:B:C", d, Position::default());
+        assert_eq!(s.id(), b"NM1");
+        let e: Vec<&[u8]> = s.elements().collect();
+        assert_eq!(e, vec![&b"IL"[..], b"1", b"DOE", b"", b":B:C"]);
+        assert_eq!(s.element(3), b"DOE");
+        assert_eq!(s.element(9), b"");
+        let c: Vec<&[u8]> = split(s.element(5), b':').collect();
+        assert_eq!(c, vec![&b""[..], b"B", b"C"]);
+        let bare = Segment::new(b"SE", d, Position::default());
+        assert_eq!(bare.elements().count(), 0);
+    }
+}

@@ -1,0 +1,9 @@
+//! eligo: a streaming X12 834 processor.
+pub mod ack;
+pub mod check;
+pub mod finding;
+pub mod fsio;
+pub mod lexer;
+pub mod output;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,194 @@
+//! The `eligo` command line: thin wiring from flags to the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use eligo::ack::{AckSettings, AckWriter};
+use eligo::check::{check_stream, Engine};
+use eligo::output::{human_summary, FileSummary, HumanPrinter, JsonPrinter};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "eligo", version, about = "Batch X12 834 eligibility processor")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate 834 files (SNIP levels 1-5) and print findings.
+    ///
+    /// Exit status: 0 every set accepted, 1 something rejected or accepted with errors,
+    /// 2 usage or I/O error.
+    Check {
+        /// Files to check (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Write the acknowledgement interchange(s) for a file: TA1 (if any) and 999.
+    Ack {
+        file: PathBuf,
+        /// Output file (default: standard output). Created with mode 0600: it may echo PHI.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// First ISA13 control number to use.
+        #[arg(long, default_value_t = 1)]
+        isa13: u32,
+        /// First GS06 group control number to use.
+        #[arg(long, default_value_t = 1)]
+        gs06: u32,
+        /// Our interchange id qualifier and id (ISA05/ISA06), e.g. ZZ:ELIGOPLAN. Default: the
+        /// inbound ISA07/ISA08.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Always send a TA1, even when the sender did not ask for one.
+        #[arg(long)]
+        ta1: bool,
+    },
+}
+
+fn open_input(path: &Path) -> io::Result<Box<dyn io::Read>> {
+    if path.as_os_str() == "-" {
+        Ok(Box::new(io::stdin().lock()))
+    } else {
+        Ok(Box::new(std::fs::File::open(path)?))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { files, format } => cmd_check(&files, format),
+        Cmd::Ack {
+            file,
+            output,
+            isa13,
+            gs06,
+            sender,
+            ta1,
+        } => cmd_ack(&file, output.as_deref(), isa13, gs06, sender, ta1),
+    }
+}
+
+fn cmd_check(files: &[PathBuf], format: Format) -> ExitCode {
+    let engine = Engine::embedded();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut status = 0u8;
+    for path in files {
+        let name = path.display().to_string();
+        let input = match open_input(path) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("eligo: {name}: {e}");
+                status = 2;
+                continue;
+            }
+        };
+        let input = io::BufReader::with_capacity(1 << 16, input);
+        let summary: FileSummary = match format {
+            Format::Human => {
+                let mut p = HumanPrinter {
+                    out: &mut out,
+                    file: &name,
+                    summary: FileSummary::default(),
+                };
+                check_stream(&engine, input, &mut p);
+                let s = p.summary;
+                let _ = writeln!(out, "{}", human_summary(&name, &s));
+                s
+            }
+            Format::Json => {
+                let mut p = JsonPrinter {
+                    out: &mut out,
+                    file: &name,
+                    summary: FileSummary::default(),
+                };
+                check_stream(&engine, input, &mut p);
+                let s = p.summary;
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"type": "summary", "file": name, "summary": s, "clean": s.clean()})
+                );
+                s
+            }
+        };
+        if !summary.clean() && status == 0 {
+            status = 1;
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::from(2);
+    }
+    ExitCode::from(status)
+}
+
+fn cmd_ack(
+    file: &Path,
+    output: Option<&Path>,
+    isa13: u32,
+    gs06: u32,
+    sender: Option<String>,
+    ta1: bool,
+) -> ExitCode {
+    let engine = Engine::embedded();
+    let input = match open_input(file) {
+        Ok(i) => io::BufReader::with_capacity(1 << 16, i),
+        Err(e) => {
+            eprintln!("eligo: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut settings = AckSettings::from_env();
+    settings.next_isa13 = isa13;
+    settings.next_gs06 = gs06;
+    settings.always_ta1 = ta1;
+    if let Some(s) = sender {
+        match s.split_once(':') {
+            Some((q, id)) if q.len() == 2 && !id.is_empty() && id.len() <= 15 => {
+                settings.sender = Some((q.to_string(), id.to_string()))
+            }
+            _ => {
+                eprintln!("eligo: --sender must be QUALIFIER:ID, e.g. ZZ:ELIGOPLAN");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    let mut writer = AckWriter::new(&mut buf, settings);
+    check_stream(&engine, input, &mut writer);
+    let written = writer.written;
+    if let Err(e) = writer.into_inner() {
+        eprintln!("eligo: {e}");
+        return ExitCode::from(2);
+    }
+    if written == 0 {
+        eprintln!(
+            "eligo: {}: no interchange could be read, so no acknowledgement can be addressed",
+            file.display()
+        );
+        return ExitCode::from(1);
+    }
+    let res = match output {
+        Some(p) => eligo::fsio::write_atomic(p, &buf, true),
+        None => io::stdout().lock().write_all(&buf),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eligo: writing the acknowledgement: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Implementation-guide schemas as data.
+//!
+//! A schema file under `schemas/x12/` describes one transaction (loops, segments, elements, code
+//! lists, syntax notes). This module loads it with serde and compiles it into a flat arena that
+//! the generic validator walks: loops and segments become indices, code lists become sorted byte
+//! strings. Nothing here knows the 834 in particular: a new transaction is a new JSON file.
+//!
+//! The 834 and 999 schemas and the external code sets are embedded in the binary, so eligo runs
+//! without `schemas/` on disk; loading them parses about 300 KB of JSON once per process.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// Usage of a segment, loop or element as the implementation guide states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Usage {
+    #[serde(rename = "R")]
+    Required,
+    #[serde(rename = "S")]
+    Situational,
+    #[serde(rename = "N")]
+    NotUsed,
+}
+
+/// X12 data element types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ElementType {
+    AN,
+    ID,
+    DT,
+    TM,
+    R,
+    N0,
+    N1,
+    N2,
+    N3,
+    N4,
+    N5,
+    N6,
+    N7,
+    N8,
+    N9,
+    B,
+    /// A composite: its parts are in `components`.
+    C,
+}
+
+/// X12 syntax note kinds (paired, required, exclusion, conditional, list conditional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SyntaxKind {
+    P,
+    R,
+    E,
+    C,
+    L,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyntaxNote {
+    pub kind: SyntaxKind,
+    pub seqs: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ElementDef {
+    pub seq: u8,
+    pub id: String,
+    pub de: String,
+    pub name: String,
+    pub usage: Usage,
+    #[serde(rename = "type")]
+    pub ty: ElementType,
+    pub min: u32,
+    pub max: u32,
+    /// Allowed repetitions; `None` means unbounded.
+    pub repeat: Option<u32>,
+    pub codes: Option<Vec<String>>,
+    /// Name of an external code set under `schemas/codesets/`.
+    pub external: Option<String>,
+    /// True when the value is member data (PHI): it is masked wherever people read findings.
+    #[serde(default)]
+    pub phi: bool,
+    /// For a date/period (DE 1251): the seq of the element holding its format qualifier.
+    pub format_qualifier: Option<u8>,
+    pub components: Option<Vec<ElementDef>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SegmentDef {
+    pub id: String,
+    pub name: String,
+    pub usage: Usage,
+    pub pos: u32,
+    pub max_use: Option<u32>,
+    #[serde(default)]
+    pub syntax: Vec<SyntaxNote>,
+    pub elements: Vec<ElementDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoopDef {
+    pub id: String,
+    pub name: String,
+    pub usage: Usage,
+    pub pos: u32,
+    pub repeat: Option<u32>,
+    pub children: Vec<NodeDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeDef {
+    Loop(LoopDef),
+    Segment(SegmentDef),
+}
+
+/// The file format of `schemas/x12/*.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaFile {
+    pub format: String,
+    pub transaction: String,
+    pub implementation: String,
+    pub functional_id: String,
+    pub name: String,
+    pub root: LoopDef,
+}
+
+/// Index of a loop in [`Schema::loops`].
+pub type LoopIx = usize;
+/// Index of a segment in [`Schema::segments`].
+pub type SegIx = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    Segment(SegIx),
+    Loop(LoopIx),
+}
+
+/// A loop in the compiled arena.
+#[derive(Debug)]
+pub struct Loop {
+    pub id: String,
+    pub name: String,
+    pub usage: Usage,
+    pub repeat: Option<u32>,
+    pub parent: Option<LoopIx>,
+    pub children: Vec<Child>,
+    /// The loop's first segment, which starts each repetition.
+    pub trigger: SegIx,
+    /// True for the LS/LE-bounded block, whose segments report a loop id in IK303/CTX04.
+    pub bounded: bool,
+}
+
+/// A segment in the compiled arena.
+#[derive(Debug)]
+pub struct Segment {
+    pub id: Vec<u8>,
+    pub name: String,
+    pub usage: Usage,
+    pub max_use: Option<u32>,
+    pub loop_ix: LoopIx,
+    /// Position of this segment among its loop's children.
+    pub child_ix: usize,
+    pub pos: u32,
+    pub syntax: Vec<SyntaxNote>,
+    pub elements: Vec<Element>,
+    /// Values of the first element that select this variant (REF*0F vs REF*1L), if any.
+    pub qualifier: Option<Vec<Vec<u8>>>,
+}
+
+/// An element (or component) in the compiled arena.
+#[derive(Debug)]
+pub struct Element {
+    pub seq: u8,
+    pub id: String,
+    pub de: String,
+    pub name: String,
+    pub usage: Usage,
+    pub ty: ElementType,
+    pub min: u32,
+    pub max: u32,
+    pub repeat: Option<u32>,
+    /// Sorted allowed codes.
+    pub codes: Option<Vec<Vec<u8>>>,
+    pub external: Option<String>,
+    pub phi: bool,
+    pub format_qualifier: Option<u8>,
+    pub components: Vec<Element>,
+}
+
+impl Element {
+    pub fn allows_code(&self, v: &[u8]) -> bool {
+        match &self.codes {
+            Some(c) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
+            None => true,
+        }
+    }
+}
+
+/// A compiled transaction schema.
+#[derive(Debug)]
+pub struct Schema {
+    pub transaction: String,
+    pub implementation: String,
+    pub functional_id: String,
+    pub name: String,
+    pub loops: Vec<Loop>,
+    pub segments: Vec<Segment>,
+    /// Every segment ID the transaction uses anywhere.
+    pub known_ids: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("schema JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("schema: {0}")]
+    Invalid(String),
+}
+
+impl Schema {
+    pub fn from_json(text: &str) -> Result<Schema, SchemaError> {
+        let file: SchemaFile = serde_json::from_str(text)?;
+        if file.format != "eligo-x12-schema/1" {
+            return Err(SchemaError::Invalid(format!(
+                "unknown schema format {:?}",
+                file.format
+            )));
+        }
+        let mut s = Schema {
+            transaction: file.transaction,
+            implementation: file.implementation,
+            functional_id: file.functional_id,
+            name: file.name,
+            loops: Vec::new(),
+            segments: Vec::new(),
+            known_ids: Vec::new(),
+        };
+        s.add_loop(&file.root, None)?;
+        let mut ids: Vec<Vec<u8>> = s.segments.iter().map(|g| g.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        s.known_ids = ids;
+        Ok(s)
+    }
+
+    fn add_loop(&mut self, def: &LoopDef, parent: Option<LoopIx>) -> Result<LoopIx, SchemaError> {
+        let ix = self.loops.len();
+        self.loops.push(Loop {
+            id: def.id.clone(),
+            name: def.name.clone(),
+            usage: def.usage,
+            repeat: def.repeat,
+            parent,
+            children: Vec::new(),
+            trigger: usize::MAX,
+            bounded: def.id == "LS_LOOP",
+        });
+        let mut children = Vec::with_capacity(def.children.len());
+        for (child_ix, node) in def.children.iter().enumerate() {
+            children.push(match node {
+                NodeDef::Segment(sd) => {
+                    let six = self.segments.len();
+                    let elements: Vec<Element> = sd.elements.iter().map(compile_element).collect();
+                    let qualifier = elements
+                        .first()
+                        .and_then(|e| e.codes.clone())
+                        .filter(|_| sd.id != "ST" && sd.id != "SE");
+                    self.segments.push(Segment {
+                        id: sd.id.as_bytes().to_vec(),
+                        name: sd.name.clone(),
+                        usage: sd.usage,
+                        max_use: sd.max_use,
+                        loop_ix: ix,
+                        child_ix,
+                        pos: sd.pos,
+                        syntax: sd.syntax.clone(),
+                        elements,
+                        qualifier,
+                    });
+                    Child::Segment(six)
+                }
+                NodeDef::Loop(ld) => Child::Loop(self.add_loop(ld, Some(ix))?),
+            });
+        }
+        let trigger = match children.first() {
+            Some(Child::Segment(s)) => *s,
+            _ => {
+                return Err(SchemaError::Invalid(format!(
+                    "loop {} does not start with a segment",
+                    def.id
+                )))
+            }
+        };
+        self.loops[ix].children = children;
+        self.loops[ix].trigger = trigger;
+        Ok(ix)
+    }
+
+    /// True when `id` is used anywhere in this transaction.
+    pub fn knows_segment(&self, id: &[u8]) -> bool {
+        self.known_ids
+            .binary_search_by(|x| x.as_slice().cmp(id))
+            .is_ok()
+    }
+
+    /// Does segment `six` accept a segment with this ID and first element?
+    pub fn matches(&self, six: SegIx, id: &[u8], first: &[u8], strict: bool) -> bool {
+        let s = &self.segments[six];
+        if s.id != id {
+            return false;
+        }
+        match (&s.qualifier, strict) {
+            (Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
+            _ => true,
+        }
+    }
+
+    /// The root loop (the transaction set: ST ... SE).
+    pub fn root(&self) -> LoopIx {
+        0
+    }
+
+    /// Finds the first segment definition with this ID (used to name things in messages).
+    pub fn segment_by_id(&self, id: &[u8]) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.id == id)
+    }
+}
+
+fn compile_element(d: &ElementDef) -> Element {
+    let codes = d.codes.as_ref().map(|c| {
+        let mut v: Vec<Vec<u8>> = c.iter().map(|s| s.as_bytes().to_vec()).collect();
+        v.sort();
+        v.dedup();
+        v
+    });
+    Element {
+        seq: d.seq,
+        id: d.id.clone(),
+        de: d.de.clone(),
+        name: d.name.clone(),
+        usage: d.usage,
+        ty: d.ty,
+        min: d.min,
+        max: d.max,
+        repeat: d.repeat,
+        codes,
+        external: d.external.clone(),
+        phi: d.phi,
+        format_qualifier: d.format_qualifier,
+        components: d
+            .components
+            .as_ref()
+            .map(|c| c.iter().map(compile_element).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// An external code set (`schemas/codesets/*.json`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CodeSetFile {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub as_of: Option<String>,
+    pub codes: Vec<String>,
+}
+
+/// External code sets by name ("states", "countries").
+#[derive(Debug, Default)]
+pub struct CodeSets {
+    sets: HashMap<String, Vec<Vec<u8>>>,
+}
+
+impl CodeSets {
+    pub fn add_json(&mut self, text: &str) -> Result<(), SchemaError> {
+        let f: CodeSetFile = serde_json::from_str(text)?;
+        let mut v: Vec<Vec<u8>> = f.codes.into_iter().map(String::into_bytes).collect();
+        v.sort();
+        v.dedup();
+        self.sets.insert(f.id, v);
+        Ok(())
+    }
+
+    /// `Some(true/false)` for a known set, `None` when the set is not loaded.
+    pub fn contains(&self, set: &str, v: &[u8]) -> Option<bool> {
+        self.sets
+            .get(set)
+            .map(|c| c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok())
+    }
+}
+
+/// X12 segment identifiers (code source 77), to tell a real X12 segment that does not belong in
+/// this transaction (IK304 `6`) from an unknown ID (no IK3 possible, X12 RFI 1257).
+#[derive(Debug, Default)]
+pub struct SegmentIds {
+    ids: Vec<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+struct SegmentIdsFile {
+    ids: Vec<String>,
+}
+
+impl SegmentIds {
+    pub fn from_json(text: &str) -> Result<Self, SchemaError> {
+        let f: SegmentIdsFile = serde_json::from_str(text)?;
+        let mut ids: Vec<Vec<u8>> = f.ids.into_iter().map(String::into_bytes).collect();
+        ids.sort();
+        ids.dedup();
+        Ok(SegmentIds { ids })
+    }
+    pub fn contains(&self, id: &[u8]) -> bool {
+        self.ids.binary_search_by(|x| x.as_slice().cmp(id)).is_ok()
+    }
+}
+
+/// Embedded copies of the files under `schemas/`.
+pub mod embedded {
+    pub const X220A1: &str = include_str!("../schemas/x12/834.005010X220A1.json");
+    pub const X231A1: &str = include_str!("../schemas/x12/999.005010X231A1.json");
+    pub const X220A1_RULES: &str = include_str!("../schemas/x12/834.005010X220A1.rules.json");
+    pub const SEGMENT_IDS: &str = include_str!("../schemas/x12/segment-ids.json");
+    pub const STATES: &str = include_str!("../schemas/codesets/states.json");
+    pub const COUNTRIES: &str = include_str!("../schemas/codesets/countries.json");
+}

@@ -1,0 +1,694 @@
+//! Element-level checks of one segment against its schema definition: usage, repetitions,
+//! components, data types, lengths, code lists, external code sets and the X12 syntax notes
+//! between elements. Each failure becomes one finding with its IK403 code.
+
+use crate::finding::{Ack, ElementPos, Finding, Location};
+use crate::lexer::{split, Segment};
+use crate::schema::{self, CodeSets, ElementType, SyntaxKind, Usage};
+use chrono::NaiveDate;
+
+/// Everything an element check needs besides the segment.
+pub struct ElementCtx<'a> {
+    pub codesets: &'a CodeSets,
+    /// Location template (set, segment position, loop) that findings start from.
+    pub loc: &'a Location,
+}
+
+fn finding(
+    ctx: &ElementCtx<'_>,
+    id: &'static str,
+    snip: u8,
+    code: &'static str,
+    def: &schema::Element,
+    pos: ElementPos,
+    message: String,
+) -> Finding {
+    let mut f = Finding::new(id, snip, Ack::Element(code), message);
+    f.location = ctx.loc.clone();
+    f.location.element = Some(pos);
+    f.location.data_element = Some(def.de.clone());
+    f
+}
+
+/// Checks every element of `seg` against `def`; pushes findings to `out`.
+pub fn check_segment(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    seg: &Segment<'_>,
+    out: &mut Vec<Finding>,
+) {
+    let d = seg.delimiters();
+    let mut present = [false; 64];
+    let mut values: [&[u8]; 64] = [b""; 64];
+    let mut count = 0usize;
+    let mut trailing_empty = false;
+    for (i, value) in seg.elements().enumerate() {
+        count = i + 1;
+        trailing_empty = value.is_empty();
+        let seq = i + 1;
+        let Some(ed) = def.elements.get(i) else {
+            let mut f = Finding::new(
+                "X12-E-TOO-MANY-ELEMENTS",
+                1,
+                Ack::Element("3"),
+                format!(
+                    "{} has {} or more elements; it defines {}",
+                    def.name,
+                    seq,
+                    def.elements.len()
+                ),
+            );
+            f.location = ctx.loc.clone();
+            f.location.element = Some(ElementPos {
+                element: seq.min(255) as u8,
+                ..Default::default()
+            });
+            out.push(f.with_value(value, false));
+            return;
+        };
+        if seq < 64 {
+            present[seq] = !value.is_empty();
+            values[seq] = value;
+        }
+        let pos = ElementPos {
+            element: seq as u8,
+            ..Default::default()
+        };
+        if value.is_empty() {
+            if ed.usage == Usage::Required {
+                out.push(finding(
+                    ctx,
+                    "X12-E-REQUIRED-MISSING",
+                    2,
+                    "1",
+                    ed,
+                    pos,
+                    format!("{} ({}) is required but empty", ed.id, ed.name),
+                ));
+            }
+            continue;
+        }
+        if ed.usage == Usage::NotUsed {
+            out.push(
+                finding(
+                    ctx,
+                    "IG-E-NOT-USED",
+                    2,
+                    "I10",
+                    ed,
+                    pos,
+                    format!(
+                        "{} ({}) is marked Not Used by the guide but was sent",
+                        ed.id, ed.name
+                    ),
+                )
+                .with_value(value, ed.phi),
+            );
+            continue;
+        }
+        check_repetitions(ctx, ed, value, pos, d.repetition, d.component, out);
+    }
+    if count > 0 && trailing_empty {
+        let mut f = Finding::new(
+            "X12-S-TRAILING-SEPARATOR",
+            1,
+            Ack::Segment("8"),
+            "segment ends with an element separator; trailing empty elements must be omitted",
+        );
+        f.location = ctx.loc.clone();
+        out.push(f);
+    }
+    for note in &def.syntax {
+        check_syntax_note(ctx, def, note, &present, &values, out);
+    }
+    // Required elements beyond the last one sent.
+    for ed in def.elements.iter().skip(count) {
+        if ed.usage == Usage::Required {
+            let pos = ElementPos {
+                element: ed.seq,
+                ..Default::default()
+            };
+            out.push(finding(
+                ctx,
+                "X12-E-REQUIRED-MISSING",
+                2,
+                "1",
+                ed,
+                pos,
+                format!("{} ({}) is required but missing", ed.id, ed.name),
+            ));
+        }
+    }
+}
+
+fn check_repetitions(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    pos: ElementPos,
+    rep_sep: Option<u8>,
+    comp_sep: u8,
+    out: &mut Vec<Finding>,
+) {
+    let has_reps = rep_sep.is_some_and(|r| memchr::memchr(r, value).is_some());
+    if !has_reps {
+        return check_value(ctx, ed, value, pos, comp_sep, out);
+    }
+    let rep_sep = rep_sep.unwrap_or(0);
+    let allowed = ed.repeat.unwrap_or(u32::MAX);
+    for (r, rep) in split(value, rep_sep).enumerate() {
+        let rpos = ElementPos {
+            repetition: Some((r + 1).min(u16::MAX as usize) as u16),
+            ..pos
+        };
+        if r as u32 >= allowed {
+            out.push(
+                finding(
+                    ctx,
+                    "X12-E-TOO-MANY-REPETITIONS",
+                    1,
+                    "12",
+                    ed,
+                    rpos,
+                    format!("{} ({}) allows {} repetition(s)", ed.id, ed.name, allowed),
+                )
+                .with_value(value, ed.phi),
+            );
+            return;
+        }
+        check_value(ctx, ed, rep, rpos, comp_sep, out);
+    }
+}
+
+fn check_value(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    pos: ElementPos,
+    comp_sep: u8,
+    out: &mut Vec<Finding>,
+) {
+    if ed.ty != ElementType::C {
+        if memchr::memchr(comp_sep, value).is_some() {
+            out.push(
+                finding(
+                    ctx,
+                    "X12-E-TOO-MANY-COMPONENTS",
+                    1,
+                    "13",
+                    ed,
+                    pos,
+                    format!("{} ({}) is not a composite", ed.id, ed.name),
+                )
+                .with_value(value, ed.phi),
+            );
+            return;
+        }
+        return check_simple(ctx, ed, value, pos, out);
+    }
+    let mut n = 0usize;
+    let mut seen = [false; 16];
+    for (c, comp) in split(value, comp_sep).enumerate() {
+        n = c + 1;
+        let cpos = ElementPos {
+            component: Some((c + 1).min(255) as u8),
+            ..pos
+        };
+        let Some(cd) = ed.components.get(c) else {
+            out.push(
+                finding(
+                    ctx,
+                    "X12-E-TOO-MANY-COMPONENTS",
+                    1,
+                    "13",
+                    ed,
+                    cpos,
+                    format!(
+                        "{} ({}) has {} components",
+                        ed.id,
+                        ed.name,
+                        ed.components.len()
+                    ),
+                )
+                .with_value(value, ed.phi),
+            );
+            return;
+        };
+        if c < 16 {
+            seen[c] = !comp.is_empty();
+        }
+        if comp.is_empty() {
+            if cd.usage == Usage::Required {
+                out.push(finding(
+                    ctx,
+                    "X12-E-REQUIRED-MISSING",
+                    2,
+                    "1",
+                    cd,
+                    cpos,
+                    format!("{} ({}) is required but empty", cd.id, cd.name),
+                ));
+            }
+            continue;
+        }
+        if cd.usage == Usage::NotUsed {
+            out.push(
+                finding(
+                    ctx,
+                    "IG-E-NOT-USED",
+                    2,
+                    "I10",
+                    cd,
+                    cpos,
+                    format!("{} ({}) is marked Not Used but was sent", cd.id, cd.name),
+                )
+                .with_value(comp, cd.phi),
+            );
+            continue;
+        }
+        check_simple(ctx, cd, comp, cpos, out);
+    }
+    for (c, cd) in ed.components.iter().enumerate().skip(n) {
+        if cd.usage == Usage::Required && !seen.get(c).copied().unwrap_or(false) {
+            out.push(finding(
+                ctx,
+                "X12-E-REQUIRED-MISSING",
+                2,
+                "1",
+                cd,
+                ElementPos {
+                    component: Some((c + 1) as u8),
+                    ..pos
+                },
+                format!("{} ({}) is required but missing", cd.id, cd.name),
+            ));
+        }
+    }
+}
+
+/// True for bytes allowed in X12 5010 data: the basic and extended character sets (printable
+/// ASCII). Control characters and non-ASCII bytes are not.
+fn allowed_byte(b: u8) -> bool {
+    (0x20..0x7f).contains(&b)
+}
+
+/// Checks one simple value (an element or a component).
+pub fn check_simple(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    pos: ElementPos,
+    out: &mut Vec<Finding>,
+) {
+    let bad = |id: &'static str, snip: u8, code: &'static str, msg: String| {
+        finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
+    };
+    if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
+        out.push(bad(
+            "X12-E-INVALID-CHARACTER",
+            1,
+            "6",
+            format!(
+                "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
+                ed.id, ed.name, b
+            ),
+        ));
+        return;
+    }
+    // Lengths: the sign and decimal point of numbers do not count.
+    let len = match ed.ty {
+        ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
+        ElementType::N0
+        | ElementType::N1
+        | ElementType::N2
+        | ElementType::N3
+        | ElementType::N4
+        | ElementType::N5
+        | ElementType::N6
+        | ElementType::N7
+        | ElementType::N8
+        | ElementType::N9 => value.len() - usize::from(value.first() == Some(&b'-')),
+        _ => value.len(),
+    } as u32;
+    let numeric = matches!(
+        ed.ty,
+        ElementType::N0
+            | ElementType::N1
+            | ElementType::N2
+            | ElementType::N3
+            | ElementType::N4
+            | ElementType::N5
+            | ElementType::N6
+            | ElementType::N7
+            | ElementType::N8
+            | ElementType::N9
+    );
+    let type_error = if numeric {
+        let digits = value.strip_prefix(b"-").unwrap_or(value);
+        (digits.is_empty() || !digits.iter().all(u8::is_ascii_digit)).then_some((
+            "X12-E-INVALID-CHARACTER",
+            "6",
+            "must be a whole number",
+        ))
+    } else {
+        match ed.ty {
+            ElementType::R => (!is_decimal(value)).then_some((
+                "X12-E-INVALID-CHARACTER",
+                "6",
+                "must be a decimal number",
+            )),
+            ElementType::DT => parse_date(value).is_none().then_some((
+                "X12-E-INVALID-DATE",
+                "8",
+                "is not a real date in the form CCYYMMDD",
+            )),
+            ElementType::TM => (!is_time(value)).then_some((
+                "X12-E-INVALID-TIME",
+                "9",
+                "is not a valid time HHMM[SS[D[D]]]",
+            )),
+            _ => None,
+        }
+    };
+    if let Some((id, code, what)) = type_error {
+        out.push(bad(id, 1, code, format!("{} ({}) {what}", ed.id, ed.name)));
+        return;
+    }
+    if len < ed.min {
+        out.push(bad(
+            "X12-E-TOO-SHORT",
+            1,
+            "4",
+            format!(
+                "{} ({}) is {} character(s); the minimum is {}",
+                ed.id, ed.name, len, ed.min
+            ),
+        ));
+        return;
+    }
+    if ed.max > 0 && len > ed.max {
+        out.push(bad(
+            "X12-E-TOO-LONG",
+            1,
+            "5",
+            format!(
+                "{} ({}) is {} character(s); the maximum is {}",
+                ed.id, ed.name, len, ed.max
+            ),
+        ));
+        return;
+    }
+    if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
+        out.push(bad(
+            "X12-E-TRAILING-SPACES",
+            1,
+            "6",
+            format!("{} ({}) has trailing spaces", ed.id, ed.name),
+        ));
+        return;
+    }
+    if !ed.allows_code(value) {
+        out.push(bad(
+            "X12-E-INVALID-CODE",
+            2,
+            "7",
+            format!(
+                "{:?} is not a valid code for {} ({})",
+                String::from_utf8_lossy(value),
+                ed.id,
+                ed.name
+            ),
+        ));
+        return;
+    }
+    if let Some(set) = &ed.external {
+        if ctx.codesets.contains(set, value) == Some(false) {
+            out.push(bad(
+                "EXT-INVALID-CODE",
+                5,
+                "7",
+                format!(
+                    "{:?} is not in the {} code set for {} ({})",
+                    String::from_utf8_lossy(value),
+                    set,
+                    ed.id,
+                    ed.name
+                ),
+            ));
+        }
+    }
+}
+
+/// Checks a date/period against its format qualifier (DTP02, DMG01, INS11: `D8` or `RD8`).
+fn check_period(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    qualifier: &[u8],
+    value: &[u8],
+    pos: ElementPos,
+    out: &mut Vec<Finding>,
+) {
+    let ok = match qualifier {
+        b"D8" => parse_date(value).is_some(),
+        b"RD8" => match value.iter().position(|b| *b == b'-') {
+            Some(i) => match (parse_date(&value[..i]), parse_date(&value[i + 1..])) {
+                (Some(a), Some(b)) => a <= b,
+                _ => false,
+            },
+            None => false,
+        },
+        _ => return,
+    };
+    if !ok {
+        out.push(
+            finding(
+                ctx,
+                "X12-E-INVALID-DATE",
+                1,
+                "8",
+                ed,
+                pos,
+                format!(
+                    "{} ({}) is not a valid {} date{}",
+                    ed.id,
+                    ed.name,
+                    String::from_utf8_lossy(qualifier),
+                    if qualifier == b"RD8" {
+                        " range CCYYMMDD-CCYYMMDD with start <= end"
+                    } else {
+                        " CCYYMMDD"
+                    }
+                ),
+            )
+            .with_value(value, ed.phi),
+        );
+    }
+}
+
+fn check_syntax_note(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    note: &schema::SyntaxNote,
+    present: &[bool; 64],
+    values: &[&[u8]; 64],
+    out: &mut Vec<Finding>,
+) {
+    let is = |s: u8| present.get(s as usize).copied().unwrap_or(false);
+    let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
+    let name: String = note
+        .seqs
+        .iter()
+        .map(|s| format!("{:02}", s))
+        .collect::<Vec<_>>()
+        .join("");
+    let rule = format!("{:?}{}", note.kind, name);
+    let missing = |s: u8, why: String, out: &mut Vec<Finding>| {
+        if let Some(ed) = elem(s) {
+            out.push(finding(
+                ctx,
+                "X12-E-CONDITIONAL-MISSING",
+                1,
+                "2",
+                ed,
+                ElementPos {
+                    element: s,
+                    ..Default::default()
+                },
+                why,
+            ));
+        }
+    };
+    let Some((&first, rest)) = note.seqs.split_first() else {
+        return;
+    };
+    match note.kind {
+        SyntaxKind::P => {
+            if note.seqs.iter().any(|s| is(*s)) {
+                for s in note.seqs.iter().filter(|s| !is(**s)) {
+                    missing(
+                        *s,
+                        format!(
+                            "{}{:02} is required: syntax note {rule} pairs these elements",
+                            String::from_utf8_lossy(&def.id),
+                            s
+                        ),
+                        out,
+                    );
+                }
+            }
+        }
+        SyntaxKind::R => {
+            if !note.seqs.iter().any(|s| is(*s)) {
+                missing(
+                    first,
+                    format!("at least one of the elements of syntax note {rule} is required"),
+                    out,
+                );
+            }
+        }
+        SyntaxKind::E => {
+            if let Some(second) = note.seqs.iter().filter(|s| is(**s)).nth(1) {
+                if let Some(ed) = elem(*second) {
+                    out.push(
+                        finding(
+                            ctx,
+                            "X12-E-EXCLUSION",
+                            1,
+                            "10",
+                            ed,
+                            ElementPos {
+                                element: *second,
+                                ..Default::default()
+                            },
+                            format!("only one of the elements of syntax note {rule} may be sent"),
+                        )
+                        .with_value(values[*second as usize], ed.phi),
+                    );
+                }
+            }
+        }
+        SyntaxKind::C => {
+            if is(first) {
+                for s in rest.iter().filter(|s| !is(**s)) {
+                    missing(
+                        *s,
+                        format!(
+                            "{}{:02} is required when {}{:02} is present (syntax note {rule})",
+                            String::from_utf8_lossy(&def.id),
+                            s,
+                            String::from_utf8_lossy(&def.id),
+                            first
+                        ),
+                        out,
+                    );
+                }
+            }
+        }
+        SyntaxKind::L => {
+            if is(first) && !rest.iter().any(|s| is(*s)) {
+                if let Some(&s) = rest.first() {
+                    missing(
+                        s,
+                        format!("one of the other elements of syntax note {rule} is required"),
+                        out,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Checks date/period elements against their qualifiers; run after [`check_segment`].
+pub fn check_periods(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    seg: &Segment<'_>,
+    out: &mut Vec<Finding>,
+) {
+    for ed in def.elements.iter() {
+        let Some(q) = ed.format_qualifier else {
+            continue;
+        };
+        let value = seg.element(ed.seq as usize);
+        if value.is_empty() || ed.usage == Usage::NotUsed {
+            continue;
+        }
+        let qualifier = seg.element(q as usize);
+        check_period(
+            ctx,
+            ed,
+            qualifier,
+            value,
+            ElementPos {
+                element: ed.seq,
+                ..Default::default()
+            },
+            out,
+        );
+    }
+}
+
+/// Parses `CCYYMMDD`; years before 1800 are rejected as pyx12 does.
+pub fn parse_date(v: &[u8]) -> Option<NaiveDate> {
+    if v.len() != 8 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |a: usize, b: usize| -> u32 {
+        v[a..b]
+            .iter()
+            .fold(0, |acc, d| acc * 10 + (d - b'0') as u32)
+    };
+    let y = n(0, 4) as i32;
+    if y < 1800 {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y, n(4, 6), n(6, 8))
+}
+
+/// `HHMM`, `HHMMSS`, `HHMMSSD` or `HHMMSSDD`.
+pub fn is_time(v: &[u8]) -> bool {
+    if !matches!(v.len(), 4 | 6 | 7 | 8) || !v.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let two = |i: usize| (v[i] - b'0') * 10 + (v[i + 1] - b'0');
+    two(0) < 24 && two(2) < 60 && (v.len() < 6 || two(4) < 60)
+}
+
+fn is_decimal(v: &[u8]) -> bool {
+    let v = v.strip_prefix(b"-").unwrap_or(v);
+    let (int, frac) = match v.iter().position(|b| *b == b'.') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    match frac {
+        None => !int.is_empty() && digits(int),
+        Some(f) => !f.is_empty() && digits(f) && digits(int),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_times_and_decimals() {
+        assert!(parse_date(b"20240229").is_some());
+        assert!(parse_date(b"20230229").is_none());
+        assert!(parse_date(b"17991231").is_none());
+        assert!(parse_date(b"2024022").is_none());
+        assert!(is_time(b"2359"));
+        assert!(is_time(b"235959"));
+        assert!(is_time(b"23595999"));
+        assert!(!is_time(b"2460"));
+        assert!(!is_time(b"102497"));
+        assert!(!is_time(b"12345"));
+        assert!(is_decimal(b"10.5"));
+        assert!(is_decimal(b"-.5"));
+        assert!(is_decimal(b"10"));
+        assert!(!is_decimal(b"1e5"));
+        assert!(!is_decimal(b"10."));
+        assert!(!is_decimal(b"."));
+        assert!(!is_decimal(b"1,000"));
+    }
+}

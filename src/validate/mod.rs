@@ -1,0 +1,427 @@
+//! Validation of one transaction set against a schema (SNIP levels 1 to 5).
+//!
+//! [`SetValidator`] takes the segments between ST and SE one at a time. It places each one with
+//! the generic [`structure::Walker`], checks its elements ([`element`]), records the header and
+//! each member loop ([`record::Record`]) and, when a member loop closes, runs the situational and
+//! balancing rules over it ([`situational`]). Findings inside a member are held until the member
+//! ends so they can carry the member's business unit (REF*0F) for the 999 CTX segment; memory is
+//! bounded by one member.
+
+pub mod element;
+pub mod record;
+pub mod situational;
+pub mod structure;
+
+use crate::finding::{Ack, Finding, Location, Trigger};
+use crate::lexer::Segment;
+use crate::schema::{CodeSets, Schema, SegmentIds, Usage};
+use element::ElementCtx;
+use record::Record;
+use situational::RuleSet;
+use structure::{Missing, Placement, Walker};
+
+/// How a transaction's "business unit" (the member an error belongs to) is found; for the 834
+/// this is REF*0F in loop 2000, reported as `SUBSCRIBER NUMBER REF02`.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub loop_id: String,
+    pub segment: Vec<u8>,
+    pub qualifier: Vec<u8>,
+    pub element: usize,
+    pub ctx_name: String,
+}
+
+impl UnitSpec {
+    pub fn for_834() -> UnitSpec {
+        UnitSpec {
+            loop_id: "2000".into(),
+            segment: b"REF".to_vec(),
+            qualifier: b"0F".to_vec(),
+            element: 2,
+            ctx_name: "SUBSCRIBER NUMBER REF02".into(),
+        }
+    }
+}
+
+/// Everything a set validation reads but does not change; shared by all threads.
+pub struct Standards {
+    pub schema: Schema,
+    pub codesets: CodeSets,
+    pub segment_ids: SegmentIds,
+    pub unit: Option<UnitSpec>,
+    pub rules: RuleSet,
+}
+
+/// Receives what the set validator produces.
+pub trait SetSink {
+    fn finding(&mut self, f: Finding);
+    /// The header (ST up to the first member) is complete.
+    fn header(&mut self, _rec: &Record, _std: &Standards) {}
+    /// One member loop is complete; its findings were delivered just before.
+    fn member(&mut self, _rec: &Record, _std: &Standards) {}
+}
+
+/// Counters the balancing rules and summaries need.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub members: u64,
+    pub subscribers: u64,
+    pub dependents: u64,
+}
+
+/// Validates one transaction set, segment by segment.
+pub struct SetValidator<'s> {
+    std: &'s Standards,
+    walker: Walker,
+    base: Location,
+    position: u32,
+    header: Record,
+    member: Record,
+    in_member: bool,
+    unit_depth: Option<usize>,
+    pending: Vec<Finding>,
+    missing: Vec<Missing>,
+    errors: Vec<Finding>,
+    open: Vec<usize>,
+    pub tally: Tally,
+    /// Number of findings with severity error that reject the set (X12/guide level).
+    pub rejecting: usize,
+    pub warnings: usize,
+    /// Rejecting findings with X12 standard (not `I`) codes: IK502 `5` rather than `I5`.
+    pub standard_errors: usize,
+    last_at: crate::lexer::Position,
+}
+
+impl<'s> SetValidator<'s> {
+    pub fn new(std: &'s Standards) -> Self {
+        SetValidator {
+            std,
+            walker: Walker::new(),
+            base: Location::default(),
+            position: 0,
+            header: Record::default(),
+            member: Record::default(),
+            in_member: false,
+            unit_depth: None,
+            pending: Vec::new(),
+            missing: Vec::new(),
+            errors: Vec::new(),
+            open: Vec::new(),
+            tally: Tally::default(),
+            rejecting: 0,
+            warnings: 0,
+            standard_errors: 0,
+            last_at: crate::lexer::Position::default(),
+        }
+    }
+
+    /// Starts a set at its ST segment (position 1). `base` carries ISA13/GS06/ST02.
+    pub fn start<S: SetSink>(&mut self, st: &Segment<'_>, base: Location, sink: &mut S) {
+        self.base = base;
+        self.position = 0;
+        self.tally = Tally::default();
+        self.rejecting = 0;
+        self.warnings = 0;
+        self.standard_errors = 0;
+        self.in_member = false;
+        self.unit_depth = None;
+        self.pending.clear();
+        self.header.clear(st.delimiters());
+        self.member.clear(st.delimiters());
+        self.walker.start(&self.std.schema);
+        self.position = 1;
+        let root_st = match self.std.schema.loops[0].children.first() {
+            Some(crate::schema::Child::Segment(s)) => *s,
+            _ => 0,
+        };
+        self.open.clear();
+        self.open.extend(self.walker.open_loops());
+        self.header.push(st, root_st, 1, &self.open, 0);
+        self.check_elements(root_st, st);
+        self.flush_header_findings(sink);
+    }
+
+    fn location(&self, seg: &Segment<'_>, id: &[u8], loop_ix: Option<usize>) -> Location {
+        let mut loc = self.base.clone();
+        loc.line = seg.position().line;
+        loc.offset = seg.position().offset;
+        loc.segment_position = Some(self.position);
+        loc.segment_id = Some(String::from_utf8_lossy(id).into_owned());
+        loc.loop_id = loop_ix.map(|l| self.std.schema.loops[l].id.clone());
+        loc
+    }
+
+    fn emit(&mut self, mut f: Finding) {
+        // Loop ids of the root are not guide loops: say "header" / "trailer" instead of ST_LOOP.
+        if f.location.loop_id.as_deref() == Some(self.std.schema.loops[0].id.as_str()) {
+            f.location.loop_id = None;
+        }
+        self.pending.push(f);
+    }
+
+    fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>) {
+        let def = &self.std.schema.segments[seg_ix];
+        let loc = self.location(seg, &def.id, Some(def.loop_ix));
+        let ctx = ElementCtx {
+            codesets: &self.std.codesets,
+            loc: &loc,
+        };
+        let mut out = std::mem::take(&mut self.errors);
+        out.clear();
+        if def.usage == Usage::NotUsed {
+            let mut f = Finding::new(
+                "IG-S-NOT-USED",
+                2,
+                Ack::Segment("I4"),
+                format!(
+                    "{} ({}) is marked Not Used by the guide",
+                    String::from_utf8_lossy(&def.id),
+                    def.name
+                ),
+            );
+            f.location = loc.clone();
+            out.push(f);
+        } else {
+            element::check_segment(&ctx, def, seg, &mut out);
+            element::check_periods(&ctx, def, seg, &mut out);
+        }
+        if seg.leading_blanks() > 0 {
+            let mut f = Finding::new(
+                "X12-S-LEADING-BLANKS",
+                1,
+                Ack::Segment("1"),
+                "spaces or tabs before the segment ID (indented files are not valid X12)",
+            );
+            f.location = loc;
+            out.push(f);
+        }
+        for f in out.drain(..) {
+            self.emit(f);
+        }
+        self.errors = out;
+    }
+
+    /// Feeds one segment between ST and SE (SE included).
+    pub fn segment<S: SetSink>(&mut self, seg: &Segment<'_>, sink: &mut S) {
+        self.position = self.position.saturating_add(1);
+        self.last_at = seg.position();
+        let schema = &self.std.schema;
+        let id = seg.id();
+        let first = seg.element(1);
+        let mut errors = std::mem::take(&mut self.errors);
+        errors.clear();
+        self.missing.clear();
+        let mut missing = std::mem::take(&mut self.missing);
+        let placement = self
+            .walker
+            .place(schema, id, first, &mut missing, &mut errors);
+        self.report_missing(seg, &missing);
+        self.missing = missing;
+        let loop_now = self.walker.current_loop();
+        for mut f in errors.drain(..) {
+            f.location = self.location(seg, id, loop_now);
+            self.emit(f);
+        }
+        self.errors = errors;
+        match placement {
+            Placement::Unplaced => {
+                if !schema.knows_segment(id) {
+                    let (fid, ack, msg) = if self.std.segment_ids.contains(id) {
+                        (
+                            "X12-S-NOT-IN-SET",
+                            Ack::Segment("6"),
+                            format!(
+                                "{} is an X12 segment but not part of the {} transaction",
+                                String::from_utf8_lossy(id),
+                                schema.transaction
+                            ),
+                        )
+                    } else {
+                        (
+                            "X12-S-UNRECOGNIZED",
+                            Ack::Set("5"),
+                            format!(
+                                "{:?} is not a recognized segment ID",
+                                String::from_utf8_lossy(id)
+                            ),
+                        )
+                    };
+                    let mut f = Finding::new(fid, 1, ack, msg);
+                    f.location = self.location(seg, id, loop_now);
+                    self.emit(f);
+                }
+            }
+            Placement::Placed {
+                seg: seg_ix,
+                opened,
+                ..
+            } => {
+                self.open.clear();
+                self.open.extend(self.walker.open_loops());
+                let depth = self.open.len();
+                // Did a member loop end, or a new one begin?
+                let unit_loop = self.std.unit.as_ref().map(|u| u.loop_id.as_str());
+                let opened_unit = opened > 0
+                    && unit_loop.is_some_and(|u| schema.loops[self.open[depth - 1]].id == u);
+                if let Some(ud) = self.unit_depth {
+                    if depth <= ud || opened_unit && depth == ud + 1 {
+                        self.close_member(sink);
+                    }
+                }
+                if opened_unit {
+                    if !self.in_member {
+                        self.flush_header_findings(sink);
+                        sink.header(&self.header, self.std);
+                    }
+                    self.in_member = true;
+                    self.unit_depth = Some(depth - 1);
+                    self.member.clear(seg.delimiters());
+                    self.tally.members += 1;
+                    match seg.element(1) {
+                        b"Y" => self.tally.subscribers += 1,
+                        b"N" => self.tally.dependents += 1,
+                        _ => {}
+                    }
+                }
+                let position = self.position;
+                let (rec, rd) = match self.unit_depth {
+                    Some(ud) if self.in_member && depth > ud => (&mut self.member, ud),
+                    _ => (&mut self.header, 0),
+                };
+                if opened > 0 && depth > rd + 1 {
+                    rec.new_instance_at(depth - 1 - rd);
+                }
+                rec.push(seg, seg_ix, position, &self.open, rd);
+                self.check_elements(seg_ix, seg);
+                if !self.in_member {
+                    self.flush_header_findings(sink);
+                }
+            }
+        }
+        if self.in_member && self.unit_depth.is_none() {
+            self.flush_header_findings(sink);
+        }
+    }
+
+    fn report_missing(&mut self, seg: &Segment<'_>, missing: &[Missing]) {
+        self.report_missing_at(seg.position(), missing);
+    }
+
+    fn report_missing_at(&mut self, at: crate::lexer::Position, missing: &[Missing]) {
+        let schema = &self.std.schema;
+        for m in missing {
+            let def = &schema.segments[m.seg];
+            if def.id == b"SE" {
+                continue; // SE missing is reported by the envelope (IK502 2).
+            }
+            let what = if m.is_loop {
+                format!(
+                    "required loop {} ({}) is missing: its first segment {} was not found",
+                    schema.loops[m.loop_ix].id,
+                    schema.loops[m.loop_ix].name,
+                    String::from_utf8_lossy(&def.id)
+                )
+            } else {
+                format!(
+                    "required segment {} ({}) is missing",
+                    String::from_utf8_lossy(&def.id),
+                    def.name
+                )
+            };
+            let mut f = Finding::new("X12-S-REQUIRED-MISSING", 2, Ack::Segment("3"), what);
+            let mut loc = self.base.clone();
+            loc.line = at.line;
+            loc.offset = at.offset;
+            loc.segment_position = Some(self.position);
+            loc.segment_id = Some(String::from_utf8_lossy(&def.id).into_owned());
+            loc.loop_id = Some(schema.loops[m.loop_ix].id.clone());
+            f.location = loc;
+            self.emit(f);
+        }
+    }
+
+    fn close_member<S: SetSink>(&mut self, sink: &mut S) {
+        if !self.in_member || self.unit_depth.is_none() {
+            return;
+        }
+        self.unit_depth = None;
+        self.std.rules.check_member(
+            &self.std.schema,
+            &self.header,
+            &self.member,
+            &mut self.pending,
+        );
+        let bu = self.std.unit.as_ref().and_then(|u| {
+            self.member.iter().find_map(|(_, s)| {
+                (s.id() == u.segment.as_slice() && s.element(1) == u.qualifier.as_slice())
+                    .then(|| String::from_utf8_lossy(s.element(u.element)).into_owned())
+            })
+        });
+        let mut pending = std::mem::take(&mut self.pending);
+        for mut f in pending.drain(..) {
+            f.location.member = bu.clone();
+            self.count(&f);
+            sink.finding(f);
+        }
+        self.pending = pending;
+        sink.member(&self.member, self.std);
+    }
+
+    fn count(&mut self, f: &Finding) {
+        match (f.severity, f.ack) {
+            (_, Ack::Report) => {}
+            (crate::finding::Severity::Error, ack) => {
+                self.rejecting += 1;
+                if !ack.is_implementation() {
+                    self.standard_errors += 1;
+                }
+            }
+            (crate::finding::Severity::Warning, _) => self.warnings += 1,
+        }
+    }
+
+    fn flush_header_findings<S: SetSink>(&mut self, sink: &mut S) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for f in pending.drain(..) {
+            self.count(&f);
+            sink.finding(f);
+        }
+        self.pending = pending;
+    }
+
+    /// Ends the set. `se_seen` is false when the set ended without its SE (EOF, GE, next ST).
+    /// Header rules (balancing) run here. Returns the number of segments counted, ST..SE.
+    pub fn finish<S: SetSink>(&mut self, se_seen: bool, sink: &mut S) -> u32 {
+        if !se_seen {
+            let mut missing = std::mem::take(&mut self.missing);
+            missing.clear();
+            self.walker.finish(&self.std.schema, &mut missing);
+            self.report_missing_at(self.last_at, &missing);
+            self.missing = missing;
+        }
+        self.close_member(sink);
+        if !self.in_member {
+            sink.header(&self.header, self.std);
+        }
+        self.std.rules.check_set(
+            &self.std.schema,
+            &self.header,
+            &self.tally,
+            &mut self.pending,
+        );
+        self.flush_header_findings(sink);
+        self.position
+    }
+
+    pub fn trigger_of(rec: &Record, i: usize, element: u8) -> Trigger {
+        let r = &rec.segs[i];
+        Trigger {
+            segment_id: String::from_utf8_lossy(rec.segment(i).id()).into_owned(),
+            segment_position: r.position,
+            element: Some(crate::finding::ElementPos {
+                element,
+                ..Default::default()
+            }),
+        }
+    }
+}

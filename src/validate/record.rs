@@ -1,0 +1,163 @@
+//! A recorded stretch of a transaction set: the header, or one member loop (2000) with
+//! everything nested in it. It owns a copy of the segments' bytes so that rules and the change
+//! normalizer can look at the whole member after it ends; memory is bounded by the largest
+//! member loop, and the buffers are reused from member to member.
+
+use crate::lexer::{Delimiters, Position, Segment};
+use crate::schema::{LoopIx, Schema, SegIx};
+
+/// A loop instance inside a record: which loop, and which instance contains it.
+#[derive(Debug, Clone, Copy)]
+pub struct Instance {
+    pub loop_ix: LoopIx,
+    pub parent: Option<u32>,
+}
+
+/// One placed segment of a record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecSeg {
+    pub seg_ix: SegIx,
+    /// Innermost loop instance the segment belongs to.
+    pub instance: u32,
+    /// Position in the set, ST = 1.
+    pub position: u32,
+    pub at: Position,
+    start: u32,
+    end: u32,
+}
+
+/// The header or one member of a set.
+#[derive(Debug)]
+pub struct Record {
+    buf: Vec<u8>,
+    pub segs: Vec<RecSeg>,
+    pub instances: Vec<Instance>,
+    pub delims: Delimiters,
+    /// Instance open at each depth while recording (loop stack mirror).
+    open: Vec<u32>,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            buf: Vec::new(),
+            segs: Vec::new(),
+            instances: Vec::new(),
+            delims: Delimiters::DEFAULT,
+            open: Vec::new(),
+        }
+    }
+}
+
+impl Record {
+    pub fn clear(&mut self, delims: Delimiters) {
+        self.buf.clear();
+        self.segs.clear();
+        self.instances.clear();
+        self.open.clear();
+        self.delims = delims;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// Records a segment placed in the loops `open_loops` (outermost first, from the walker).
+    /// `record_depth` is how many of the outer loops lie above this record (they are not part of
+    /// it).
+    pub fn push(
+        &mut self,
+        seg: &Segment<'_>,
+        seg_ix: SegIx,
+        position: u32,
+        open_loops: &[LoopIx],
+        record_depth: usize,
+    ) {
+        let inner = open_loops.get(record_depth..).unwrap_or(&[]);
+        // Reconcile the instance stack with the walker's open loops: a loop at the same depth
+        // with the same index is the same instance unless the segment is that loop's trigger.
+        let mut keep = 0;
+        while keep < self.open.len()
+            && keep < inner.len()
+            && self.instances[self.open[keep] as usize].loop_ix == inner[keep]
+        {
+            keep += 1;
+        }
+        self.open.truncate(keep);
+        for &l in &inner[keep..] {
+            let parent = self.open.last().copied();
+            self.instances.push(Instance { loop_ix: l, parent });
+            self.open.push((self.instances.len() - 1) as u32);
+        }
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(seg.raw());
+        self.segs.push(RecSeg {
+            seg_ix,
+            instance: self.open.last().copied().unwrap_or(u32::MAX),
+            position,
+            at: seg.position(),
+            start,
+            end: self.buf.len() as u32,
+        });
+    }
+
+    /// Tells the record that the segment about to be pushed starts a new instance of the loop at
+    /// walker depth `depth` (the loop's trigger repeated).
+    pub fn new_instance_at(&mut self, depth_in_record: usize) {
+        self.open.truncate(depth_in_record);
+    }
+
+    pub fn segment(&self, i: usize) -> Segment<'_> {
+        let r = &self.segs[i];
+        Segment::new(
+            &self.buf[r.start as usize..r.end as usize],
+            self.delims,
+            r.at,
+        )
+    }
+
+    /// Segments with their record entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&RecSeg, Segment<'_>)> {
+        self.segs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r, self.segment(i)))
+    }
+
+    /// True when instance `inst` is `ancestor` or nested in it.
+    pub fn within(&self, inst: u32, ancestor: u32) -> bool {
+        let mut cur = Some(inst);
+        while let Some(c) = cur {
+            if c == ancestor {
+                return true;
+            }
+            cur = self.instances.get(c as usize).and_then(|i| i.parent);
+        }
+        false
+    }
+
+    /// Instances of loop `loop_id` (by schema id), in order.
+    pub fn instances_of<'a>(
+        &'a self,
+        schema: &'a Schema,
+        loop_id: &'a str,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| schema.loops[i.loop_ix].id == loop_id)
+            .map(|(n, _)| n as u32)
+    }
+
+    /// Segments (record indices) that lie in instance `inst` or below it.
+    pub fn segments_in(&self, inst: Option<u32>) -> impl Iterator<Item = usize> + '_ {
+        self.segs
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| match inst {
+                None => true,
+                Some(i) => self.within(s.instance, i),
+            })
+            .map(|(n, _)| n)
+    }
+}

@@ -1,0 +1,286 @@
+//! The generic loop walker: places each segment of a transaction set in the schema's loop tree.
+//!
+//! It keeps a stack of open loop instances with per-child use counts, which is all the state a
+//! set needs (bounded by the schema's depth, never by the data). For each segment it searches
+//! forward from the current place in the innermost loop, then in each enclosing loop, for a
+//! segment or a loop trigger that accepts it, first matching qualifiers strictly (REF*0F versus
+//! REF*1L), then by segment ID alone so that a bad qualifier is reported on its element rather
+//! than as a misplaced segment. Required children that were skipped over, or never seen before a
+//! loop closed, are reported as missing at the position of the segment that revealed it, as
+//! pyx12 and the 999 guide do.
+
+use crate::finding::{Ack, Finding};
+use crate::schema::{Child, LoopIx, Schema, SegIx, Usage};
+
+/// One open loop instance.
+#[derive(Debug, Default, Clone)]
+struct Frame {
+    loop_ix: LoopIx,
+    /// Index of the child matched last.
+    cursor: usize,
+    /// Uses of each child in this instance (segment uses or loop repetitions).
+    counts: Vec<u32>,
+}
+
+/// What the walker decided for one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The segment is `seg` of the schema; `opened` loops were entered (outermost first is not
+    /// kept; only how many), `closed` loops were left before it.
+    Placed { seg: SegIx, opened: u8, closed: u8 },
+    /// The segment could not be placed; the walker state is unchanged.
+    Unplaced,
+}
+
+/// Loops left or entered by the last placement, for consumers that build member records.
+#[derive(Debug, Default)]
+pub struct Walker {
+    stack: Vec<Frame>,
+    depth: usize,
+}
+
+/// A missing required child found while moving forward or closing a loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Missing {
+    pub seg: SegIx,
+    /// True when the missing child is a whole loop (its trigger segment is reported).
+    pub is_loop: bool,
+    pub loop_ix: LoopIx,
+}
+
+impl Walker {
+    pub fn new() -> Walker {
+        Walker::default()
+    }
+
+    /// Starts a set: the root loop is open and its first child (ST) is matched.
+    pub fn start(&mut self, schema: &Schema) {
+        self.depth = 0;
+        self.push(schema, schema.root(), 0);
+    }
+
+    fn push(&mut self, schema: &Schema, loop_ix: LoopIx, cursor: usize) {
+        let n = schema.loops[loop_ix].children.len();
+        if self.stack.len() <= self.depth {
+            self.stack.push(Frame::default());
+        }
+        let f = &mut self.stack[self.depth];
+        f.loop_ix = loop_ix;
+        f.cursor = cursor;
+        f.counts.clear();
+        f.counts.resize(n, 0);
+        f.counts[cursor] = 1;
+        self.depth += 1;
+    }
+
+    /// The innermost open loop.
+    pub fn current_loop(&self) -> Option<LoopIx> {
+        self.depth.checked_sub(1).map(|d| self.stack[d].loop_ix)
+    }
+
+    /// Open loops, outermost first.
+    pub fn open_loops(&self) -> impl Iterator<Item = LoopIx> + '_ {
+        self.stack[..self.depth].iter().map(|f| f.loop_ix)
+    }
+
+    fn search(
+        &self,
+        schema: &Schema,
+        id: &[u8],
+        first: &[u8],
+        strict: bool,
+    ) -> Option<(usize, usize)> {
+        for d in (0..self.depth).rev() {
+            let f = &self.stack[d];
+            let lp = &schema.loops[f.loop_ix];
+            // Siblings sharing a position may come in any order (REF*0F, REF*1L, REF*17...).
+            let mut start = f.cursor;
+            if let Child::Segment(s) = lp.children[f.cursor] {
+                let pos = schema.segments[s].pos;
+                while start > 0 {
+                    match lp.children[start - 1] {
+                        Child::Segment(p) if schema.segments[p].pos == pos => start -= 1,
+                        _ => break,
+                    }
+                }
+            }
+            // A loop's own trigger never repeats inside the instance: a second one starts the
+            // next repetition, found one level up.
+            let start = start.max(usize::from(d > 0));
+            for ci in start..lp.children.len() {
+                let hit = match lp.children[ci] {
+                    Child::Segment(s) => schema.matches(s, id, first, strict),
+                    Child::Loop(l) => schema.matches(schema.loops[l].trigger, id, first, strict),
+                };
+                if hit {
+                    return Some((d, ci));
+                }
+            }
+        }
+        None
+    }
+
+    /// True when the segment would fit earlier in one of the open loops (out of order).
+    fn search_behind(&self, schema: &Schema, id: &[u8], first: &[u8]) -> bool {
+        for d in (0..self.depth).rev() {
+            let f = &self.stack[d];
+            let lp = &schema.loops[f.loop_ix];
+            for ci in usize::from(d > 0)..f.cursor {
+                let hit = match lp.children[ci] {
+                    Child::Segment(s) => schema.matches(s, id, first, true),
+                    Child::Loop(l) => schema.matches(schema.loops[l].trigger, id, first, true),
+                };
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn required_unseen(
+        schema: &Schema,
+        f: &Frame,
+        range: std::ops::Range<usize>,
+        missing: &mut Vec<Missing>,
+    ) {
+        let lp = &schema.loops[f.loop_ix];
+        for ci in range {
+            if f.counts[ci] > 0 {
+                continue;
+            }
+            match lp.children[ci] {
+                Child::Segment(s) if schema.segments[s].usage == Usage::Required => {
+                    missing.push(Missing {
+                        seg: s,
+                        is_loop: false,
+                        loop_ix: f.loop_ix,
+                    })
+                }
+                Child::Loop(l) if schema.loops[l].usage == Usage::Required => {
+                    missing.push(Missing {
+                        seg: schema.loops[l].trigger,
+                        is_loop: true,
+                        loop_ix: l,
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes loops deeper than `depth`, reporting required children never seen.
+    fn close_to(&mut self, schema: &Schema, depth: usize, missing: &mut Vec<Missing>) -> u8 {
+        let mut closed = 0;
+        while self.depth > depth {
+            let f = &self.stack[self.depth - 1];
+            Self::required_unseen(schema, f, f.cursor + 1..f.counts.len(), missing);
+            self.depth -= 1;
+            closed += 1;
+        }
+        closed
+    }
+
+    /// Places one segment. Missing required children discovered on the way go to `missing`;
+    /// structural errors about the segment itself go to `errors` (with only id, code and message
+    /// filled in: the caller adds positions).
+    pub fn place(
+        &mut self,
+        schema: &Schema,
+        id: &[u8],
+        first: &[u8],
+        missing: &mut Vec<Missing>,
+        errors: &mut Vec<Finding>,
+    ) -> Placement {
+        let found = self
+            .search(schema, id, first, true)
+            .or_else(|| self.search(schema, id, first, false));
+        let Some((d, ci)) = found else {
+            if self.search_behind(schema, id, first) {
+                errors.push(Finding::new(
+                    "X12-S-OUT-OF-ORDER",
+                    1,
+                    Ack::Segment("7"),
+                    format!(
+                        "{} is not in its proper sequence",
+                        String::from_utf8_lossy(id)
+                    ),
+                ));
+            } else if schema.knows_segment(id) {
+                errors.push(Finding::new(
+                    "X12-S-UNEXPECTED",
+                    1,
+                    Ack::Segment("2"),
+                    format!(
+                        "{} is not expected here: no loop open at this point accepts it",
+                        String::from_utf8_lossy(id)
+                    ),
+                ));
+            }
+            return Placement::Unplaced;
+        };
+        let closed = self.close_to(schema, d + 1, missing);
+        let f = &mut self.stack[d];
+        let from = f.cursor;
+        if ci > from {
+            Self::required_unseen(schema, f, from + 1..ci, missing);
+        }
+        let f = &mut self.stack[d];
+        f.cursor = ci;
+        f.counts[ci] = f.counts[ci].saturating_add(1);
+        let uses = f.counts[ci];
+        match schema.loops[f.loop_ix].children[ci] {
+            Child::Segment(s) => {
+                let seg = &schema.segments[s];
+                if seg.max_use.is_some_and(|m| uses > m) {
+                    errors.push(Finding::new(
+                        "X12-S-OVER-MAX-USE",
+                        2,
+                        Ack::Segment("5"),
+                        format!(
+                            "{} ({}) is used {} times; at most {} allowed",
+                            String::from_utf8_lossy(&seg.id),
+                            seg.name,
+                            uses,
+                            seg.max_use.unwrap_or(0)
+                        ),
+                    ));
+                }
+                Placement::Placed {
+                    seg: s,
+                    opened: 0,
+                    closed,
+                }
+            }
+            Child::Loop(l) => {
+                let lp = &schema.loops[l];
+                if lp.repeat.is_some_and(|m| uses > m) {
+                    errors.push(Finding::new(
+                        "X12-S-LOOP-OVER-MAX",
+                        2,
+                        Ack::Segment("4"),
+                        format!(
+                            "loop {} ({}) occurs {} times; at most {} allowed",
+                            lp.id,
+                            lp.name,
+                            uses,
+                            lp.repeat.unwrap_or(0)
+                        ),
+                    ));
+                }
+                let trigger = lp.trigger;
+                self.push(schema, l, 0);
+                Placement::Placed {
+                    seg: trigger,
+                    opened: 1,
+                    closed,
+                }
+            }
+        }
+    }
+
+    /// Ends the set: closes every loop and reports required children never seen.
+    pub fn finish(&mut self, schema: &Schema, missing: &mut Vec<Missing>) {
+        self.close_to(schema, 0, missing);
+    }
+}
