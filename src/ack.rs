@@ -257,9 +257,13 @@ impl<W: Write> AckWriter<W> {
             .filter(|f| matches!(f.ack, Ack::Segment(_) | Ack::Element(_)))
             .collect();
         order.sort_by_key(|f| {
+            let e = f.location.element.unwrap_or_default();
             (
                 f.location.segment_position.unwrap_or(0),
                 matches!(f.ack, Ack::Element(_)),
+                e.element,
+                e.component,
+                e.repetition,
             )
         });
         let mut written = 0usize;

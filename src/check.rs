@@ -212,6 +212,8 @@ pub struct Checker<'e> {
     ic: Option<Interchange>,
     group: Option<Group<'e>>,
     set: Option<Set<'e>>,
+    /// Where the input ended (or the last segment began): missing trailers are reported there.
+    last: Position,
 }
 
 /// Forwards the set validator's output to the observer, applying the policy.
@@ -247,6 +249,7 @@ impl<'e> Checker<'e> {
             ic: None,
             group: None,
             set: None,
+            last: Position::default(),
         }
     }
 
@@ -320,6 +323,7 @@ impl<'e> Checker<'e> {
     }
 
     pub fn lex_error<O: Observer>(&mut self, e: LexError, obs: &mut O) {
+        self.last = e.pos;
         let msg = e.to_string();
         match e.kind {
             LexErrorKind::IsaNotFixedWidth => {
@@ -375,6 +379,7 @@ impl<'e> Checker<'e> {
     }
 
     pub fn segment<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
+        self.last = seg.position();
         let id = seg.id();
         match id {
             b"ISA" => return self.isa(seg, obs),
@@ -383,6 +388,10 @@ impl<'e> Checker<'e> {
             b"GE" => return self.ge(seg, obs),
             b"ST" => return self.st(seg, obs),
             _ => {}
+        }
+        if id == b"TA1" && self.ic.is_some() && self.group.is_none() && self.set.is_none() {
+            // Interchange acknowledgements stand between ISA and the first GS.
+            return self.ta1_segment(seg, obs);
         }
         if self.set.is_none() {
             let at = seg.position();
@@ -427,6 +436,31 @@ impl<'e> Checker<'e> {
         }
         if is_se {
             self.se(seg, obs);
+        }
+    }
+
+    fn ta1_segment<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
+        let e: Vec<&[u8]> = seg.elements().collect();
+        let ok = e.len() == 5
+            && e[0].len() == 9
+            && e[0].iter().all(u8::is_ascii_digit)
+            && is_yymmdd(e[1])
+            && e[2].len() == 4
+            && crate::validate::element::is_time(e[2])
+            && matches!(e[3], b"A" | b"E" | b"R")
+            && e[4].len() == 3
+            && e[4].iter().all(u8::is_ascii_digit);
+        if !ok {
+            self.ta1(
+                obs,
+                "024",
+                seg.position(),
+                "TA1",
+                None,
+                None,
+                "TA1 must be TA1*<9-digit control number>*<YYMMDD>*<HHMM>*<A|E|R>*<3-digit note>"
+                    .into(),
+            );
         }
     }
 
@@ -1106,7 +1140,7 @@ impl<'e> Checker<'e> {
 
     /// Ends the stream: closes whatever is still open.
     pub fn finish<O: Observer>(&mut self, obs: &mut O) {
-        let at = Position::default();
+        let at = self.last;
         if self.ic.is_some() {
             self.finish_interchange(obs, at, false);
         }
@@ -1149,4 +1183,11 @@ fn is_yymmdd(v: &[u8]) -> bool {
     let n = |i: usize| ((v[i] - b'0') * 10 + (v[i + 1] - b'0')) as u32;
     // The century does not matter for validity except for 29 February.
     chrono::NaiveDate::from_ymd_opt(2000 + n(0) as i32, n(2), n(4)).is_some()
+}
+
+/// Collects findings only; handy for tests and library users.
+impl Observer for Vec<Finding> {
+    fn finding(&mut self, f: Finding) {
+        self.push(f);
+    }
 }

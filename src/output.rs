@@ -12,6 +12,7 @@ pub struct FileSummary {
     pub interchanges: u32,
     pub interchanges_rejected: u32,
     pub groups: u32,
+    pub groups_rejected: u32,
     pub sets: u32,
     pub sets_accepted: u32,
     pub sets_accepted_with_errors: u32,
@@ -28,6 +29,7 @@ impl FileSummary {
     pub fn clean(&self) -> bool {
         !self.unreadable
             && self.interchanges_rejected == 0
+            && self.groups_rejected == 0
             && self.sets_rejected == 0
             && self.sets_accepted_with_errors == 0
             && self.errors == 0
@@ -55,8 +57,11 @@ impl Observer for FileSummary {
             self.interchanges_rejected += 1;
         }
     }
-    fn group_end(&mut self, _r: &GroupResult) {
+    fn group_end(&mut self, r: &GroupResult) {
         self.groups += 1;
+        if r.code == 'R' {
+            self.groups_rejected += 1;
+        }
     }
     fn set_end(&mut self, r: &SetResult) {
         self.sets += 1;
@@ -158,16 +163,21 @@ impl<W: Write> Observer for HumanPrinter<'_, W> {
 pub fn human_summary(file: &str, s: &FileSummary) -> String {
     let verdict = if s.clean() {
         "OK"
-    } else if s.unreadable || s.interchanges_rejected > 0 || s.sets_rejected > 0 {
+    } else if s.unreadable
+        || s.interchanges_rejected > 0
+        || s.groups_rejected > 0
+        || s.sets_rejected > 0
+    {
         "REJECTED"
     } else {
         "ACCEPTED WITH ERRORS"
     };
     format!(
-        "{file}: {verdict}: {} interchange(s) ({} rejected), {} group(s), {} set(s): {} accepted, {} accepted with errors, {} rejected; {} member(s); {} error(s), {} warning(s)",
+        "{file}: {verdict}: {} interchange(s) ({} rejected), {} group(s) ({} rejected), {} set(s): {} accepted, {} accepted with errors, {} rejected; {} member(s); {} error(s), {} warning(s)",
         s.interchanges,
         s.interchanges_rejected,
         s.groups,
+        s.groups_rejected,
         s.sets,
         s.sets_accepted,
         s.sets_accepted_with_errors,

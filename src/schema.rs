@@ -262,9 +262,15 @@ impl Schema {
                 NodeDef::Segment(sd) => {
                     let six = self.segments.len();
                     let elements: Vec<Element> = sd.elements.iter().map(compile_element).collect();
+                    // The qualifier is the first element's code list, or for a composite
+                    // (999 CTX01) its first component's.
                     let qualifier = elements
                         .first()
-                        .and_then(|e| e.codes.clone())
+                        .and_then(|e| {
+                            e.codes
+                                .clone()
+                                .or_else(|| e.components.first()?.codes.clone())
+                        })
                         .filter(|_| sd.id != "ST" && sd.id != "SE");
                     self.segments.push(Segment {
                         id: sd.id.as_bytes().to_vec(),

@@ -90,6 +90,7 @@ pub struct SetValidator<'s> {
     /// Rejecting findings with X12 standard (not `I`) codes: IK502 `5` rather than `I5`.
     pub standard_errors: usize,
     last_at: crate::lexer::Position,
+    state: situational::SetState,
 }
 
 impl<'s> SetValidator<'s> {
@@ -112,6 +113,7 @@ impl<'s> SetValidator<'s> {
             warnings: 0,
             standard_errors: 0,
             last_at: crate::lexer::Position::default(),
+            state: situational::SetState::default(),
         }
     }
 
@@ -123,6 +125,7 @@ impl<'s> SetValidator<'s> {
         self.rejecting = 0;
         self.warnings = 0;
         self.standard_errors = 0;
+        self.state = situational::SetState::default();
         self.in_member = false;
         self.unit_depth = None;
         self.pending.clear();
@@ -195,6 +198,11 @@ impl<'s> SetValidator<'s> {
             f.location = loc;
             out.push(f);
         }
+        out.sort_by_key(|f| {
+            f.location
+                .element
+                .map(|e| (e.element, e.component, e.repetition))
+        });
         for f in out.drain(..) {
             self.emit(f);
         }
@@ -207,7 +215,12 @@ impl<'s> SetValidator<'s> {
         self.last_at = seg.position();
         let schema = &self.std.schema;
         let id = seg.id();
+        // Qualifiers are compared on the first component (999 CTX01 is a composite).
         let first = seg.element(1);
+        let first = match memchr::memchr(seg.delimiters().component, first) {
+            Some(i) => &first[..i],
+            None => first,
+        };
         let mut errors = std::mem::take(&mut self.errors);
         errors.clear();
         self.missing.clear();
@@ -349,8 +362,11 @@ impl<'s> SetValidator<'s> {
             &self.std.schema,
             &self.header,
             &self.member,
+            self.position,
+            &mut self.state,
             &mut self.pending,
         );
+        self.fill_base();
         let bu = self.std.unit.as_ref().and_then(|u| {
             self.member.iter().find_map(|(_, s)| {
                 (s.id() == u.segment.as_slice() && s.element(1) == u.qualifier.as_slice())
@@ -407,10 +423,23 @@ impl<'s> SetValidator<'s> {
             &self.std.schema,
             &self.header,
             &self.tally,
+            self.position,
             &mut self.pending,
         );
+        self.fill_base();
         self.flush_header_findings(sink);
         self.position
+    }
+
+    /// Rule findings are built without the envelope part of their location: add it.
+    fn fill_base(&mut self) {
+        for f in &mut self.pending {
+            if f.location.isa13.is_none() {
+                f.location.isa13 = self.base.isa13.clone();
+                f.location.gs06 = self.base.gs06.clone();
+                f.location.st02 = self.base.st02.clone();
+            }
+        }
     }
 
     pub fn trigger_of(rec: &Record, i: usize, element: u8) -> Trigger {

@@ -1,19 +1,752 @@
-//! Situational (SNIP level 4) and balancing (level 3) rules.
+//! Situational rules (SNIP level 4) and balancing (level 3), as data.
+//!
+//! The rules of a transaction live in `schemas/x12/<tx>.<guide>.rules.json`. Each rule has a
+//! scope (the header, a loop such as 2000 or 2300, or every occurrence of a segment such as N4),
+//! an optional condition, a requirement, and what to report when the requirement fails (a
+//! missing segment, or an element with an IK403 code), plus the trigger element that the 999
+//! names in its CTX segment. Conditions are a small closed language: element values, element
+//! presence, segment presence by qualifier, loop instances that satisfy a nested condition,
+//! patterns, and `all`/`any`/`not`. Rules that need state across members (a dependent's REF*0F
+//! equal to its subscriber's) or totals across the set (QTY balancing) are code, below, because
+//! they are not about one scope.
+
 use super::record::Record;
 use super::Tally;
-use crate::finding::Finding;
-use crate::schema::Schema;
+use crate::finding::{Ack, ElementPos, Finding, Location, Severity, Trigger};
+use crate::schema::{Schema, SchemaError};
+use serde::Deserialize;
 
-/// The rules of one transaction, loaded from `schemas/x12/*.rules.json`.
-#[derive(Debug, Default)]
-pub struct RuleSet {}
-
-impl RuleSet {
-    pub fn check_member(&self, _s: &Schema, _h: &Record, _m: &Record, _out: &mut Vec<Finding>) {}
-    pub fn check_set(&self, _s: &Schema, _h: &Record, _t: &Tally, _out: &mut Vec<Finding>) {}
+/// A reference to an element: `INS03` in the scope, `member.INS03` anywhere in the member,
+/// `header.BGN08` in the set header; a qualifier may follow the segment: `DTP*357.03`.
+#[derive(Debug, Clone)]
+struct ElementRef {
+    area: Area,
+    segment: String,
+    qualifier: Option<String>,
+    element: usize,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Scope,
+    Member,
+    Header,
+}
+
+impl<'de> Deserialize<'de> for ElementRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_ref(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("bad element reference {s:?}")))
+    }
+}
+
+fn parse_ref(s: &str) -> Option<ElementRef> {
+    let (area, rest) = match s.split_once('.') {
+        Some(("member", r)) => (Area::Member, r),
+        Some(("header", r)) => (Area::Header, r),
+        _ => (Area::Scope, s),
+    };
+    // SEGNN or SEG*QUAL.NN
+    if let Some((seg, el)) = rest.split_once('.') {
+        let (segment, qualifier) = match seg.split_once('*') {
+            Some((a, q)) => (a.to_string(), Some(q.to_string())),
+            None => (seg.to_string(), None),
+        };
+        return Some(ElementRef {
+            area,
+            segment,
+            qualifier,
+            element: el.parse().ok()?,
+        });
+    }
+    let split = rest.find(|c: char| c.is_ascii_digit() && rest[..].len() > 2)?;
+    // Segment IDs may end in a digit (NM1, N3, N4): the element number is the last two digits.
+    let split = split.max(rest.len().checked_sub(2)?);
+    Some(ElementRef {
+        area,
+        segment: rest[..split].to_string(),
+        qualifier: None,
+        element: rest[split..].parse().ok()?,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Cond {
+    /// The element's value is one of these.
+    Value {
+        of: ElementRef,
+        #[serde(default)]
+        r#in: Vec<String>,
+        #[serde(default)]
+        not_in: Vec<String>,
+    },
+    /// The element is present (not empty).
+    Present(ElementRef),
+    /// A segment with this ID (and qualifier) is in the scope's own segments.
+    Segment {
+        id: String,
+        #[serde(default)]
+        qualifier: Vec<String>,
+    },
+    /// Some instance of this loop, inside the scope, satisfies `where`.
+    Loop {
+        id: String,
+        #[serde(default)]
+        r#where: Option<Box<Cond>>,
+    },
+    /// The element matches a named pattern.
+    Pattern {
+        of: ElementRef,
+        is: Pattern,
+    },
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Pattern {
+    /// US ZIP code: 5 or 9 digits.
+    UsZip,
+    /// Canadian postal code A9A9A9.
+    CaPostal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Report {
+    /// A segment that should be there is not: IK304 `I6` at the place it was expected.
+    MissingSegment {
+        id: String,
+        #[serde(default)]
+        qualifier: Option<String>,
+    },
+    /// An element of a segment in scope: IK403 with the given code (I9 missing, I12 value, I13
+    /// must not be sent).
+    Element { of: ElementRef, code: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    id: String,
+    snip: u8,
+    basis: String,
+    scope: String,
+    #[serde(default)]
+    when: Option<Cond>,
+    require: Cond,
+    report: Report,
+    #[serde(default)]
+    trigger: Option<ElementRef>,
+    #[serde(default)]
+    severity: Option<Severity>,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RulesFile {
+    format: String,
+    rules: Vec<RuleDef>,
+}
+
+#[derive(Debug, Clone)]
+enum Scope {
+    Header,
+    Loop(String),
+    Segment(String),
+}
+
+#[derive(Debug)]
+struct Rule {
+    id: &'static str,
+    def: RuleDef,
+    scope: Scope,
+    ack_code: &'static str,
+}
+
+/// The rules of one transaction.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Whether the 834 cross-member and balancing rules in code apply.
+    enrollment: bool,
+}
+
+/// Catalogue entry for `eligo check --explain`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleInfo {
+    pub id: String,
+    pub snip: u8,
+    pub basis: String,
+    pub message: String,
+}
+
+const ACK_CODES: &[&str] = &["I6", "I9", "I10", "I12", "I13", "7", "8"];
+
 impl RuleSet {
-    pub fn from_json(_t: &str) -> Result<RuleSet, crate::schema::SchemaError> {
-        Ok(RuleSet {})
+    pub fn from_json(text: &str) -> Result<RuleSet, SchemaError> {
+        let f: RulesFile = serde_json::from_str(text)?;
+        if f.format != "eligo-x12-rules/1" {
+            return Err(SchemaError::Invalid(format!(
+                "unknown rules format {:?}",
+                f.format
+            )));
+        }
+        let mut rules = Vec::new();
+        for def in f.rules {
+            let scope = match def.scope.as_str() {
+                "header" => Scope::Header,
+                s if s.starts_with("segment:") => Scope::Segment(s["segment:".len()..].to_string()),
+                s => Scope::Loop(s.to_string()),
+            };
+            let ack_code = match &def.report {
+                Report::MissingSegment { .. } => "I6",
+                Report::Element { code, .. } => ACK_CODES
+                    .iter()
+                    .find(|c| **c == code)
+                    .copied()
+                    .ok_or_else(|| {
+                        SchemaError::Invalid(format!("rule {}: unknown IK403 code {code}", def.id))
+                    })?,
+            };
+            // Rule ids are few and live as long as the process: leaking them gives the
+            // `&'static str` ids that findings carry.
+            let id: &'static str = Box::leak(def.id.clone().into_boxed_str());
+            rules.push(Rule {
+                id,
+                def,
+                scope,
+                ack_code,
+            });
+        }
+        Ok(RuleSet {
+            rules,
+            enrollment: true,
+        })
+    }
+
+    /// What each rule checks (for `--explain` and the README).
+    pub fn catalogue(&self) -> Vec<RuleInfo> {
+        self.rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.def.id.clone(),
+                snip: r.def.snip,
+                basis: r.def.basis.clone(),
+                message: r.def.message.clone(),
+            })
+            .collect()
+    }
+
+    /// Runs the member-scoped rules over one completed member loop.
+    pub fn check_member(
+        &self,
+        schema: &Schema,
+        header: &Record,
+        member: &Record,
+        closing_position: u32,
+        state: &mut SetState,
+        out: &mut Vec<Finding>,
+    ) {
+        let ctx = Ctx {
+            schema,
+            header,
+            member,
+            closing_position,
+        };
+        for rule in &self.rules {
+            match &rule.scope {
+                Scope::Header => {}
+                Scope::Loop(id) => {
+                    let insts: Vec<u32> = member.instances_of(schema, id).collect();
+                    for inst in insts {
+                        ctx.apply(rule, Some(inst), None, out);
+                    }
+                }
+                Scope::Segment(id) => {
+                    for (i, (_, s)) in member.iter().enumerate() {
+                        if s.id() == id.as_bytes() {
+                            ctx.apply(rule, None, Some(i), out);
+                        }
+                    }
+                }
+            }
+        }
+        if self.enrollment {
+            same_subscriber_id(member, state, out);
+        }
+    }
+
+    /// Runs header rules and balancing once the set is complete.
+    pub fn check_set(
+        &self,
+        schema: &Schema,
+        header: &Record,
+        tally: &Tally,
+        closing_position: u32,
+        out: &mut Vec<Finding>,
+    ) {
+        let ctx = Ctx {
+            schema,
+            header,
+            member: header,
+            closing_position,
+        };
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| matches!(r.scope, Scope::Header))
+        {
+            ctx.apply(rule, None, None, out);
+        }
+        if self.enrollment {
+            balance_quantities(header, tally, out);
+        }
+    }
+}
+
+/// State carried from member to member within one set.
+#[derive(Debug, Default)]
+pub struct SetState {
+    /// REF*0F of the last subscriber (INS01 `Y`) seen in the set.
+    pub subscriber_id: Option<String>,
+}
+
+struct Ctx<'a> {
+    schema: &'a Schema,
+    header: &'a Record,
+    member: &'a Record,
+    closing_position: u32,
+}
+
+impl Ctx<'_> {
+    fn record(&self, area: Area) -> &Record {
+        match area {
+            Area::Header => self.header,
+            _ => self.member,
+        }
+    }
+
+    /// Finds the segment an element reference points at: its record index.
+    fn find(&self, r: &ElementRef, scope: Option<u32>, seg: Option<usize>) -> Option<usize> {
+        let rec = self.record(r.area);
+        if r.area == Area::Scope {
+            if let Some(i) = seg {
+                let s = rec.segment(i);
+                if s.id() == r.segment.as_bytes() {
+                    return Some(i);
+                }
+            }
+        }
+        let scope = if r.area == Area::Scope { scope } else { None };
+        rec.segs.iter().enumerate().find_map(|(i, rs)| {
+            if let Some(inst) = scope {
+                if rs.instance != inst {
+                    return None;
+                }
+            }
+            let s = rec.segment(i);
+            let ok = s.id() == r.segment.as_bytes()
+                && r.qualifier
+                    .as_ref()
+                    .is_none_or(|q| s.element(1) == q.as_bytes());
+            ok.then_some(i)
+        })
+    }
+
+    fn value(
+        &self,
+        r: &ElementRef,
+        scope: Option<u32>,
+        seg: Option<usize>,
+    ) -> Option<(usize, Vec<u8>)> {
+        let i = self.find(r, scope, seg)?;
+        let v = self.record(r.area).segment(i).element(r.element).to_vec();
+        Some((i, v))
+    }
+
+    fn eval(&self, c: &Cond, scope: Option<u32>, seg: Option<usize>) -> bool {
+        match c {
+            Cond::Value { of, r#in, not_in } => {
+                let v = self
+                    .value(of, scope, seg)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let in_ok = r#in.is_empty() || r#in.iter().any(|x| x.as_bytes() == v.as_slice());
+                let not_ok = !not_in.iter().any(|x| x.as_bytes() == v.as_slice());
+                in_ok && not_ok
+            }
+            Cond::Present(of) => self
+                .value(of, scope, seg)
+                .is_some_and(|(_, v)| !v.is_empty()),
+            Cond::Segment { id, qualifier } => {
+                self.member.segs.iter().enumerate().any(|(i, rs)| {
+                    scope.is_none_or(|inst| rs.instance == inst) && {
+                        let s = self.member.segment(i);
+                        s.id() == id.as_bytes()
+                            && (qualifier.is_empty()
+                                || qualifier.iter().any(|q| s.element(1) == q.as_bytes()))
+                    }
+                })
+            }
+            Cond::Loop { id, r#where } => self
+                .member
+                .instances_of(self.schema, id)
+                .filter(|inst| scope.is_none_or(|s| self.member.within(*inst, s)))
+                .any(|inst| {
+                    r#where
+                        .as_ref()
+                        .is_none_or(|w| self.eval(w, Some(inst), None))
+                }),
+            Cond::Pattern { of, is } => {
+                let Some((_, v)) = self.value(of, scope, seg) else {
+                    return true;
+                };
+                match is {
+                    Pattern::UsZip => {
+                        (v.len() == 5 || v.len() == 9) && v.iter().all(u8::is_ascii_digit)
+                    }
+                    Pattern::CaPostal => {
+                        v.len() == 6
+                            && v.iter().enumerate().all(|(i, b)| {
+                                if i % 2 == 0 {
+                                    b.is_ascii_uppercase()
+                                } else {
+                                    b.is_ascii_digit()
+                                }
+                            })
+                    }
+                }
+            }
+            Cond::All(cs) => cs.iter().all(|c| self.eval(c, scope, seg)),
+            Cond::Any(cs) => cs.iter().any(|c| self.eval(c, scope, seg)),
+            Cond::Not(c) => !self.eval(c, scope, seg),
+        }
+    }
+
+    /// Where a missing segment would have been: the position of the first segment of the
+    /// scope that comes after it in the schema's order, else the segment that closed the scope.
+    fn expected_position(&self, scope: Option<u32>, seg_id: &str, qualifier: Option<&str>) -> u32 {
+        let schema = self.schema;
+        let rec = self.member;
+        let Some(inst) = scope else {
+            return self.closing_position;
+        };
+        let loop_ix = rec.instances[inst as usize].loop_ix;
+        let lp = &schema.loops[loop_ix];
+        let missing_child = lp.children.iter().position(|c| match c {
+            crate::schema::Child::Segment(s) => {
+                let d = &schema.segments[*s];
+                d.id == seg_id.as_bytes()
+                    && qualifier.is_none_or(|q| {
+                        d.qualifier
+                            .as_ref()
+                            .is_none_or(|qs| qs.iter().any(|x| x == q.as_bytes()))
+                    })
+            }
+            _ => false,
+        });
+        let Some(k) = missing_child else {
+            return self.closing_position;
+        };
+        for (i, rs) in rec.segs.iter().enumerate() {
+            if !rec.within(rs.instance, inst) {
+                continue;
+            }
+            // The child index, within the scope loop, of the segment or of the loop holding it.
+            let mut cur = rs.instance;
+            let idx = if cur == inst {
+                schema.segments[rs.seg_ix].child_ix
+            } else {
+                while rec.instances[cur as usize].parent != Some(inst) {
+                    match rec.instances[cur as usize].parent {
+                        Some(p) => cur = p,
+                        None => break,
+                    }
+                }
+                let l = rec.instances[cur as usize].loop_ix;
+                lp.children
+                    .iter()
+                    .position(|c| *c == crate::schema::Child::Loop(l))
+                    .unwrap_or(0)
+            };
+            if idx > k {
+                return rec.segs[i].position;
+            }
+        }
+        self.closing_position
+    }
+
+    fn apply(&self, rule: &Rule, scope: Option<u32>, seg: Option<usize>, out: &mut Vec<Finding>) {
+        let d = &rule.def;
+        if let Some(w) = &d.when {
+            if !self.eval(w, scope, seg) {
+                return;
+            }
+        }
+        if self.eval(&d.require, scope, seg) {
+            return;
+        }
+        let trigger = d.trigger.as_ref().and_then(|t| {
+            let i = self.find(t, scope, seg)?;
+            let rec = self.record(t.area);
+            Some(Trigger {
+                segment_id: t.segment.clone(),
+                segment_position: rec.segs[i].position,
+                element: Some(ElementPos {
+                    element: t.element as u8,
+                    ..Default::default()
+                }),
+            })
+        });
+        let loop_id = scope.map(|s| {
+            self.schema.loops[self.member.instances[s as usize].loop_ix]
+                .id
+                .clone()
+        });
+        let mut f = match &d.report {
+            Report::MissingSegment { id, qualifier } => {
+                let mut f = Finding::new(rule.id, d.snip, Ack::Segment("I6"), d.message.clone());
+                f.location = Location {
+                    segment_position: Some(self.expected_position(scope, id, qualifier.as_deref())),
+                    segment_id: Some(id.clone()),
+                    loop_id,
+                    ..Location::default()
+                };
+                f
+            }
+            Report::Element { of, code } => {
+                let _ = code;
+                let rec = self.record(of.area);
+                let found = self.find(of, scope, seg);
+                let mut f = Finding::new(
+                    rule.id,
+                    d.snip,
+                    Ack::Element(rule.ack_code),
+                    d.message.clone(),
+                );
+                let (pos, line, offset, loop_id) = match found {
+                    Some(i) => {
+                        let rs = &rec.segs[i];
+                        let l = &self.schema.loops[self.schema.segments[rs.seg_ix].loop_ix];
+                        (rs.position, rs.at.line, rs.at.offset, Some(l.id.clone()))
+                    }
+                    None => (self.closing_position, 0, 0, loop_id),
+                };
+                f.location = Location {
+                    line,
+                    offset,
+                    segment_position: Some(pos),
+                    segment_id: Some(of.segment.clone()),
+                    loop_id,
+                    element: Some(ElementPos {
+                        element: of.element as u8,
+                        ..Default::default()
+                    }),
+                    data_element: found
+                        .and_then(|i| {
+                            self.schema.segments[rec.segs[i].seg_ix]
+                                .elements
+                                .get(of.element.wrapping_sub(1))
+                        })
+                        .map(|e| e.de.clone()),
+                    ..Location::default()
+                };
+                if let Some(i) = found {
+                    let v = rec.segment(i).element(of.element).to_vec();
+                    let phi = self.schema.segments[rec.segs[i].seg_ix]
+                        .elements
+                        .get(of.element.wrapping_sub(1))
+                        .is_some_and(|e| e.phi);
+                    if !v.is_empty() {
+                        f = f.with_value(&v, phi);
+                    }
+                }
+                f
+            }
+        };
+        if f.location.line == 0 {
+            // Missing segment: point the line at the segment it was expected before.
+            if let Some(rs) = self
+                .member
+                .segs
+                .iter()
+                .find(|s| s.position >= f.location.segment_position.unwrap_or(0))
+            {
+                f.location.line = rs.at.line;
+                f.location.offset = rs.at.offset;
+            }
+        }
+        if let Some(s) = d.severity {
+            f.severity = s;
+        }
+        f.trigger = trigger;
+        out.push(f);
+    }
+}
+
+/// S3: a dependent's REF*0F equals the preceding subscriber's in the same set.
+fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Finding>) {
+    let mut ins01 = None;
+    let mut ref0f = None;
+    for (i, (rs, s)) in member.iter().enumerate() {
+        match s.id() {
+            b"INS" if ins01.is_none() => ins01 = Some(s.element(1).to_vec()),
+            b"REF" if ref0f.is_none() && s.element(1) == b"0F" => {
+                ref0f = Some((
+                    i,
+                    rs.position,
+                    rs.at,
+                    String::from_utf8_lossy(s.element(2)).into_owned(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    let Some((_, position, at, id)) = ref0f else {
+        return;
+    };
+    match ins01.as_deref() {
+        Some(b"Y") => state.subscriber_id = Some(id),
+        Some(b"N") => {
+            if let Some(sub) = &state.subscriber_id {
+                if *sub != id {
+                    let mut f = Finding::new(
+                        "834-S3",
+                        4,
+                        Ack::Element("I12"),
+                        "a dependent's REF*0F must equal the subscriber identifier of the subscriber before it in the set",
+                    );
+                    f.location = Location {
+                        line: at.line,
+                        offset: at.offset,
+                        segment_position: Some(position),
+                        segment_id: Some("REF".into()),
+                        loop_id: Some("2000".into()),
+                        element: Some(ElementPos {
+                            element: 2,
+                            ..Default::default()
+                        }),
+                        data_element: Some("127".into()),
+                        ..Location::default()
+                    };
+                    out.push(f.with_value(id.as_bytes(), true));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// B1–B4: QTY control totals against the members in the set.
+fn balance_quantities(header: &Record, tally: &Tally, out: &mut Vec<Finding>) {
+    let mut sent: Vec<(&'static str, u64)> = Vec::new();
+    for (rs, s) in header.iter() {
+        if s.id() != b"QTY" {
+            continue;
+        }
+        let (id, expected, what) = match s.element(1) {
+            b"TO" => ("834-B1", tally.members, "the number of member loops (INS)"),
+            b"ET" => (
+                "834-B2",
+                tally.subscribers,
+                "the number of subscribers (INS01 Y)",
+            ),
+            b"DT" => (
+                "834-B3",
+                tally.dependents,
+                "the number of dependents (INS01 N)",
+            ),
+            _ => continue,
+        };
+        let raw = s.element(2);
+        let got: Option<u64> = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64);
+        if let Some(v) = got {
+            sent.push((id, v));
+        }
+        if got != Some(expected) {
+            let mut f = Finding::new(
+                id,
+                3,
+                Ack::Element("I12"),
+                format!(
+                    "QTY*{} says {}; the set holds {expected}: it must equal {what}",
+                    String::from_utf8_lossy(s.element(1)),
+                    String::from_utf8_lossy(raw)
+                ),
+            );
+            f.location = Location {
+                line: rs.at.line,
+                offset: rs.at.offset,
+                segment_position: Some(rs.position),
+                segment_id: Some("QTY".into()),
+                element: Some(ElementPos {
+                    element: 2,
+                    ..Default::default()
+                }),
+                data_element: Some("380".into()),
+                ..Location::default()
+            };
+            out.push(f.with_value(raw, false));
+        }
+    }
+    let get = |k: &str| sent.iter().find(|(i, _)| *i == k).map(|(_, v)| *v);
+    if let (Some(to), Some(et), Some(dt)) = (get("834-B1"), get("834-B2"), get("834-B3")) {
+        if to != et + dt {
+            let mut f = Finding::new(
+                "834-B4",
+                3,
+                Ack::Report,
+                format!("QTY*TO {to} is not QTY*ET {et} + QTY*DT {dt}"),
+            );
+            f.severity = Severity::Warning;
+            out.push(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_references() {
+        let r = parse_ref("INS03").unwrap();
+        assert_eq!(
+            (r.segment.as_str(), r.element, r.area),
+            ("INS", 3, Area::Scope)
+        );
+        let r = parse_ref("NM101").unwrap();
+        assert_eq!((r.segment.as_str(), r.element), ("NM1", 1));
+        let r = parse_ref("N403").unwrap();
+        assert_eq!((r.segment.as_str(), r.element), ("N4", 3));
+        let r = parse_ref("header.BGN08").unwrap();
+        assert_eq!(
+            (r.segment.as_str(), r.element, r.area),
+            ("BGN", 8, Area::Header)
+        );
+        let r = parse_ref("member.DTP*357.03").unwrap();
+        assert_eq!(
+            (
+                r.segment.as_str(),
+                r.qualifier.as_deref(),
+                r.element,
+                r.area
+            ),
+            ("DTP", Some("357"), 3, Area::Member)
+        );
+    }
+
+    #[test]
+    fn embedded_rules_load() {
+        let rs = RuleSet::from_json(crate::schema::embedded::X220A1_RULES).unwrap();
+        assert!(rs.catalogue().len() >= 10);
     }
 }
