@@ -88,7 +88,7 @@ impl<'a> Segment<'a> {
 
     /// The segment identifier: everything before the first element separator.
     pub fn id(&self) -> &'a [u8] {
-        match memchr(self.delims.element, self.raw) {
+        match find_byte(self.delims.element, self.raw) {
             Some(i) => &self.raw[..i],
             None => self.raw,
         }
@@ -97,7 +97,7 @@ impl<'a> Segment<'a> {
     /// The data elements after the ID, in order; element 1 first. Empty elements are empty
     /// slices. A trailing separator yields a trailing empty element.
     pub fn elements(&self) -> Elements<'a> {
-        let rest = memchr(self.delims.element, self.raw).map(|i| &self.raw[i + 1..]);
+        let rest = find_byte(self.delims.element, self.raw).map(|i| &self.raw[i + 1..]);
         Elements {
             rest,
             sep: self.delims.element,
@@ -121,7 +121,8 @@ impl<'a> Iterator for Elements<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.rest?;
-        match memchr(self.sep, rest) {
+        // Elements are short: a plain scan beats a SIMD search's setup cost here.
+        match rest.iter().position(|b| *b == self.sep) {
             Some(i) => {
                 self.rest = Some(&rest[i + 1..]);
                 Some(&rest[..i])
@@ -131,6 +132,17 @@ impl<'a> Iterator for Elements<'a> {
                 Some(rest)
             }
         }
+    }
+}
+
+/// Finds `b` in a short slice (an element or a segment): a plain scan, which beats a SIMD
+/// search's setup cost on the few dozen bytes X12 values have; long slices use `memchr`.
+#[inline]
+pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < 64 {
+        s.iter().position(|x| *x == b)
+    } else {
+        memchr(b, s)
     }
 }
 

@@ -155,6 +155,10 @@ pub struct Loop {
 #[derive(Debug)]
 pub struct Segment {
     pub id: Vec<u8>,
+    /// `id` packed, for fast comparison.
+    pub key: u64,
+    /// Qualifier codes packed (see [`pack`]).
+    qualifier_keys: Option<Vec<u64>>,
     pub name: String,
     pub usage: Usage,
     pub max_use: Option<u32>,
@@ -182,6 +186,9 @@ pub struct Element {
     pub repeat: Option<u32>,
     /// Sorted allowed codes.
     pub codes: Option<Vec<Vec<u8>>>,
+    /// The same codes packed into integers (all codes of the 834 and 999 are at most 8 bytes),
+    /// so a lookup is a binary search over `u64`s rather than byte-string comparisons.
+    packed: Option<Vec<u64>>,
     pub external: Option<String>,
     pub phi: bool,
     pub format_qualifier: Option<u8>,
@@ -190,9 +197,10 @@ pub struct Element {
 
 impl Element {
     pub fn allows_code(&self, v: &[u8]) -> bool {
-        match &self.codes {
-            Some(c) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
-            None => true,
+        match (&self.packed, &self.codes) {
+            (Some(p), _) => pack(v).is_some_and(|k| p.binary_search(&k).is_ok()),
+            (None, Some(c)) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
+            (None, None) => true,
         }
     }
 }
@@ -272,7 +280,14 @@ impl Schema {
                                 .or_else(|| e.components.first()?.codes.clone())
                         })
                         .filter(|_| sd.id != "ST" && sd.id != "SE");
+                    let qualifier_keys = qualifier.as_ref().and_then(|q| {
+                        let mut p: Vec<u64> = q.iter().map(|v| pack(v)).collect::<Option<_>>()?;
+                        p.sort_unstable();
+                        Some(p)
+                    });
                     self.segments.push(Segment {
+                        key: pack(sd.id.as_bytes()).unwrap_or(u64::MAX),
+                        qualifier_keys,
                         id: sd.id.as_bytes().to_vec(),
                         name: sd.name.clone(),
                         usage: sd.usage,
@@ -313,11 +328,12 @@ impl Schema {
     /// Does segment `six` accept a segment with this ID and first element?
     pub fn matches(&self, six: SegIx, id: &[u8], first: &[u8], strict: bool) -> bool {
         let s = &self.segments[six];
-        if s.id != id {
+        if pack(id) != Some(s.key) {
             return false;
         }
-        match (&s.qualifier, strict) {
-            (Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
+        match (&s.qualifier_keys, &s.qualifier, strict) {
+            (Some(k), _, true) => pack(first).is_some_and(|f| k.binary_search(&f).is_ok()),
+            (None, Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
             _ => true,
         }
     }
@@ -333,6 +349,19 @@ impl Schema {
     }
 }
 
+/// Packs up to 8 bytes into a `u64` that orders like the bytes (length in the low bits keeps
+/// "A" and "A\0" apart). `None` for longer values.
+pub fn pack(v: &[u8]) -> Option<u64> {
+    if v.len() > 7 {
+        return None;
+    }
+    let mut k = 0u64;
+    for (i, b) in v.iter().enumerate() {
+        k |= (*b as u64) << (56 - 8 * i);
+    }
+    Some(k | v.len() as u64)
+}
+
 fn compile_element(d: &ElementDef) -> Element {
     let codes = d.codes.as_ref().map(|c| {
         let mut v: Vec<Vec<u8>> = c.iter().map(|s| s.as_bytes().to_vec()).collect();
@@ -340,7 +369,13 @@ fn compile_element(d: &ElementDef) -> Element {
         v.dedup();
         v
     });
+    let packed = codes.as_ref().and_then(|c| {
+        let mut p: Vec<u64> = c.iter().map(|v| pack(v)).collect::<Option<_>>()?;
+        p.sort_unstable();
+        Some(p)
+    });
     Element {
+        packed,
         seq: d.seq,
         id: d.id.clone(),
         de: d.de.clone(),

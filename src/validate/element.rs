@@ -3,15 +3,16 @@
 //! between elements. Each failure becomes one finding with its IK403 code.
 
 use crate::finding::{Ack, ElementPos, Finding, Location};
-use crate::lexer::{split, Segment};
+use crate::lexer::{find_byte, split, Segment};
 use crate::schema::{self, CodeSets, ElementType, SyntaxKind, Usage};
 use chrono::NaiveDate;
 
 /// Everything an element check needs besides the segment.
 pub struct ElementCtx<'a> {
     pub codesets: &'a CodeSets,
-    /// Location template (set, segment position, loop) that findings start from.
-    pub loc: &'a Location,
+    /// Builds the location (set, segment position, loop) that findings start from; called only
+    /// when there is a finding, so clean segments allocate nothing.
+    pub loc: &'a dyn Fn() -> Location,
 }
 
 fn finding(
@@ -24,7 +25,7 @@ fn finding(
     message: String,
 ) -> Finding {
     let mut f = Finding::new(id, snip, Ack::Element(code), message);
-    f.location = ctx.loc.clone();
+    f.location = (ctx.loc)();
     f.location.element = Some(pos);
     f.location.data_element = Some(def.de.clone());
     f
@@ -58,7 +59,7 @@ pub fn check_segment(
                     def.elements.len()
                 ),
             );
-            f.location = ctx.loc.clone();
+            f.location = (ctx.loc)();
             f.location.element = Some(ElementPos {
                 element: seq.min(255) as u8,
                 ..Default::default()
@@ -115,7 +116,7 @@ pub fn check_segment(
             Ack::Segment("8"),
             "segment ends with an element separator; trailing empty elements must be omitted",
         );
-        f.location = ctx.loc.clone();
+        f.location = (ctx.loc)();
         out.push(f);
     }
     for note in &def.syntax {
@@ -150,7 +151,7 @@ fn check_repetitions(
     comp_sep: u8,
     out: &mut Vec<Finding>,
 ) {
-    let has_reps = rep_sep.is_some_and(|r| memchr::memchr(r, value).is_some());
+    let has_reps = rep_sep.is_some_and(|r| find_byte(r, value).is_some());
     if !has_reps {
         return check_value(ctx, ed, value, pos, comp_sep, out);
     }
@@ -189,7 +190,7 @@ fn check_value(
     out: &mut Vec<Finding>,
 ) {
     if ed.ty != ElementType::C {
-        if memchr::memchr(comp_sep, value).is_some() {
+        if find_byte(comp_sep, value).is_some() {
             out.push(
                 finding(
                     ctx,
@@ -495,13 +496,10 @@ fn check_syntax_note(
 ) {
     let is = |s: u8| present.get(s as usize).copied().unwrap_or(false);
     let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
-    let name: String = note
-        .seqs
-        .iter()
-        .map(|s| format!("{:02}", s))
-        .collect::<Vec<_>>()
-        .join("");
-    let rule = format!("{:?}{}", note.kind, name);
+    let rule = || {
+        let name: String = note.seqs.iter().map(|s| format!("{s:02}")).collect();
+        format!("{:?}{}", note.kind, name)
+    };
     let missing = |s: u8, why: String, out: &mut Vec<Finding>| {
         if let Some(ed) = elem(s) {
             out.push(finding(
@@ -528,9 +526,10 @@ fn check_syntax_note(
                     missing(
                         *s,
                         format!(
-                            "{}{:02} is required: syntax note {rule} pairs these elements",
+                            "{}{:02} is required: syntax note {} pairs these elements",
                             String::from_utf8_lossy(&def.id),
-                            s
+                            s,
+                            rule()
                         ),
                         out,
                     );
@@ -541,7 +540,10 @@ fn check_syntax_note(
             if !note.seqs.iter().any(|s| is(*s)) {
                 missing(
                     first,
-                    format!("at least one of the elements of syntax note {rule} is required"),
+                    format!(
+                        "at least one of the elements of syntax note {} is required",
+                        rule()
+                    ),
                     out,
                 );
             }
@@ -560,7 +562,10 @@ fn check_syntax_note(
                                 element: *second,
                                 ..Default::default()
                             },
-                            format!("only one of the elements of syntax note {rule} may be sent"),
+                            format!(
+                                "only one of the elements of syntax note {} may be sent",
+                                rule()
+                            ),
                         )
                         .with_value(values[*second as usize], ed.phi),
                     );
@@ -573,11 +578,12 @@ fn check_syntax_note(
                     missing(
                         *s,
                         format!(
-                            "{}{:02} is required when {}{:02} is present (syntax note {rule})",
+                            "{}{:02} is required when {}{:02} is present (syntax note {})",
                             String::from_utf8_lossy(&def.id),
                             s,
                             String::from_utf8_lossy(&def.id),
-                            first
+                            first,
+                            rule()
                         ),
                         out,
                     );
@@ -589,7 +595,10 @@ fn check_syntax_note(
                 if let Some(&s) = rest.first() {
                     missing(
                         s,
-                        format!("one of the other elements of syntax note {rule} is required"),
+                        format!(
+                            "one of the other elements of syntax note {} is required",
+                            rule()
+                        ),
                         out,
                     );
                 }

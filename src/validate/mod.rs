@@ -163,14 +163,14 @@ impl<'s> SetValidator<'s> {
     }
 
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>) {
-        let def = &self.std.schema.segments[seg_ix];
-        let loc = self.location(seg, &def.id, Some(def.loop_ix));
-        let ctx = ElementCtx {
-            codesets: &self.std.codesets,
-            loc: &loc,
-        };
         let mut out = std::mem::take(&mut self.errors);
         out.clear();
+        let def = &self.std.schema.segments[seg_ix];
+        let make_loc = || self.location(seg, &def.id, Some(def.loop_ix));
+        let ctx = ElementCtx {
+            codesets: &self.std.codesets,
+            loc: &make_loc,
+        };
         if def.usage == Usage::NotUsed {
             let mut f = Finding::new(
                 "IG-S-NOT-USED",
@@ -182,7 +182,7 @@ impl<'s> SetValidator<'s> {
                     def.name
                 ),
             );
-            f.location = loc.clone();
+            f.location = make_loc();
             out.push(f);
         } else {
             element::check_segment(&ctx, def, seg, &mut out);
@@ -195,7 +195,7 @@ impl<'s> SetValidator<'s> {
                 Ack::Segment("1"),
                 "spaces or tabs before the segment ID (indented files are not valid X12)",
             );
-            f.location = loc;
+            f.location = make_loc();
             out.push(f);
         }
         out.sort_by_key(|f| {
@@ -217,7 +217,7 @@ impl<'s> SetValidator<'s> {
         let id = seg.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
         let first = seg.element(1);
-        let first = match memchr::memchr(seg.delimiters().component, first) {
+        let first = match crate::lexer::find_byte(seg.delimiters().component, first) {
             Some(i) => &first[..i],
             None => first,
         };

@@ -17,6 +17,8 @@ pub struct Instance {
 #[derive(Debug, Clone, Copy)]
 pub struct RecSeg {
     pub seg_ix: SegIx,
+    /// The segment ID packed ([`crate::schema::pack`]), for fast lookups by rules.
+    pub key: u64,
     /// Innermost loop instance the segment belongs to.
     pub instance: u32,
     /// Position in the set, ST = 1.
@@ -92,6 +94,7 @@ impl Record {
         let start = self.buf.len() as u32;
         self.buf.extend_from_slice(seg.raw());
         self.segs.push(RecSeg {
+            key: crate::schema::pack(seg.id()).unwrap_or(u64::MAX),
             seg_ix,
             instance: self.open.last().copied().unwrap_or(u32::MAX),
             position,

@@ -22,6 +22,8 @@ use serde::Deserialize;
 struct ElementRef {
     area: Area,
     segment: String,
+    /// `segment` packed, compared with [`super::record::RecSeg::key`].
+    key: u64,
     qualifier: Option<String>,
     element: usize,
 }
@@ -55,6 +57,7 @@ fn parse_ref(s: &str) -> Option<ElementRef> {
         };
         return Some(ElementRef {
             area,
+            key: crate::schema::pack(segment.as_bytes())?,
             segment,
             qualifier,
             element: el.parse().ok()?,
@@ -65,6 +68,7 @@ fn parse_ref(s: &str) -> Option<ElementRef> {
     let split = split.max(rest.len().checked_sub(2)?);
     Some(ElementRef {
         area,
+        key: crate::schema::pack(rest[..split].as_bytes())?,
         segment: rest[..split].to_string(),
         qualifier: None,
         element: rest[split..].parse().ok()?,
@@ -262,8 +266,7 @@ impl RuleSet {
             match &rule.scope {
                 Scope::Header => {}
                 Scope::Loop(id) => {
-                    let insts: Vec<u32> = member.instances_of(schema, id).collect();
-                    for inst in insts {
+                    for inst in member.instances_of(schema, id) {
                         ctx.apply(rule, Some(inst), None, out);
                     }
                 }
@@ -313,7 +316,7 @@ impl RuleSet {
 #[derive(Debug, Default)]
 pub struct SetState {
     /// REF*0F of the last subscriber (INS01 `Y`) seen in the set.
-    pub subscriber_id: Option<String>,
+    pub subscriber_id: Option<Vec<u8>>,
 }
 
 struct Ctx<'a> {
@@ -336,8 +339,7 @@ impl Ctx<'_> {
         let rec = self.record(r.area);
         if r.area == Area::Scope {
             if let Some(i) = seg {
-                let s = rec.segment(i);
-                if s.id() == r.segment.as_bytes() {
+                if rec.segs[i].key == r.key {
                     return Some(i);
                 }
             }
@@ -349,11 +351,10 @@ impl Ctx<'_> {
                     return None;
                 }
             }
-            let s = rec.segment(i);
-            let ok = s.id() == r.segment.as_bytes()
+            let ok = rs.key == r.key
                 && r.qualifier
                     .as_ref()
-                    .is_none_or(|q| s.element(1) == q.as_bytes());
+                    .is_none_or(|q| rec.segment(i).element(1) == q.as_bytes());
             ok.then_some(i)
         })
     }
@@ -384,13 +385,14 @@ impl Ctx<'_> {
                 .value(of, scope, seg)
                 .is_some_and(|(_, v)| !v.is_empty()),
             Cond::Segment { id, qualifier } => {
+                let key = crate::schema::pack(id.as_bytes()).unwrap_or(u64::MAX);
                 self.member.segs.iter().enumerate().any(|(i, rs)| {
-                    scope.is_none_or(|inst| rs.instance == inst) && {
-                        let s = self.member.segment(i);
-                        s.id() == id.as_bytes()
-                            && (qualifier.is_empty()
-                                || qualifier.iter().any(|q| s.element(1) == q.as_bytes()))
-                    }
+                    scope.is_none_or(|inst| rs.instance == inst)
+                        && rs.key == key
+                        && (qualifier.is_empty() || {
+                            let q1 = self.member.segment(i).element(1);
+                            qualifier.iter().any(|q| q1 == q.as_bytes())
+                        })
                 })
             }
             Cond::Loop { id, r#where } => self
@@ -591,30 +593,29 @@ impl Ctx<'_> {
 
 /// S3: a dependent's REF*0F equals the preceding subscriber's in the same set.
 fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Finding>) {
-    let mut ins01 = None;
+    let mut ins01: Option<&[u8]> = None;
     let mut ref0f = None;
-    for (i, (rs, s)) in member.iter().enumerate() {
+    for (rs, s) in member.iter() {
         match s.id() {
-            b"INS" if ins01.is_none() => ins01 = Some(s.element(1).to_vec()),
+            b"INS" if ins01.is_none() => ins01 = Some(s.element(1)),
             b"REF" if ref0f.is_none() && s.element(1) == b"0F" => {
-                ref0f = Some((
-                    i,
-                    rs.position,
-                    rs.at,
-                    String::from_utf8_lossy(s.element(2)).into_owned(),
-                ))
+                ref0f = Some((rs.position, rs.at, s.element(2)))
             }
             _ => {}
         }
     }
-    let Some((_, position, at, id)) = ref0f else {
+    let Some((position, at, id)) = ref0f else {
         return;
     };
-    match ins01.as_deref() {
-        Some(b"Y") => state.subscriber_id = Some(id),
+    match ins01 {
+        Some(b"Y") => {
+            let sid = state.subscriber_id.get_or_insert_with(Vec::new);
+            sid.clear();
+            sid.extend_from_slice(id);
+        }
         Some(b"N") => {
             if let Some(sub) = &state.subscriber_id {
-                if *sub != id {
+                if sub.as_slice() != id {
                     let mut f = Finding::new(
                         "834-S3",
                         4,
@@ -634,7 +635,7 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
                         data_element: Some("127".into()),
                         ..Location::default()
                     };
-                    out.push(f.with_value(id.as_bytes(), true));
+                    out.push(f.with_value(id, true));
                 }
             }
         }
