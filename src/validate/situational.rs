@@ -68,7 +68,7 @@ fn parse_ref(s: &str) -> Option<ElementRef> {
     let split = split.max(rest.len().checked_sub(2)?);
     Some(ElementRef {
         area,
-        key: crate::schema::pack(rest[..split].as_bytes())?,
+        key: crate::schema::pack(&rest.as_bytes()[..split])?,
         segment: rest[..split].to_string(),
         qualifier: None,
         element: rest[split..].parse().ok()?,
