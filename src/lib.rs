@@ -1,6 +1,7 @@
 //! eligo: a streaming X12 834 processor.
 pub mod ack;
 pub mod check;
+pub mod config;
 pub mod finding;
 pub mod fsio;
 pub mod lexer;

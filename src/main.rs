@@ -55,6 +55,19 @@ enum Cmd {
         #[arg(long)]
         ta1: bool,
     },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file: syntax, types, and cross-references. Exit 0 if valid.
+    Check { file: PathBuf },
+    /// Print the embedded default configuration.
+    Default,
 }
 
 fn open_input(path: &Path) -> io::Result<Box<dyn io::Read>> {
@@ -77,6 +90,43 @@ fn main() -> ExitCode {
             sender,
             ta1,
         } => cmd_ack(&file, output.as_deref(), isa13, gs06, sender, ta1),
+        Cmd::Config { cmd } => match cmd {
+            ConfigCmd::Check { file } => cmd_config_check(&file),
+            ConfigCmd::Default => {
+                print!("{}", eligo::config::DEFAULT_TOML);
+                ExitCode::SUCCESS
+            }
+        },
+    }
+}
+
+fn cmd_config_check(file: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("eligo: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match eligo::config::Config::from_toml(&text) {
+        Ok(c) => {
+            println!(
+                "{}: valid: {} partner(s), {} group(s), {} plan(s), {} polic(ies)",
+                file.display(),
+                c.partners.len(),
+                c.groups.len(),
+                c.plans.len(),
+                c.policies.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!("{}: {} error(s)", file.display(), errors.len());
+            ExitCode::from(1)
+        }
     }
 }
 
