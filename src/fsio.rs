@@ -23,6 +23,50 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// A file written in place of `path` only when [`AtomicFile::commit`] is called: for outputs too
+/// large to hold in memory. Dropping it without committing removes the temporary file.
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path, private: bool) -> io::Result<AtomicFile> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let tmp = tempfile::Builder::new()
+            .prefix(".eligo-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)?;
+        set_mode(tmp.as_file(), private)?;
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// Flushes to disk and renames into place.
+    pub fn commit(self) -> io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        self.tmp.persist(&self.path).map_err(|e| e.error)?;
+        sync_dir(&self.dir)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
 #[cfg(unix)]
 fn set_mode(f: &fs::File, private: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -1,10 +1,14 @@
 //! eligo: a streaming X12 834 processor.
 pub mod ack;
+pub mod batch;
+pub mod changes;
 pub mod check;
 pub mod config;
+pub mod enrollment;
 pub mod finding;
 pub mod fsio;
 pub mod lexer;
 pub mod output;
+pub mod portal;
 pub mod schema;
 pub mod validate;

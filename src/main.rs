@@ -55,6 +55,22 @@ enum Cmd {
         #[arg(long)]
         ta1: bool,
     },
+    /// Convert 834 files and portal CSV exports into a batch of normalized change records.
+    ///
+    /// `.csv` inputs are portal exports (transactions or roster, told apart by their header);
+    /// everything else is read as X12. Only accepted sets give changes. Exit status: 0 all
+    /// converted, 1 something was rejected or could not be converted, 2 usage or I/O error.
+    Convert {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long = "to", value_enum, default_value = "jsonl")]
+        to: BatchFormat,
+        /// Output file, written atomically with mode 0600 (change records are PHI). Default:
+        /// standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -68,6 +84,12 @@ enum ConfigCmd {
     Check { file: PathBuf },
     /// Print the embedded default configuration.
     Default,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum BatchFormat {
+    Jsonl,
+    Csv,
 }
 
 fn open_input(path: &Path) -> io::Result<Box<dyn io::Read>> {
@@ -90,6 +112,13 @@ fn main() -> ExitCode {
             sender,
             ta1,
         } => cmd_ack(&file, output.as_deref(), isa13, gs06, sender, ta1),
+        Cmd::Convert { files, to, output } => {
+            let format = match to {
+                BatchFormat::Jsonl => eligo::batch::Format::Jsonl,
+                BatchFormat::Csv => eligo::batch::Format::Csv,
+            };
+            cmd_convert(&files, format, output.as_deref())
+        }
         Cmd::Config { cmd } => match cmd {
             ConfigCmd::Check { file } => cmd_config_check(&file),
             ConfigCmd::Default => {
@@ -241,4 +270,80 @@ fn cmd_ack(
             ExitCode::from(2)
         }
     }
+}
+
+fn cmd_convert(files: &[PathBuf], format: eligo::batch::Format, output: Option<&Path>) -> ExitCode {
+    let result = match output {
+        Some(p) => eligo::fsio::AtomicFile::create(p, true).and_then(|f| {
+            let (status, f) = convert_all(files, format, BufWriter::with_capacity(1 << 16, f))?;
+            f.into_inner().map_err(|e| e.into_error())?.commit()?;
+            Ok(status)
+        }),
+        None => convert_all(files, format, BufWriter::new(io::stdout().lock())).map(|(s, _)| s),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("eligo: writing the change batch: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Converts every input into one batch; returns the exit status and the flushed writer.
+fn convert_all<W: Write>(
+    files: &[PathBuf],
+    format: eligo::batch::Format,
+    out: W,
+) -> io::Result<(u8, W)> {
+    let engine = Engine::embedded();
+    let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
+    let mut status = 0u8;
+    for path in files {
+        let shown = path.display().to_string();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| shown.clone());
+        let input = match open_input(path) {
+            Ok(i) => io::BufReader::with_capacity(1 << 16, i),
+            Err(e) => {
+                eprintln!("eligo: {shown}: {e}");
+                status = 2;
+                continue;
+            }
+        };
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            let s = eligo::portal::convert_csv(&name, input, &mut writer)?;
+            for e in &s.errors {
+                eprintln!("eligo: {e}");
+            }
+            eprintln!(
+                "eligo: {shown}: {} change(s), {} row(s) rejected, {} transaction(s) not applied (status)",
+                s.records,
+                s.errors.len(),
+                s.skipped
+            );
+            if !s.errors.is_empty() {
+                status = status.max(1);
+            }
+        } else {
+            let s = eligo::batch::convert_x12(&engine, &name, input, &mut writer)?;
+            for i in &s.issues {
+                eprintln!("eligo: {i}");
+            }
+            eprintln!(
+                "eligo: {shown}: {} change(s) from {} set(s); {} set(s) rejected or not applicable ({} change(s) dropped)",
+                s.records, s.sets_applied, s.sets_dropped, s.records_dropped
+            );
+            if !s.issues.is_empty() || s.sets_dropped > 0 || s.errors > 0 {
+                status = status.max(1);
+            }
+        }
+    }
+    let out = writer.into_inner()?;
+    Ok((status, out))
 }

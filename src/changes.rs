@@ -1,0 +1,878 @@
+//! Normalized change records, and how an 834 member loop becomes them.
+//!
+//! A [`ChangeRecord`] is what a plan's administrative system loads: one kind of change to one
+//! member, effective on one date, with the new values (and the old ones where the sender says
+//! them) and a trace back to its source. Its JSON form is defined once, by
+//! `schemas/change-record.v1.json`.
+//!
+//! This module is pure: [`HeaderContext::from_record`] reads a set's header, [`member_loop`]
+//! reads one validated member loop into the [`crate::enrollment`] model, and [`derive`] applies
+//! the INS03 × HD01 table of `x12-834.md` §2.2. It never reads files and never decides whether a
+//! set may be applied; [`crate::batch`] does that.
+//!
+//! ## Stable change id
+//! `change_id` is the lower-case hex SHA-256 of `eligo.change.v1` + NUL + the record's JSON with
+//! `change_id` set to the empty string. The JSON is canonical because the record is a struct
+//! serialized in field order with no maps and no floats, and the source trace (file name,
+//! ISA13, GS06, ST02 and segment range, or portal file and rows) is part of it: the same input
+//! always gives the same id, and the same content from two places gives two ids.
+//!
+//! ## Choices (where the guide leaves room)
+//! - Group: header REF*38, else the sponsor's N1*P5 N104.
+//! - Division: the 2750 loop whose N102 is `DIVISION` or whose REF01 is `19` (division
+//!   identifier), else the 2000 REF*DX (department/agency number).
+//! - INS03 `001` with HD01 `001`: a 2310 provider makes it a PCP change; an IDC makes it an ID
+//!   card order; otherwise HD04 makes a plan change and HD05 a coverage-level change (the 834 does
+//!   not say the old plan, so both are emitted when both are sent).
+//! - A name change needs 2100B (or NM101 `74`); a DMG beside a 2100B without DMG belongs to the
+//!   identity correction and is not a separate demographic change.
+//! - Cancel is HD01 `002` (a coverage sent in error is removed).
+//! - An INS03 `001` loop that says nothing above becomes a `member_change` with all its values.
+
+use crate::enrollment::*;
+use crate::lexer::Segment;
+use crate::validate::record::Record;
+use crate::validate::Standards;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `schema` value of every record; the JSON Schema's `$id` names the same version.
+pub const SCHEMA_VERSION: &str = "eligo.change.v1";
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    AddSubscriber,
+    AddDependent,
+    AddCoverage,
+    TerminateMember,
+    TerminateCoverage,
+    Cancel,
+    Reinstate,
+    AddressChange,
+    NameChange,
+    DemographicChange,
+    PcpChange,
+    PlanChange,
+    CoverageLevelChange,
+    DivisionChange,
+    IdCardOrder,
+    CoverageCorrection,
+    MemberChange,
+    Audit,
+}
+
+impl ChangeKind {
+    pub const ALL: &'static [ChangeKind] = &[
+        ChangeKind::AddSubscriber,
+        ChangeKind::AddDependent,
+        ChangeKind::AddCoverage,
+        ChangeKind::TerminateMember,
+        ChangeKind::TerminateCoverage,
+        ChangeKind::Cancel,
+        ChangeKind::Reinstate,
+        ChangeKind::AddressChange,
+        ChangeKind::NameChange,
+        ChangeKind::DemographicChange,
+        ChangeKind::PcpChange,
+        ChangeKind::PlanChange,
+        ChangeKind::CoverageLevelChange,
+        ChangeKind::DivisionChange,
+        ChangeKind::IdCardOrder,
+        ChangeKind::CoverageCorrection,
+        ChangeKind::MemberChange,
+        ChangeKind::Audit,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ChangeKind::AddSubscriber => "add_subscriber",
+            ChangeKind::AddDependent => "add_dependent",
+            ChangeKind::AddCoverage => "add_coverage",
+            ChangeKind::TerminateMember => "terminate_member",
+            ChangeKind::TerminateCoverage => "terminate_coverage",
+            ChangeKind::Cancel => "cancel",
+            ChangeKind::Reinstate => "reinstate",
+            ChangeKind::AddressChange => "address_change",
+            ChangeKind::NameChange => "name_change",
+            ChangeKind::DemographicChange => "demographic_change",
+            ChangeKind::PcpChange => "pcp_change",
+            ChangeKind::PlanChange => "plan_change",
+            ChangeKind::CoverageLevelChange => "coverage_level_change",
+            ChangeKind::DivisionChange => "division_change",
+            ChangeKind::IdCardOrder => "id_card_order",
+            ChangeKind::CoverageCorrection => "coverage_correction",
+            ChangeKind::MemberChange => "member_change",
+            ChangeKind::Audit => "audit",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<ChangeKind> {
+        let key = normalize_label(s);
+        ChangeKind::ALL.iter().copied().find(|k| k.label() == key)
+    }
+}
+
+/// Which portal export a row came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortalLayout {
+    Transactions,
+    Roster,
+}
+
+/// Where a change came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceTrace {
+    X12 {
+        /// The input's file name (without directories, so a rerun elsewhere gives the same id).
+        file: String,
+        isa13: String,
+        gs06: String,
+        st02: String,
+        /// First and last segment of the loop the change comes from (ST = 1).
+        first_segment: u32,
+        last_segment: u32,
+    },
+    Portal {
+        file: String,
+        layout: PortalLayout,
+        /// First and last CSV row (1-based; the header is row 1).
+        first_row: u64,
+        last_row: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transaction_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<PortalStatus>,
+    },
+}
+
+/// One normalized change. See `schemas/change-record.v1.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub schema: String,
+    pub change_id: String,
+    pub kind: ChangeKind,
+    pub effective_date: Option<NaiveDate>,
+    pub group_id: Option<String>,
+    pub division: Option<String>,
+    pub subscriber_id: String,
+    pub member_id: String,
+    pub relationship: Relationship,
+    pub reason: Option<MaintenanceReason>,
+    pub new: MemberData,
+    pub old: Option<MemberData>,
+    pub source: SourceTrace,
+}
+
+impl ChangeRecord {
+    /// The id this record's content and source give (see the module docs).
+    pub fn compute_id(&self) -> String {
+        let mut probe = self.clone();
+        probe.change_id.clear();
+        let json = serde_json::to_vec(&probe).unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(SCHEMA_VERSION.as_bytes());
+        h.update([0u8]);
+        h.update(&json);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Sets `change_id` from the content.
+    pub fn seal(mut self) -> ChangeRecord {
+        self.change_id = self.compute_id();
+        self
+    }
+
+    /// The record without what depends on where it came from (id and trace): two sources
+    /// describing the same change give equal values.
+    pub fn content(&self) -> ChangeRecord {
+        let mut c = self.clone();
+        c.change_id.clear();
+        c.source = SourceTrace::Portal {
+            file: String::new(),
+            layout: PortalLayout::Transactions,
+            first_row: 0,
+            last_row: 0,
+            transaction_id: None,
+            status: None,
+        };
+        c
+    }
+}
+
+/// Why a member loop could not be turned into changes. Never carries member data: it names the
+/// segment position and element, not the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("segment {position} ({segment}{element:02}): {kind}")]
+pub struct DeriveError {
+    pub position: u32,
+    pub segment: String,
+    pub element: u8,
+    pub kind: DeriveErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeriveErrorKind {
+    #[error("unknown code")]
+    UnknownCode,
+    #[error("not a valid date CCYYMMDD")]
+    BadDate,
+    #[error("required value missing")]
+    Missing,
+    #[error("maintenance types contradict each other (x12-834.md 2.2)")]
+    Contradictory,
+    #[error("this maintenance type is not converted")]
+    Unsupported,
+}
+
+/// What a set's header says that every member's changes need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderContext {
+    pub file: String,
+    pub isa13: String,
+    pub gs06: String,
+    pub st02: String,
+    pub group_id: Option<String>,
+    /// Header DTP*007.
+    pub file_effective: Option<NaiveDate>,
+    /// Header DTP*303.
+    pub maintenance_effective: Option<NaiveDate>,
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+fn opt(v: &[u8]) -> Option<String> {
+    (!v.is_empty()).then(|| text(v))
+}
+
+fn parse_d8(v: &[u8]) -> Option<NaiveDate> {
+    crate::validate::element::parse_date(v)
+}
+
+impl HeaderContext {
+    /// Reads REF*38, N1*P5 and the header dates; the envelope ids come from the caller.
+    pub fn from_record(rec: &Record, file: &str, isa13: &str, gs06: &str, st02: &str) -> Self {
+        let mut h = HeaderContext {
+            file: file.to_string(),
+            isa13: isa13.to_string(),
+            gs06: gs06.to_string(),
+            st02: st02.to_string(),
+            ..Default::default()
+        };
+        let mut sponsor = None;
+        for (_, seg) in rec.iter() {
+            match (seg.id(), seg.element(1)) {
+                (b"REF", b"38") => h.group_id = opt(seg.element(2)),
+                (b"N1", b"P5") => sponsor = opt(seg.element(4)),
+                (b"DTP", b"007") => h.file_effective = parse_d8(seg.element(3)),
+                (b"DTP", b"303") => h.maintenance_effective = parse_d8(seg.element(3)),
+                _ => {}
+            }
+        }
+        if h.group_id.is_none() {
+            h.group_id = sponsor;
+        }
+        h
+    }
+}
+
+/// One 2300 loop as read.
+#[derive(Debug, Clone)]
+pub struct CoverageLoop {
+    pub action: MaintenanceType,
+    pub coverage: Coverage,
+    /// 2300 DTP*303.
+    pub maintenance_effective: Option<NaiveDate>,
+    /// PLA03.
+    pub pcp_effective: Option<NaiveDate>,
+    pub first: u32,
+    pub last: u32,
+}
+
+/// One 2000 loop as read: the member and what the change table needs beside it.
+#[derive(Debug, Clone)]
+pub struct MemberLoop {
+    pub member: Member,
+    /// NM101 = `74`: the 2100A name is a correction.
+    pub corrected_name: bool,
+    /// 2000 DTP*303, *356, *357.
+    pub maintenance_effective: Option<NaiveDate>,
+    pub eligibility_begin: Option<NaiveDate>,
+    pub eligibility_end: Option<NaiveDate>,
+    pub division: Option<String>,
+    pub coverages: Vec<CoverageLoop>,
+    pub first: u32,
+    pub last: u32,
+}
+
+struct Reader<'a> {
+    seg: Segment<'a>,
+    position: u32,
+}
+
+impl Reader<'_> {
+    fn err(&self, element: u8, kind: DeriveErrorKind) -> DeriveError {
+        DeriveError {
+            position: self.position,
+            segment: text(self.seg.id()),
+            element,
+            kind,
+        }
+    }
+    fn code<T>(&self, n: u8, f: fn(&str) -> Option<T>) -> Result<Option<T>, DeriveError> {
+        let v = self.seg.element(n as usize);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match std::str::from_utf8(v).ok().and_then(f) {
+            Some(t) => Ok(Some(t)),
+            None => Err(self.err(n, DeriveErrorKind::UnknownCode)),
+        }
+    }
+    fn required<T>(&self, n: u8, f: fn(&str) -> Option<T>) -> Result<T, DeriveError> {
+        self.code(n, f)?
+            .ok_or_else(|| self.err(n, DeriveErrorKind::Missing))
+    }
+    fn date(&self, n: u8) -> Result<Option<NaiveDate>, DeriveError> {
+        let v = self.seg.element(n as usize);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        parse_d8(v)
+            .map(Some)
+            .ok_or_else(|| self.err(n, DeriveErrorKind::BadDate))
+    }
+    fn name(&self) -> PersonName {
+        PersonName {
+            last: text(self.seg.element(3)),
+            first: opt(self.seg.element(4)),
+            middle: opt(self.seg.element(5)),
+            prefix: opt(self.seg.element(6)),
+            suffix: opt(self.seg.element(7)),
+        }
+    }
+    fn demographics(&self) -> Result<Demographics, DeriveError> {
+        Ok(Demographics {
+            birth_date: self.date(2)?,
+            gender: self.code(3, Gender::from_code)?,
+            marital_status: self.code(4, MaritalStatus::from_code)?,
+        })
+    }
+}
+
+fn set_street(addr: &mut Option<Address>, seg: &Segment<'_>) {
+    let a = addr.get_or_insert_with(Address::default);
+    a.line1 = text(seg.element(1));
+    a.line2 = opt(seg.element(2));
+}
+
+fn set_city(addr: &mut Option<Address>, seg: &Segment<'_>) {
+    let a = addr.get_or_insert_with(Address::default);
+    a.city = text(seg.element(1));
+    a.state = opt(seg.element(2));
+    a.postal_code = opt(seg.element(3));
+    a.country = opt(seg.element(4));
+}
+
+/// Reads one member loop (as recorded by the validator) into the model.
+pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveError> {
+    let schema = &std.schema;
+    let mut m = MemberLoop {
+        member: Member {
+            subscriber_id: String::new(),
+            member_id: String::new(),
+            relationship: Relationship::SelfSubscriber,
+            maintenance: MaintenanceType::Change,
+            reason: None,
+            data: MemberData::default(),
+            prior_name: None,
+            prior_demographics: None,
+            reporting_categories: Vec::new(),
+        },
+        corrected_name: false,
+        maintenance_effective: None,
+        eligibility_begin: None,
+        eligibility_end: None,
+        division: None,
+        coverages: Vec::new(),
+        first: 0,
+        last: 0,
+    };
+    let mut ref_dx = None;
+    let mut in_coverage = false;
+    let mut saw_ins = false;
+    for (r, seg) in rec.iter() {
+        let rd = Reader {
+            seg,
+            position: r.position,
+        };
+        if m.first == 0 {
+            m.first = r.position;
+        }
+        m.last = r.position;
+        let loop_id = schema
+            .segments
+            .get(r.seg_ix)
+            .and_then(|s| schema.loops.get(s.loop_ix))
+            .map(|l| l.id.as_str())
+            .unwrap_or("");
+        let q = seg.element(1);
+        let d = &mut m.member.data;
+        match (loop_id, seg.id()) {
+            ("2000", b"INS") => {
+                saw_ins = true;
+                m.member.relationship = rd.required(2, Relationship::from_code)?;
+                m.member.maintenance = rd.required(3, MaintenanceType::from_code)?;
+                m.member.reason = rd.code(4, MaintenanceReason::from_code)?;
+                d.employment_status = rd.code(8, EmploymentStatus::from_code)?;
+                d.student_status = rd.code(9, StudentStatus::from_code)?;
+                d.handicapped = match seg.element(10) {
+                    b"Y" => Some(true),
+                    b"N" => Some(false),
+                    b"" => None,
+                    _ => return Err(rd.err(10, DeriveErrorKind::UnknownCode)),
+                };
+            }
+            ("2000", b"REF") => match q {
+                b"0F" => m.member.subscriber_id = text(seg.element(2)),
+                b"DX" => ref_dx = opt(seg.element(2)),
+                b"17" => m.member.reporting_categories.push(ReportingCategory {
+                    name: "client_reporting_category".into(),
+                    value: opt(seg.element(2)),
+                    date: None,
+                }),
+                _ => {}
+            },
+            ("2000", b"DTP") => match q {
+                b"303" => m.maintenance_effective = rd.date(3)?,
+                b"356" => m.eligibility_begin = rd.date(3)?,
+                b"357" => m.eligibility_end = rd.date(3)?,
+                _ => {}
+            },
+            ("2100A", b"NM1") => {
+                m.corrected_name = q == b"74";
+                d.name = Some(rd.name());
+                let id = opt(seg.element(9));
+                if seg.element(8) == b"34" {
+                    d.ssn = id;
+                } else if let Some(id) = id {
+                    m.member.member_id = id;
+                }
+            }
+            ("2100A", b"PER") => {
+                for (k, v) in [(3u8, 4usize), (5, 6), (7, 8)] {
+                    if let Some(kind) = rd.code(k, ContactKind::from_code)? {
+                        d.contacts.push(Contact {
+                            kind,
+                            value: text(seg.element(v)),
+                        });
+                    }
+                }
+            }
+            ("2100A", b"N3") => set_street(&mut d.residence, &seg),
+            ("2100A", b"N4") => set_city(&mut d.residence, &seg),
+            ("2100A", b"DMG") => d.demographics = Some(rd.demographics()?),
+            ("2100B", b"NM1") => m.member.prior_name = Some(rd.name()),
+            ("2100B", b"DMG") => m.member.prior_demographics = Some(rd.demographics()?),
+            ("2100C", b"N3") => set_street(&mut d.mailing, &seg),
+            ("2100C", b"N4") => set_city(&mut d.mailing, &seg),
+            ("2200", b"DSB") => d.disabilities.push(Disability {
+                kind: rd.code(1, DisabilityType::from_code)?,
+                start: None,
+                end: None,
+            }),
+            ("2200", b"DTP") => {
+                let date = rd.date(3)?;
+                if let Some(dis) = d.disabilities.last_mut() {
+                    match q {
+                        b"360" => dis.start = date,
+                        b"361" => dis.end = date,
+                        _ => {}
+                    }
+                }
+            }
+            ("2300", b"HD") => {
+                in_coverage = true;
+                let mut c = Coverage::new(rd.required(3, InsuranceLine::from_code)?);
+                c.plan = opt(seg.element(4));
+                c.coverage_level = rd.code(5, CoverageLevel::from_code)?;
+                m.coverages.push(CoverageLoop {
+                    action: rd.required(1, MaintenanceType::from_code)?,
+                    coverage: c,
+                    maintenance_effective: None,
+                    pcp_effective: None,
+                    first: r.position,
+                    last: r.position,
+                });
+            }
+            ("LS_LOOP" | "2700" | "2750", _) => {
+                in_coverage = false;
+                match (loop_id, seg.id()) {
+                    ("2750", b"N1") => m.member.reporting_categories.push(ReportingCategory {
+                        name: text(seg.element(2)),
+                        value: None,
+                        date: None,
+                    }),
+                    ("2750", b"REF") => {
+                        if let Some(cat) = m.member.reporting_categories.last_mut() {
+                            cat.value = opt(seg.element(2));
+                            if q == b"19" || cat.name.eq_ignore_ascii_case("DIVISION") {
+                                m.division = cat.value.clone();
+                            }
+                        }
+                    }
+                    ("2750", b"DTP") => {
+                        let date = rd.date(3)?;
+                        if let Some(cat) = m.member.reporting_categories.last_mut() {
+                            cat.date = date;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (l, id) if in_coverage && l.starts_with("23") => {
+                let Some(cl) = m.coverages.last_mut() else {
+                    continue;
+                };
+                cl.last = r.position;
+                let c = &mut cl.coverage;
+                match (l, id) {
+                    ("2300", b"DTP") => match q {
+                        b"348" => c.begin = rd.date(3)?,
+                        b"349" => c.end = rd.date(3)?,
+                        b"303" => cl.maintenance_effective = rd.date(3)?,
+                        _ => {}
+                    },
+                    ("2300", b"IDC") => c.id_cards.push(IdCard {
+                        card_type: rd.required(2, CardType::from_code)?,
+                        plan: opt(seg.element(1)),
+                        count: std::str::from_utf8(seg.element(3))
+                            .ok()
+                            .and_then(|s| s.parse::<f64>().ok())
+                            .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n < 1e6)
+                            .map(|n| n as u32),
+                        action: rd.code(4, CardAction::from_code)?,
+                    }),
+                    ("2310", b"NM1") if q == b"P3" => {
+                        let mut p = Provider {
+                            name: rd.name(),
+                            ..Provider::default()
+                        };
+                        match seg.element(8) {
+                            b"XX" => p.npi = opt(seg.element(9)),
+                            _ => p.provider_id = opt(seg.element(9)),
+                        }
+                        c.pcp = Some(p);
+                    }
+                    ("2310", b"PLA") => {
+                        cl.pcp_effective = rd.date(3)?;
+                        let reason = rd.code(5, MaintenanceReason::from_code)?;
+                        if let Some(p) = &mut c.pcp {
+                            p.change_reason = reason;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if !saw_ins {
+        return Err(DeriveError {
+            position: m.first,
+            segment: "INS".into(),
+            element: 1,
+            kind: DeriveErrorKind::Missing,
+        });
+    }
+    if m.member.subscriber_id.is_empty() {
+        return Err(DeriveError {
+            position: m.first,
+            segment: "REF".into(),
+            element: 2,
+            kind: DeriveErrorKind::Missing,
+        });
+    }
+    if m.member.member_id.is_empty() && m.member.is_subscriber() {
+        m.member.member_id = m.member.subscriber_id.clone();
+    }
+    if m.division.is_none() {
+        m.division = ref_dx;
+    }
+    m.member.data.coverages = m.coverages.iter().map(|c| c.coverage.clone()).collect();
+    Ok(m)
+}
+
+/// The member values an add or audit carries: everything the sender said about the member.
+fn snapshot(m: &MemberLoop) -> MemberData {
+    m.member.data.clone()
+}
+
+/// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
+pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
+    let mem = &m.member;
+    let record = |kind: ChangeKind,
+                  eff: Option<NaiveDate>,
+                  new: MemberData,
+                  old: Option<MemberData>,
+                  (first, last): (u32, u32)| {
+        ChangeRecord {
+            schema: SCHEMA_VERSION.to_string(),
+            change_id: String::new(),
+            kind,
+            effective_date: eff,
+            group_id: h.group_id.clone(),
+            division: m.division.clone(),
+            subscriber_id: mem.subscriber_id.clone(),
+            member_id: mem.member_id.clone(),
+            relationship: mem.relationship,
+            reason: mem.reason,
+            new,
+            old,
+            source: SourceTrace::X12 {
+                file: h.file.clone(),
+                isa13: h.isa13.clone(),
+                gs06: h.gs06.clone(),
+                st02: h.st02.clone(),
+                first_segment: first,
+                last_segment: last,
+            },
+        }
+        .seal()
+    };
+    let whole = (m.first, m.last);
+    let contradiction = |c: &CoverageLoop| DeriveError {
+        position: c.first,
+        segment: "HD".into(),
+        element: 1,
+        kind: DeriveErrorKind::Contradictory,
+    };
+    let member_eff = m
+        .maintenance_effective
+        .or(h.maintenance_effective)
+        .or(h.file_effective);
+    let earliest_begin = m.coverages.iter().filter_map(|c| c.coverage.begin).min();
+    let only = |allowed: MaintenanceType| -> Result<(), DeriveError> {
+        match m.coverages.iter().find(|c| c.action != allowed) {
+            Some(c) => Err(contradiction(c)),
+            None => Ok(()),
+        }
+    };
+    let mut out = Vec::new();
+    match mem.maintenance {
+        MaintenanceType::Addition => {
+            only(MaintenanceType::Addition)?;
+            let kind = if mem.is_subscriber() {
+                ChangeKind::AddSubscriber
+            } else {
+                ChangeKind::AddDependent
+            };
+            let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
+            out.push(record(kind, eff, snapshot(m), None, whole));
+        }
+        MaintenanceType::Audit => {
+            only(MaintenanceType::Audit)?;
+            let eff = earliest_begin.or(h.file_effective);
+            out.push(record(ChangeKind::Audit, eff, snapshot(m), None, whole));
+        }
+        MaintenanceType::Termination => {
+            only(MaintenanceType::Termination)?;
+            let latest_end = m.coverages.iter().filter_map(|c| c.coverage.end).max();
+            let eff = m.eligibility_end.or(latest_end).or(member_eff);
+            let new = MemberData {
+                coverages: m.member.data.coverages.clone(),
+                ..MemberData::default()
+            };
+            out.push(record(ChangeKind::TerminateMember, eff, new, None, whole));
+        }
+        MaintenanceType::Reinstatement => {
+            only(MaintenanceType::Reinstatement)?;
+            let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
+            let new = MemberData {
+                coverages: m.member.data.coverages.clone(),
+                ..MemberData::default()
+            };
+            out.push(record(ChangeKind::Reinstate, eff, new, None, whole));
+        }
+        MaintenanceType::Change => {
+            member_changes(m, member_eff, &mut |k, e, n, o| {
+                out.push(record(k, e, n, o, whole))
+            });
+            for c in &m.coverages {
+                let span = (c.first, c.last);
+                let cov = |c: &CoverageLoop| MemberData {
+                    coverages: vec![c.coverage.clone()],
+                    ..MemberData::default()
+                };
+                let eff_303 = c.maintenance_effective.or(member_eff);
+                match c.action {
+                    MaintenanceType::Addition => out.push(record(
+                        ChangeKind::AddCoverage,
+                        c.coverage.begin.or(eff_303),
+                        cov(c),
+                        None,
+                        span,
+                    )),
+                    MaintenanceType::Termination => out.push(record(
+                        ChangeKind::TerminateCoverage,
+                        c.coverage.end.or(eff_303),
+                        cov(c),
+                        None,
+                        span,
+                    )),
+                    MaintenanceType::Reinstatement => out.push(record(
+                        ChangeKind::Reinstate,
+                        c.coverage.begin.or(eff_303),
+                        cov(c),
+                        None,
+                        span,
+                    )),
+                    MaintenanceType::Delete => out.push(record(
+                        ChangeKind::Cancel,
+                        c.maintenance_effective.or(c.coverage.begin).or(member_eff),
+                        cov(c),
+                        None,
+                        span,
+                    )),
+                    MaintenanceType::Correction => out.push(record(
+                        ChangeKind::CoverageCorrection,
+                        c.maintenance_effective.or(c.coverage.begin).or(member_eff),
+                        cov(c),
+                        None,
+                        span,
+                    )),
+                    MaintenanceType::Change => {
+                        let eff = eff_303.or(c.coverage.begin);
+                        let mut any = false;
+                        if c.coverage.pcp.is_some() {
+                            let e = c.pcp_effective.or(eff);
+                            out.push(record(ChangeKind::PcpChange, e, cov(c), None, span));
+                            any = true;
+                        }
+                        if !c.coverage.id_cards.is_empty() {
+                            out.push(record(ChangeKind::IdCardOrder, eff, cov(c), None, span));
+                            any = true;
+                        }
+                        if !any && c.coverage.plan.is_some() {
+                            out.push(record(ChangeKind::PlanChange, eff, cov(c), None, span));
+                        }
+                        if !any && c.coverage.coverage_level.is_some() {
+                            out.push(record(
+                                ChangeKind::CoverageLevelChange,
+                                eff,
+                                cov(c),
+                                None,
+                                span,
+                            ));
+                        }
+                    }
+                    MaintenanceType::Audit => return Err(contradiction(c)),
+                    MaintenanceType::EmployeeInformationNotApplicable => {
+                        return Err(DeriveError {
+                            kind: DeriveErrorKind::Unsupported,
+                            ..contradiction(c)
+                        })
+                    }
+                }
+            }
+            if out.is_empty() {
+                out.push(record(
+                    ChangeKind::MemberChange,
+                    member_eff,
+                    snapshot(m),
+                    None,
+                    whole,
+                ));
+            }
+        }
+        MaintenanceType::Delete
+        | MaintenanceType::Correction
+        | MaintenanceType::EmployeeInformationNotApplicable => {
+            return Err(DeriveError {
+                position: m.first,
+                segment: "INS".into(),
+                element: 3,
+                kind: DeriveErrorKind::Contradictory,
+            })
+        }
+    }
+    Ok(out)
+}
+
+/// The member-level changes of an INS03 `001` loop (name, demographics, address, division).
+fn member_changes(
+    m: &MemberLoop,
+    eff: Option<NaiveDate>,
+    emit: &mut dyn FnMut(ChangeKind, Option<NaiveDate>, MemberData, Option<MemberData>),
+) {
+    let d = &m.member.data;
+    let prior = m.member.prior_name.as_ref();
+    if let Some(name) = &d.name {
+        if prior.is_some_and(|p| p != name) || (prior.is_none() && m.corrected_name) {
+            emit(
+                ChangeKind::NameChange,
+                eff,
+                MemberData {
+                    name: Some(name.clone()),
+                    ..MemberData::default()
+                },
+                prior.map(|p| MemberData {
+                    name: Some(p.clone()),
+                    ..MemberData::default()
+                }),
+            );
+        }
+    }
+    if let Some(demo) = d.demographics.as_ref().filter(|x| !x.is_empty()) {
+        let old = m.member.prior_demographics.as_ref();
+        let changed = match (prior, old) {
+            (None, None) => true,
+            (_, Some(o)) => o != demo,
+            (Some(_), None) => false,
+        };
+        if changed {
+            emit(
+                ChangeKind::DemographicChange,
+                eff,
+                MemberData {
+                    demographics: Some(demo.clone()),
+                    ..MemberData::default()
+                },
+                old.map(|o| MemberData {
+                    demographics: Some(o.clone()),
+                    ..MemberData::default()
+                }),
+            );
+        }
+    }
+    if d.residence.is_some() || d.mailing.is_some() {
+        emit(
+            ChangeKind::AddressChange,
+            eff,
+            MemberData {
+                residence: d.residence.clone(),
+                mailing: d.mailing.clone(),
+                contacts: d.contacts.clone(),
+                ..MemberData::default()
+            },
+            None,
+        );
+    }
+    if let Some(div) = &m.division {
+        emit(
+            ChangeKind::DivisionChange,
+            eff,
+            MemberData {
+                division: Some(div.clone()),
+                ..MemberData::default()
+            },
+            None,
+        );
+    }
+}

@@ -1,0 +1,570 @@
+//! The enrollment model: who a member is and what they are enrolled in, in terms that a plan's
+//! administrative system understands without knowing X12 or the employer portal.
+//!
+//! This module owns the typed values (names, addresses, coverages, providers, ID cards) and the
+//! code lists they use. It does no I/O and knows nothing of segments or CSV columns: the 834
+//! reader ([`crate::changes`]) and the portal reader ([`crate::portal`]) both fill these types,
+//! which is what makes an 834 add and a portal add come out equal.
+//!
+//! Every code list is an enum. It serializes as a readable snake_case label (`spouse`,
+//! `employee_and_spouse`), keeps the X12 code it came from ([`Relationship::code`]), and parses
+//! from either. The guide's code lists used here are closed, so there is no `Other(String)`
+//! variant: an unknown code is an error the reader reports, never a silently kept string. Open
+//! values in the guide (plan descriptions, reporting-category values) are plain strings.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Declares a closed code list: variant, X12 code, label.
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($var:ident = $code:literal => $label:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($var),+ }
+
+        impl $name {
+            /// Every value, in code-list order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// The value for an X12 code.
+            pub fn from_code(code: &str) -> Option<$name> {
+                match code { $($code => Some($name::$var),)+ _ => None }
+            }
+            /// The X12 code.
+            pub fn code(self) -> &'static str {
+                match self { $($name::$var => $code),+ }
+            }
+            /// The normalized label (what the JSON output says).
+            pub fn label(self) -> &'static str {
+                match self { $($name::$var => $label),+ }
+            }
+            /// Parses a label written by people: case, spaces and hyphens do not matter and `+`
+            /// reads as `and` (see [`normalize_label`]).
+            pub fn from_label(text: &str) -> Option<$name> {
+                let key = normalize_label(text);
+                $name::ALL.iter().copied().find(|v| v.label() == key)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.label())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::from_label(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"),
+                        s
+                    ))
+                })
+            }
+        }
+    };
+}
+
+/// Lower-cases a label and turns runs of spaces, hyphens, slashes and `&` into `_`, so that
+/// `Pending - awaiting Family Health Statement` becomes
+/// `pending_awaiting_family_health_statement`.
+pub fn normalize_label(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut gap = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push('_');
+            }
+            gap = false;
+            out.push(c.to_ascii_lowercase());
+        } else if c == '+' {
+            if !out.is_empty() {
+                out.push_str("_and");
+            }
+            gap = true;
+        } else {
+            gap = true;
+        }
+    }
+    out
+}
+
+code_enum! {
+    /// INS02: the member's relationship to the subscriber (DE 1069).
+    Relationship {
+        Spouse = "01" => "spouse",
+        Parent = "03" => "parent",
+        Grandparent = "04" => "grandparent",
+        Grandchild = "05" => "grandchild",
+        UncleOrAunt = "06" => "uncle_or_aunt",
+        NephewOrNiece = "07" => "nephew_or_niece",
+        Cousin = "08" => "cousin",
+        AdoptedChild = "09" => "adopted_child",
+        FosterChild = "10" => "foster_child",
+        ChildInLaw = "11" => "child_in_law",
+        SiblingInLaw = "12" => "sibling_in_law",
+        ParentInLaw = "13" => "parent_in_law",
+        Sibling = "14" => "sibling",
+        Ward = "15" => "ward",
+        Stepparent = "16" => "stepparent",
+        Stepchild = "17" => "stepchild",
+        SelfSubscriber = "18" => "self",
+        Child = "19" => "child",
+        SponsoredDependent = "23" => "sponsored_dependent",
+        DependentOfMinorDependent = "24" => "dependent_of_minor_dependent",
+        ExSpouse = "25" => "ex_spouse",
+        Guardian = "26" => "guardian",
+        CourtAppointedGuardian = "31" => "court_appointed_guardian",
+        MotherOrFatherOfChild = "38" => "parent_of_child",
+        LifePartner = "53" => "life_partner",
+        AnnuitantOrBeneficiary = "60" => "annuitant",
+        TrustOrCapitalDebtor = "D2" => "trustee",
+        OtherRelationship = "G8" => "other_relationship",
+        OtherRelative = "G9" => "other_relative",
+    }
+}
+
+code_enum! {
+    /// DMG03 (DE 1068).
+    Gender { Female = "F" => "female", Male = "M" => "male", Unknown = "U" => "unknown" }
+}
+
+code_enum! {
+    /// DMG04 (DE 1067).
+    MaritalStatus {
+        RegisteredDomesticPartner = "B" => "registered_domestic_partner",
+        Divorced = "D" => "divorced",
+        Single = "I" => "single",
+        Married = "M" => "married",
+        Unreported = "R" => "unreported",
+        Separated = "S" => "separated",
+        Unmarried = "U" => "unmarried",
+        Widowed = "W" => "widowed",
+        LegallySeparated = "X" => "legally_separated",
+    }
+}
+
+code_enum! {
+    /// INS08 (DE 584).
+    EmploymentStatus {
+        Active = "AC" => "active",
+        ActiveMilitaryOverseas = "AO" => "active_military_overseas",
+        ActiveMilitaryUsa = "AU" => "active_military_usa",
+        FullTime = "FT" => "full_time",
+        LeaveOfAbsence = "L1" => "leave_of_absence",
+        PartTime = "PT" => "part_time",
+        Retired = "RT" => "retired",
+        Terminated = "TE" => "terminated",
+    }
+}
+
+code_enum! {
+    /// INS09 (DE 1220).
+    StudentStatus { FullTime = "F" => "full_time", NotAStudent = "N" => "not_a_student", PartTime = "P" => "part_time" }
+}
+
+code_enum! {
+    /// INS03 / HD01 (DE 875).
+    MaintenanceType {
+        Change = "001" => "change",
+        Delete = "002" => "delete",
+        Addition = "021" => "addition",
+        Termination = "024" => "termination",
+        Reinstatement = "025" => "reinstatement",
+        Correction = "026" => "correction",
+        Audit = "030" => "audit",
+        EmployeeInformationNotApplicable = "032" => "employee_information_not_applicable",
+    }
+}
+
+code_enum! {
+    /// INS04 and PLA05 (DE 1203).
+    MaintenanceReason {
+        Divorce = "01" => "divorce",
+        Birth = "02" => "birth",
+        Death = "03" => "death",
+        Retirement = "04" => "retirement",
+        Adoption = "05" => "adoption",
+        Strike = "06" => "strike",
+        TerminationOfBenefits = "07" => "termination_of_benefits",
+        TerminationOfEmployment = "08" => "termination_of_employment",
+        Cobra = "09" => "cobra",
+        CobraPremiumPaid = "10" => "cobra_premium_paid",
+        SurvivingSpouse = "11" => "surviving_spouse",
+        VoluntaryWithdrawal = "14" => "voluntary_withdrawal",
+        PcpChange = "15" => "pcp_change",
+        Quit = "16" => "quit",
+        Fired = "17" => "fired",
+        Suspended = "18" => "suspended",
+        Active = "20" => "active",
+        Disability = "21" => "disability",
+        PlanChange = "22" => "plan_change",
+        IdentifyingDataChange = "25" => "change_in_identifying_data",
+        DeclinedCoverage = "26" => "declined_coverage",
+        PreEnrollment = "27" => "pre_enrollment",
+        InitialEnrollment = "28" => "initial_enrollment",
+        BenefitSelection = "29" => "benefit_selection",
+        LegalSeparation = "31" => "legal_separation",
+        Marriage = "32" => "marriage",
+        PersonnelData = "33" => "personnel_data",
+        LeaveWithBenefits = "37" => "leave_of_absence_with_benefits",
+        LeaveWithoutBenefits = "38" => "leave_of_absence_without_benefits",
+        LayOffWithBenefits = "39" => "lay_off_with_benefits",
+        LayOffWithoutBenefits = "40" => "lay_off_without_benefits",
+        ReEnrollment = "41" => "re_enrollment",
+        ChangeOfLocation = "43" => "change_of_location",
+        CustomerFileInError = "46" => "customer_file_in_error",
+        NonPayment = "59" => "non_payment",
+        OfficeStaff = "AA" => "dissatisfaction_with_office_staff",
+        MedicalCare = "AB" => "dissatisfaction_with_medical_care",
+        OfficeLocation = "AC" => "inconvenient_office_location",
+        OfficeHours = "AD" => "dissatisfaction_with_office_hours",
+        Appointments = "AE" => "unable_to_schedule_appointments",
+        ReferralPolicy = "AF" => "dissatisfaction_with_referral_policy",
+        LessRespect = "AG" => "less_respect_and_attention",
+        PatientMoved = "AH" => "patient_moved",
+        NoReason = "AI" => "no_reason_given",
+        AppointmentTimes = "AJ" => "appointment_times_not_met",
+        AlgorithmAssigned = "AL" => "algorithm_assigned_benefit_selection",
+        MemberBenefitSelection = "EC" => "member_benefit_selection",
+        NotificationOnly = "XN" => "notification_only",
+        Transfer = "XT" => "transfer",
+    }
+}
+
+code_enum! {
+    /// HD03 (DE 1205).
+    InsuranceLine {
+        PreventiveCare = "AG" => "preventive_care",
+        TwentyFourHourCare = "AH" => "24_hour_care",
+        MedicareRisk = "AJ" => "medicare_risk",
+        MentalHealth = "AK" => "mental_health",
+        DentalCapitation = "DCP" => "dental_capitation",
+        Dental = "DEN" => "dental",
+        Epo = "EPO" => "epo",
+        Facility = "FAC" => "facility",
+        Hearing = "HE" => "hearing",
+        Health = "HLT" => "health",
+        Hmo = "HMO" => "hmo",
+        LongTermCare = "LTC" => "long_term_care",
+        LongTermDisability = "LTD" => "long_term_disability",
+        MajorMedical = "MM" => "major_medical",
+        MailOrderDrug = "MOD" => "mail_order_drug",
+        PrescriptionDrug = "PDG" => "prescription_drug",
+        Pos = "POS" => "pos",
+        Ppo = "PPO" => "ppo",
+        Practitioners = "PRA" => "practitioners",
+        ShortTermDisability = "STD" => "short_term_disability",
+        UtilizationReview = "UR" => "utilization_review",
+        Vision = "VIS" => "vision",
+    }
+}
+
+code_enum! {
+    /// HD05 (DE 1207).
+    CoverageLevel {
+        ChildrenOnly = "CHD" => "children_only",
+        DependentsOnly = "DEP" => "dependents_only",
+        EmployeeAndOneDependent = "E1D" => "employee_and_one_dependent",
+        EmployeeAndTwoDependents = "E2D" => "employee_and_two_dependents",
+        EmployeeAndThreeDependents = "E3D" => "employee_and_three_dependents",
+        EmployeeAndOneOrMore = "E5D" => "employee_and_one_or_more_dependents",
+        EmployeeAndTwoOrMore = "E6D" => "employee_and_two_or_more_dependents",
+        EmployeeAndThreeOrMore = "E7D" => "employee_and_three_or_more_dependents",
+        EmployeeAndFourOrMore = "E8D" => "employee_and_four_or_more_dependents",
+        EmployeeAndFiveOrMore = "E9D" => "employee_and_five_or_more_dependents",
+        EmployeeAndChildren = "ECH" => "employee_and_children",
+        EmployeeOnly = "EMP" => "employee_only",
+        EmployeeAndSpouse = "ESP" => "employee_and_spouse",
+        Family = "FAM" => "family",
+        Individual = "IND" => "individual",
+        SpouseAndChildren = "SPC" => "spouse_and_children",
+        SpouseOnly = "SPO" => "spouse_only",
+        TwoParty = "TWO" => "two_party",
+    }
+}
+
+code_enum! {
+    /// IDC02 (DE 1215).
+    CardType { Dental = "D" => "dental", Health = "H" => "health", PrescriptionDrug = "P" => "prescription_drug" }
+}
+
+code_enum! {
+    /// IDC04 (DE 306).
+    CardAction { Add = "1" => "add", Change = "2" => "change", Replace = "RX" => "replace" }
+}
+
+code_enum! {
+    /// PER03/05/07 (DE 365).
+    ContactKind {
+        AlternatePhone = "AP" => "alternate_phone",
+        Beeper = "BN" => "beeper",
+        CellPhone = "CP" => "cell_phone",
+        Email = "EM" => "email",
+        Extension = "EX" => "extension",
+        Fax = "FX" => "fax",
+        HomePhone = "HP" => "home_phone",
+        Telephone = "TE" => "telephone",
+        WorkPhone = "WP" => "work_phone",
+    }
+}
+
+code_enum! {
+    /// DSB02 (DE 1146).
+    DisabilityType {
+        ShortTerm = "1" => "short_term",
+        LongTerm = "2" => "long_term",
+        PermanentOrTotal = "3" => "permanent_or_total",
+        NoDisability = "4" => "no_disability",
+    }
+}
+
+code_enum! {
+    /// The employer/broker portal's transaction status (not an X12 code list: the "codes" are
+    /// the portal's own words).
+    PortalStatus {
+        Pending = "Pending" => "pending",
+        Submitted = "Submitted" => "submitted",
+        Completed = "Completed" => "completed",
+        Incomplete = "Incomplete" => "incomplete",
+        PendingFamilyHealthStatement = "Pending - awaiting Family Health Statement"
+            => "pending_awaiting_family_health_statement",
+        Withdrawn = "Withdrawn" => "withdrawn",
+    }
+}
+
+/// A person's name (NM103..NM107).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PersonName {
+    pub last: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+}
+
+/// DMG: birth date, gender, marital status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Demographics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<Gender>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marital_status: Option<MaritalStatus>,
+}
+
+impl Demographics {
+    pub fn is_empty(&self) -> bool {
+        self == &Demographics::default()
+    }
+}
+
+/// N3/N4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+/// One communication number (PER).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub kind: ContactKind,
+    pub value: String,
+}
+
+/// 2200 DSB with its dates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disability {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DisabilityType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<NaiveDate>,
+}
+
+/// A primary care provider (2310 NM1*P3, PLA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Provider {
+    /// Person (last, first) or organisation (last only) name.
+    pub name: PersonName,
+    /// National Provider Identifier (NM108 `XX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npi: Option<String>,
+    /// Any other identifier (NM108 `SV`, `24`, `34`, `FI`): the plan's own provider number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// PLA05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_reason: Option<MaintenanceReason>,
+}
+
+/// An ID card request (IDC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdCard {
+    pub card_type: CardType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<CardAction>,
+}
+
+/// One coverage (2300) as it stands after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub insurance_line: InsuranceLine,
+    /// HD04: the plan code agreed with the payer (open value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage_level: Option<CoverageLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcp: Option<Provider>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_cards: Vec<IdCard>,
+}
+
+impl Coverage {
+    pub fn new(insurance_line: InsuranceLine) -> Coverage {
+        Coverage {
+            insurance_line,
+            plan: None,
+            coverage_level: None,
+            begin: None,
+            end: None,
+            pcp: None,
+            id_cards: Vec::new(),
+        }
+    }
+}
+
+/// A reporting category (2700/2750): a name (N102) and its value (REF02).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportingCategory {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+}
+
+/// The member values a change carries: what is new (or, in `old`, what it replaces). Every field
+/// is optional: a change fills only the fields it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MemberData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<PersonName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demographics: Option<Demographics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residence: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailing: Option<Address>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Contact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employment_status: Option<EmploymentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_status: Option<StudentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handicapped: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabilities: Vec<Disability>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverages: Vec<Coverage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+}
+
+impl MemberData {
+    pub fn is_empty(&self) -> bool {
+        self == &MemberData::default()
+    }
+}
+
+/// One member (subscriber or dependent) as a sender describes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// REF*0F: the subscriber's identifier, carried by every member of the family.
+    pub subscriber_id: String,
+    /// The member's own identifier (NM109 unless it is an SSN); the subscriber id for a
+    /// subscriber that has none.
+    pub member_id: String,
+    pub relationship: Relationship,
+    /// INS03.
+    pub maintenance: MaintenanceType,
+    /// INS04.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<MaintenanceReason>,
+    /// The member's values as sent (2100A and the 2300 loops).
+    pub data: MemberData,
+    /// 2100B: the name as the receiver has it (before a correction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_name: Option<PersonName>,
+    /// 2100B DMG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_demographics: Option<Demographics>,
+    /// 2000 REF*17 (client reporting category) and the 2700/2750 loops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reporting_categories: Vec<ReportingCategory>,
+}
+
+impl Member {
+    pub fn is_subscriber(&self) -> bool {
+        self.relationship == Relationship::SelfSubscriber
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_labels_round_trip() {
+        for r in Relationship::ALL {
+            assert_eq!(Relationship::from_code(r.code()), Some(*r));
+            assert_eq!(Relationship::from_label(r.label()), Some(*r));
+        }
+        assert_eq!(
+            CoverageLevel::from_label("Employee + Spouse"),
+            Some(CoverageLevel::EmployeeAndSpouse)
+        );
+        assert_eq!(
+            normalize_label(" Pending - awaiting Family Health Statement "),
+            "pending_awaiting_family_health_statement"
+        );
+        assert_eq!(Gender::from_code("X"), None);
+    }
+
+    #[test]
+    fn enums_serialize_as_labels() {
+        let j = serde_json::to_string(&InsuranceLine::Health).unwrap();
+        assert_eq!(j, "\"health\"");
+        let back: InsuranceLine = serde_json::from_str("\"dental\"").unwrap();
+        assert_eq!(back, InsuranceLine::Dental);
+    }
+}
