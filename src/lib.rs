@@ -8,6 +8,7 @@ pub mod enrollment;
 pub mod finding;
 pub mod fsio;
 pub mod lexer;
+pub mod lifecycle;
 pub mod output;
 pub mod portal;
 pub mod schema;
