@@ -107,8 +107,18 @@ pub trait Observer {
     fn set_end(&mut self, _r: &SetResult) {}
 }
 
-/// A trading-partner policy: adjusts a finding (severity) knowing who sent it.
-pub type Policy = dyn Fn(&mut Finding, &InterchangeInfo) + Send + Sync;
+/// A trading-partner policy: sets a finding's severity knowing who sent it and for which group,
+/// or drops it (returns false). Applied before a finding counts toward any disposition.
+pub trait FindingPolicy: Send + Sync {
+    fn adjust(&self, f: &mut Finding, sender: &str, group: Option<&str>) -> bool;
+}
+
+/// Any closure can be a policy (handy in tests).
+impl<F: Fn(&mut Finding, &str, Option<&str>) -> bool + Send + Sync> FindingPolicy for F {
+    fn adjust(&self, f: &mut Finding, sender: &str, group: Option<&str>) -> bool {
+        self(f, sender, group)
+    }
+}
 
 /// Loaded standards, by functional identifier (GS01), and checker settings.
 pub struct Engine {
@@ -117,7 +127,7 @@ pub struct Engine {
     pub receiver_ids: Vec<String>,
     pub lexer: LexerOptions,
     /// Adjusts each finding's severity before it is counted (trading-partner policy).
-    pub policy: Option<Box<Policy>>,
+    pub policy: Option<Box<dyn FindingPolicy>>,
 }
 
 impl Engine {
@@ -216,18 +226,13 @@ pub struct Checker<'e> {
     last: Position,
 }
 
-/// Forwards the set validator's output to the observer, applying the policy.
+/// Forwards the set validator's output to the observer (the validator applied the policy).
 struct Bridge<'a, O> {
     obs: &'a mut O,
-    policy: Option<&'a Policy>,
-    info: Option<&'a InterchangeInfo>,
 }
 
 impl<O: Observer> SetSink for Bridge<'_, O> {
-    fn finding(&mut self, mut f: Finding) {
-        if let (Some(p), Some(i)) = (self.policy, self.info) {
-            p(&mut f, i);
-        }
+    fn finding(&mut self, f: Finding) {
         self.obs.finding(f);
     }
     fn header(&mut self, rec: &Record, std: &Standards) {
@@ -264,11 +269,17 @@ impl<'e> Checker<'e> {
         }
     }
 
-    fn emit<O: Observer>(&self, obs: &mut O, mut f: Finding) {
+    /// Reports an envelope finding after the trading-partner policy; returns whether it still
+    /// rejects (an error that was neither ignored nor downgraded).
+    fn emit<O: Observer>(&self, obs: &mut O, mut f: Finding) -> bool {
         if let (Some(p), Some(ic)) = (&self.engine.policy, &self.ic) {
-            p(&mut f, &ic.info);
+            if !p.adjust(&mut f, &ic.info.sender_id, None) {
+                return false;
+            }
         }
+        let counts = f.severity == Severity::Error;
         obs.finding(f);
+        counts
     }
 
     #[allow(clippy::too_many_arguments)] // one call shape for every envelope check
@@ -282,7 +293,12 @@ impl<'e> Checker<'e> {
         element: Option<u8>,
         value: Option<&[u8]>,
         message: String,
-    ) {
+    ) -> bool {
+        let id = if matches!(id, "X12-ENVELOPE" | "X12-GROUP" | "X12-SET") {
+            crate::catalog::envelope_id(ack)
+        } else {
+            id
+        };
         let mut f = Finding::new(id, 1, ack, message);
         f.location = self.base_location(at);
         f.location.segment_id = Some(seg.to_string());
@@ -293,7 +309,7 @@ impl<'e> Checker<'e> {
         if let Some(v) = value {
             f = f.with_value(v, false);
         }
-        self.emit(obs, f);
+        self.emit(obs, f)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -307,7 +323,7 @@ impl<'e> Checker<'e> {
         value: Option<&[u8]>,
         message: String,
     ) {
-        self.envelope_finding(
+        let counts = self.envelope_finding(
             obs,
             "X12-ENVELOPE",
             Ack::Ta1(note),
@@ -317,7 +333,7 @@ impl<'e> Checker<'e> {
             value,
             message,
         );
-        if let Some(ic) = &mut self.ic {
+        if let Some(ic) = self.ic.as_mut().filter(|_| counts) {
             ic.notes.push(note);
         }
     }
@@ -334,8 +350,8 @@ impl<'e> Checker<'e> {
                 if self.set.is_some() {
                     let mut f = Finding::new("X12-SEGMENT-TOO-LONG", 1, Ack::Set("5"), msg);
                     f.location = self.base_location(e.pos);
-                    self.emit(obs, f);
-                    if let Some(s) = &mut self.set {
+                    let counts = self.emit(obs, f);
+                    if let Some(s) = self.set.as_mut().filter(|_| counts) {
                         s.errors.push("5");
                     }
                 } else {
@@ -421,16 +437,10 @@ impl<'e> Checker<'e> {
             return;
         }
         let is_se = id == b"SE";
-        let engine = self.engine;
-        let ic_info = self.ic.as_ref().map(|i| &i.info);
         if let Some(set) = &mut self.set {
             set.position = set.position.saturating_add(1);
             if let Some(v) = &mut set.validator {
-                let mut bridge = Bridge {
-                    obs,
-                    policy: engine.policy.as_deref(),
-                    info: ic_info,
-                };
+                let mut bridge = Bridge { obs };
                 v.segment(seg, &mut bridge);
             }
         }
@@ -663,7 +673,7 @@ impl<'e> Checker<'e> {
     /// Closes an open set and group that lack their trailers.
     fn missing_trailers<O: Observer>(&mut self, obs: &mut O, at: Position) {
         if self.set.is_some() {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-SE-MISSING",
                 Ack::Set("2"),
@@ -673,13 +683,13 @@ impl<'e> Checker<'e> {
                 None,
                 "transaction set trailer SE is missing".into(),
             );
-            if let Some(s) = &mut self.set {
+            if let Some(s) = self.set.as_mut().filter(|_| counts) {
                 s.errors.push("2");
             }
             self.end_set(obs, None);
         }
         if self.group.is_some() {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-GE-MISSING",
                 Ack::Group("3"),
@@ -689,7 +699,7 @@ impl<'e> Checker<'e> {
                 None,
                 "functional group trailer GE is missing".into(),
             );
-            if let Some(g) = &mut self.group {
+            if let Some(g) = self.group.as_mut().filter(|_| counts) {
                 g.errors.push("3");
             }
             self.end_group(obs, None);
@@ -801,7 +811,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-GROUP",
                 Ack::Group(code),
@@ -811,7 +821,7 @@ impl<'e> Checker<'e> {
                 Some(v),
                 msg,
             );
-            if let Some(g) = &mut self.group {
+            if let Some(g) = self.group.as_mut().filter(|_| counts) {
                 g.errors.push(code);
             }
         }
@@ -857,7 +867,7 @@ impl<'e> Checker<'e> {
             return;
         }
         if self.set.is_some() {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-SE-MISSING",
                 Ack::Set("2"),
@@ -867,7 +877,7 @@ impl<'e> Checker<'e> {
                 None,
                 "transaction set trailer SE is missing".into(),
             );
-            if let Some(s) = &mut self.set {
+            if let Some(s) = self.set.as_mut().filter(|_| counts) {
                 s.errors.push("2");
             }
             self.end_set(obs, None);
@@ -894,7 +904,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-GROUP",
                 Ack::Group(code),
@@ -904,7 +914,7 @@ impl<'e> Checker<'e> {
                 Some(v),
                 msg,
             );
-            if let Some(g) = &mut self.group {
+            if let Some(g) = self.group.as_mut().filter(|_| counts) {
                 g.errors.push(code);
             }
         }
@@ -935,7 +945,7 @@ impl<'e> Checker<'e> {
     fn st<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
         let at = seg.position();
         if self.set.is_some() {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-SE-MISSING",
                 Ack::Set("2"),
@@ -945,7 +955,7 @@ impl<'e> Checker<'e> {
                 None,
                 "transaction set trailer SE is missing before the next ST".into(),
             );
-            if let Some(s) = &mut self.set {
+            if let Some(s) = self.set.as_mut().filter(|_| counts) {
                 s.errors.push("2");
             }
             self.end_set(obs, None);
@@ -1018,7 +1028,7 @@ impl<'e> Checker<'e> {
         }
         for (code, n, msg) in errs {
             let v = seg.element(n as usize);
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-SET",
                 Ack::Set(code),
@@ -1028,18 +1038,19 @@ impl<'e> Checker<'e> {
                 Some(v),
                 msg,
             );
-            if let Some(s) = &mut self.set {
+            if let Some(s) = self.set.as_mut().filter(|_| counts) {
                 s.errors.push(code);
             }
         }
         if let Some(std) = std.filter(|_| supported) {
-            let mut v = SetValidator::new(std);
+            let sender = self
+                .ic
+                .as_ref()
+                .map(|i| i.info.sender_id.clone())
+                .unwrap_or_default();
+            let mut v = SetValidator::new(std, self.engine.policy.as_deref(), sender);
             let base = self.base_location(at);
-            let mut bridge = Bridge {
-                obs,
-                policy: self.engine.policy.as_deref(),
-                info: self.ic.as_ref().map(|i| &i.info),
-            };
+            let mut bridge = Bridge { obs };
             v.start(seg, base, &mut bridge);
             if let Some(s) = &mut self.set {
                 s.validator = Some(v);
@@ -1076,7 +1087,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.envelope_finding(
+            let counts = self.envelope_finding(
                 obs,
                 "X12-SET",
                 Ack::Set(code),
@@ -1086,7 +1097,7 @@ impl<'e> Checker<'e> {
                 Some(v),
                 msg,
             );
-            if let Some(s) = &mut self.set {
+            if let Some(s) = self.set.as_mut().filter(|_| counts) {
                 s.errors.push(code);
             }
         }
@@ -1097,11 +1108,7 @@ impl<'e> Checker<'e> {
         let Some(mut s) = self.set.take() else { return };
         let (mut rejecting, mut warnings, mut members, mut standard) = (0, 0, 0, 0);
         if let Some(v) = &mut s.validator {
-            let mut bridge = Bridge {
-                obs,
-                policy: self.engine.policy.as_deref(),
-                info: self.ic.as_ref().map(|i| &i.info),
-            };
+            let mut bridge = Bridge { obs };
             v.finish(se.is_some(), &mut bridge);
             rejecting = v.rejecting;
             warnings = v.warnings;

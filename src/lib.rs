@@ -1,6 +1,7 @@
 //! eligo: a streaming X12 834 processor.
 pub mod ack;
 pub mod batch;
+pub mod catalog;
 pub mod changes;
 pub mod check;
 pub mod config;

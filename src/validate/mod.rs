@@ -72,6 +72,10 @@ pub struct Tally {
 /// Validates one transaction set, segment by segment.
 pub struct SetValidator<'s> {
     std: &'s Standards,
+    policy: Option<&'s dyn crate::check::FindingPolicy>,
+    sender: String,
+    /// The group the set is for (header REF*38), once the header is complete.
+    group: Option<String>,
     walker: Walker,
     base: Location,
     position: u32,
@@ -94,9 +98,16 @@ pub struct SetValidator<'s> {
 }
 
 impl<'s> SetValidator<'s> {
-    pub fn new(std: &'s Standards) -> Self {
+    pub fn new(
+        std: &'s Standards,
+        policy: Option<&'s dyn crate::check::FindingPolicy>,
+        sender: String,
+    ) -> Self {
         SetValidator {
             std,
+            policy,
+            sender,
+            group: None,
             walker: Walker::new(),
             base: Location::default(),
             position: 0,
@@ -126,6 +137,7 @@ impl<'s> SetValidator<'s> {
         self.warnings = 0;
         self.standard_errors = 0;
         self.state = situational::SetState::default();
+        self.group = None;
         self.in_member = false;
         self.unit_depth = None;
         self.pending.clear();
@@ -376,11 +388,27 @@ impl<'s> SetValidator<'s> {
         let mut pending = std::mem::take(&mut self.pending);
         for mut f in pending.drain(..) {
             f.location.member = bu.clone();
-            self.count(&f);
-            sink.finding(f);
+            if self.admit(&mut f) {
+                self.count(&f);
+                sink.finding(f);
+            }
         }
         self.pending = pending;
         sink.member(&self.member, self.std);
+    }
+
+    /// Applies the trading-partner policy; false drops the finding.
+    fn admit(&mut self, f: &mut Finding) -> bool {
+        if self.group.is_none() && !self.header.is_empty() {
+            self.group = self.header.iter().find_map(|(_, s)| {
+                (s.id() == b"REF" && s.element(1) == b"38")
+                    .then(|| String::from_utf8_lossy(s.element(2)).into_owned())
+            });
+        }
+        match self.policy {
+            Some(p) => p.adjust(f, &self.sender, self.group.as_deref()),
+            None => true,
+        }
     }
 
     fn count(&mut self, f: &Finding) {
@@ -398,9 +426,11 @@ impl<'s> SetValidator<'s> {
 
     fn flush_header_findings<S: SetSink>(&mut self, sink: &mut S) {
         let mut pending = std::mem::take(&mut self.pending);
-        for f in pending.drain(..) {
-            self.count(&f);
-            sink.finding(f);
+        for mut f in pending.drain(..) {
+            if self.admit(&mut f) {
+                self.count(&f);
+                sink.finding(f);
+            }
         }
         self.pending = pending;
     }
