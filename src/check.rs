@@ -477,9 +477,8 @@ impl<'e> Checker<'e> {
     fn isa<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
         let at = seg.position();
         if self.ic.is_some() {
-            // A new ISA before IEA: the previous interchange ended prematurely.
-            self.missing_trailers(obs, at);
-            self.finish_interchange(obs, at, true);
+            // A new ISA before IEA: the previous interchange ended prematurely (TA1 023).
+            self.finish_interchange(obs, at, false);
         }
         let e: Vec<&[u8]> = seg.elements().collect();
         let get = |n: usize| e.get(n - 1).copied().unwrap_or(b"");

@@ -223,6 +223,15 @@ pub struct LexerOptions {
     pub chunk: usize,
 }
 
+impl LexerOptions {
+    /// The most the lexer's buffer ever holds, in bytes: the longest segment it accepts (or a
+    /// whole ISA, which is read in one piece and may be longer than a tiny
+    /// [`max_segment_len`](Self::max_segment_len)) plus one read chunk.
+    pub fn buffer_bound(&self) -> usize {
+        self.max_segment_len.max(ISA_WINDOW) + self.chunk
+    }
+}
+
 impl Default for LexerOptions {
     fn default() -> Self {
         LexerOptions {
@@ -238,6 +247,8 @@ const ISA_SEPARATORS: [usize; 16] = [
 ];
 /// Length of a fixed-width ISA including its terminator.
 pub const ISA_LEN: usize = 106;
+/// How far the lexer looks for the end of an ISA that is not fixed-width.
+const ISA_WINDOW: usize = 512;
 
 /// What the lexer produced.
 #[derive(Debug)]
@@ -294,6 +305,12 @@ impl<R: Read> Lexer<R> {
         self.delims
     }
 
+    /// Bytes the read buffer has room for. It never exceeds [`LexerOptions::buffer_bound`];
+    /// exposed so that tests can check that memory stays bounded whatever the input.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     fn pos(&self) -> Position {
         Position {
             offset: self.base + self.start as u64,
@@ -314,6 +331,8 @@ impl<R: Read> Lexer<R> {
         }
         let want = self.end + self.opts.chunk;
         if self.buf.len() < want {
+            // Exact: the default doubling could make the buffer twice the documented bound.
+            self.buf.reserve_exact(want - self.buf.len());
             self.buf.resize(want, 0);
         }
         loop {
@@ -475,8 +494,13 @@ impl<R: Read> Lexer<R> {
             };
             (ISA_LEN, delims, None)
         } else {
-            // Not fixed-width: find the 16th separator by scanning a bounded window.
-            let window = &avail[..avail.len().min(512)];
+            // Not fixed-width: find the 16th separator by scanning a bounded window. Buffer the
+            // whole window first, or the result would depend on how the input was chunked.
+            if let Err(e) = self.ensure(ISA_WINDOW) {
+                return self.io_error(e);
+            }
+            let avail = &self.buf[self.start..self.end];
+            let window = &avail[..avail.len().min(ISA_WINDOW)];
             let seps: Vec<usize> = memchr_iter(elem, window).take(16).collect();
             if seps.len() < 16 || seps[15] + 2 >= window.len() {
                 // Cannot even find the ISA's end: give up on this interchange.

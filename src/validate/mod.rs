@@ -69,6 +69,9 @@ pub struct Tally {
     pub dependents: u64,
 }
 
+/// Most findings kept for one member loop (the 999 writer reports far fewer).
+pub const MAX_MEMBER_FINDINGS: usize = 10_000;
+
 /// Validates one transaction set, segment by segment.
 pub struct SetValidator<'s> {
     std: &'s Standards,
@@ -167,6 +170,13 @@ impl<'s> SetValidator<'s> {
     }
 
     fn emit(&mut self, mut f: Finding) {
+        if self.unit_depth.is_some() && self.pending.len() >= MAX_MEMBER_FINDINGS {
+            // A member's findings wait for its end (they carry its REF*0F). Past the cap they
+            // still count for the disposition but are not kept: memory stays bounded whatever
+            // the member holds.
+            self.count(&f);
+            return;
+        }
         // Loop ids of the root are not guide loops: say "header" / "trailer" instead of ST_LOOP.
         if f.location.loop_id.as_deref() == Some(self.std.schema.loops[0].id.as_str()) {
             f.location.loop_id = None;
@@ -323,7 +333,9 @@ impl<'s> SetValidator<'s> {
                 }
             }
         }
-        if self.in_member && self.unit_depth.is_none() {
+        if self.unit_depth.is_none() {
+            // Outside an open member nothing waits: deliver now (also for unplaced segments,
+            // whose findings otherwise pile up until the next placed one).
             self.flush_header_findings(sink);
         }
     }

@@ -6,6 +6,9 @@
 use crate::lexer::{Delimiters, Position, Segment};
 use crate::schema::{LoopIx, Schema, SegIx};
 
+/// Most segments one record keeps. The largest member the 834 guide allows is far smaller.
+pub const MAX_SEGMENTS: usize = 50_000;
+
 /// A loop instance inside a record: which loop, and which instance contains it.
 #[derive(Debug, Clone, Copy)]
 pub struct Instance {
@@ -75,6 +78,11 @@ impl Record {
         open_loops: &[LoopIx],
         record_depth: usize,
     ) {
+        if self.segs.len() >= MAX_SEGMENTS {
+            // A loop this long is not an 834 member (and its set is rejected for the segments
+            // over their maximum use); keep memory bounded rather than record it all.
+            return;
+        }
         let inner = open_loops.get(record_depth..).unwrap_or(&[]);
         // Reconcile the instance stack with the walker's open loops: a loop at the same depth
         // with the same index is the same instance unless the segment is that loop's trigger.
