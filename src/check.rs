@@ -348,7 +348,7 @@ impl<'e> Checker<'e> {
                 f.location = self.base_location(e.pos);
                 self.emit(obs, f);
             }
-            LexErrorKind::BadDelimiters { which } => {
+            LexErrorKind::BadDelimiters { which, elements } => {
                 self.finish_interchange(obs, e.pos, false);
                 let note = if which.starts_with("component") {
                     "027"
@@ -357,9 +357,25 @@ impl<'e> Checker<'e> {
                 } else {
                     "026"
                 };
+                // The ISA's elements could still be cut at their separator positions: open the
+                // interchange so that it gets its TA1 (R), written with our default delimiters
+                // since its own are unusable. Nothing after the ISA can be read, so it closes at
+                // once.
+                let opened = elements.len() == 16;
+                if opened {
+                    let isa: Vec<&[u8]> = elements.iter().map(|v| v.as_bytes()).collect();
+                    self.open_interchange(obs, &isa, Delimiters::DEFAULT, e.pos);
+                }
                 let mut f = Finding::new("X12-BAD-DELIMITERS", 1, Ack::Ta1(note), msg);
                 f.location = self.base_location(e.pos);
+                f.location.segment_id = Some("ISA".into());
                 self.emit(obs, f);
+                if opened {
+                    if let Some(ic) = &mut self.ic {
+                        ic.notes.push(note);
+                    }
+                    self.finish_interchange(obs, e.pos, true);
+                }
             }
             LexErrorKind::Empty
             | LexErrorKind::NotAnInterchange { .. }
@@ -464,14 +480,14 @@ impl<'e> Checker<'e> {
         }
     }
 
-    fn isa<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
-        let at = seg.position();
-        if self.ic.is_some() {
-            // A new ISA before IEA: the previous interchange ended prematurely.
-            self.missing_trailers(obs, at);
-            self.finish_interchange(obs, at, true);
-        }
-        let e: Vec<&[u8]> = seg.elements().collect();
+    /// Opens an interchange from its ISA elements (element 1 first).
+    fn open_interchange<O: Observer>(
+        &mut self,
+        obs: &mut O,
+        e: &[&[u8]],
+        delimiters: Delimiters,
+        at: Position,
+    ) {
         let get = |n: usize| e.get(n - 1).copied().unwrap_or(b"");
         let trim = |v: &[u8]| text(v).trim_end().to_string();
         let info = InterchangeInfo {
@@ -485,7 +501,7 @@ impl<'e> Checker<'e> {
             ack_requested: get(14) == b"1",
             usage: text(get(15)),
             version: text(get(12)),
-            delimiters: seg.delimiters(),
+            delimiters,
             position: at,
         };
         self.ic = Some(Interchange {
@@ -495,6 +511,18 @@ impl<'e> Checker<'e> {
             gs06_seen: HashSet::new(),
         });
         obs.interchange_start(&self.ic.as_ref().expect("just set").info);
+    }
+
+    fn isa<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
+        let at = seg.position();
+        if self.ic.is_some() {
+            // A new ISA before IEA: the previous interchange ended prematurely.
+            self.missing_trailers(obs, at);
+            self.finish_interchange(obs, at, true);
+        }
+        let e: Vec<&[u8]> = seg.elements().collect();
+        let get = |n: usize| e.get(n - 1).copied().unwrap_or(b"");
+        self.open_interchange(obs, &e, seg.delimiters(), at);
         type IsaCheck = (usize, &'static str, fn(&[u8]) -> bool, &'static str);
         let checks: [IsaCheck; 14] = [
             (
