@@ -195,6 +195,8 @@ struct Group<'e> {
     std: Option<&'e Standards>,
     received: u32,
     accepted: u32,
+    /// Sets accepted with errors noted (IK501 `E`).
+    noted: u32,
     errors: Vec<&'static str>,
     st02_seen: HashSet<String>,
 }
@@ -224,10 +226,12 @@ struct Bridge<'a, O> {
 }
 
 impl<O: Observer> SetSink for Bridge<'_, O> {
-    fn finding(&mut self, mut f: Finding) {
+    fn adjust(&mut self, f: &mut Finding) {
         if let (Some(p), Some(i)) = (self.policy, self.info) {
-            p(&mut f, i);
+            p(f, i);
         }
+    }
+    fn finding(&mut self, f: Finding) {
         self.obs.finding(f);
     }
     fn header(&mut self, rec: &Record, std: &Standards) {
@@ -785,6 +789,7 @@ impl<'e> Checker<'e> {
             std,
             received: 0,
             accepted: 0,
+            noted: 0,
             errors: Vec::new(),
             st02_seen: HashSet::new(),
         });
@@ -945,6 +950,8 @@ impl<'e> Checker<'e> {
             'R'
         } else if g.accepted < g.received {
             'P'
+        } else if g.noted > 0 {
+            'E'
         } else {
             'A'
         };
@@ -1155,6 +1162,9 @@ impl<'e> Checker<'e> {
         if let Some(g) = &mut self.group {
             if code != 'R' {
                 g.accepted += 1;
+            }
+            if code == 'E' {
+                g.noted += 1;
             }
         }
         obs.set_end(&SetResult {

@@ -54,6 +54,9 @@ pub struct Standards {
 
 /// Receives what the set validator produces.
 pub trait SetSink {
+    /// Adjusts a finding (a trading-partner policy may change its severity) before the set's
+    /// disposition counts it; called once per finding, just before [`SetSink::finding`].
+    fn adjust(&mut self, _f: &mut Finding) {}
     fn finding(&mut self, f: Finding);
     /// The header (ST up to the first member) is complete.
     fn header(&mut self, _rec: &Record, _std: &Standards) {}
@@ -87,7 +90,8 @@ pub struct SetValidator<'s> {
     /// Number of findings with severity error that reject the set (X12/guide level).
     pub rejecting: usize,
     pub warnings: usize,
-    /// Rejecting findings with X12 standard (not `I`) codes: IK502 `5` rather than `I5`.
+    /// Reported findings (errors or warnings) with X12 standard (not `I`) codes: IK502 `5`
+    /// rather than `I5`.
     pub standard_errors: usize,
     last_at: crate::lexer::Position,
     state: situational::SetState,
@@ -376,6 +380,7 @@ impl<'s> SetValidator<'s> {
         let mut pending = std::mem::take(&mut self.pending);
         for mut f in pending.drain(..) {
             f.location.member = bu.clone();
+            sink.adjust(&mut f);
             self.count(&f);
             sink.finding(f);
         }
@@ -384,21 +389,23 @@ impl<'s> SetValidator<'s> {
     }
 
     fn count(&mut self, f: &Finding) {
-        match (f.severity, f.ack) {
-            (_, Ack::Report) => {}
-            (crate::finding::Severity::Error, ack) => {
-                self.rejecting += 1;
-                if !ack.is_implementation() {
-                    self.standard_errors += 1;
-                }
-            }
-            (crate::finding::Severity::Warning, _) => self.warnings += 1,
+        if f.ack == Ack::Report {
+            return;
+        }
+        match f.severity {
+            crate::finding::Severity::Error => self.rejecting += 1,
+            crate::finding::Severity::Warning => self.warnings += 1,
+        }
+        // IK502 `5` versus `I5` looks at every error the 999 reports, warnings included.
+        if !f.ack.is_implementation() {
+            self.standard_errors += 1;
         }
     }
 
     fn flush_header_findings<S: SetSink>(&mut self, sink: &mut S) {
         let mut pending = std::mem::take(&mut self.pending);
-        for f in pending.drain(..) {
+        for mut f in pending.drain(..) {
+            sink.adjust(&mut f);
             self.count(&f);
             sink.finding(f);
         }
