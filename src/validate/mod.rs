@@ -191,6 +191,18 @@ impl<'s> SetValidator<'s> {
         } else {
             element::check_segment(&ctx, def, seg, &mut out);
             element::check_periods(&ctx, def, seg, &mut out);
+            // The envelope layer checks every element of ST and SE and reports them through
+            // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
+            let envelope_elements = match def.id.as_slice() {
+                b"ST" | b"SE" if def.loop_ix == self.std.schema.root() => def.elements.len(),
+                _ => 0,
+            };
+            out.retain(|f| {
+                !(matches!(f.ack, Ack::Element(_))
+                    && f.location
+                        .element
+                        .is_some_and(|e| usize::from(e.element) <= envelope_elements))
+            });
         }
         if seg.leading_blanks() > 0 {
             let mut f = Finding::new(
