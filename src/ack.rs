@@ -107,12 +107,10 @@ impl<W: Write> AckWriter<W> {
         groups: Vec<GroupAck>,
     ) -> io::Result<()> {
         let d = self.settings.delimiters.unwrap_or(ic.delimiters);
-        // A group whose GS01/GS06/GS08 cannot stand in AK101..AK103 cannot have a valid 999;
-        // the sender then hears from the TA1 alone.
-        let groups: Vec<GroupAck> = groups
-            .into_iter()
-            .filter(|g| g.result.as_ref().is_some_and(|r| ackable_group(r, &d)))
-            .collect();
+        // AK1/AK2 echo the group's and set's identifiers exactly as received (the guide asks
+        // for the exact values), even when they are themselves invalid: the AK905/IK502 codes
+        // then tell the sender what is wrong with them. Delimiters are scrubbed so the 999
+        // still parses.
         let send_ta1 =
             ic.ack_requested || ta1.code != 'A' || self.settings.always_ta1 || groups.is_empty();
         let send_999 = ta1.code != 'R' && !groups.is_empty();
@@ -214,11 +212,6 @@ impl<W: Write> AckWriter<W> {
         if list_sets {
             for s in sets {
                 let Some(sr) = &s.result else { continue };
-                if !ackable_set(&s.info, d) {
-                    // Counted in AK903 all the same, and never accepted (its ST01 or ST02 is
-                    // what rejected it).
-                    continue;
-                }
                 let mut ak2 = format!(
                     "AK2{e}{}{e}{}",
                     scrub(&s.info.st01, d),
@@ -351,32 +344,6 @@ impl<W: Write> AckWriter<W> {
         }
         out
     }
-}
-
-/// AK101 codes of 005010X231A1: the functional groups a 999 can acknowledge.
-const AK101_CODES: [&str; 9] = ["BE", "HB", "HC", "HI", "HN", "HP", "HR", "HS", "RA"];
-/// AK201 codes of 005010X231A1: the transaction sets a 999 can acknowledge.
-const AK201_CODES: [&str; 9] = [
-    "270", "271", "276", "277", "278", "820", "834", "835", "837",
-];
-
-/// True when the group's identifiers can be written in AK101..AK103 as received.
-fn ackable_group(r: &GroupResult, d: &Delimiters) -> bool {
-    let i = &r.info;
-    AK101_CODES.contains(&i.gs01.as_str())
-        && (1..=9).contains(&i.gs06.len())
-        && i.gs06.bytes().all(|b| b.is_ascii_digit())
-        && (1..=12).contains(&i.gs08.len())
-        && clean(&i.gs08, d)
-}
-
-/// True when the set's identifiers can be written in AK201..AK203 as received.
-fn ackable_set(s: &SetInfo, d: &Delimiters) -> bool {
-    AK201_CODES.contains(&s.st01.as_str())
-        && (4..=9).contains(&s.st02.len())
-        && clean(&s.st02, d)
-        && s.st03.len() <= 35
-        && clean(&s.st03, d)
 }
 
 fn ik401(p: &ElementPos, c: char) -> String {

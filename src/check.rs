@@ -205,6 +205,8 @@ struct Group<'e> {
     std: Option<&'e Standards>,
     received: u32,
     accepted: u32,
+    /// Sets accepted with errors noted (IK501 `E`).
+    noted: u32,
     errors: Vec<&'static str>,
     st02_seen: HashSet<String>,
 }
@@ -364,7 +366,7 @@ impl<'e> Checker<'e> {
                 f.location = self.base_location(e.pos);
                 self.emit(obs, f);
             }
-            LexErrorKind::BadDelimiters { which } => {
+            LexErrorKind::BadDelimiters { which, elements } => {
                 self.finish_interchange(obs, e.pos, false);
                 let note = if which.starts_with("component") {
                     "027"
@@ -373,9 +375,25 @@ impl<'e> Checker<'e> {
                 } else {
                     "026"
                 };
+                // The ISA's elements could still be cut at their separator positions: open the
+                // interchange so that it gets its TA1 (R), written with our default delimiters
+                // since its own are unusable. Nothing after the ISA can be read, so it closes at
+                // once.
+                let opened = elements.len() == 16;
+                if opened {
+                    let isa: Vec<&[u8]> = elements.iter().map(|v| v.as_bytes()).collect();
+                    self.open_interchange(obs, &isa, Delimiters::DEFAULT, e.pos);
+                }
                 let mut f = Finding::new("X12-BAD-DELIMITERS", 1, Ack::Ta1(note), msg);
                 f.location = self.base_location(e.pos);
+                f.location.segment_id = Some("ISA".into());
                 self.emit(obs, f);
+                if opened {
+                    if let Some(ic) = &mut self.ic {
+                        ic.notes.push(note);
+                    }
+                    self.finish_interchange(obs, e.pos, true);
+                }
             }
             LexErrorKind::Empty
             | LexErrorKind::NotAnInterchange { .. }
@@ -474,13 +492,14 @@ impl<'e> Checker<'e> {
         }
     }
 
-    fn isa<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
-        let at = seg.position();
-        if self.ic.is_some() {
-            // A new ISA before IEA: the previous interchange ended prematurely (TA1 023).
-            self.finish_interchange(obs, at, false);
-        }
-        let e: Vec<&[u8]> = seg.elements().collect();
+    /// Opens an interchange from its ISA elements (element 1 first).
+    fn open_interchange<O: Observer>(
+        &mut self,
+        obs: &mut O,
+        e: &[&[u8]],
+        delimiters: Delimiters,
+        at: Position,
+    ) {
         let get = |n: usize| e.get(n - 1).copied().unwrap_or(b"");
         let trim = |v: &[u8]| text(v).trim_end().to_string();
         let info = InterchangeInfo {
@@ -494,7 +513,7 @@ impl<'e> Checker<'e> {
             ack_requested: get(14) == b"1",
             usage: text(get(15)),
             version: text(get(12)),
-            delimiters: seg.delimiters(),
+            delimiters,
             position: at,
         };
         self.ic = Some(Interchange {
@@ -504,6 +523,17 @@ impl<'e> Checker<'e> {
             gs06_seen: HashSet::new(),
         });
         obs.interchange_start(&self.ic.as_ref().expect("just set").info);
+    }
+
+    fn isa<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
+        let at = seg.position();
+        if self.ic.is_some() {
+            // A new ISA before IEA: the previous interchange ended prematurely (TA1 023).
+            self.finish_interchange(obs, at, false);
+        }
+        let e: Vec<&[u8]> = seg.elements().collect();
+        let get = |n: usize| e.get(n - 1).copied().unwrap_or(b"");
+        self.open_interchange(obs, &e, seg.delimiters(), at);
         type IsaCheck = (usize, &'static str, fn(&[u8]) -> bool, &'static str);
         let checks: [IsaCheck; 14] = [
             (
@@ -766,6 +796,7 @@ impl<'e> Checker<'e> {
             std,
             received: 0,
             accepted: 0,
+            noted: 0,
             errors: Vec::new(),
             st02_seen: HashSet::new(),
         });
@@ -926,6 +957,8 @@ impl<'e> Checker<'e> {
             'R'
         } else if g.accepted < g.received {
             'P'
+        } else if g.noted > 0 {
+            'E'
         } else {
             'A'
         };
@@ -1133,6 +1166,9 @@ impl<'e> Checker<'e> {
         if let Some(g) = &mut self.group {
             if code != 'R' {
                 g.accepted += 1;
+            }
+            if code == 'E' {
+                g.noted += 1;
             }
         }
         obs.set_end(&SetResult {

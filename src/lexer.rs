@@ -166,7 +166,14 @@ pub enum LexErrorKind {
     /// delimiters were taken by splitting instead.
     IsaNotFixedWidth,
     /// The delimiters read from the ISA are unusable (letters, digits, duplicates).
-    BadDelimiters { which: &'static str },
+    BadDelimiters {
+        which: &'static str,
+        /// The 16 ISA elements, cut at the separator positions that were found (fixed offsets,
+        /// or the split positions of a non-fixed-width ISA), so that the interchange can still
+        /// be acknowledged (TA1). Not serialized: ISA02/ISA04 may hold passwords.
+        #[serde(skip)]
+        elements: Vec<String>,
+    },
     /// A segment exceeded the length limit without a terminator.
     SegmentTooLong { limit: usize },
     /// The stream ended inside a segment (no terminator).
@@ -198,7 +205,7 @@ impl std::fmt::Display for LexError {
                 f,
                 "ISA is not fixed-width (106 bytes with separators at fixed offsets); delimiters were guessed by splitting"
             ),
-            LexErrorKind::BadDelimiters { which } => {
+            LexErrorKind::BadDelimiters { which, .. } => {
                 write!(f, "invalid delimiters in the ISA: {which}")
             }
             LexErrorKind::SegmentTooLong { limit } => write!(
@@ -483,7 +490,7 @@ impl<R: Read> Lexer<R> {
         let avail = &self.buf[self.start..self.end];
         let elem = avail[3];
         let fixed = avail.len() >= ISA_LEN && ISA_SEPARATORS.iter().all(|&i| avail[i] == elem);
-        let (len, delims, warning) = if fixed {
+        let (len, delims, warning, seps) = if fixed {
             let rep = avail[82];
             let version = &avail[84..89];
             let delims = Delimiters {
@@ -492,7 +499,7 @@ impl<R: Read> Lexer<R> {
                 repetition: if version == b"00501" { Some(rep) } else { None },
                 segment: avail[105],
             };
-            (ISA_LEN, delims, None)
+            (ISA_LEN, delims, None, ISA_SEPARATORS)
         } else {
             // Not fixed-width: find the 16th separator by scanning a bounded window. Buffer the
             // whole window first, or the result would depend on how the input was chunked.
@@ -523,6 +530,8 @@ impl<R: Read> Lexer<R> {
                 },
                 segment: window[s16 + 2],
             };
+            let mut at = [0usize; 16];
+            at.copy_from_slice(&seps);
             (
                 s16 + 3,
                 delims,
@@ -530,6 +539,7 @@ impl<R: Read> Lexer<R> {
                     kind: LexErrorKind::IsaNotFixedWidth,
                     pos,
                 }),
+                at,
             )
         };
         let mut delims = delims;
@@ -546,11 +556,12 @@ impl<R: Read> Lexer<R> {
             }
         }
         if let Some(which) = bad_delimiters(&delims) {
+            let elements = isa_elements(&self.buf[self.start..self.end], &seps);
             // Skip past the ISA; everything up to the next ISA is unreadable.
             self.start += 3;
             self.delims = None;
             return Token::Error(LexError {
-                kind: LexErrorKind::BadDelimiters { which },
+                kind: LexErrorKind::BadDelimiters { which, elements },
                 pos,
             });
         }
@@ -640,6 +651,18 @@ impl<R: Read> Lexer<R> {
             pos,
         })
     }
+}
+
+/// The 16 elements of an ISA whose element separators stand at `seps` (ISA16 is the one byte
+/// after the last separator).
+fn isa_elements(isa: &[u8], seps: &[usize]) -> Vec<String> {
+    (0..16)
+        .map(|i| {
+            let from = seps[i] + 1;
+            let to = seps.get(i + 1).copied().unwrap_or(from + 1);
+            String::from_utf8_lossy(&isa[from..to]).into_owned()
+        })
+        .collect()
 }
 
 fn bad_delimiters(d: &Delimiters) -> Option<&'static str> {

@@ -151,6 +151,10 @@ fn ack_errors(engine: &Engine, ack_bytes: &[u8]) -> Vec<Finding> {
         .findings
         .into_iter()
         .filter(|f| f.severity == Severity::Error)
+        // AK1 and AK2 echo the input's GS01/GS06/GS08 and ST01/ST02/ST03 exactly, as the 999
+        // guide requires, so an input with invalid identifiers gets them back (with the
+        // AK905/IK502 code saying what is wrong); those echoes are not our errors.
+        .filter(|f| !matches!(f.location.segment_id.as_deref(), Some("AK1") | Some("AK2")))
         .collect()
 }
 

@@ -54,6 +54,9 @@ pub struct Standards {
 
 /// Receives what the set validator produces.
 pub trait SetSink {
+    /// Adjusts a finding (a trading-partner policy may change its severity) before the set's
+    /// disposition counts it; called once per finding, just before [`SetSink::finding`].
+    fn adjust(&mut self, _f: &mut Finding) {}
     fn finding(&mut self, f: Finding);
     /// The header (ST up to the first member) is complete.
     fn header(&mut self, _rec: &Record, _std: &Standards) {}
@@ -94,7 +97,8 @@ pub struct SetValidator<'s> {
     /// Number of findings with severity error that reject the set (X12/guide level).
     pub rejecting: usize,
     pub warnings: usize,
-    /// Rejecting findings with X12 standard (not `I`) codes: IK502 `5` rather than `I5`.
+    /// Reported findings (errors or warnings) with X12 standard (not `I`) codes: IK502 `5`
+    /// rather than `I5`.
     pub standard_errors: usize,
     last_at: crate::lexer::Position,
     state: situational::SetState,
@@ -209,6 +213,18 @@ impl<'s> SetValidator<'s> {
         } else {
             element::check_segment(&ctx, def, seg, &mut out);
             element::check_periods(&ctx, def, seg, &mut out);
+            // The envelope layer checks every element of ST and SE and reports them through
+            // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
+            let envelope_elements = match def.id.as_slice() {
+                b"ST" | b"SE" if def.loop_ix == self.std.schema.root() => def.elements.len(),
+                _ => 0,
+            };
+            out.retain(|f| {
+                !(matches!(f.ack, Ack::Element(_))
+                    && f.location
+                        .element
+                        .is_some_and(|e| usize::from(e.element) <= envelope_elements))
+            });
         }
         if seg.leading_blanks() > 0 {
             let mut f = Finding::new(
@@ -424,15 +440,16 @@ impl<'s> SetValidator<'s> {
     }
 
     fn count(&mut self, f: &Finding) {
-        match (f.severity, f.ack) {
-            (_, Ack::Report) => {}
-            (crate::finding::Severity::Error, ack) => {
-                self.rejecting += 1;
-                if !ack.is_implementation() {
-                    self.standard_errors += 1;
-                }
-            }
-            (crate::finding::Severity::Warning, _) => self.warnings += 1,
+        if f.ack == Ack::Report {
+            return;
+        }
+        match f.severity {
+            crate::finding::Severity::Error => self.rejecting += 1,
+            crate::finding::Severity::Warning => self.warnings += 1,
+        }
+        // IK502 `5` versus `I5` looks at every error the 999 reports, warnings included.
+        if !f.ack.is_implementation() {
+            self.standard_errors += 1;
         }
     }
 
