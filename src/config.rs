@@ -527,6 +527,44 @@ fn de_opt_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDat
     Ok(Some(to_date(DateIn::deserialize(d)?)?))
 }
 
+/// The configuration's `[[policies]]` as a [`crate::check::FindingPolicy`] for one run day.
+pub struct ConfigPolicy {
+    config: std::sync::Arc<Config>,
+    as_of: NaiveDate,
+}
+
+impl Config {
+    /// The policy of this configuration as it stands on `as_of` (waivers past their `until`
+    /// date no longer apply).
+    pub fn policy(self: &std::sync::Arc<Self>, as_of: NaiveDate) -> ConfigPolicy {
+        ConfigPolicy {
+            config: self.clone(),
+            as_of,
+        }
+    }
+}
+
+impl crate::check::FindingPolicy for ConfigPolicy {
+    fn adjust(&self, f: &mut crate::finding::Finding, sender: &str, group: Option<&str>) -> bool {
+        use crate::finding::Severity;
+        match self
+            .config
+            .action_for(f.id, Some(sender), group, self.as_of)
+        {
+            Some(Action::Ignore) => false,
+            Some(Action::Warn) => {
+                f.severity = Severity::Warning;
+                true
+            }
+            Some(Action::Reject) => {
+                f.severity = Severity::Error;
+                true
+            }
+            None => true,
+        }
+    }
+}
+
 fn dupes<'a>(
     ids: impl Iterator<Item = &'a str>,
     list: &str,

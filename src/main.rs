@@ -29,8 +29,12 @@ enum Cmd {
     /// 2 usage or I/O error.
     Check {
         /// Files to check (`-` for standard input).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "explain")]
         files: Vec<PathBuf>,
+        /// Explain a finding id (what it means, why it matters, how to fix it) and exit.
+        /// `--explain all` lists every id.
+        #[arg(long, value_name = "ID")]
+        explain: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
@@ -103,7 +107,10 @@ fn open_input(path: &Path) -> io::Result<Box<dyn io::Read>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { files, format } => cmd_check(&files, format),
+        Cmd::Check {
+            explain: Some(id), ..
+        } => cmd_explain(&id),
+        Cmd::Check { files, format, .. } => cmd_check(&files, format),
         Cmd::Ack {
             file,
             output,
@@ -155,6 +162,29 @@ fn cmd_config_check(file: &Path) -> ExitCode {
             }
             eprintln!("{}: {} error(s)", file.display(), errors.len());
             ExitCode::from(1)
+        }
+    }
+}
+
+fn cmd_explain(id: &str) -> ExitCode {
+    let rules =
+        eligo::validate::situational::RuleSet::from_json(eligo::schema::embedded::X220A1_RULES);
+    let situational = rules.map(|r| r.catalogue()).unwrap_or_default();
+    let entries = eligo::catalog::entries(&situational);
+    if id == "all" {
+        for e in &entries {
+            println!("{:<28} {}", e.id, e.title);
+        }
+        return ExitCode::SUCCESS;
+    }
+    match entries.iter().find(|e| e.id.eq_ignore_ascii_case(id)) {
+        Some(e) => {
+            print!("{}", eligo::catalog::explain(e));
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("eligo: no finding id {id:?}; `eligo check --explain all` lists them");
+            ExitCode::from(2)
         }
     }
 }

@@ -216,9 +216,8 @@ impl<W: Write> JsonPrinter<'_, W> {
 impl<W: Write> Observer for JsonPrinter<'_, W> {
     fn finding(&mut self, mut f: Finding) {
         f.value = f.display_value();
-        if f.phi {
-            f.location.member = f.location.member.as_deref().map(crate::finding::mask);
-        }
+        // The member's subscriber id is member data whatever the finding.
+        f.location.member = f.location.member.as_deref().map(crate::finding::mask);
         let j = JsonFinding {
             r#type: "finding",
             file: self.file,
