@@ -177,6 +177,7 @@ const ENGINE: &[(&str, u8, &str, &str, &str)] = &[
     ("X12-TRUNCATED", 1, "the file ends inside a segment", "the transfer was cut short: the last segment has no terminator", "resend the complete file"),
     ("X12-SEGMENT-TOO-LONG", 1, "a segment longer than the limit", "a missing terminator runs segments together; eligo stops at 1 MiB rather than read the file into memory", "check the segment terminator in ISA16+1"),
     ("X12-OUTSIDE-INTERCHANGE", 1, "segments outside any interchange", "data after IEA or before ISA belongs to no envelope and is ignored", "remove trailing data or add the missing ISA"),
+    ("X12-FINDINGS-CAPPED", 1, "more findings in one member than eligo lists", "a member with thousands of errors is almost always a structural break (a missing terminator, a shifted loop); the rest are counted, not listed, so memory stays bounded", "fix the first findings listed and check the file again"),
     ("X12-SE-MISSING", 1, "a set without SE", "the set's end cannot be verified; the set is rejected (IK502 2)", "send SE with the segment count and ST02"),
     ("X12-GE-MISSING", 1, "a group without GE", "the group's end cannot be verified; the group is rejected (AK905 3)", "send GE with the set count and GS06"),
     ("X12-GS-DATE", 1, "GS04 is not a date", "no AK905 code exists for it, so it is a warning", "send CCYYMMDD"),

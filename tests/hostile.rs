@@ -261,6 +261,14 @@ fn millions_of_tiny_segments_in_a_member_run_in_bounded_memory() {
         "{:?}",
         s.by_id
     );
+    // Past the per-member cap the rest are counted, and one finding says how many were not
+    // listed: nothing disappears silently.
+    assert_eq!(
+        s.by_id.get("X12-FINDINGS-CAPPED"),
+        Some(&1),
+        "{:?}",
+        s.by_id
+    );
     eprintln!("peak heap {peak} bytes for {TINY} segments");
     assert!(
         peak < 16 * MIB,

@@ -102,6 +102,8 @@ pub struct SetValidator<'s> {
     pub standard_errors: usize,
     last_at: crate::lexer::Position,
     state: situational::SetState,
+    /// Findings of the current member counted but not kept (over [`MAX_MEMBER_FINDINGS`]).
+    unlisted: u64,
 }
 
 impl<'s> SetValidator<'s> {
@@ -132,6 +134,7 @@ impl<'s> SetValidator<'s> {
             standard_errors: 0,
             last_at: crate::lexer::Position::default(),
             state: situational::SetState::default(),
+            unlisted: 0,
         }
     }
 
@@ -179,6 +182,7 @@ impl<'s> SetValidator<'s> {
             // still count for the disposition but are not kept: memory stays bounded whatever
             // the member holds.
             self.count(&f);
+            self.unlisted += 1;
             return;
         }
         // Loop ids of the root are not guide loops: say "header" / "trailer" instead of ST_LOOP.
@@ -406,6 +410,22 @@ impl<'s> SetValidator<'s> {
             &mut self.state,
             &mut self.pending,
         );
+        if self.unlisted > 0 {
+            let mut f = Finding::new(
+                "X12-FINDINGS-CAPPED",
+                1,
+                Ack::Report,
+                format!(
+                    "{} more finding(s) in this member were counted for the set's disposition but not listed (at most {MAX_MEMBER_FINDINGS} are kept per member)",
+                    self.unlisted
+                ),
+            );
+            f.severity = crate::finding::Severity::Warning;
+            f.location.segment_position = Some(self.position);
+            f.location.line = self.last_at.line;
+            self.pending.push(f);
+            self.unlisted = 0;
+        }
         self.fill_base();
         let bu = self.std.unit.as_ref().and_then(|u| {
             self.member.iter().find_map(|(_, s)| {
