@@ -130,9 +130,9 @@ impl<W: Write> AckWriter<W> {
         buf.push_str(&format!(
             "ISA{e}00{e}          {e}00{e}          {e}{:<2.2}{e}{}{e}{:<2.2}{e}{}{e}{}{e}{}{e}{}{e}00501{e}{isa13}{e}0{e}{usage}{e}{}{t}\n",
             clean_qual(&our_q),
-            pad(&our_id),
+            pad(&id_or_unknown(&our_id, &d)),
             clean_qual(&ic.sender_qualifier),
-            pad(&ic.sender_id),
+            pad(&id_or_unknown(&ic.sender_id, &d)),
             now.format("%y%m%d"),
             now.format("%H%M"),
             d.repetition.unwrap_or(b'^') as char,
@@ -142,8 +142,10 @@ impl<W: Write> AckWriter<W> {
             buf.push_str(&format!(
                 "TA1{e}{}{e}{}{e}{}{e}{}{e}{}{t}\n",
                 fit_isa13(&ic.isa13),
-                fit(&ic.date, 6, '0'),
-                fit(&ic.time, 4, '0'),
+                // TA102/TA103 echo ISA09/ISA10; when those are unreadable (TA1 014/015 says
+                // so) our own date and time stand in, so that the TA1 itself stays valid.
+                readable_or(&ic.date, is_yymmdd, now.format("%y%m%d").to_string()),
+                readable_or(&ic.time, is_hhmm, now.format("%H%M").to_string()),
                 ta1.code,
                 ta1.note
             ));
@@ -379,12 +381,33 @@ fn clean_qual(q: &str) -> String {
     }
 }
 
-fn fit(v: &str, n: usize, fill: char) -> String {
-    if v.len() == n && v.bytes().all(|b| b.is_ascii_digit()) {
+/// An interchange id as it can be written: delimiters dropped, and `UNKNOWN` for a blank one
+/// (ISA06/ISA08 may not be blank; the TA1 then says what was wrong with the original).
+fn id_or_unknown(id: &str, d: &Delimiters) -> String {
+    let id = scrub(id, d);
+    if id.trim().is_empty() {
+        "UNKNOWN".to_string()
+    } else {
+        id
+    }
+}
+
+fn readable_or(v: &str, ok: fn(&str) -> bool, fallback: String) -> String {
+    if ok(v) {
         v.to_string()
     } else {
-        std::iter::repeat_n(fill, n).collect()
+        fallback
     }
+}
+
+fn is_yymmdd(v: &str) -> bool {
+    v.len() == 6
+        && v.bytes().all(|b| b.is_ascii_digit())
+        && chrono::NaiveDate::parse_from_str(&format!("20{v}"), "%Y%m%d").is_ok()
+}
+
+fn is_hhmm(v: &str) -> bool {
+    v.len() == 4 && crate::validate::element::is_time(v.as_bytes())
 }
 
 fn fit_isa13(v: &str) -> String {

@@ -367,10 +367,12 @@ fn ta1_013_invalid_security_information() {
 
 #[test]
 fn ta1_014_invalid_isa09_date() {
-    // 30 February. TA102 echoes ISA09 as received (§6.2).
+    // 30 February. TA102 echoes ISA09 (§6.2), but a date that does not exist would make the
+    // TA1 itself invalid, so our own creation date (250111 in these tests) stands in; TA101
+    // (ISA13) still identifies the interchange and TA105 014 says what was wrong.
     let f = expect_rejected(
         &file(&isa_with(9, "250230"), &envelope(base())),
-        "TA1*000002001*250230*0830*R*014",
+        "TA1*000002001*250111*0830*R*014",
     );
     assert_finding(&f, "X12-TA1-014", "TA105 014");
 }
@@ -378,8 +380,9 @@ fn ta1_014_invalid_isa09_date() {
 #[test]
 fn ta1_015_invalid_isa10_time() {
     let f = expect_rejected(
+        // As for 014: an impossible time is replaced by our own (0630 in these tests).
         &file(&isa_with(10, "2460"), &envelope(base())),
-        "TA1*000002001*250110*2460*R*015",
+        "TA1*000002001*250110*0630*R*015",
     );
     assert_finding(&f, "X12-TA1-015", "TA105 015");
 }

@@ -36,6 +36,20 @@ const SMALL: [LexerOptions; 4] = [
 ];
 
 /// One engine per [`SMALL`] setting.
+/// A fixed seed keeps CI reproducible; set PROPTEST_RNG_SEED to explore other inputs (the
+/// fuzz targets explore continuously).
+fn config(cases: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        failure_persistence: None,
+        cases,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5eed_e11_90);
+    }
+    c
+}
+
 fn engines() -> &'static [Engine] {
     static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
     ENGINES.get_or_init(|| {
@@ -180,7 +194,7 @@ fn assert_ack_is_valid(input: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(config(256))]
 
     /// No input makes the checker or the 999 writer panic, whatever the lexer settings.
     #[test]
@@ -361,7 +375,7 @@ fn stream() -> impl Strategy<Value = Bytes> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(config(128))]
 
     /// The lexer gives the same tokens (segments, positions, line numbers, warnings and errors)
     /// whether it reads 1 byte at a time or 4 KiB.
@@ -538,7 +552,7 @@ fn the_uncorrupted_sample_is_clean() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(config(400))]
 
     #[test]
     fn a_structural_corruption_is_never_accepted_silently(c in select(corruptions())) {

@@ -88,6 +88,12 @@ enum Cond {
     },
     /// The element is present (not empty).
     Present(ElementRef),
+    /// Two dates (CCYYMMDD, or the start of a CCYYMMDD-CCYYMMDD range) are in order; true when
+    /// either is absent or unreadable (that is another rule's finding).
+    DateOrder {
+        earlier: ElementRef,
+        later: ElementRef,
+    },
     /// A segment with this ID (and qualifier) is in the scope's own segments.
     Segment {
         id: String,
@@ -422,6 +428,16 @@ impl Ctx<'_> {
                                 }
                             })
                     }
+                }
+            }
+            Cond::DateOrder { earlier, later } => {
+                let date = |r: &ElementRef| {
+                    self.value(r, scope, seg)
+                        .and_then(|(_, v)| super::element::parse_date(v.get(..8)?))
+                };
+                match (date(earlier), date(later)) {
+                    (Some(a), Some(b)) => a <= b,
+                    _ => true,
                 }
             }
             Cond::All(cs) => cs.iter().all(|c| self.eval(c, scope, seg)),
