@@ -46,6 +46,8 @@ pub struct Screen<'c> {
     family: Vec<(ChangeRecord, Rc<Vec<RawSegment>>)>,
     set_findings: Vec<Finding>,
     set_error_count: u64,
+    /// Report entries before the current set's: a set the 999 rejects is reported as a set.
+    set_entries_start: usize,
     /// Everything to report so far.
     pub report: RejectReport,
 }
@@ -66,6 +68,7 @@ impl<'c> Screen<'c> {
             family: Vec::new(),
             set_findings: Vec::new(),
             set_error_count: 0,
+            set_entries_start: 0,
             report: RejectReport::new(as_of),
         }
     }
@@ -90,6 +93,7 @@ impl<'c> Screen<'c> {
         self.st02 = s.st02.clone();
         self.set_findings.clear();
         self.set_error_count = 0;
+        self.set_entries_start = self.report.entries.len();
     }
 
     /// An X12 finding (levels 1–5), kept in case the set is rejected.
@@ -106,6 +110,9 @@ impl<'c> Screen<'c> {
     pub fn set_end(&mut self, r: &SetResult) -> Vec<Screened> {
         let out = self.flush();
         if r.code == 'R' {
+            // Nothing in the set is applied; its members' business findings would only repeat
+            // what the sender fixes when resending the set.
+            self.report.entries.truncate(self.set_entries_start);
             self.report.add_set_reject(SetReject {
                 file: self.file.clone(),
                 sender: self.sender.clone(),
