@@ -59,6 +59,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "source_ref",
     "new_json",
     "old_json",
+    "status",
+    "invoice_period",
 ];
 
 /// Turns records into bytes, one line (JSONL) or one row (CSV) at a time.
@@ -193,6 +195,8 @@ impl Encoder {
                         Some(o) => serde_json::to_string(o)?,
                         None => String::new(),
                     },
+                    r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    r.invoice_period.clone().unwrap_or_default(),
                 ];
                 csv_row(&mut self.buf, &row);
             }
@@ -272,6 +276,10 @@ pub struct ConvertSummary {
     pub issues: Vec<ConvertIssue>,
     /// Findings with severity error seen while checking (the 999/report path reports them).
     pub errors: u64,
+    /// With business rules: changes rejected by them (not written), and changes written in a
+    /// held status (Incomplete, awaiting a Family Health Statement).
+    pub business_rejected: u64,
+    pub held: u64,
 }
 
 struct SetSpan {
@@ -298,6 +306,8 @@ pub struct ConvertObserver<'o, S: Write> {
     set_start: u64,
     set_records: u64,
     error: Option<io::Error>,
+    /// The business rules, when a configuration is given.
+    screen: Option<crate::screen::Screen<'o>>,
     pub summary: ConvertSummary,
 }
 
@@ -320,7 +330,37 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             set_start: 0,
             set_records: 0,
             error: None,
+            screen: None,
             summary: ConvertSummary::default(),
+        }
+    }
+
+    /// Applies the business rules: rejected changes are not written, the others carry their
+    /// status and invoice period.
+    pub fn with_rules(mut self, screen: crate::screen::Screen<'o>) -> Self {
+        self.screen = Some(screen);
+        self
+    }
+
+    /// The reject report collected so far (empty without rules).
+    pub fn take_report(&mut self) -> Option<crate::report::RejectReport> {
+        self.screen.as_mut().map(|s| {
+            let as_of = s.report.as_of;
+            std::mem::replace(&mut s.report, crate::report::RejectReport::new(as_of))
+        })
+    }
+
+    fn write_screened(&mut self, screened: Vec<crate::screen::Screened>) {
+        for s in screened {
+            if s.assessment.rejected {
+                self.summary.business_rejected += 1;
+                continue;
+            }
+            if s.assessment.status.is_held() {
+                self.summary.held += 1;
+            }
+            let res = self.write_spooled(&s.record);
+            self.io(res);
         }
     }
 
@@ -408,24 +448,39 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
         if f.severity == crate::finding::Severity::Error {
             self.summary.errors += 1;
         }
+        if let Some(s) = &mut self.screen {
+            s.finding(&f);
+        }
     }
 
     fn interchange_start(&mut self, i: &InterchangeInfo) {
+        if let Some(s) = &mut self.screen {
+            s.interchange_start(i);
+        }
         self.isa13 = i.isa13.clone();
         self.sets.clear();
     }
 
     fn interchange_end(&mut self, _i: &InterchangeInfo, ta1: Ta1Result, _groups: u32) {
+        if let (Some(s), 'R') = (&mut self.screen, ta1.code) {
+            s.envelope_reject("interchange", &format!("TA1 R {}", ta1.note));
+        }
         let r = self.release(ta1.code != 'R');
         self.io(r);
     }
 
     fn group_start(&mut self, g: &GroupInfo) {
+        if let Some(s) = &mut self.screen {
+            s.group_start(g);
+        }
         self.gs06 = g.gs06.clone();
         self.group += 1;
     }
 
     fn group_end(&mut self, r: &GroupResult) {
+        if let (Some(s), 'R') = (&mut self.screen, r.code) {
+            s.envelope_reject("group", "AK9 R");
+        }
         if r.code == 'R' {
             let g = self.group;
             for s in self.sets.iter_mut().filter(|s| s.group == g) {
@@ -435,6 +490,9 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
     }
 
     fn set_start(&mut self, s: &SetInfo) {
+        if let Some(sc) = &mut self.screen {
+            sc.set_start(s);
+        }
         self.st02 = s.st02.clone();
         self.header = None;
         self.set_start = self.spool_len;
@@ -456,12 +514,18 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
         let result = changes::member_loop(rec, std).and_then(|m| changes::derive(&h, &m));
         self.header = Some(h);
         match result {
-            Ok(records) => {
-                for r in &records {
-                    let res = self.write_spooled(r);
-                    self.io(res);
+            Ok(records) => match &mut self.screen {
+                Some(screen) => {
+                    let out = screen.member(records, rec);
+                    self.write_screened(out);
                 }
-            }
+                None => {
+                    for r in &records {
+                        let res = self.write_spooled(r);
+                        self.io(res);
+                    }
+                }
+            },
             Err(error) => self.summary.issues.push(ConvertIssue {
                 file: self.file.clone(),
                 isa13: self.isa13.clone(),
@@ -473,6 +537,10 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
     }
 
     fn set_end(&mut self, r: &SetResult) {
+        if let Some(screen) = &mut self.screen {
+            let out = screen.set_end(r);
+            self.write_screened(out);
+        }
         self.sets.push(SetSpan {
             start: self.set_start,
             end: self.spool_len,

@@ -242,6 +242,16 @@ pub fn entries(situational: &[crate::validate::situational::RuleInfo]) -> Vec<En
         why: why.to_string(),
         fix: fix.to_string(),
     }));
+    out.extend(crate::rules::catalogue().iter().map(|r| Entry {
+        id: r.id.to_string(),
+        snip: r.level,
+        title: r.title.to_string(),
+        why: format!(
+            "{} (a business rule, SNIP level {}: reported in the reject report, not the 999; the member's change is held back, the rest of the file goes on)",
+            r.why, r.level
+        ),
+        fix: r.fix.to_string(),
+    }));
     out.extend(situational.iter().map(|r| Entry {
         id: r.id.clone(),
         snip: r.snip,

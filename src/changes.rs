@@ -166,13 +166,28 @@ pub struct ChangeRecord {
     pub new: MemberData,
     pub old: Option<MemberData>,
     pub source: SourceTrace,
+    /// The broker's licence number (1000C N1*BO N104) with a 7-digit value left-padded with
+    /// `00` (snip-levels.md T14); other values as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_license: Option<String>,
+    /// Set by the business rules ([`crate::rules`]): the transaction status the change starts in.
+    /// Not part of the change id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::lifecycle::TransactionStatus>,
+    /// Set by the business rules: the invoice (`YYYY-MM`) the change first appears on. Not part
+    /// of the change id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_period: Option<String>,
 }
 
 impl ChangeRecord {
-    /// The id this record's content and source give (see the module docs).
+    /// The id this record's content and source give (see the module docs). The rules' verdict
+    /// (`status`, `invoice_period`) is not content: it depends on the day and configuration.
     pub fn compute_id(&self) -> String {
         let mut probe = self.clone();
         probe.change_id.clear();
+        probe.status = None;
+        probe.invoice_period = None;
         let json = serde_json::to_vec(&probe).unwrap_or_default();
         let mut h = Sha256::new();
         h.update(SCHEMA_VERSION.as_bytes());
@@ -187,11 +202,15 @@ impl ChangeRecord {
         self
     }
 
-    /// The record without what depends on where it came from (id and trace): two sources
-    /// describing the same change give equal values.
+    /// The record without what depends on where it came from (id, trace, and the sending
+    /// file's broker, which only an 834 header names): two sources describing the same change
+    /// give equal values.
     pub fn content(&self) -> ChangeRecord {
         let mut c = self.clone();
         c.change_id.clear();
+        c.broker_license = None;
+        c.status = None;
+        c.invoice_period = None;
         c.source = SourceTrace::Portal {
             file: String::new(),
             layout: PortalLayout::Transactions,
@@ -241,6 +260,20 @@ pub struct HeaderContext {
     pub file_effective: Option<NaiveDate>,
     /// Header DTP*303.
     pub maintenance_effective: Option<NaiveDate>,
+    /// 1000C N1*BO N104, normalized by [`normalize_broker_license`].
+    pub broker_license: Option<String>,
+}
+
+/// A broker licence number as the plan stores it: nine digits. A seven-digit value is the same
+/// licence without its two leading zeros (snip-levels.md T14) and is padded; anything else is
+/// kept as sent, trimmed, for the rules to report.
+pub fn normalize_broker_license(v: &str) -> String {
+    let v = v.trim();
+    if v.len() == 7 && v.bytes().all(|b| b.is_ascii_digit()) {
+        format!("00{v}")
+    } else {
+        v.to_string()
+    }
 }
 
 fn text(v: &[u8]) -> String {
@@ -272,6 +305,9 @@ impl HeaderContext {
                 (b"N1", b"P5") => sponsor = opt(seg.element(4)),
                 (b"DTP", b"007") => h.file_effective = parse_d8(seg.element(3)),
                 (b"DTP", b"303") => h.maintenance_effective = parse_d8(seg.element(3)),
+                (b"N1", b"BO") => {
+                    h.broker_license = opt(seg.element(4)).map(|v| normalize_broker_license(&v))
+                }
                 _ => {}
             }
         }
@@ -643,6 +679,9 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
                 first_segment: first,
                 last_segment: last,
             },
+            broker_license: h.broker_license.clone(),
+            status: None,
+            invoice_period: None,
         }
         .seal()
     };

@@ -12,5 +12,8 @@ pub mod lexer;
 pub mod lifecycle;
 pub mod output;
 pub mod portal;
+pub mod report;
+pub mod rules;
 pub mod schema;
+pub mod screen;
 pub mod validate;

@@ -1,6 +1,9 @@
 //! The `eligo` command line: thin wiring from flags to the library.
 
+mod cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
+use cli::rules::{RuleFlags, RulePlan};
 use eligo::ack::{AckSettings, AckWriter};
 use eligo::check::{check_stream, Engine};
 use eligo::output::{human_summary, FileSummary, HumanPrinter, JsonPrinter};
@@ -23,10 +26,12 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Validate 834 files (SNIP levels 1-5) and print findings.
+    /// Validate 834 files (SNIP levels 1-5; 6-7 with --config) and print findings.
     ///
-    /// Exit status: 0 every set accepted, 1 something rejected or accepted with errors,
-    /// 2 usage or I/O error.
+    /// With `--config FILE` the business rules of that configuration run on every member of the
+    /// accepted and rejected sets, and `--report DIR` writes the reject report (reject.csv,
+    /// reject.html). Exit status: 0 every set accepted and no business error, 1 something
+    /// rejected or accepted with errors, 2 usage or I/O error.
     Check {
         /// Files to check (`-` for standard input).
         #[arg(required_unless_present = "explain")]
@@ -38,6 +43,8 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        #[command(flatten)]
+        rules: RuleFlags,
     },
     /// Write the acknowledgement interchange(s) for a file: TA1 (if any) and 999.
     Ack {
@@ -74,6 +81,10 @@ enum Cmd {
         /// standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// With `--config`, changes that break a business rule are left out of the batch (and
+        /// listed in the report); the others carry `status` and `invoice_period`.
+        #[command(flatten)]
+        rules: RuleFlags,
     },
     /// Work with configuration files.
     Config {
@@ -110,7 +121,15 @@ fn main() -> ExitCode {
         Cmd::Check {
             explain: Some(id), ..
         } => cmd_explain(&id),
-        Cmd::Check { files, format, .. } => cmd_check(&files, format),
+        Cmd::Check {
+            files,
+            format,
+            rules,
+            ..
+        } => match rules.plan() {
+            Ok(plan) => cmd_check(&files, format, plan.as_ref()),
+            Err(e) => usage(&e),
+        },
         Cmd::Ack {
             file,
             output,
@@ -119,12 +138,20 @@ fn main() -> ExitCode {
             sender,
             ta1,
         } => cmd_ack(&file, output.as_deref(), isa13, gs06, sender, ta1),
-        Cmd::Convert { files, to, output } => {
+        Cmd::Convert {
+            files,
+            to,
+            output,
+            rules,
+        } => {
             let format = match to {
                 BatchFormat::Jsonl => eligo::batch::Format::Jsonl,
                 BatchFormat::Csv => eligo::batch::Format::Csv,
             };
-            cmd_convert(&files, format, output.as_deref())
+            match rules.plan() {
+                Ok(plan) => cmd_convert(&files, format, output.as_deref(), plan.as_ref()),
+                Err(e) => usage(&e),
+            }
         }
         Cmd::Config { cmd } => match cmd {
             ConfigCmd::Check { file } => cmd_config_check(&file),
@@ -134,6 +161,11 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("eligo: {message}");
+    ExitCode::from(2)
 }
 
 fn cmd_config_check(file: &Path) -> ExitCode {
@@ -189,8 +221,21 @@ fn cmd_explain(id: &str) -> ExitCode {
     }
 }
 
-fn cmd_check(files: &[PathBuf], format: Format) -> ExitCode {
-    let engine = Engine::embedded();
+/// The embedded engine, with the configuration's finding policies and receiver ids when a
+/// configuration is given.
+fn engine_for(plan: Option<&RulePlan>) -> Engine {
+    let mut engine = Engine::embedded();
+    if let Some(p) = plan {
+        let config = std::sync::Arc::new(p.config.clone());
+        engine.receiver_ids = config.plan.receiver_ids.clone();
+        engine.policy = Some(Box::new(config.policy(p.as_of)));
+    }
+    engine
+}
+
+fn cmd_check(files: &[PathBuf], format: Format, plan: Option<&RulePlan>) -> ExitCode {
+    let engine = engine_for(plan);
+    let mut report = plan.map(|p| eligo::report::RejectReport::new(p.as_of));
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut status = 0u8;
@@ -212,8 +257,25 @@ fn cmd_check(files: &[PathBuf], format: Format) -> ExitCode {
                     file: &name,
                     summary: FileSummary::default(),
                 };
-                check_stream(&engine, input, &mut p);
-                let s = p.summary;
+                let s = match plan {
+                    Some(plan) => {
+                        let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
+                        let mut obs = eligo::screen::CheckScreen::new(p, screen, &name);
+                        check_stream(&engine, input, &mut obs);
+                        eprintln!(
+                            "eligo: {name}: business rules: {} change(s), {} rejected, {} held",
+                            obs.changes, obs.rejected, obs.held
+                        );
+                        if let Some(r) = &mut report {
+                            r.merge(obs.screen.report);
+                        }
+                        obs.inner.summary
+                    }
+                    None => {
+                        check_stream(&engine, input, &mut p);
+                        p.summary
+                    }
+                };
                 let _ = writeln!(out, "{}", human_summary(&name, &s));
                 s
             }
@@ -223,8 +285,21 @@ fn cmd_check(files: &[PathBuf], format: Format) -> ExitCode {
                     file: &name,
                     summary: FileSummary::default(),
                 };
-                check_stream(&engine, input, &mut p);
-                let s = p.summary;
+                let s = match plan {
+                    Some(plan) => {
+                        let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
+                        let mut obs = eligo::screen::CheckScreen::new(p, screen, &name);
+                        check_stream(&engine, input, &mut obs);
+                        if let Some(r) = &mut report {
+                            r.merge(obs.screen.report);
+                        }
+                        obs.inner.summary
+                    }
+                    None => {
+                        check_stream(&engine, input, &mut p);
+                        p.summary
+                    }
+                };
                 let _ = writeln!(
                     out,
                     "{}",
@@ -239,6 +314,12 @@ fn cmd_check(files: &[PathBuf], format: Format) -> ExitCode {
     }
     if out.flush().is_err() {
         return ExitCode::from(2);
+    }
+    if let (Some(plan), Some(report)) = (plan, &report) {
+        if let Err(e) = plan.write_report(report) {
+            eprintln!("eligo: writing the reject report: {e}");
+            return ExitCode::from(2);
+        }
     }
     ExitCode::from(status)
 }
@@ -302,14 +383,22 @@ fn cmd_ack(
     }
 }
 
-fn cmd_convert(files: &[PathBuf], format: eligo::batch::Format, output: Option<&Path>) -> ExitCode {
+fn cmd_convert(
+    files: &[PathBuf],
+    format: eligo::batch::Format,
+    output: Option<&Path>,
+    plan: Option<&RulePlan>,
+) -> ExitCode {
     let result = match output {
         Some(p) => eligo::fsio::AtomicFile::create(p, true).and_then(|f| {
-            let (status, f) = convert_all(files, format, BufWriter::with_capacity(1 << 16, f))?;
+            let (status, f) =
+                convert_all(files, format, BufWriter::with_capacity(1 << 16, f), plan)?;
             f.into_inner().map_err(|e| e.into_error())?.commit()?;
             Ok(status)
         }),
-        None => convert_all(files, format, BufWriter::new(io::stdout().lock())).map(|(s, _)| s),
+        None => {
+            convert_all(files, format, BufWriter::new(io::stdout().lock()), plan).map(|(s, _)| s)
+        }
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -325,9 +414,11 @@ fn convert_all<W: Write>(
     files: &[PathBuf],
     format: eligo::batch::Format,
     out: W,
+    plan: Option<&RulePlan>,
 ) -> io::Result<(u8, W)> {
-    let engine = Engine::embedded();
+    let engine = engine_for(plan);
     let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
+    let mut report = plan.map(|p| eligo::report::RejectReport::new(p.as_of));
     let mut status = 0u8;
     for path in files {
         let shown = path.display().to_string();
@@ -347,7 +438,37 @@ fn convert_all<W: Write>(
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
         {
-            let s = eligo::portal::convert_csv(&name, input, &mut writer)?;
+            let s = match plan {
+                None => eligo::portal::convert_csv(&name, input, &mut writer)?,
+                Some(plan) => {
+                    use eligo::batch::ChangeSink;
+                    let mut collect = cli::rules::Collect::default();
+                    let s = eligo::portal::convert_csv(&name, input, &mut collect)?;
+                    let mut screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
+                    screen.set_sender(Some("PORTAL"));
+                    let (mut rejected, mut held) = (0, 0);
+                    for c in screen.records(collect.0) {
+                        if c.assessment.rejected {
+                            rejected += 1;
+                            continue;
+                        }
+                        if c.assessment.status.is_held() {
+                            held += 1;
+                        }
+                        writer.change(&c.record)?;
+                    }
+                    eprintln!(
+                        "eligo: {shown}: business rules: {rejected} change(s) rejected, {held} held"
+                    );
+                    if rejected > 0 {
+                        status = status.max(1);
+                    }
+                    if let Some(r) = &mut report {
+                        r.merge(screen.report);
+                    }
+                    s
+                }
+            };
             for e in &s.errors {
                 eprintln!("eligo: {e}");
             }
@@ -361,7 +482,28 @@ fn convert_all<W: Write>(
                 status = status.max(1);
             }
         } else {
-            let s = eligo::batch::convert_x12(&engine, &name, input, &mut writer)?;
+            let s = match plan {
+                None => eligo::batch::convert_x12(&engine, &name, input, &mut writer)?,
+                Some(plan) => {
+                    let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
+                    let mut obs =
+                        eligo::batch::ConvertObserver::new(&name, &mut writer).with_rules(screen);
+                    eligo::check::check_stream(&engine, input, &mut obs);
+                    let rep = obs.take_report();
+                    let s = obs.finish()?;
+                    eprintln!(
+                        "eligo: {shown}: business rules: {} change(s) rejected, {} held",
+                        s.business_rejected, s.held
+                    );
+                    if s.business_rejected > 0 {
+                        status = status.max(1);
+                    }
+                    if let (Some(r), Some(rep)) = (&mut report, rep) {
+                        r.merge(rep);
+                    }
+                    s
+                }
+            };
             for i in &s.issues {
                 eprintln!("eligo: {i}");
             }
@@ -373,6 +515,9 @@ fn convert_all<W: Write>(
                 status = status.max(1);
             }
         }
+    }
+    if let (Some(plan), Some(report)) = (plan, &report) {
+        plan.write_report(report)?;
     }
     let out = writer.into_inner()?;
     Ok((status, out))

@@ -352,6 +352,9 @@ fn base(file: &str, layout: PortalLayout, rows: &[Row], kind: ChangeKind) -> Cha
             transaction_id: first.get("transaction_id"),
             status: first.code("status", PortalStatus::from_label),
         },
+        broker_license: None,
+        status: None,
+        invoice_period: None,
     }
 }
 

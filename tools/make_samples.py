@@ -319,6 +319,72 @@ def full_set():
 
 
 # --------------------------------------------------------------------------------------------
+# business-rejects.x12 : valid X12 whose members break the plan's business rules (SNIP 6-7)
+# with samples/eligo.toml, processed as of 2025-01-11 (docs/rules.md lists the expected rejects)
+
+
+def business_set():
+    members = [
+        # (1) BR-PLAN-OFFERED: the OFFICE division does not offer HLT SILVER 2500
+        "INS*Y*18*021*28*A***FT",
+        "REF*0F*900551111",
+        "NM1*IL*1*DUBOIS*HELENE****ZZ*900551111",
+        "N3*12 ASYLUM ST",
+        "N4*HARTFORD*CT*06103",
+        "DMG*D8*19800115*F*M",
+        "HD*021**HLT*HLT SILVER 2500*EMP",
+        "DTP*348*D8*20250201",
+        "LX*1",
+        n1_p3("WELBY", "MARCUS", NPI_WELBY, "72"),
+        "LS*2700",
+        "LX*1",
+        "N1*75*DIVISION",
+        "REF*19*OFFICE",
+        "LE*2700",
+        # (2) BR-COVERAGE-DEPENDENTS: ESP with a child, and (3) BR-AGE-LIMIT: the child is 27
+        "INS*Y*18*021*28*A***FT",
+        "REF*0F*900552222",
+        "NM1*IL*1*ESPOSITO*MARCO****ZZ*900552222",
+        "N3*5 OAK ST",
+        "N4*WATERBURY*CT*06702",
+        "DMG*D8*19700303*M*M",
+        "HD*021**HLT*HLT PLATINUM 500*ESP",
+        "DTP*348*D8*20250201",
+        "INS*N*19*021*28*A",
+        "REF*0F*900552222",
+        "NM1*IL*1*ESPOSITO*LUCA****ZZ*900552233",
+        "DMG*D8*19971020*M",
+        "HD*021**HLT*HLT PLATINUM 500",
+        "DTP*348*D8*20250201",
+        # (4) BR-PCP-REQUIRED: HMO add without a PCP
+        "INS*Y*18*021*28*A***FT",
+        "REF*0F*900553333",
+        "NM1*IL*1*OKONKWO*CHIDI****ZZ*900553333",
+        "N3*88 PARK RD",
+        "N4*WEST HARTFORD*CT*06119",
+        "DMG*D8*19920607*M*I",
+        "HD*021**HLT*HLT GOLD 1000*EMP",
+        "DTP*348*D8*20250201",
+        # (5) BR-RETRO-LIMIT: termination 101 days before the file date (window 60)
+        "INS*Y*18*024*08*A***TE",
+        "REF*0F*900554444",
+        "DTP*357*D8*20241001",
+        "NM1*IL*1*LARSEN*BRITT****ZZ*900554444",
+        # (6) a clean add that goes through (awaiting its Family Health Statement)
+        "INS*Y*18*021*28*A***FT",
+        "REF*0F*900556666",
+        "NM1*IL*1*NAKAMURA*KEN****ZZ*900556666",
+        "N3*3 RIVER RD",
+        "N4*ESSEX*CT*06426",
+        "DMG*D8*19850505*M*M",
+        "HD*021**DEN*DENTAL BASIC*EMP",
+        "DTP*348*D8*20250201",
+    ]
+    body = header("ACME250110BIZ1", "2", totals=qty(members), broker=True)
+    return transaction("0001", body + members)
+
+
+# --------------------------------------------------------------------------------------------
 # error files: one small, otherwise valid set each
 
 
@@ -541,9 +607,11 @@ def main():
     show = "--positions" in sys.argv[1:]
     clean_change = interchange(1001, [group(1001, [set1_new_family(), set2_maintenance()])])
     clean_full = interchange(1002, [group(1002, [full_set()])])
+    business = interchange(1003, [group(1003, [business_set()])])
     out = {
         os.path.join(OUT, "clean-change.x12"): clean_change,
         os.path.join(OUT, "clean-full.x12"): clean_full,
+        os.path.join(OUT, "business-rejects.x12"): business,
     }
     for name, segs in error_files().items():
         out[os.path.join(ERR, name)] = segs

@@ -1,0 +1,503 @@
+//! The reject report an EDI analyst opens the morning after a run: a CSV of every business
+//! finding and every X12-rejected set, and one self-contained HTML page (inline CSS and
+//! JavaScript, no network fetches) with counts by group, sender and rule, a table that filters by
+//! group, rule and severity, and for each reject the member's segments as received with the
+//! offending segment and element highlighted, and what to do about it.
+//!
+//! Member data is masked by default: birth dates (DMG02) and SSNs (NM109 after NM108 `34`, and
+//! finding values marked PHI) keep only their shape (`99999999`). [`ReportOptions::unmask`] shows
+//! them, for an analyst who needs to and is allowed to.
+//!
+//! This module builds bytes; [`RejectReport::write`] is the only function that touches files, and
+//! it writes them atomically with mode 0600.
+//!
+//! ## CSV columns
+//! `kind` (`business` or `x12`), `file`, `sender`, `group_id`, `division`, `isa13`, `gs06`,
+//! `st02`, `segment_position`, `segment_id`, `element`, `row` (portal CSV row), `subscriber_id`,
+//! `member_id`, `change_kind`, `effective_date`, `rule_id`, `level` (SNIP), `severity`,
+//! `disposition` (`rejected`, `held`, `accepted`, `set rejected`), `status`, `message`, `value`
+//! (masked unless unmasked), `fix`, `change_id`.
+
+use crate::changes::{ChangeRecord, SourceTrace};
+use crate::finding::{mask, Finding, Severity};
+use crate::rules::{rule_info, Assessment};
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+/// One segment as received: id and elements (element 1 first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RawSegment {
+    /// Position in the set, ST = 1.
+    pub position: u32,
+    /// Line in the input file (1-based).
+    pub line: u64,
+    pub id: String,
+    pub elements: Vec<String>,
+}
+
+/// A transaction set the 999 rejected (or a rejected group or interchange): nothing in it is
+/// applied, and the sender resends it whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetReject {
+    pub file: String,
+    pub sender: Option<String>,
+    pub isa13: String,
+    pub gs06: String,
+    pub st02: String,
+    /// IK502.. codes (or `group AK9 R`, `interchange TA1 R 021`).
+    pub codes: Vec<String>,
+    pub members: u64,
+    pub error_count: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// One change with business findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub file: String,
+    pub sender: Option<String>,
+    pub group_id: Option<String>,
+    pub division: Option<String>,
+    pub subscriber_id: String,
+    pub member_id: String,
+    pub member_name: Option<String>,
+    pub change_kind: &'static str,
+    pub change_id: String,
+    pub effective_date: Option<NaiveDate>,
+    pub rejected: bool,
+    pub status: &'static str,
+    /// `ISA13/GS06/ST02 segments A-B`, or `rows A-B`.
+    pub source: String,
+    pub row: Option<u64>,
+    pub findings: Vec<Finding>,
+    pub segments: Vec<RawSegment>,
+}
+
+impl Entry {
+    fn disposition(&self) -> &'static str {
+        if self.rejected {
+            "rejected"
+        } else if self.status != "Pending" {
+            "held"
+        } else {
+            "accepted"
+        }
+    }
+}
+
+/// How the report shows member data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportOptions {
+    /// Show birth dates and SSNs as received.
+    pub unmask: bool,
+}
+
+/// The report of one run.
+#[derive(Debug, Clone)]
+pub struct RejectReport {
+    pub as_of: NaiveDate,
+    pub entries: Vec<Entry>,
+    pub set_rejects: Vec<SetReject>,
+}
+
+/// Points a business finding at the exact segment of the member loop: the first segment with
+/// the finding's segment id whose element holds the finding's value (or the first with that id).
+pub fn locate(f: &mut Finding, raw: &[RawSegment]) {
+    let (Some(id), Some(el)) = (f.location.segment_id.as_deref(), f.location.element) else {
+        return;
+    };
+    let lo = f.location.segment_position.unwrap_or(0);
+    let in_span = |s: &&RawSegment| s.id == id && s.position >= lo;
+    let by_value = f.value.as_deref().and_then(|v| {
+        raw.iter().filter(in_span).find(|s| {
+            s.elements
+                .get(el.element as usize - 1)
+                .is_some_and(|e| e == v)
+        })
+    });
+    if let Some(s) = by_value.or_else(|| raw.iter().find(in_span)) {
+        f.location.segment_position = Some(s.position);
+        f.location.line = s.line;
+    }
+}
+
+fn masked_segment(s: &RawSegment) -> RawSegment {
+    let mut out = s.clone();
+    match s.id.as_str() {
+        "DMG" => {
+            if let Some(e) = out.elements.get_mut(1) {
+                *e = mask(e);
+            }
+        }
+        "NM1" if s.elements.get(7).is_some_and(|q| q == "34") => {
+            if let Some(e) = out.elements.get_mut(8) {
+                *e = mask(e);
+            }
+        }
+        "REF" if s.elements.first().is_some_and(|q| q == "SY") => {
+            if let Some(e) = out.elements.get_mut(1) {
+                *e = mask(e);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn shown_value(f: &Finding, opts: ReportOptions) -> String {
+    match &f.value {
+        Some(v) if f.phi && !opts.unmask => mask(v),
+        Some(v) => v.clone(),
+        None => String::new(),
+    }
+}
+
+fn csv_row(out: &mut Vec<u8>, fields: &[String]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Cells starting like a formula are prefixed so spreadsheets show them as text.
+        let f = if f.starts_with(['=', '+', '-', '@']) {
+            format!("'{f}")
+        } else {
+            f.clone()
+        };
+        if f.contains([',', '"', '\n', '\r']) {
+            out.push(b'"');
+            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(f.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The CSV header.
+pub const CSV_COLUMNS: &[&str] = &[
+    "kind",
+    "file",
+    "sender",
+    "group_id",
+    "division",
+    "isa13",
+    "gs06",
+    "st02",
+    "segment_position",
+    "segment_id",
+    "element",
+    "row",
+    "subscriber_id",
+    "member_id",
+    "change_kind",
+    "effective_date",
+    "rule_id",
+    "level",
+    "severity",
+    "disposition",
+    "status",
+    "message",
+    "value",
+    "fix",
+    "change_id",
+];
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+impl RejectReport {
+    pub fn new(as_of: NaiveDate) -> Self {
+        RejectReport {
+            as_of,
+            entries: Vec::new(),
+            set_rejects: Vec::new(),
+        }
+    }
+
+    /// Adds one assessed change (only its findings are reported).
+    pub fn add_change(
+        &mut self,
+        file: &str,
+        sender: Option<&str>,
+        r: &ChangeRecord,
+        a: &Assessment,
+        raw: &[RawSegment],
+    ) {
+        let (source, row) = match &r.source {
+            SourceTrace::X12 {
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+                ..
+            } => (
+                format!("ISA13 {isa13} / GS06 {gs06} / ST02 {st02}, segments {first_segment}-{last_segment}"),
+                None,
+            ),
+            SourceTrace::Portal {
+                first_row,
+                last_row,
+                ..
+            } => (format!("rows {first_row}-{last_row}"), Some(*first_row)),
+        };
+        // The member's whole loop: the loop the change comes from is inside it.
+        self.entries.push(Entry {
+            file: file.to_string(),
+            sender: sender.map(str::to_string),
+            group_id: r.group_id.clone(),
+            division: r.division.clone(),
+            subscriber_id: r.subscriber_id.clone(),
+            member_id: r.member_id.clone(),
+            member_name: r.new.name.as_ref().map(|n| match &n.first {
+                Some(f) => format!("{}, {f}", n.last),
+                None => n.last.clone(),
+            }),
+            change_kind: r.kind.label(),
+            change_id: r.change_id.clone(),
+            effective_date: r.effective_date,
+            rejected: a.rejected,
+            status: if a.rejected { "" } else { a.status.as_str() },
+            source,
+            row,
+            findings: a.findings.clone(),
+            segments: raw.to_vec(),
+        });
+    }
+
+    pub fn add_set_reject(&mut self, s: SetReject) {
+        self.set_rejects.push(s);
+    }
+
+    /// Appends another file's report.
+    pub fn merge(&mut self, other: RejectReport) {
+        self.entries.extend(other.entries);
+        self.set_rejects.extend(other.set_rejects);
+    }
+
+    pub fn rejected_changes(&self) -> usize {
+        self.entries.iter().filter(|e| e.rejected).count()
+    }
+
+    /// The CSV: one row per finding.
+    pub fn csv(&self, opts: ReportOptions) -> Vec<u8> {
+        let mut out = Vec::new();
+        let header: Vec<String> = CSV_COLUMNS.iter().map(|s| s.to_string()).collect();
+        csv_row(&mut out, &header);
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        for e in &self.entries {
+            for f in &e.findings {
+                let l = &f.location;
+                csv_row(
+                    &mut out,
+                    &[
+                        "business".into(),
+                        e.file.clone(),
+                        o(&e.sender),
+                        o(&e.group_id),
+                        o(&e.division),
+                        o(&l.isa13),
+                        o(&l.gs06),
+                        o(&l.st02),
+                        l.segment_position
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        o(&l.segment_id),
+                        l.element.map(|p| p.to_string()).unwrap_or_default(),
+                        e.row.map(|r| r.to_string()).unwrap_or_default(),
+                        e.subscriber_id.clone(),
+                        e.member_id.clone(),
+                        e.change_kind.to_string(),
+                        e.effective_date.map(|d| d.to_string()).unwrap_or_default(),
+                        f.id.to_string(),
+                        f.snip.to_string(),
+                        severity(f.severity).into(),
+                        e.disposition().into(),
+                        e.status.into(),
+                        f.message.clone(),
+                        shown_value(f, opts),
+                        rule_info(f.id)
+                            .map(|r| r.fix.to_string())
+                            .unwrap_or_default(),
+                        e.change_id.clone(),
+                    ],
+                );
+            }
+        }
+        for s in &self.set_rejects {
+            let summary = Finding::new(
+                "X12-SET-REJECTED",
+                1,
+                crate::finding::Ack::Report,
+                format!(
+                    "transaction set rejected by the 999 ({}); resend the whole set",
+                    s.codes.join(" ")
+                ),
+            );
+            let findings: Vec<&Finding> = if s.findings.is_empty() {
+                vec![&summary]
+            } else {
+                s.findings.iter().collect()
+            };
+            for f in findings {
+                let l = &f.location;
+                csv_row(
+                    &mut out,
+                    &[
+                        "x12".into(),
+                        s.file.clone(),
+                        o(&s.sender),
+                        String::new(),
+                        String::new(),
+                        s.isa13.clone(),
+                        s.gs06.clone(),
+                        s.st02.clone(),
+                        l.segment_position
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        o(&l.segment_id),
+                        l.element.map(|p| p.to_string()).unwrap_or_default(),
+                        String::new(),
+                        o(&l.member),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        f.id.to_string(),
+                        f.snip.to_string(),
+                        severity(f.severity).into(),
+                        "set rejected".into(),
+                        String::new(),
+                        f.message.clone(),
+                        shown_value(f, opts),
+                        "Correct the set and resend it whole: none of its members was applied."
+                            .into(),
+                        String::new(),
+                    ],
+                );
+            }
+        }
+        out
+    }
+
+    /// The data the HTML page renders, masked as asked.
+    fn json(&self, opts: ReportOptions) -> serde_json::Value {
+        let finding = |f: &Finding| {
+            let info = rule_info(f.id);
+            serde_json::json!({
+                "rule": f.id,
+                "level": f.snip,
+                "severity": severity(f.severity),
+                "message": f.message,
+                "value": shown_value(f, opts),
+                "position": f.location.segment_position,
+                "segment": f.location.segment_id,
+                "element": f.location.element.map(|e| e.element),
+                "title": info.map(|i| i.title),
+                "why": info.map(|i| i.why),
+                "fix": info.map(|i| i.fix),
+            })
+        };
+        let entries: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let segs: Vec<RawSegment> = if opts.unmask {
+                    e.segments.clone()
+                } else {
+                    e.segments.iter().map(masked_segment).collect()
+                };
+                serde_json::json!({
+                    "file": e.file,
+                    "sender": e.sender.clone().unwrap_or_default(),
+                    "group": e.group_id.clone().unwrap_or_default(),
+                    "division": e.division.clone().unwrap_or_default(),
+                    "subscriber": e.subscriber_id,
+                    "member": e.member_id,
+                    "name": e.member_name,
+                    "kind": e.change_kind,
+                    "effective": e.effective_date.map(|d| d.to_string()),
+                    "disposition": e.disposition(),
+                    "status": e.status,
+                    "source": e.source,
+                    "findings": e.findings.iter().map(finding).collect::<Vec<_>>(),
+                    "segments": segs,
+                })
+            })
+            .collect();
+        let sets: Vec<serde_json::Value> = self
+            .set_rejects
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "file": s.file,
+                    "sender": s.sender.clone().unwrap_or_default(),
+                    "isa13": s.isa13, "gs06": s.gs06, "st02": s.st02,
+                    "codes": s.codes,
+                    "members": s.members,
+                    "errors": s.error_count,
+                    "findings": s.findings.iter().map(|f| serde_json::json!({
+                        "rule": f.id,
+                        "ack": f.ack.label(),
+                        "message": f.message,
+                        "position": f.location.segment_position,
+                        "segment": f.location.segment_id,
+                        "element": f.location.element.map(|e| e.to_string()),
+                        "value": shown_value(f, opts),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "as_of": self.as_of.to_string(),
+            "masked": !opts.unmask,
+            "entries": entries,
+            "sets": sets,
+        })
+    }
+
+    /// The self-contained HTML page.
+    pub fn html(&self, opts: ReportOptions) -> String {
+        let data = self.json(opts).to_string();
+        // Safe inside <script>: no "</" can close the element, no "<!--" can open a comment.
+        let data = data
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026");
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &self.entries {
+            *counts.entry(e.disposition()).or_default() += 1;
+        }
+        HTML_TEMPLATE
+            .replace("@AS_OF@", &self.as_of.to_string())
+            .replace(
+                "@NOSCRIPT@",
+                &format!(
+                    "{} change(s) with findings: {} rejected, {} held, {} accepted with warnings; {} X12 set reject(s).",
+                    self.entries.len(),
+                    counts.get("rejected").unwrap_or(&0),
+                    counts.get("held").unwrap_or(&0),
+                    counts.get("accepted").unwrap_or(&0),
+                    self.set_rejects.len()
+                ),
+            )
+            .replace("@DATA@", &data)
+    }
+
+    /// Writes `reject.csv` and `reject.html` into `dir` (created if missing), atomically, with
+    /// mode 0600: the report names members.
+    pub fn write(&self, dir: &Path, opts: ReportOptions) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        crate::fsio::write_atomic(&dir.join("reject.csv"), &self.csv(opts), true)?;
+        crate::fsio::write_atomic(&dir.join("reject.html"), self.html(opts).as_bytes(), true)
+    }
+}
+
+const HTML_TEMPLATE: &str = include_str!("report.html");
