@@ -12,6 +12,7 @@ pub mod lexer;
 pub mod lifecycle;
 pub mod output;
 pub mod portal;
+pub mod run;
 pub mod schema;
 pub mod store;
 pub mod validate;

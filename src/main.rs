@@ -8,6 +8,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "eligo", version, about = "Batch X12 834 eligibility processor")]
 struct Cli {
@@ -71,6 +73,27 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// The nightly run: inbound files to acknowledgements, a change batch, reports (docs/run.md).
+    ///
+    /// Exit status: 0 the run completed (rejected files are reported, not failures), 1 it could
+    /// not start (another run holds the lock, bad configuration), 2 it failed part-way.
+    Run(cli::RunArgs),
+    /// Full files held because they would terminate too many members.
+    Hold {
+        #[command(subcommand)]
+        cmd: cli::HoldCmd,
+    },
+    /// Mark submitted transactions Completed from the administrative system's confirmation CSV.
+    Confirm(cli::ConfirmArgs),
+    /// Family Health Statements.
+    Fhs {
+        #[command(subcommand)]
+        cmd: cli::FhsCmd,
+    },
+    /// List the transaction log.
+    Transactions(cli::TransactionsArgs),
+    /// List runs with their counts.
+    Runs(cli::Common),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -119,6 +142,12 @@ fn main() -> ExitCode {
             };
             cmd_convert(&files, format, output.as_deref())
         }
+        Cmd::Run(a) => cli::run(a),
+        Cmd::Hold { cmd } => cli::hold(cmd),
+        Cmd::Confirm(a) => cli::confirm(a),
+        Cmd::Fhs { cmd } => cli::fhs(cmd),
+        Cmd::Transactions(a) => cli::transactions(a),
+        Cmd::Runs(c) => cli::runs(c),
         Cmd::Config { cmd } => match cmd {
             ConfigCmd::Check { file } => cmd_config_check(&file),
             ConfigCmd::Default => {
