@@ -86,6 +86,27 @@ enum Cmd {
         #[command(flatten)]
         rules: RuleFlags,
     },
+    /// The nightly run: inbound files to acknowledgements, a change batch, reports (docs/run.md).
+    ///
+    /// Exit status: 0 the run completed (rejected files are reported, not failures), 1 it could
+    /// not start (another run holds the lock, bad configuration), 2 it failed part-way.
+    Run(cli::run::RunArgs),
+    /// Full files held because they would terminate too many members.
+    Hold {
+        #[command(subcommand)]
+        cmd: cli::run::HoldCmd,
+    },
+    /// Mark submitted transactions Completed from the administrative system's confirmation CSV.
+    Confirm(cli::run::ConfirmArgs),
+    /// Family Health Statements.
+    Fhs {
+        #[command(subcommand)]
+        cmd: cli::run::FhsCmd,
+    },
+    /// List the transaction log.
+    Transactions(cli::run::TransactionsArgs),
+    /// List runs with their counts.
+    Runs(cli::run::Common),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -153,6 +174,12 @@ fn main() -> ExitCode {
                 Err(e) => usage(&e),
             }
         }
+        Cmd::Run(a) => cli::run::run(a),
+        Cmd::Hold { cmd } => cli::run::hold(cmd),
+        Cmd::Confirm(a) => cli::run::confirm(a),
+        Cmd::Fhs { cmd } => cli::run::fhs(cmd),
+        Cmd::Transactions(a) => cli::run::transactions(a),
+        Cmd::Runs(c) => cli::run::runs(c),
         Cmd::Config { cmd } => match cmd {
             ConfigCmd::Check { file } => cmd_config_check(&file),
             ConfigCmd::Default => {

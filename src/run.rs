@@ -1,0 +1,1483 @@
+//! The nightly run: inbound files in, acknowledgements, a change batch, a reject report and a
+//! summary out, with every file, change and transaction recorded in the [`Store`].
+//!
+//! ## Order of work, and why a crash at any point is harmless
+//! 1. **Lock** (`<state>.lock`, an exclusive SQLite lock the OS drops if the process dies).
+//! 2. **Tidy**: inputs of committed runs still in an inbound folder are moved out (a crash after
+//!    commit); staging folders of finished runs are removed; PendingFhs transactions past their
+//!    days are withdrawn; old records are purged.
+//! 3. **Register** (one store transaction): a run row, and a ledger row per ready input with its
+//!    hash, sender, ISA13, duplicate verdict and a block of our control numbers. If a run is
+//!    found open (a crash before its commit), it is resumed instead: same inputs, same clock,
+//!    same control numbers, so the same outputs.
+//! 4. **Parse** every input in parallel (rayon): validation, acknowledgement, change records
+//!    spooled to temporary files (bounded memory).
+//! 5. **Apply** in file-name order inside one store transaction: full-file compare, holds,
+//!    assessment, changes, transactions, enrollment; the batch is written to the run's staging
+//!    folder as it goes, then the acknowledgements, reject report and summary.
+//! 6. **Publish**: staged files are renamed into place (each fsynced first).
+//! 7. **Commit** the store transaction: only now are the inputs recorded as processed.
+//! 8. **Archive**: inputs move to the archive (or quarantine), each marked in the ledger.
+//!
+//! Before 7 nothing durable says the inputs were applied, and a rerun redoes 4–7 from the same
+//! registered state, writing byte-identical files over any published ones. After 7 a rerun only
+//! finishes 8. `ELIGO_CRASH_AT=<point>` aborts the process at one of [`CRASH_POINTS`] (tests).
+//!
+//! This module is orchestration: it has no CLI and prints nothing but logs.
+
+use crate::ack::{AckSettings, AckWriter};
+use crate::batch::{self, ChangeSink, ChangeWriter, ConvertObserver};
+use crate::changes::{ChangeKind, ChangeRecord, HeaderContext, SourceTrace};
+use crate::check::{
+    check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
+    Ta1Result,
+};
+use crate::config::Config;
+use crate::finding::{Finding, Severity};
+use crate::fsio;
+use crate::lifecycle::TransactionStatus;
+use crate::store::{FileRow, SqliteStore, Store, StoreError};
+use crate::validate::record::Record;
+use crate::validate::Standards;
+use chrono::{NaiveDate, NaiveDateTime};
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where `ELIGO_CRASH_AT` can abort a run, in the order a run reaches them.
+pub const CRASH_POINTS: &[&str] = &[
+    "after-lock",
+    "after-register",
+    "after-parse",
+    "mid-stage",
+    "after-stage",
+    "mid-publish",
+    "before-commit",
+    "after-commit",
+    "mid-archive",
+    "after-archive",
+];
+
+/// Aborts the process when `ELIGO_CRASH_AT` names this point (crash tests).
+fn crash_point(name: &str) {
+    if std::env::var("ELIGO_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("eligo: ELIGO_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Why a run failed. [`RunError::exit_code`] maps each to the documented exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("another eligo run is in progress (lock {0} is held); this one exits")]
+    Locked(PathBuf),
+    #[error("cannot start: {0}")]
+    Setup(String),
+    #[error("run failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("run failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl RunError {
+    /// 1: the run could not start (nothing was done); 2: it failed part-way (nothing of the
+    /// failed part was recorded; the next run redoes it).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Locked(_) | RunError::Setup(_) => 1,
+            RunError::Io(_) | RunError::Store(_) => 2,
+        }
+    }
+}
+
+/// What the caller decides.
+pub struct RunOptions {
+    pub config: Config,
+    /// The business date (default: the clock's date).
+    pub as_of: Option<NaiveDate>,
+    /// Show progress bars (only on a terminal).
+    pub progress: bool,
+}
+
+/// One input as the summary shows it (no member data).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FileReport {
+    pub name: String,
+    pub kind: String,
+    pub sender: Option<String>,
+    pub status: String,
+    pub sets_accepted: u64,
+    pub sets_rejected: u64,
+    pub changes: u64,
+    pub acknowledgement: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct HoldReport {
+    pub hold_id: i64,
+    pub file: String,
+    pub group: String,
+    pub active_members: u64,
+    pub implied_terminations: u64,
+}
+
+/// The run summary (`reports/run-NNNNNN.summary.json`). Deterministic: no elapsed time.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub run_id: i64,
+    pub as_of: String,
+    pub started: String,
+    pub files: Vec<FileReport>,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub sets_accepted: u64,
+    pub sets_rejected: u64,
+    pub changes_by_kind: BTreeMap<String, u64>,
+    /// Changes written to this run's batch (Submitted).
+    pub changes_submitted: u64,
+    /// Changes recorded but waiting (Incomplete, Pending FHS) or held.
+    pub changes_waiting: u64,
+    pub rejects_by_rule: BTreeMap<String, u64>,
+    pub held: Vec<HoldReport>,
+    pub omitted_reported: u64,
+    pub outputs: Vec<String>,
+}
+
+/// What [`run`] returns.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// None when there was nothing to do.
+    pub summary: Option<Summary>,
+    pub resumed: bool,
+    pub withdrawn: u64,
+    pub purged: u64,
+    pub skipped: Vec<String>,
+    pub elapsed: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Business rules.
+
+use crate::rules::RuleContext;
+
+/// One row of the reject report: no member data, only where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRow {
+    pub file: String,
+    pub level: &'static str,
+    pub isa13: String,
+    pub gs06: String,
+    pub st02: String,
+    /// TA1 note, AK9 codes or IK5 codes; row and column for portal rows.
+    pub codes: String,
+    /// Rule ids of the error findings, `;`-separated.
+    pub rules: String,
+}
+
+/// The run's summary of rejected files and sets (one row per file or set, no member data). The
+/// member-level reject report, with findings and what to do, is `<run>.reject.html` / `.csv`.
+fn write_reject_report(path: &Path, rows: &[RejectRow]) -> io::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"file,level,isa13,gs06,st02,codes,rules\r\n");
+    for r in rows {
+        let fields = [
+            r.file.as_str(),
+            r.level,
+            &r.isa13,
+            &r.gs06,
+            &r.st02,
+            &r.codes,
+            &r.rules,
+        ];
+        let line: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                if f.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", f.replace('"', "\"\""))
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect();
+        out.extend_from_slice(line.join(",").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    fsio::write_atomic(path, &out, false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lock.
+
+/// Held for the whole run: an exclusive lock on `<state>.lock`, released by the OS when the
+/// process ends, however it ends.
+pub struct RunLock {
+    _conn: rusqlite::Connection,
+}
+
+/// Takes the run lock, or says who holds it.
+pub fn lock(state: &Path) -> Result<RunLock, RunError> {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".lock");
+    let path = PathBuf::from(p);
+    let conn = rusqlite::Connection::open(&path)
+        .map_err(|e| RunError::Setup(format!("{}: {e}", path.display())))?;
+    let taken = conn
+        .busy_timeout(Duration::ZERO)
+        .and_then(|_| conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;"));
+    match taken {
+        Ok(()) => Ok(RunLock { _conn: conn }),
+        Err(_) => Err(RunError::Locked(path)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discovery.
+
+/// An inbound file ready to be taken.
+#[derive(Debug, Clone)]
+struct Candidate {
+    path: PathBuf,
+    name: String,
+}
+
+fn is_portal(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+fn marker(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".done");
+    PathBuf::from(p)
+}
+
+/// The readiness rule: a regular file (never a symlink) whose name does not start with `.`, that
+/// has a `NAME.done` marker beside it or was last modified at least `min_age` ago.
+fn discover(cfg: &Config, skipped: &mut Vec<String>) -> io::Result<Vec<Candidate>> {
+    let min_age = Duration::from_secs(cfg.run.min_age_seconds);
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for dir in &cfg.paths.inbound {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.ends_with(".done") {
+                continue;
+            }
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                tracing::warn!(file = %name, "skipped: symbolic links in inbound folders are never followed");
+                skipped.push(format!("{name}: symbolic link"));
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or(Duration::ZERO);
+            if age < min_age && !marker(&path).exists() {
+                tracing::info!(file = %name, "not ready: still being written (too recent, no .done marker)");
+                skipped.push(format!("{name}: not ready"));
+                continue;
+            }
+            out.push(Candidate { path, name });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// Hash, first interchange's sender and ISA13, and how many ISA segments there may be.
+struct Sniff {
+    sha256: String,
+    sender: Option<String>,
+    isa13: Option<String>,
+    interchanges: u32,
+}
+
+fn sniff(path: &Path) -> io::Result<Sniff> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut head = Vec::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut count = 0u32;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        if head.len() < 512 {
+            head.extend_from_slice(&buf[..n.min(512 - head.len())]);
+        }
+        carry.extend_from_slice(&buf[..n]);
+        count += memchr::memmem::find_iter(&carry, b"ISA").count() as u32;
+        let keep = carry.len().min(2);
+        carry.drain(..carry.len() - keep);
+        // The kept bytes cannot hold a whole "ISA", so nothing is counted twice.
+    }
+    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let text = head.trim_ascii_start();
+    let (mut sender, mut isa13) = (None, None);
+    if text.len() > 4 && text.starts_with(b"ISA") {
+        let sep = text[3];
+        let els: Vec<&[u8]> = text.split(|b| *b == sep).collect();
+        if els.len() > 13 {
+            let s = String::from_utf8_lossy(els[6]).trim().to_string();
+            let i = String::from_utf8_lossy(els[13]).trim().to_string();
+            sender = (!s.is_empty()).then_some(s);
+            isa13 = (!i.is_empty()).then_some(i);
+        }
+    }
+    Ok(Sniff {
+        sha256,
+        sender,
+        isa13,
+        interchanges: count,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parse (parallel).
+
+/// Which set a record came from, and what its header says.
+#[derive(Debug, Clone)]
+struct SetHead {
+    full: bool,
+    group: Option<String>,
+    file_date: Option<NaiveDate>,
+}
+
+type SetKey = (String, String, String);
+
+enum Parsed {
+    Quarantine(String),
+    Duplicate {
+        ack: Vec<u8>,
+    },
+    X12 {
+        ack: Vec<u8>,
+        spool: File,
+        heads: HashMap<SetKey, SetHead>,
+        rejects: Vec<RejectRow>,
+        accepted: u64,
+        rejected: u64,
+    },
+    Portal {
+        spool: File,
+        rejects: Vec<RejectRow>,
+        rows_ok: u64,
+    },
+}
+
+/// Observes one file for the run: the 999/TA1 writer, the change converter and the reject rows.
+struct Tee<'a> {
+    file: String,
+    ack: AckWriter<Vec<u8>>,
+    conv: ConvertObserver<'a, BufWriter<File>>,
+    heads: HashMap<SetKey, SetHead>,
+    rejects: Vec<RejectRow>,
+    ids: (String, String, String),
+    header: Option<HeaderContext>,
+    rules: Vec<&'static str>,
+    group_rules: Vec<&'static str>,
+    ic_rules: Vec<&'static str>,
+    accepted_in_group: u64,
+    accepted_in_ic: u64,
+    accepted: u64,
+    rejected: u64,
+}
+
+fn joined(v: &[&'static str]) -> String {
+    let mut v: Vec<&str> = v.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.join(";")
+}
+
+impl Observer for Tee<'_> {
+    fn finding(&mut self, f: Finding) {
+        if f.severity == Severity::Error {
+            self.rules.push(f.id);
+            self.group_rules.push(f.id);
+            self.ic_rules.push(f.id);
+        }
+        self.conv.finding(f.clone());
+        self.ack.finding(f);
+    }
+    fn interchange_start(&mut self, i: &InterchangeInfo) {
+        self.ids.0 = i.isa13.clone();
+        self.ic_rules.clear();
+        self.accepted_in_ic = 0;
+        self.ack.interchange_start(i);
+        self.conv.interchange_start(i);
+    }
+    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
+        if ta1.code == 'R' {
+            self.rejects.push(RejectRow {
+                file: self.file.clone(),
+                level: "interchange",
+                isa13: i.isa13.clone(),
+                gs06: String::new(),
+                st02: String::new(),
+                codes: format!("TA1 {}", ta1.note),
+                rules: joined(&self.ic_rules),
+            });
+            self.accepted -= self.accepted_in_ic;
+            self.rejected += self.accepted_in_ic;
+        }
+        self.ack.interchange_end(i, ta1, groups);
+        self.conv.interchange_end(i, ta1, groups);
+    }
+    fn group_start(&mut self, g: &GroupInfo) {
+        self.ids.1 = g.gs06.clone();
+        self.group_rules.clear();
+        self.accepted_in_group = 0;
+        self.ack.group_start(g);
+        self.conv.group_start(g);
+    }
+    fn group_end(&mut self, r: &GroupResult) {
+        if r.code == 'R' {
+            self.rejects.push(RejectRow {
+                file: self.file.clone(),
+                level: "group",
+                isa13: self.ids.0.clone(),
+                gs06: r.info.gs06.clone(),
+                st02: String::new(),
+                codes: format!("AK9 R {}", r.errors.join(" ")).trim().to_string(),
+                rules: joined(&self.group_rules),
+            });
+            self.accepted -= self.accepted_in_group;
+            self.rejected += self.accepted_in_group;
+            self.accepted_in_ic -= self.accepted_in_group;
+        }
+        self.ack.group_end(r);
+        self.conv.group_end(r);
+    }
+    fn set_start(&mut self, s: &SetInfo) {
+        self.ids.2 = s.st02.clone();
+        self.rules.clear();
+        self.header = None;
+        self.ack.set_start(s);
+        self.conv.set_start(s);
+    }
+    fn header(&mut self, rec: &Record, std: &Standards) {
+        let mut full = false;
+        for (_, seg) in rec.iter() {
+            if seg.id() == b"BGN" {
+                full = matches!(seg.element(8), b"4" | b"RX");
+            }
+        }
+        let h = HeaderContext::from_record(rec, &self.file, &self.ids.0, &self.ids.1, &self.ids.2);
+        self.heads.insert(
+            self.ids.clone(),
+            SetHead {
+                full,
+                group: h.group_id.clone(),
+                file_date: h.file_effective,
+            },
+        );
+        self.header = Some(h);
+        self.ack.header(rec, std);
+        self.conv.header(rec, std);
+    }
+    fn member(&mut self, rec: &Record, std: &Standards) {
+        self.ack.member(rec, std);
+        self.conv.member(rec, std);
+    }
+    fn set_end(&mut self, r: &SetResult) {
+        if r.code == 'R' {
+            self.rejected += 1;
+            self.rejects.push(RejectRow {
+                file: self.file.clone(),
+                level: "set",
+                isa13: self.ids.0.clone(),
+                gs06: self.ids.1.clone(),
+                st02: r.info.st02.clone(),
+                codes: format!("IK5 R {}", r.errors.join(" ")).trim().to_string(),
+                rules: joined(&self.rules),
+            });
+        } else {
+            self.accepted += 1;
+            self.accepted_in_group += 1;
+            self.accepted_in_ic += 1;
+        }
+        self.ack.set_end(r);
+        self.conv.set_end(r);
+    }
+}
+
+/// Writes only the TA1 `025` (duplicate interchange) for each interchange of a duplicate file.
+struct DuplicateAck(AckWriter<Vec<u8>>);
+
+impl Observer for DuplicateAck {
+    fn finding(&mut self, _f: Finding) {}
+    fn interchange_start(&mut self, i: &InterchangeInfo) {
+        self.0.interchange_start(i);
+    }
+    fn interchange_end(&mut self, i: &InterchangeInfo, _ta1: Ta1Result, _groups: u32) {
+        self.0.interchange_end(
+            i,
+            Ta1Result {
+                code: 'R',
+                note: "025",
+            },
+            0,
+        );
+    }
+}
+
+fn ack_settings(cfg: &Config, f: &FileRow, now: NaiveDateTime) -> AckSettings {
+    let mut s = AckSettings::from_env();
+    s.now = now;
+    s.next_isa13 = f.isa13_base.max(1);
+    s.next_gs06 = f.gs06_base.max(1);
+    s.sender = cfg
+        .plan
+        .ack_sender
+        .as_deref()
+        .and_then(|s| s.split_once(':'))
+        .map(|(q, id)| (q.to_string(), id.to_string()));
+    s
+}
+
+fn parse_file(
+    engine: &Engine,
+    cfg: &Config,
+    f: &FileRow,
+    now: NaiveDateTime,
+) -> io::Result<Parsed> {
+    let input = match File::open(&f.path) {
+        Ok(i) => BufReader::with_capacity(1 << 16, i),
+        Err(e) => return Ok(Parsed::Quarantine(format!("cannot read: {}", e.kind()))),
+    };
+    if f.kind == "portal" {
+        let spool = tempfile::tempfile()?;
+        let mut w = ChangeWriter::new(BufWriter::new(spool), batch::Format::Jsonl)?;
+        let s = crate::portal::convert_csv(&f.name, input, &mut w)?;
+        let spool = w.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        if s.records == 0 && !s.errors.is_empty() && s.errors.iter().all(|e| e.row <= 1) {
+            return Ok(Parsed::Quarantine("not a known portal export".into()));
+        }
+        if f.duplicate_of.is_some() {
+            return Ok(Parsed::Duplicate { ack: Vec::new() });
+        }
+        let rejects = s
+            .errors
+            .iter()
+            .map(|e| RejectRow {
+                file: f.name.clone(),
+                level: "row",
+                isa13: String::new(),
+                gs06: String::new(),
+                st02: String::new(),
+                codes: format!("row {} {}", e.row, e.column.clone().unwrap_or_default()),
+                rules: format!("PORTAL-{:?}", e.kind)
+                    .chars()
+                    .take_while(|c| *c != '(' && *c != ' ' && *c != '{')
+                    .collect(),
+            })
+            .collect();
+        return Ok(Parsed::Portal {
+            spool,
+            rejects,
+            rows_ok: s.records,
+        });
+    }
+    if f.duplicate_of.is_some() {
+        let mut d = DuplicateAck(AckWriter::new(Vec::new(), ack_settings(cfg, f, now)));
+        check_stream(engine, input, &mut d);
+        let written = d.0.written;
+        let ack = d.0.into_inner()?;
+        if written == 0 {
+            return Ok(Parsed::Quarantine("no interchange could be read".into()));
+        }
+        return Ok(Parsed::Duplicate { ack });
+    }
+    let spool = tempfile::tempfile()?;
+    let mut w = ChangeWriter::new(
+        BufWriter::with_capacity(1 << 16, spool),
+        batch::Format::Jsonl,
+    )?;
+    let mut tee = Tee {
+        file: f.name.clone(),
+        ack: AckWriter::new(Vec::new(), ack_settings(cfg, f, now)),
+        conv: ConvertObserver::new(&f.name, &mut w),
+        heads: HashMap::new(),
+        rejects: Vec::new(),
+        ids: Default::default(),
+        header: None,
+        rules: Vec::new(),
+        group_rules: Vec::new(),
+        ic_rules: Vec::new(),
+        accepted_in_group: 0,
+        accepted_in_ic: 0,
+        accepted: 0,
+        rejected: 0,
+    };
+    check_stream(engine, input, &mut tee);
+    let Tee {
+        ack,
+        conv,
+        heads,
+        rejects,
+        accepted,
+        rejected,
+        ..
+    } = tee;
+    conv.finish()?;
+    let written = ack.written;
+    let ack = ack.into_inner()?;
+    if written == 0 {
+        return Ok(Parsed::Quarantine("no interchange could be read".into()));
+    }
+    let spool = w.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(Parsed::X12 {
+        ack,
+        spool,
+        heads,
+        rejects,
+        accepted,
+        rejected,
+    })
+}
+
+/// Reads back spooled JSON Lines records, one at a time.
+fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
+    f.rewind()?;
+    Ok(BufReader::new(f).lines().map(|l| {
+        let l = l?;
+        serde_json::from_str::<ChangeRecord>(&l).map_err(io::Error::other)
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply, stage, publish.
+
+fn safe_component(s: &str) -> String {
+    let c: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if c.is_empty() || c.starts_with('.') {
+        format!("_{c}")
+    } else {
+        c
+    }
+}
+
+/// Staged outputs: files written under the run's staging folder, with where each goes.
+struct Stage {
+    dir: PathBuf,
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Stage {
+    fn new(dir: PathBuf) -> io::Result<Stage> {
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(&dir)?;
+        Ok(Stage {
+            dir,
+            files: Vec::new(),
+        })
+    }
+
+    /// A staging path for a file that will be published at `dest`.
+    fn path(&mut self, dest: PathBuf) -> PathBuf {
+        let p = self.dir.join(format!("{:04}", self.files.len()));
+        self.files.push((p.clone(), dest));
+        p
+    }
+
+    fn write(&mut self, dest: PathBuf, data: &[u8], private: bool) -> io::Result<()> {
+        let p = self.path(dest);
+        fsio::write_atomic(&p, data, private)?;
+        crash_point("mid-stage");
+        Ok(())
+    }
+
+    fn publish(&self) -> io::Result<()> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (i, (from, to)) in self.files.iter().enumerate() {
+            let parent = to.parent().unwrap_or(Path::new(".")).to_path_buf();
+            fs::create_dir_all(&parent)?;
+            if fs::rename(from, to).is_err() {
+                // Another file system: copy atomically instead.
+                let data = fs::read(from)?;
+                fsio::write_atomic(to, &data, true)?;
+            }
+            if i == 0 {
+                fsio::sync_dir(&parent)?;
+                crash_point("mid-publish");
+            }
+            if !dirs.contains(&parent) {
+                dirs.push(parent);
+            }
+        }
+        for d in dirs {
+            fsio::sync_dir(&d)?;
+        }
+        Ok(())
+    }
+}
+
+/// The run's change batch, written as it is built.
+struct Batch {
+    jsonl: ChangeWriter<BufWriter<File>>,
+    csv: ChangeWriter<BufWriter<File>>,
+}
+
+impl Batch {
+    fn add(&mut self, r: &ChangeRecord) -> io::Result<()> {
+        self.jsonl.change(r)?;
+        self.csv.change(r)
+    }
+    fn finish(self) -> io::Result<()> {
+        for w in [self.jsonl, self.csv] {
+            let f = w.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    store: &'a mut SqliteStore,
+    run_id: i64,
+    as_of: NaiveDate,
+    at: String,
+    batch: Batch,
+    summary: Summary,
+    omissions: Vec<(String, String, String)>,
+    /// Member-level business rejects and warnings of the run.
+    report: crate::report::RejectReport,
+}
+
+impl Ctx<'_> {
+    /// Assesses, records and (when Pending) submits changes; returns how many were recorded.
+    fn emit(
+        &mut self,
+        file: &FileRow,
+        sender: Option<&str>,
+        file_date: Option<NaiveDate>,
+        changes: &[ChangeRecord],
+    ) -> Result<u64, RunError> {
+        let actx = RuleContext {
+            config: self.cfg,
+            as_of: self.as_of,
+            sender,
+            file_date,
+        };
+        let assessed = crate::rules::assess(&actx, changes);
+        let mut n = 0;
+        for (r, a) in changes.iter().zip(assessed) {
+            if !a.findings.is_empty() {
+                self.report.add_change(&file.name, sender, r, &a, &[]);
+            }
+            let mut r = r.clone();
+            r.status = Some(a.status);
+            r.invoice_period = a.invoice_period.clone();
+            let r = &r;
+            self.store
+                .insert_change(r, self.run_id, Some(file.id), None)?;
+            n += 1;
+            *self
+                .summary
+                .changes_by_kind
+                .entry(r.kind.label().to_string())
+                .or_default() += 1;
+            for f in &a.findings {
+                if f.severity == Severity::Error {
+                    *self
+                        .summary
+                        .rejects_by_rule
+                        .entry(f.id.to_string())
+                        .or_default() += 1;
+                }
+            }
+            if a.rejected {
+                continue;
+            }
+            self.store
+                .insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
+            if a.status == TransactionStatus::Pending {
+                self.submit(r)?;
+            } else {
+                self.summary.changes_waiting += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes a Pending change to the batch: Submitted, and the enrollment follows it.
+    fn submit(&mut self, r: &ChangeRecord) -> Result<(), RunError> {
+        self.batch.add(r)?;
+        self.store.set_status(
+            &r.change_id,
+            TransactionStatus::Submitted,
+            &self.at,
+            &format!("batch run-{:06}", self.run_id),
+        )?;
+        self.store.set_batch(&r.change_id, self.run_id)?;
+        self.summary.changes_submitted += 1;
+        if let Some(g) = r.group_id.as_deref() {
+            let cur = self.store.member(g, &r.member_id)?;
+            if let Some(e) = crate::fullfile::apply(cur, r) {
+                self.store.put_member(&e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one X12 file's spooled changes: change sets directly, full sets by compare.
+    fn apply_x12(
+        &mut self,
+        file: &FileRow,
+        spool: File,
+        heads: &HashMap<SetKey, SetHead>,
+    ) -> Result<(u64, bool), RunError> {
+        let mut total = 0;
+        let mut held = false;
+        let mut chunk: Vec<ChangeRecord> = Vec::new();
+        let mut full: Vec<(SetKey, Vec<ChangeRecord>)> = Vec::new();
+        let sender = file.sender.clone();
+        for r in spooled(spool)? {
+            let r = r?;
+            let key = match &r.source {
+                SourceTrace::X12 {
+                    isa13, gs06, st02, ..
+                } => (isa13.clone(), gs06.clone(), st02.clone()),
+                _ => Default::default(),
+            };
+            let head = heads.get(&key);
+            if head.is_some_and(|h| h.full) {
+                match full.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => v.push(r),
+                    None => full.push((key, vec![r])),
+                }
+                continue;
+            }
+            chunk.push(r);
+            if chunk.len() >= 1024 {
+                let fd = head.and_then(|h| h.file_date);
+                total += self.emit(file, sender.as_deref(), fd, &chunk)?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            total += self.emit(file, sender.as_deref(), None, &chunk)?;
+        }
+        for (key, listed) in full {
+            let head = &heads[&key];
+            let Some(gid) = head.group.clone() else {
+                total += self.emit(file, sender.as_deref(), head.file_date, &listed)?;
+                continue;
+            };
+            let group = self.cfg.groups.iter().find(|g| g.id == gid);
+            let policy = group.map(|g| g.omission).unwrap_or_default();
+            let lookback = group.map(|g| g.omission_lookback_days).unwrap_or(0);
+            let file_date = head.file_date.unwrap_or(self.as_of);
+            let current = self.store.enrollment(&gid)?;
+            let trace = SourceTrace::X12 {
+                file: file.name.clone(),
+                isa13: key.0.clone(),
+                gs06: key.1.clone(),
+                st02: key.2.clone(),
+                first_segment: 0,
+                last_segment: 0,
+            };
+            let cmp =
+                crate::fullfile::compare(policy, lookback, file_date, &current, listed, &trace);
+            for m in &cmp.omitted_reported {
+                self.omissions
+                    .push((file.name.clone(), gid.clone(), m.clone()));
+            }
+            self.summary.omitted_reported += cmp.omitted_reported.len() as u64;
+            if cmp.exceeds(self.cfg.run.hold_termination_share) {
+                let hold = self.store.insert_hold(
+                    file.id,
+                    self.run_id,
+                    &gid,
+                    cmp.active_before as i64,
+                    cmp.implied_terminations as i64,
+                )?;
+                for r in &cmp.changes {
+                    self.store
+                        .insert_change(r, self.run_id, Some(file.id), Some(hold))?;
+                }
+                self.summary.changes_waiting += cmp.changes.len() as u64;
+                tracing::warn!(file = %file.name, group = %gid, hold, terminations = cmp.implied_terminations, active = cmp.active_before, "full file held: it would terminate too large a share of the group");
+                self.summary.held.push(HoldReport {
+                    hold_id: hold,
+                    file: file.name.clone(),
+                    group: gid,
+                    active_members: cmp.active_before as u64,
+                    implied_terminations: cmp.implied_terminations as u64,
+                });
+                held = true;
+                continue;
+            }
+            for c in cmp.changes.chunks(1024) {
+                total += self.emit(file, sender.as_deref(), Some(file_date), c)?;
+            }
+        }
+        Ok((total, held))
+    }
+}
+
+fn now_string(now: NaiveDateTime) -> String {
+    now.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn ack_name(f: &FileRow) -> String {
+    if f.kind == "portal" {
+        format!("{}.{:06}.ack.csv", f.name, f.run_id)
+    } else {
+        format!("{}.{:09}.ack.x12", f.name, f.isa13_base)
+    }
+}
+
+/// Moves an input out of the inbound folder, and its `.done` marker away.
+fn archive_one(cfg: &Config, f: &FileRow) -> io::Result<()> {
+    let base = if f.status == "quarantined" {
+        &cfg.paths.quarantine
+    } else {
+        &cfg.paths.archive
+    };
+    let dir = base.join(format!("run-{:06}", f.run_id));
+    let src = Path::new(&f.path);
+    let dest = dir.join(&f.name);
+    if src.exists() {
+        fs::create_dir_all(&dir)?;
+        if fs::rename(src, &dest).is_err() {
+            let data = fs::read(src)?;
+            fsio::write_atomic(&dest, &data, true)?;
+            fs::remove_file(src)?;
+        }
+        fsio::sync_dir(&dir)?;
+        if let Some(p) = src.parent() {
+            fsio::sync_dir(p)?;
+        }
+    }
+    let m = marker(src);
+    if m.exists() {
+        fs::remove_file(m)?;
+    }
+    Ok(())
+}
+
+fn staging_root(cfg: &Config) -> PathBuf {
+    cfg.paths
+        .state
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("staging")
+}
+
+/// Finishes what committed runs left undone (archive moves, staging folders).
+fn tidy(cfg: &Config, store: &mut SqliteStore) -> Result<(), RunError> {
+    for f in store.unarchived_files()? {
+        archive_one(cfg, &f)?;
+        store.set_archived(f.id)?;
+        tracing::info!(file = %f.name, run = f.run_id, "moved out of inbound (left by an interrupted run)");
+    }
+    for r in store.runs()? {
+        if r.status == "committed" {
+            let d = staging_root(cfg).join(format!("run-{:06}", r.id));
+            if d.exists() {
+                fs::remove_dir_all(&d)?;
+            }
+            store.set_run(r.id, "done", &r.counts)?;
+        }
+    }
+    Ok(())
+}
+
+/// Withdraws FHS-pending transactions past their days; purges records past retention.
+fn housekeeping(
+    cfg: &Config,
+    store: &mut SqliteStore,
+    as_of: NaiveDate,
+    at: &str,
+) -> Result<(u64, u64), RunError> {
+    store.begin()?;
+    let mut withdrawn = 0;
+    let limit = as_of - chrono::Duration::days(i64::from(cfg.run.fhs_days));
+    let f = crate::store::TransactionFilter {
+        status: Some(TransactionStatus::PendingFhs),
+        ..Default::default()
+    };
+    for t in store.transactions(&f)? {
+        if t.transaction_date <= limit {
+            store.set_status(
+                &t.change_id,
+                TransactionStatus::Withdrawn,
+                at,
+                &format!(
+                    "no Family Health Statement within {} days",
+                    cfg.run.fhs_days
+                ),
+            )?;
+            withdrawn += 1;
+        }
+    }
+    let before = as_of
+        .checked_sub_months(chrono::Months::new(cfg.run.retention_months))
+        .unwrap_or(as_of);
+    let purged = store.purge(before)?;
+    store.commit()?;
+    Ok((withdrawn, purged))
+}
+
+/// Runs the nightly job. See the module documentation for the order of work.
+pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let cfg = &opts.config;
+    let state = &cfg.paths.state;
+    if let Some(p) = state.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(p).map_err(|e| RunError::Setup(format!("{}: {e}", p.display())))?;
+    }
+    let _lock = lock(state)?;
+    crash_point("after-lock");
+    let mut store = SqliteStore::open(state)?;
+    tidy(cfg, &mut store)?;
+
+    let clock = crate::ack::clock_from_env();
+    let mut skipped = Vec::new();
+    let (withdrawn, purged) = housekeeping(
+        cfg,
+        &mut store,
+        opts.as_of.unwrap_or(clock.date()),
+        &now_string(clock),
+    )?;
+
+    // Register, or resume an interrupted run.
+    let (run_id, now, as_of, resumed) = match store.open_run()? {
+        Some(r) => {
+            let now =
+                NaiveDateTime::parse_from_str(&r.started, "%Y-%m-%dT%H:%M:%S").unwrap_or(clock);
+            tracing::info!(run = r.id, "resuming a run that did not finish");
+            (r.id, now, r.as_of, true)
+        }
+        None => {
+            let cands = discover(cfg, &mut skipped)?;
+            let waiting = store.unbatched(TransactionStatus::Pending)?;
+            if cands.is_empty() && waiting.is_empty() {
+                tracing::info!("nothing to do: no new inbound files, no released changes");
+                return Ok(RunOutcome {
+                    summary: None,
+                    resumed: false,
+                    withdrawn,
+                    purged,
+                    skipped,
+                    elapsed: started.elapsed(),
+                });
+            }
+            let as_of = opts.as_of.unwrap_or(clock.date());
+            store.begin()?;
+            let id = store.create_run(&now_string(clock), as_of)?;
+            for c in &cands {
+                let s = sniff(&c.path)?;
+                let portal = is_portal(&c.name);
+                let sender = if portal {
+                    Some("PORTAL".to_string())
+                } else {
+                    s.sender.clone()
+                };
+                let dup = match store.file_by_sha(&s.sha256)? {
+                    Some(d) => Some(d.id),
+                    None => match (&sender, &s.isa13) {
+                        (Some(snd), Some(i)) if !portal => {
+                            store.file_by_interchange(snd, i)?.map(|d| d.id)
+                        }
+                        _ => None,
+                    },
+                };
+                let n = if portal { 0 } else { s.interchanges.max(1) };
+                let (isa13_base, gs06_base) = if n > 0 {
+                    (store.reserve("isa13", n)?, store.reserve("gs06", n)?)
+                } else {
+                    (0, 0)
+                };
+                store.insert_file(&FileRow {
+                    id: 0,
+                    run_id: id,
+                    name: c.name.clone(),
+                    path: c.path.to_string_lossy().into_owned(),
+                    sha256: s.sha256,
+                    kind: if portal { "portal" } else { "x12" }.into(),
+                    sender,
+                    isa13: s.isa13,
+                    isa13_base,
+                    gs06_base,
+                    duplicate_of: dup,
+                    status: if dup.is_some() {
+                        "duplicate"
+                    } else {
+                        "registered"
+                    }
+                    .into(),
+                    changes: 0,
+                    archived: false,
+                })?;
+            }
+            store.commit()?;
+            tracing::info!(run = id, files = cands.len(), "run registered");
+            (id, clock, as_of, false)
+        }
+    };
+    crash_point("after-register");
+
+    let files = store.run_files(run_id)?;
+    let mut engine = Engine::embedded();
+    engine.receiver_ids = cfg.plan.receiver_ids.clone();
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(files.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} files")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message("parsing");
+    let parsed: Vec<io::Result<Parsed>> = files
+        .par_iter()
+        .map(|f| {
+            let r = parse_file(&engine, cfg, f, now);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    crash_point("after-parse");
+
+    // Apply inside one store transaction, staging outputs as we go.
+    let stage_dir = staging_root(cfg).join(format!("run-{run_id:06}"));
+    let mut stage = Stage::new(stage_dir)?;
+    let rid = format!("run-{run_id:06}");
+    let jsonl_path = stage.path(cfg.paths.batches.join(format!("{rid}.changes.jsonl")));
+    let csv_path = stage.path(cfg.paths.batches.join(format!("{rid}.changes.csv")));
+    let open = |p: &Path| -> io::Result<BufWriter<File>> {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(BufWriter::with_capacity(1 << 16, f))
+    };
+    let batch = Batch {
+        jsonl: ChangeWriter::new(open(&jsonl_path)?, batch::Format::Jsonl)?,
+        csv: ChangeWriter::new(open(&csv_path)?, batch::Format::Csv)?,
+    };
+    store.begin()?;
+    let mut ctx = Ctx {
+        cfg,
+        store: &mut store,
+        run_id,
+        as_of,
+        at: now_string(now),
+        batch,
+        summary: Summary {
+            run_id,
+            as_of: as_of.to_string(),
+            started: now_string(now),
+            ..Default::default()
+        },
+        omissions: Vec::new(),
+        report: crate::report::RejectReport::new(as_of),
+    };
+    let result = apply_all(&mut ctx, &files, parsed, &mut stage);
+    let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
+    let result = result.and_then(|(summary, omissions, rejects, batch)| {
+        batch.finish()?;
+        finish_stage(cfg, &rid, summary, &omissions, &rejects, report, &mut stage)
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.rollback();
+            return Err(e);
+        }
+    };
+    crash_point("after-stage");
+    stage.publish()?;
+    crash_point("before-commit");
+    let counts = serde_json::json!({
+        "files": summary.files.len(),
+        "duplicates": summary.duplicates,
+        "quarantined": summary.quarantined,
+        "sets_accepted": summary.sets_accepted,
+        "sets_rejected": summary.sets_rejected,
+        "changes_submitted": summary.changes_submitted,
+        "changes_waiting": summary.changes_waiting,
+        "held": summary.held.len(),
+    });
+    store.set_run(run_id, "committed", &counts)?;
+    store.commit()?;
+    crash_point("after-commit");
+
+    for (i, f) in store.run_files(run_id)?.iter().enumerate() {
+        archive_one(cfg, f)?;
+        store.set_archived(f.id)?;
+        if i == 0 {
+            crash_point("mid-archive");
+        }
+    }
+    crash_point("after-archive");
+    let _ = fs::remove_dir_all(&stage.dir);
+    store.set_run(run_id, "done", &counts)?;
+    tracing::info!(
+        run = run_id,
+        files = summary.files.len(),
+        submitted = summary.changes_submitted,
+        held = summary.held.len(),
+        "run completed"
+    );
+    Ok(RunOutcome {
+        summary: Some(summary),
+        resumed,
+        withdrawn,
+        purged,
+        skipped,
+        elapsed: started.elapsed(),
+    })
+}
+
+type Applied = (
+    Summary,
+    Vec<(String, String, String)>,
+    Vec<RejectRow>,
+    Batch,
+);
+
+fn apply_all(
+    ctx: &mut Ctx<'_>,
+    files: &[FileRow],
+    parsed: Vec<io::Result<Parsed>>,
+    stage: &mut Stage,
+) -> Result<Applied, RunError> {
+    // Changes released since the last run (holds released, FHS received) go first.
+    for t in ctx.store.unbatched(TransactionStatus::Pending)? {
+        if let Some(r) = ctx.store.change(&t.change_id)? {
+            *ctx.summary
+                .changes_by_kind
+                .entry(r.kind.label().to_string())
+                .or_default() += 1;
+            ctx.submit(&r)?;
+        }
+    }
+    let mut rejects = Vec::new();
+    for (f, p) in files.iter().zip(parsed) {
+        let p = p?;
+        let mut rep = FileReport {
+            name: f.name.clone(),
+            kind: f.kind.clone(),
+            sender: f.sender.clone(),
+            ..Default::default()
+        };
+        let sender_dir = ctx
+            .cfg
+            .paths
+            .outbound
+            .join(safe_component(f.sender.as_deref().unwrap_or("UNKNOWN")));
+        let (status, changes) = match p {
+            Parsed::Quarantine(why) => {
+                tracing::warn!(file = %f.name, reason = %why, "quarantined");
+                ctx.summary.quarantined += 1;
+                ("quarantined", 0)
+            }
+            Parsed::Duplicate { ack } => {
+                tracing::warn!(file = %f.name, "duplicate: acknowledged, not applied");
+                ctx.summary.duplicates += 1;
+                let data = if f.kind == "portal" {
+                    b"file,status\r\n"
+                        .iter()
+                        .chain(format!("{},duplicate\r\n", f.name).as_bytes())
+                        .copied()
+                        .collect()
+                } else {
+                    ack
+                };
+                stage.write(sender_dir.join(ack_name(f)), &data, true)?;
+                rep.acknowledgement = Some(ack_name(f));
+                ("duplicate", 0)
+            }
+            Parsed::X12 {
+                ack,
+                spool,
+                heads,
+                rejects: rj,
+                accepted,
+                rejected,
+            } => {
+                stage.write(sender_dir.join(ack_name(f)), &ack, true)?;
+                rep.acknowledgement = Some(ack_name(f));
+                rep.sets_accepted = accepted;
+                rep.sets_rejected = rejected;
+                for r in &rj {
+                    for rule in r.rules.split(';').filter(|s| !s.is_empty()) {
+                        *ctx.summary
+                            .rejects_by_rule
+                            .entry(rule.to_string())
+                            .or_default() += 1;
+                    }
+                }
+                rejects.extend(rj);
+                let (n, held) = ctx.apply_x12(f, spool, &heads)?;
+                (if held { "held" } else { "processed" }, n)
+            }
+            Parsed::Portal {
+                spool,
+                rejects: rj,
+                rows_ok,
+            } => {
+                let mut ack = b"file,changes,rows_rejected\r\n".to_vec();
+                ack.extend_from_slice(
+                    format!("{},{},{}\r\n", f.name, rows_ok, rj.len()).as_bytes(),
+                );
+                stage.write(sender_dir.join(ack_name(f)), &ack, true)?;
+                rep.acknowledgement = Some(ack_name(f));
+                for r in &rj {
+                    *ctx.summary
+                        .rejects_by_rule
+                        .entry(r.rules.clone())
+                        .or_default() += 1;
+                }
+                rejects.extend(rj);
+                let mut total = 0;
+                let mut chunk = Vec::new();
+                for r in spooled(spool)? {
+                    chunk.push(r?);
+                    if chunk.len() >= 1024 {
+                        total += ctx.emit(f, Some("PORTAL"), None, &chunk)?;
+                        chunk.clear();
+                    }
+                }
+                total += ctx.emit(f, Some("PORTAL"), None, &chunk)?;
+                ("processed", total)
+            }
+        };
+        ctx.summary.sets_accepted += rep.sets_accepted;
+        ctx.summary.sets_rejected += rep.sets_rejected;
+        rep.status = status.to_string();
+        rep.changes = changes;
+        ctx.store.set_file_status(f.id, status, changes as i64)?;
+        tracing::info!(file = %f.name, status, changes, sets_accepted = rep.sets_accepted, sets_rejected = rep.sets_rejected, "file applied");
+        ctx.summary.files.push(rep);
+    }
+    let batch = std::mem::replace(
+        &mut ctx.batch,
+        Batch {
+            jsonl: ChangeWriter::new(BufWriter::new(tempfile::tempfile()?), batch::Format::Jsonl)?,
+            csv: ChangeWriter::new(BufWriter::new(tempfile::tempfile()?), batch::Format::Csv)?,
+        },
+    );
+    Ok((
+        std::mem::take(&mut ctx.summary),
+        std::mem::take(&mut ctx.omissions),
+        rejects,
+        batch,
+    ))
+}
+
+fn finish_stage(
+    cfg: &Config,
+    rid: &str,
+    mut summary: Summary,
+    omissions: &[(String, String, String)],
+    rejects: &[RejectRow],
+    mut report: crate::report::RejectReport,
+    stage: &mut Stage,
+) -> Result<Summary, RunError> {
+    let rej = stage.path(cfg.paths.reports.join(format!("{rid}.rejects.csv")));
+    write_reject_report(&rej, rejects)?;
+    // The analysts' page: business rejects per member, and every rejected file or set.
+    for r in rejects {
+        report.add_set_reject(crate::report::SetReject {
+            file: r.file.clone(),
+            sender: None,
+            isa13: r.isa13.clone(),
+            gs06: r.gs06.clone(),
+            st02: r.st02.clone(),
+            codes: [format!("{}: {}", r.level, r.codes), r.rules.clone()]
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .collect(),
+            members: 0,
+            error_count: 0,
+            findings: Vec::new(),
+        });
+    }
+    let opts = crate::report::ReportOptions::default();
+    stage.write(
+        cfg.paths.reports.join(format!("{rid}.reject.csv")),
+        &report.csv(opts),
+        true,
+    )?;
+    stage.write(
+        cfg.paths.reports.join(format!("{rid}.reject.html")),
+        report.html(opts).as_bytes(),
+        true,
+    )?;
+    let mut om = b"file,group_id,member_id\r\n".to_vec();
+    for (f, g, m) in omissions {
+        om.extend_from_slice(format!("{f},{g},{m}\r\n").as_bytes());
+    }
+    stage.write(
+        cfg.paths.reports.join(format!("{rid}.omissions.csv")),
+        &om,
+        true,
+    )?;
+    let mut outputs: Vec<String> = stage
+        .files
+        .iter()
+        .map(|(_, d)| d.to_string_lossy().into_owned())
+        .collect();
+    outputs.push(
+        cfg.paths
+            .reports
+            .join(format!("{rid}.summary.json"))
+            .to_string_lossy()
+            .into_owned(),
+    );
+    summary.outputs = outputs;
+    let mut json = serde_json::to_vec_pretty(&summary).map_err(io::Error::other)?;
+    json.push(b'\n');
+    stage.write(
+        cfg.paths.reports.join(format!("{rid}.summary.json")),
+        &json,
+        false,
+    )?;
+    Ok(summary)
+}
+
+/// Kinds in a fixed order, for printing.
+pub fn kind_order() -> &'static [ChangeKind] {
+    ChangeKind::ALL
+}

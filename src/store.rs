@@ -1,0 +1,970 @@
+//! Durable state of the nightly run: the file ledger, runs, the current enrollment of each group
+//! (for full-file compare), changes, the transaction log, holds and our control-number counters.
+//!
+//! [`Store`] is the one narrow interface the run and the lifecycle commands use; [`SqliteStore`]
+//! is the embedded default (bundled SQLite, WAL mode, schema versioned by `PRAGMA user_version`
+//! and upgraded by [`MIGRATIONS`]). A PostgreSQL backend implements the same trait.
+//!
+//! Transactions are explicit: a caller brackets everything one unit of work writes between
+//! [`Store::begin`] and [`Store::commit`], so a crash leaves either all of it or none of it.
+//! This module knows nothing of files, folders or X12: it stores values.
+
+use crate::changes::ChangeRecord;
+use crate::enrollment::{MemberData, Relationship};
+use crate::lifecycle::TransactionStatus;
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state store: bad stored value: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("state store: schema version {found} is newer than this eligo ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("{change_id}: cannot move from {from} to {to}")]
+    Transition {
+        change_id: String,
+        from: TransactionStatus,
+        to: TransactionStatus,
+    },
+    #[error("{0}: not found")]
+    NotFound(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema migrations, in order; `PRAGMA user_version` says how many have been applied.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    as_of TEXT NOT NULL,
+    status TEXT NOT NULL,            -- open | committed | done
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- x12 | portal
+    sender TEXT,
+    isa13 TEXT,
+    isa13_base INTEGER NOT NULL,
+    gs06_base INTEGER NOT NULL,
+    duplicate_of INTEGER,
+    status TEXT NOT NULL,            -- registered | processed | duplicate | held | quarantined
+    changes INTEGER NOT NULL DEFAULT 0,
+    archived INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX files_sha ON files(sha256);
+CREATE INDEX files_interchange ON files(sender, isa13);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE enrollment (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    relationship TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+);
+CREATE TABLE holds (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    run_id INTEGER NOT NULL,
+    group_id TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    terminations INTEGER NOT NULL,
+    status TEXT NOT NULL,            -- held | released | rejected
+    decided TEXT
+);
+CREATE TABLE changes (
+    change_id TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    file_id INTEGER,
+    hold_id INTEGER,
+    kind TEXT NOT NULL,
+    group_id TEXT,
+    member_id TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE transactions (
+    change_id TEXT PRIMARY KEY,
+    group_id TEXT,
+    member_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    transaction_date TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    batch_run_id INTEGER
+);
+CREATE INDEX transactions_status ON transactions(status);
+CREATE TABLE transaction_log (
+    id INTEGER PRIMARY KEY,
+    change_id TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"#];
+
+/// One run as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub started: String,
+    pub as_of: NaiveDate,
+    pub status: String,
+    pub counts: serde_json::Value,
+}
+
+/// One input file in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: i64,
+    pub run_id: i64,
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub kind: String,
+    pub sender: Option<String>,
+    pub isa13: Option<String>,
+    /// Our first ISA13 and GS06 for this input's acknowledgements, reserved when it was
+    /// recorded, so a rerun writes the same acknowledgement.
+    pub isa13_base: u32,
+    pub gs06_base: u32,
+    pub duplicate_of: Option<i64>,
+    pub status: String,
+    pub changes: i64,
+    pub archived: bool,
+}
+
+/// A member of a group as the administrative system has it (what batches have submitted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    pub group_id: String,
+    pub member_id: String,
+    pub subscriber_id: String,
+    pub relationship: Relationship,
+    pub active: bool,
+    pub data: MemberData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HoldRow {
+    pub id: i64,
+    pub file_id: i64,
+    pub file_name: String,
+    pub run_id: i64,
+    pub group_id: String,
+    pub active: i64,
+    pub terminations: i64,
+    pub status: String,
+    pub decided: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TransactionRow {
+    pub change_id: String,
+    pub group_id: Option<String>,
+    pub member_id: String,
+    pub kind: String,
+    pub status: TransactionStatus,
+    pub transaction_date: NaiveDate,
+    pub run_id: i64,
+    pub batch_run_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TransactionFilter {
+    pub group: Option<String>,
+    pub status: Option<TransactionStatus>,
+    pub member: Option<String>,
+}
+
+/// The narrow interface of the state store.
+pub trait Store {
+    fn begin(&mut self) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    fn rollback(&mut self) -> Result<()>;
+
+    // Runs.
+    fn create_run(&mut self, started: &str, as_of: NaiveDate) -> Result<i64>;
+    /// The run that was started and not committed (a crash), if any.
+    fn open_run(&mut self) -> Result<Option<RunRow>>;
+    fn set_run(&mut self, id: i64, status: &str, counts: &serde_json::Value) -> Result<()>;
+    fn runs(&mut self) -> Result<Vec<RunRow>>;
+
+    // File ledger.
+    fn insert_file(&mut self, f: &FileRow) -> Result<i64>;
+    fn file_by_sha(&mut self, sha256: &str) -> Result<Option<FileRow>>;
+    fn file_by_interchange(&mut self, sender: &str, isa13: &str) -> Result<Option<FileRow>>;
+    fn run_files(&mut self, run_id: i64) -> Result<Vec<FileRow>>;
+    fn set_file_status(&mut self, id: i64, status: &str, changes: i64) -> Result<()>;
+    /// Files of committed runs not yet moved out of the inbound folder.
+    fn unarchived_files(&mut self) -> Result<Vec<FileRow>>;
+    fn set_archived(&mut self, id: i64) -> Result<()>;
+
+    /// Reserves `n` consecutive values of a counter (our ISA13 or GS06); returns the first.
+    fn reserve(&mut self, counter: &str, n: u32) -> Result<u32>;
+
+    // Enrollment.
+    fn enrollment(&mut self, group_id: &str) -> Result<Vec<Enrolled>>;
+    fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>>;
+    fn put_member(&mut self, e: &Enrolled) -> Result<()>;
+
+    // Changes and the transaction lifecycle.
+    fn insert_change(
+        &mut self,
+        r: &ChangeRecord,
+        run_id: i64,
+        file_id: Option<i64>,
+        hold_id: Option<i64>,
+    ) -> Result<()>;
+    fn change(&mut self, change_id: &str) -> Result<Option<ChangeRecord>>;
+    fn held_changes(&mut self, hold_id: i64) -> Result<Vec<ChangeRecord>>;
+    /// Starts a transaction's log with `status`.
+    fn insert_transaction(
+        &mut self,
+        r: &ChangeRecord,
+        status: TransactionStatus,
+        date: NaiveDate,
+        run_id: i64,
+        reason: &str,
+    ) -> Result<()>;
+    /// Moves a transaction along an allowed edge of the lifecycle, and logs it.
+    fn set_status(
+        &mut self,
+        change_id: &str,
+        to: TransactionStatus,
+        at: &str,
+        reason: &str,
+    ) -> Result<()>;
+    fn set_batch(&mut self, change_id: &str, run_id: i64) -> Result<()>;
+    fn transactions(&mut self, filter: &TransactionFilter) -> Result<Vec<TransactionRow>>;
+    /// Transactions in `status` and in no batch yet, oldest first.
+    fn unbatched(&mut self, status: TransactionStatus) -> Result<Vec<TransactionRow>>;
+    /// Deletes transactions (their log and changes) dated before `before`.
+    fn purge(&mut self, before: NaiveDate) -> Result<u64>;
+
+    // Holds.
+    fn insert_hold(
+        &mut self,
+        file_id: i64,
+        run_id: i64,
+        group_id: &str,
+        active: i64,
+        terminations: i64,
+    ) -> Result<i64>;
+    fn holds(&mut self) -> Result<Vec<HoldRow>>;
+    fn hold(&mut self, id: i64) -> Result<Option<HoldRow>>;
+    fn set_hold(&mut self, id: i64, status: &str, at: &str) -> Result<()>;
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn relationship_from(s: &str) -> Relationship {
+    Relationship::from_label(s).unwrap_or(Relationship::SelfSubscriber)
+}
+
+fn date_from(s: &str) -> rusqlite::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn status_from(s: &str) -> rusqlite::Result<TransactionStatus> {
+    TransactionStatus::parse(s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown status {s}").into(),
+        )
+    })
+}
+
+const FILE_COLS: &str = "id, run_id, name, path, sha256, kind, sender, isa13, isa13_base, gs06_base, duplicate_of, status, changes, archived";
+
+fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        name: r.get(2)?,
+        path: r.get(3)?,
+        sha256: r.get(4)?,
+        kind: r.get(5)?,
+        sender: r.get(6)?,
+        isa13: r.get(7)?,
+        isa13_base: r.get(8)?,
+        gs06_base: r.get(9)?,
+        duplicate_of: r.get(10)?,
+        status: r.get(11)?,
+        changes: r.get(12)?,
+        archived: r.get(13)?,
+    })
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let counts: String = r.get(4)?;
+    Ok(RunRow {
+        id: r.get(0)?,
+        started: r.get(1)?,
+        as_of: date_from(&r.get::<_, String>(2)?)?,
+        status: r.get(3)?,
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+    })
+}
+
+fn tx_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRow> {
+    Ok(TransactionRow {
+        change_id: r.get(0)?,
+        group_id: r.get(1)?,
+        member_id: r.get(2)?,
+        kind: r.get(3)?,
+        status: status_from(&r.get::<_, String>(4)?)?,
+        transaction_date: date_from(&r.get::<_, String>(5)?)?,
+        run_id: r.get(6)?,
+        batch_run_id: r.get(7)?,
+    })
+}
+
+const TX_COLS: &str =
+    "change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id";
+
+const HOLD_SELECT: &str = "SELECT h.id, h.file_id, f.name, h.run_id, h.group_id, h.active, h.terminations, h.status, h.decided FROM holds h JOIN files f ON f.id = h.file_id";
+
+fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRow> {
+    Ok(HoldRow {
+        id: r.get(0)?,
+        file_id: r.get(1)?,
+        file_name: r.get(2)?,
+        run_id: r.get(3)?,
+        group_id: r.get(4)?,
+        active: r.get(5)?,
+        terminations: r.get(6)?,
+        status: r.get(7)?,
+        decided: r.get(8)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut s = SqliteStore { conn };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<SqliteStore> {
+        let mut s = SqliteStore {
+            conn: Connection::open_in_memory()?,
+        };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// The schema version (number of migrations applied).
+    pub fn version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let found = self.version()?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&mut self) -> Result<()> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+    fn commit(&mut self) -> Result<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+    fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    fn create_run(&mut self, started: &str, as_of: NaiveDate) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (started, as_of, status) VALUES (?1, ?2, 'open')",
+            params![started, as_of.to_string()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn open_run(&mut self) -> Result<Option<RunRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, started, as_of, status, counts FROM runs WHERE status = 'open' ORDER BY id LIMIT 1",
+                [],
+                run_row,
+            )
+            .optional()?)
+    }
+
+    fn set_run(&mut self, id: i64, status: &str, counts: &serde_json::Value) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, counts = ?3 WHERE id = ?1",
+            params![id, status, counts.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn runs(&mut self) -> Result<Vec<RunRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, started, as_of, status, counts FROM runs ORDER BY id")?;
+        let rows = st
+            .query_map([], run_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn insert_file(&mut self, f: &FileRow) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO files (run_id, name, path, sha256, kind, sender, isa13, isa13_base, gs06_base, duplicate_of, status, changes, archived)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                f.run_id, f.name, f.path, f.sha256, f.kind, f.sender, f.isa13, f.isa13_base,
+                f.gs06_base, f.duplicate_of, f.status, f.changes, f.archived
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn file_by_sha(&mut self, sha256: &str) -> Result<Option<FileRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {FILE_COLS} FROM files WHERE sha256 = ?1 AND duplicate_of IS NULL ORDER BY id LIMIT 1"),
+                [sha256],
+                file_row,
+            )
+            .optional()?)
+    }
+
+    fn file_by_interchange(&mut self, sender: &str, isa13: &str) -> Result<Option<FileRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {FILE_COLS} FROM files WHERE sender = ?1 AND isa13 = ?2 AND duplicate_of IS NULL ORDER BY id LIMIT 1"),
+                [sender, isa13],
+                file_row,
+            )
+            .optional()?)
+    }
+
+    fn run_files(&mut self, run_id: i64) -> Result<Vec<FileRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {FILE_COLS} FROM files WHERE run_id = ?1 ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map([run_id], file_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn set_file_status(&mut self, id: i64, status: &str, changes: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET status = ?2, changes = ?3 WHERE id = ?1",
+            params![id, status, changes],
+        )?;
+        Ok(())
+    }
+
+    fn unarchived_files(&mut self) -> Result<Vec<FileRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {FILE_COLS} FROM files WHERE archived = 0 AND run_id IN (SELECT id FROM runs WHERE status <> 'open') ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map([], file_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn set_archived(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE files SET archived = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn reserve(&mut self, counter: &str, n: u32) -> Result<u32> {
+        let cur: Option<u32> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                [counter],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let first = cur.unwrap_or(1);
+        let mut next = first.wrapping_add(n);
+        if next >= 1_000_000_000 {
+            next = 1;
+        }
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![counter, next],
+        )?;
+        Ok(first)
+    }
+
+    fn enrollment(&mut self, group_id: &str) -> Result<Vec<Enrolled>> {
+        let mut st = self.conn.prepare(
+            "SELECT group_id, member_id, subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 ORDER BY member_id",
+        )?;
+        let rows = st
+            .query_map([group_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(g, m, s, rel, active, data)| {
+                Ok(Enrolled {
+                    group_id: g,
+                    member_id: m,
+                    subscriber_id: s,
+                    relationship: relationship_from(&rel),
+                    active,
+                    data: serde_json::from_str(&data)?,
+                })
+            })
+            .collect()
+    }
+
+    fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 AND member_id = ?2",
+                [group_id, member_id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((s, rel, active, data)) => Ok(Some(Enrolled {
+                group_id: group_id.to_string(),
+                member_id: member_id.to_string(),
+                subscriber_id: s,
+                relationship: relationship_from(&rel),
+                active,
+                data: serde_json::from_str(&data)?,
+            })),
+        }
+    }
+
+    fn put_member(&mut self, e: &Enrolled) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data",
+            params![
+                e.group_id,
+                e.member_id,
+                e.subscriber_id,
+                e.relationship.label(),
+                e.active,
+                serde_json::to_string(&e.data)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_change(
+        &mut self,
+        r: &ChangeRecord,
+        run_id: i64,
+        file_id: Option<i64>,
+        hold_id: Option<i64>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                r.change_id,
+                run_id,
+                file_id,
+                hold_id,
+                r.kind.label(),
+                r.group_id,
+                r.member_id,
+                serde_json::to_string(r)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn change(&mut self, change_id: &str) -> Result<Option<ChangeRecord>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM changes WHERE change_id = ?1",
+                [change_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match json {
+            Some(j) => Some(serde_json::from_str(&j)?),
+            None => None,
+        })
+    }
+
+    fn held_changes(&mut self, hold_id: i64) -> Result<Vec<ChangeRecord>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT record FROM changes WHERE hold_id = ?1 ORDER BY rowid")?;
+        let rows = st
+            .query_map([hold_id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.iter().map(|j| Ok(serde_json::from_str(j)?)).collect()
+    }
+
+    fn insert_transaction(
+        &mut self,
+        r: &ChangeRecord,
+        status: TransactionStatus,
+        date: NaiveDate,
+        run_id: i64,
+        reason: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.change_id,
+                r.group_id,
+                r.member_id,
+                r.kind.label(),
+                status.as_str(),
+                date.to_string(),
+                run_id
+            ],
+        )?;
+        self.conn.execute(
+            "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)",
+            params![r.change_id, status.as_str(), date.to_string(), reason],
+        )?;
+        Ok(())
+    }
+
+    fn set_status(
+        &mut self,
+        change_id: &str,
+        to: TransactionStatus,
+        at: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let from: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT status FROM transactions WHERE change_id = ?1",
+                [change_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let from = match from {
+            Some(f) => status_from(&f)?,
+            None => return Err(StoreError::NotFound(change_id.to_string())),
+        };
+        if !from.can_become(to) {
+            return Err(StoreError::Transition {
+                change_id: change_id.to_string(),
+                from,
+                to,
+            });
+        }
+        self.conn.execute(
+            "UPDATE transactions SET status = ?2 WHERE change_id = ?1",
+            params![change_id, to.as_str()],
+        )?;
+        self.conn.execute(
+            "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![change_id, from.as_str(), to.as_str(), at, reason],
+        )?;
+        Ok(())
+    }
+
+    fn set_batch(&mut self, change_id: &str, run_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE transactions SET batch_run_id = ?2 WHERE change_id = ?1",
+            params![change_id, run_id],
+        )?;
+        Ok(())
+    }
+
+    fn transactions(&mut self, f: &TransactionFilter) -> Result<Vec<TransactionRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {TX_COLS} FROM transactions WHERE (?1 IS NULL OR group_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR member_id = ?3) ORDER BY transaction_date, rowid"
+        ))?;
+        let rows = st
+            .query_map(
+                params![f.group, f.status.map(|s| s.as_str()), f.member],
+                tx_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn unbatched(&mut self, status: TransactionStatus) -> Result<Vec<TransactionRow>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {TX_COLS} FROM transactions WHERE status = ?1 AND batch_run_id IS NULL ORDER BY transaction_date, rowid"
+        ))?;
+        let rows = st
+            .query_map([status.as_str()], tx_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn purge(&mut self, before: NaiveDate) -> Result<u64> {
+        let b = before.to_string();
+        self.conn.execute(
+            "DELETE FROM transaction_log WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)",
+            [&b],
+        )?;
+        self.conn.execute(
+            "DELETE FROM changes WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)",
+            [&b],
+        )?;
+        let n = self
+            .conn
+            .execute("DELETE FROM transactions WHERE transaction_date < ?1", [&b])?;
+        Ok(n as u64)
+    }
+
+    fn insert_hold(
+        &mut self,
+        file_id: i64,
+        run_id: i64,
+        group_id: &str,
+        active: i64,
+        terminations: i64,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO holds (file_id, run_id, group_id, active, terminations, status) VALUES (?1, ?2, ?3, ?4, ?5, 'held')",
+            params![file_id, run_id, group_id, active, terminations],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn holds(&mut self) -> Result<Vec<HoldRow>> {
+        let mut st = self.conn.prepare(&format!("{HOLD_SELECT} ORDER BY h.id"))?;
+        let rows = st
+            .query_map([], hold_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn hold(&mut self, id: i64) -> Result<Option<HoldRow>> {
+        Ok(self
+            .conn
+            .query_row(&format!("{HOLD_SELECT} WHERE h.id = ?1"), [id], hold_row)
+            .optional()?)
+    }
+
+    fn set_hold(&mut self, id: i64, status: &str, at: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE holds SET status = ?2, decided = ?3 WHERE id = ?1",
+            params![id, status, at],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::{ChangeKind, SourceTrace, SCHEMA_VERSION};
+    use TransactionStatus::*;
+
+    fn rec(member: &str) -> ChangeRecord {
+        ChangeRecord {
+            schema: SCHEMA_VERSION.into(),
+            change_id: String::new(),
+            kind: ChangeKind::AddSubscriber,
+            effective_date: None,
+            group_id: Some("G1".into()),
+            division: None,
+            subscriber_id: member.into(),
+            member_id: member.into(),
+            relationship: Relationship::SelfSubscriber,
+            reason: None,
+            new: MemberData::default(),
+            old: None,
+            source: SourceTrace::X12 {
+                file: "f".into(),
+                isa13: "1".into(),
+                gs06: "1".into(),
+                st02: "1".into(),
+                first_segment: 1,
+                last_segment: 2,
+            },
+            broker_license: None,
+            status: None,
+            invoice_period: None,
+        }
+        .seal()
+    }
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn migrations_set_the_schema_version_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        drop(SqliteStore::open(&p).unwrap());
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(
+            SqliteStore::open(&p),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn counters_reserve_consecutive_blocks() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.reserve("isa13", 3).unwrap(), 1);
+        assert_eq!(s.reserve("isa13", 2).unwrap(), 4);
+        assert_eq!(s.reserve("gs06", 1).unwrap(), 1);
+    }
+
+    #[test]
+    fn rollback_leaves_nothing() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.begin().unwrap();
+        s.create_run("t", d("2025-01-10")).unwrap();
+        s.rollback().unwrap();
+        assert!(s.runs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_lifecycle_transition_is_logged_and_wrong_ones_refused() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let run = s.create_run("t", d("2025-01-10")).unwrap();
+        let cases = [
+            (Pending, Submitted),
+            (Submitted, Completed),
+            (Incomplete, Pending),
+            (PendingFhs, Pending),
+            (PendingFhs, Withdrawn),
+        ];
+        for (i, (from, to)) in cases.iter().enumerate() {
+            let r = rec(&format!("M{i}"));
+            s.insert_change(&r, run, None, None).unwrap();
+            s.insert_transaction(&r, *from, d("2025-01-10"), run, "test")
+                .unwrap();
+            s.set_status(&r.change_id, *to, "2025-01-11", "test")
+                .unwrap();
+            let f = TransactionFilter {
+                member: Some(format!("M{i}")),
+                ..Default::default()
+            };
+            assert_eq!(s.transactions(&f).unwrap()[0].status, *to);
+        }
+        let r = rec("X");
+        s.insert_transaction(&r, Completed, d("2025-01-10"), run, "test")
+            .unwrap();
+        assert!(matches!(
+            s.set_status(&r.change_id, Pending, "x", "test"),
+            Err(StoreError::Transition { .. })
+        ));
+        let log: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM transaction_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(log, 11);
+    }
+
+    #[test]
+    fn purge_removes_old_transactions_only() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let run = s.create_run("t", d("2025-01-10")).unwrap();
+        let old = rec("OLD");
+        let new = rec("NEW");
+        s.insert_transaction(&old, Submitted, d("2022-01-01"), run, "t")
+            .unwrap();
+        s.insert_transaction(&new, Submitted, d("2025-01-01"), run, "t")
+            .unwrap();
+        assert_eq!(s.purge(d("2023-01-10")).unwrap(), 1);
+        let all = s.transactions(&TransactionFilter::default()).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].member_id, "NEW");
+    }
+
+    #[test]
+    fn enrollment_round_trips() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let e = Enrolled {
+            group_id: "G".into(),
+            member_id: "M".into(),
+            subscriber_id: "M".into(),
+            relationship: Relationship::SelfSubscriber,
+            active: true,
+            data: MemberData::default(),
+        };
+        s.put_member(&e).unwrap();
+        assert_eq!(s.member("G", "M").unwrap(), Some(e.clone()));
+        let mut off = e.clone();
+        off.active = false;
+        s.put_member(&off).unwrap();
+        assert_eq!(s.enrollment("G").unwrap(), vec![off]);
+    }
+}

@@ -1,0 +1,541 @@
+//! `eligo run` and the lifecycle commands, driven through the real binary on temporary folders
+//! (issue 5). One behaviour per test.
+
+use eligo::changes::ChangeRecord;
+use eligo::lifecycle::TransactionStatus;
+use eligo::store::{SqliteStore, Store, TransactionFilter};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EPOCH: &str = "1736577000"; // 2025-01-11T06:30:00Z
+
+/// A scratch installation: a configuration whose folders all live in one temporary directory.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(edit: impl Fn(String) -> String) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = edit(
+            eligo::config::DEFAULT_TOML
+                .replace("inbound = [\"var/inbound\"]", "inbound = [\"in\"]"),
+        );
+        fs::write(dir.path().join("eligo.toml"), toml).unwrap();
+        fs::create_dir_all(dir.path().join("in")).unwrap();
+        Env { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn drop_in(&self, name: &str, data: &[u8]) {
+        fs::write(self.path("in").join(name), data).unwrap();
+    }
+
+    fn drop_sample(&self, sample: &str) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(sample);
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        self.drop_in(&name, &fs::read(src).unwrap());
+    }
+
+    fn eligo(&self, args: &[&str], crash: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eligo"));
+        c.args(args)
+            .arg("--config")
+            .arg(self.path("eligo.toml"))
+            .current_dir(self.dir.path())
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env_remove("ELIGO_CRASH_AT");
+        if let Some(p) = crash {
+            c.env("ELIGO_CRASH_AT", p);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.eligo(args, None);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Every output and input file (not the state store), by relative path.
+    fn tree(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+            let Ok(rd) = fs::read_dir(d) else { return };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(root, &p, out);
+                } else {
+                    let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                    out.insert(rel, fs::read(&p).unwrap());
+                }
+            }
+        }
+        for sub in [
+            "in",
+            "var/outbound",
+            "var/batches",
+            "var/reports",
+            "var/archive",
+            "var/quarantine",
+        ] {
+            walk(self.dir.path(), &self.path(sub), &mut out);
+        }
+        out
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.path("var/eligo.db")).unwrap()
+    }
+
+    fn statuses(&self) -> Vec<(String, String, TransactionStatus)> {
+        self.store()
+            .transactions(&TransactionFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.member_id, t.kind, t.status))
+            .collect()
+    }
+
+    fn batch(&self, run: u32) -> Vec<ChangeRecord> {
+        let p = self.path(&format!("var/batches/run-{run:06}.changes.jsonl"));
+        fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A full file (BGN08 4) for GRP1001 listing these subscribers.
+fn full_834(isa13: u32, members: &[&str]) -> Vec<u8> {
+    let mut body = vec![
+        "ST*834*0001*005010X220A1".to_string(),
+        format!("BGN*00*FULL{isa13}*20250110*0830****4"),
+        "REF*38*GRP1001".into(),
+        "DTP*007*D8*20250201".into(),
+        format!("QTY*ET*{}", members.len()),
+        format!("QTY*TO*{}", members.len()),
+        "N1*P5*ACME MANUFACTURING*FI*069990001".into(),
+        "N1*IN*ELIGO HEALTH PLAN*FI*069990002".into(),
+    ];
+    for m in members {
+        body.extend([
+            "INS*Y*18*030**A***FT".to_string(),
+            format!("REF*0F*{m}"),
+            format!("NM1*IL*1*SMITH*ANN****ZZ*{m}"),
+            "N3*1 MAIN ST".into(),
+            "N4*HARTFORD*CT*06114".into(),
+            "DMG*D8*19800101*F".into(),
+            // A plan the group offers without a PCP requirement, begun in this plan year and
+            // within the retroactivity window: the members pass the business rules.
+            "HD*030**HLT*HLT PLATINUM 500*EMP".into(),
+            "DTP*348*D8*20250101".into(),
+        ]);
+    }
+    body.push(format!("SE*{}*0001", body.len() + 1));
+    let mut s = format!(
+        "ISA*00*          *00*          *ZZ*ACMEHR         *ZZ*ELIGOPLAN      *250110*0830*^*00501*{isa13:09}*1*T*:~\nGS*BE*ACMEHR*ELIGOPLAN*20250110*0830*{isa13}*X*005010X220A1~\n"
+    );
+    for seg in body {
+        s.push_str(&seg);
+        s.push_str("~\n");
+    }
+    s.push_str(&format!("GE*1*{isa13}~\nIEA*1*{isa13:09}~\n"));
+    s.into_bytes()
+}
+
+/// The full-file tests exercise compare mechanics, not the Connecticut Family Health Statement
+/// rule (which would hold every add the compare derives): the group does not need one here.
+fn no_fhs(t: String) -> String {
+    t.replace("fhs_required = true", "fhs_required = false")
+}
+
+fn terminate_policy(t: String) -> String {
+    no_fhs(t).replace("omission = \"report\"", "omission = \"terminate\"")
+}
+
+#[test]
+fn generated_full_files_are_clean() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("f.x12");
+    fs::write(&p, full_834(7001, &["900000001", "900000002"])).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_eligo"))
+        .arg("check")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
+fn run_processes_the_samples_and_a_second_run_does_nothing_new() {
+    let env = Env::new(|t| t);
+    for f in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbound")).unwrap() {
+        let f = f.unwrap().path();
+        env.drop_in(
+            &f.file_name().unwrap().to_string_lossy(),
+            &fs::read(&f).unwrap(),
+        );
+    }
+    let out = env.ok(&["run"]);
+    assert!(out.contains("run 1"), "{out}");
+    let tree = env.tree();
+    for p in [
+        "var/batches/run-000001.changes.jsonl",
+        "var/batches/run-000001.changes.csv",
+        "var/reports/run-000001.rejects.csv",
+        "var/reports/run-000001.summary.json",
+        "var/outbound/ACMEHR/clean-change.x12.000000002.ack.x12",
+        "var/quarantine/run-000001/garbage.bin",
+        "var/archive/run-000001/clean-change.x12",
+    ] {
+        assert!(tree.contains_key(p), "{p} missing: {:?}", tree.keys());
+    }
+    assert!(!tree.keys().any(|k| k.starts_with("in/")));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&tree["var/reports/run-000001.summary.json"]).unwrap();
+    assert_eq!(summary["quarantined"], 1);
+    assert!(summary["changes_submitted"].as_u64().unwrap() > 0);
+    assert!(summary["rejects_by_rule"]["X12-E-INVALID-DATE"]
+        .as_u64()
+        .is_some());
+
+    let again = env.ok(&["run"]);
+    assert!(again.contains("nothing to do"), "{again}");
+    assert_eq!(env.tree(), tree);
+    assert_eq!(env.store().runs().unwrap().len(), 1);
+}
+
+#[test]
+fn crash_at_any_point_then_rerun_gives_the_same_outputs() {
+    let setup = |env: &Env| {
+        env.drop_sample("samples/834/clean-change.x12");
+        env.drop_sample("samples/834/clean-full.x12");
+        env.drop_sample("samples/834/errors/bad-date-and-gender.x12");
+        env.drop_sample("samples/834/errors/garbage.bin");
+        env.drop_sample("samples/portal/transactions-20250110.csv");
+    };
+    let base = Env::new(|t| t);
+    setup(&base);
+    base.ok(&["run"]);
+    let expected = base.tree();
+    let expected_tx = base.statuses();
+    assert!(expected.len() > 8);
+    for point in eligo::run::CRASH_POINTS {
+        let env = Env::new(|t| t);
+        setup(&env);
+        let o = env.eligo(&["run"], Some(point));
+        assert!(!o.status.success(), "{point}: the run did not crash");
+        env.ok(&["run"]);
+        let got = env.tree();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{point}: different files"
+        );
+        for (k, v) in &expected {
+            assert!(got[k] == *v, "{point}: {k} differs");
+        }
+        assert_eq!(env.statuses(), expected_tx, "{point}: transactions differ");
+        assert!(env.ok(&["run"]).contains("nothing to do"), "{point}");
+    }
+}
+
+#[test]
+fn a_second_run_while_one_holds_the_lock_exits_at_once() {
+    let env = Env::new(|t| t);
+    fs::create_dir_all(env.path("var")).unwrap();
+    let _held = eligo::run::lock(&env.path("var/eligo.db")).unwrap();
+    env.drop_sample("samples/834/clean-change.x12");
+    let o = env.eligo(&["run"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another eligo run is in progress"));
+    assert!(env.path("in/clean-change.x12").exists());
+}
+
+#[test]
+fn duplicates_by_hash_or_by_sender_and_isa13_are_acknowledged_never_applied() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/clean-change.x12");
+    env.ok(&["run"]);
+    let applied = env.statuses().len();
+    // The same bytes under another name, and the same interchange number with other content.
+    let orig = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/clean-change.x12"))
+        .unwrap();
+    env.drop_in("resent.x12", &orig);
+    let edited = String::from_utf8(orig)
+        .unwrap()
+        .replace("KOWALSKI", "KOWALSKY");
+    env.drop_in("edited.x12", edited.as_bytes());
+    let out = env.ok(&["run"]);
+    assert!(out.contains("2 duplicate"), "{out}");
+    assert_eq!(env.statuses().len(), applied);
+    for name in ["resent.x12", "edited.x12"] {
+        let ack = env
+            .tree()
+            .into_iter()
+            .find(|(k, _)| k.starts_with(&format!("var/outbound/ACMEHR/{name}")))
+            .unwrap()
+            .1;
+        let ack = String::from_utf8(ack).unwrap();
+        assert!(ack.contains("TA1*000001001*250110*0830*R*025~"), "{ack}");
+    }
+    assert!(env.batch(2).is_empty());
+}
+
+#[test]
+fn files_still_being_written_and_symlinks_are_not_taken() {
+    let env = Env::new(|t| t.replace("min_age_seconds = 0", "min_age_seconds = 3600"));
+    env.drop_sample("samples/834/clean-change.x12");
+    env.drop_sample("samples/834/clean-full.x12");
+    fs::write(env.path("in/clean-full.x12.done"), b"").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/errors/bad-se-count.x12"),
+        env.path("in/link.x12"),
+    )
+    .unwrap();
+    let out = env.ok(&["run"]);
+    assert!(out.contains("clean-change.x12: not ready"), "{out}");
+    assert!(env.path("in/clean-change.x12").exists());
+    assert!(env.path("var/archive/run-000001/clean-full.x12").exists());
+    assert!(!env.path("in/clean-full.x12.done").exists());
+    #[cfg(unix)]
+    {
+        assert!(out.contains("link.x12: symbolic link"), "{out}");
+        assert!(env.path("in/link.x12").exists());
+    }
+}
+
+#[test]
+fn full_file_compare_adds_changes_and_terminates_omitted_members() {
+    let env = Env::new(terminate_policy);
+    let ids = [
+        "900000001",
+        "900000002",
+        "900000003",
+        "900000004",
+        "900000005",
+    ];
+    env.drop_in("full1.x12", &full_834(7001, &ids));
+    env.ok(&["run"]);
+    let b1 = env.batch(1);
+    assert_eq!(b1.len(), 5);
+    assert!(b1.iter().all(|r| r.kind.label() == "add_subscriber"));
+
+    // One member gone (20%, not more than the share), one changed, one new.
+    let mut f2 = String::from_utf8(full_834(
+        7002,
+        &[
+            "900000001",
+            "900000002",
+            "900000003",
+            "900000004",
+            "900000006",
+        ],
+    ))
+    .unwrap();
+    f2 = f2.replacen(
+        "NM1*IL*1*SMITH*ANN****ZZ*900000002",
+        "NM1*IL*1*SMITH*ANNE****ZZ*900000002",
+        1,
+    );
+    env.drop_in("full2.x12", f2.as_bytes());
+    env.ok(&["run"]);
+    let mut got: Vec<(String, String)> = env
+        .batch(2)
+        .iter()
+        .map(|r| (r.kind.label().to_string(), r.member_id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("add_subscriber".into(), "900000006".into()),
+            ("member_change".into(), "900000002".into()),
+            ("terminate_member".into(), "900000005".into()),
+        ]
+    );
+    let term = env
+        .batch(2)
+        .into_iter()
+        .find(|r| r.kind.label() == "terminate_member")
+        .unwrap();
+    // File date 2025-02-01 minus 30 days is 2025-01-02; the end of January is later.
+    assert_eq!(term.effective_date.unwrap().to_string(), "2025-01-31");
+}
+
+#[test]
+fn omitted_members_are_only_reported_under_the_report_policy() {
+    let env = Env::new(no_fhs);
+    env.drop_in("full1.x12", &full_834(7001, &["900000001", "900000002"]));
+    env.ok(&["run"]);
+    env.drop_in("full2.x12", &full_834(7002, &["900000001"]));
+    env.ok(&["run"]);
+    assert!(env.batch(2).is_empty());
+    let om = fs::read_to_string(env.path("var/reports/run-000002.omissions.csv")).unwrap();
+    assert!(om.contains("full2.x12,GRP1001,900000002"), "{om}");
+}
+
+#[test]
+fn a_full_file_terminating_too_many_is_held_then_released_or_rejected() {
+    let env = Env::new(terminate_policy);
+    let ids = [
+        "900000001",
+        "900000002",
+        "900000003",
+        "900000004",
+        "900000005",
+    ];
+    env.drop_in("full1.x12", &full_834(7001, &ids));
+    env.ok(&["run"]);
+    env.drop_in("full2.x12", &full_834(7002, &ids[..3]));
+    let out = env.ok(&["run"]);
+    assert!(
+        out.contains("held:    #1 full2.x12 group GRP1001: 2 of 5"),
+        "{out}"
+    );
+    assert!(env.batch(2).is_empty());
+    assert!(env.path("var/archive/run-000002/full2.x12").exists());
+    let list = env.ok(&["hold", "list"]);
+    assert!(
+        list.contains("1\theld\t2\tGRP1001\t5\t2\tfull2.x12"),
+        "{list}"
+    );
+
+    env.ok(&["hold", "release", "1"]);
+    assert_eq!(
+        env.eligo(&["hold", "reject", "1"], None).status.code(),
+        Some(1)
+    );
+    let out = env.ok(&["run"]);
+    assert!(out.contains("run 3"), "{out}");
+    let b3 = env.batch(3);
+    assert_eq!(b3.len(), 2);
+    assert!(b3.iter().all(|r| r.kind.label() == "terminate_member"));
+    assert!(env.ok(&["run"]).contains("nothing to do"));
+
+    // Rejected: nothing is ever applied.
+    env.drop_in("full3.x12", &full_834(7003, &ids[..1]));
+    env.ok(&["run"]);
+    env.ok(&["hold", "reject", "2"]);
+    assert!(env.ok(&["run"]).contains("nothing to do"));
+    assert!(env.ok(&["hold", "list"]).contains("2\trejected"));
+}
+
+#[test]
+fn lifecycle_submitted_completed_fhs_withdrawn_and_purged() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/clean-change.x12");
+    env.ok(&["run"]);
+    // ACME is a Connecticut small group: the four adds (a family of three and a spouse, none a
+    // newborn) wait for their Family Health Statement; everything else is submitted.
+    let all = env.statuses();
+    let waiting: Vec<&str> = all
+        .iter()
+        .filter(|t| t.2 == TransactionStatus::PendingFhs)
+        .map(|t| t.1.as_str())
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![
+            "add_subscriber",
+            "add_dependent",
+            "add_dependent",
+            "add_dependent"
+        ],
+        "{all:?}"
+    );
+    assert!(all
+        .iter()
+        .all(|t| t.2 == TransactionStatus::Submitted || t.2 == TransactionStatus::PendingFhs));
+
+    // Confirmation CSV: Submitted -> Completed; a second confirmation is refused.
+    let mut s = env.store();
+    let txs = s.transactions(&TransactionFilter::default()).unwrap();
+    let first = txs
+        .iter()
+        .find(|t| t.status == TransactionStatus::Submitted)
+        .unwrap()
+        .change_id
+        .clone();
+    fs::write(
+        env.path("confirm.csv"),
+        format!("change_id,confirmed_on\n{first},2025-01-12\n"),
+    )
+    .unwrap();
+    drop(s);
+    let confirm = env.path("confirm.csv").to_string_lossy().into_owned();
+    env.ok(&["confirm", &confirm]);
+    assert_eq!(
+        env.eligo(&["confirm", &confirm], None).status.code(),
+        Some(1)
+    );
+    let done = env.ok(&["transactions", "--status", "Completed"]);
+    assert!(done.contains(&first), "{done}");
+
+    // FHS: one change waits (as the rules will mark it), one too long.
+    let mut s = env.store();
+    let base = s.change(&txs[1].change_id).unwrap().unwrap();
+    let mk = |member: &str| {
+        let mut r = base.clone();
+        r.member_id = member.into();
+        r.seal()
+    };
+    let waiting = mk("800000001");
+    let late = mk("800000002");
+    let ancient = mk("800000003");
+    let run = 1;
+    for (r, st, d) in [
+        (&waiting, TransactionStatus::PendingFhs, "2025-01-05"),
+        (&late, TransactionStatus::PendingFhs, "2024-11-01"),
+        (&ancient, TransactionStatus::Submitted, "2022-06-01"),
+    ] {
+        s.insert_change(r, run, None, None).unwrap();
+        s.insert_transaction(r, st, d.parse().unwrap(), run, "test")
+            .unwrap();
+    }
+    drop(s);
+    env.ok(&["fhs", "receive", "--member", "800000001"]);
+    let out = env.ok(&["run"]);
+    assert!(out.contains("1 withdrawn, 1 purged"), "{out}");
+    let st: BTreeMap<String, TransactionStatus> =
+        env.statuses().into_iter().map(|(m, _, s)| (m, s)).collect();
+    assert_eq!(st["800000001"], TransactionStatus::Submitted);
+    assert_eq!(st["800000002"], TransactionStatus::Withdrawn);
+    assert!(!st.contains_key("800000003"));
+    assert_eq!(env.batch(2).len(), 1);
+    assert!(env.ok(&["runs"]).contains("\t2025-01-11\tdone"));
+    assert!(env
+        .ok(&["transactions", "--member", "800000001"])
+        .contains("Submitted"));
+}
+
+#[test]
+fn json_logs_carry_no_member_data() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/clean-change.x12");
+    env.drop_sample("samples/834/errors/bad-date-and-gender.x12");
+    let o = env.eligo(&["run", "--log-format", "json", "--verbose"], None);
+    assert!(o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.lines().count() > 2);
+    for l in err.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+    }
+    for phi in ["KOWALSKI", "900112222", "19840303", "FRANKLIN"] {
+        assert!(!err.contains(phi), "{phi} in logs");
+    }
+}
