@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod changes;
 pub mod check;
 pub mod config;
+pub mod discrepancy;
 pub mod enrollment;
 pub mod finding;
 pub mod fsio;

@@ -772,6 +772,8 @@ struct Ctx<'a> {
     omissions: Vec<(String, String, String)>,
     /// Member-level business rejects and warnings of the run.
     report: crate::report::RejectReport,
+    /// What each full file showed against the enrollment, per group.
+    discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
 }
 
 impl Ctx<'_> {
@@ -909,6 +911,10 @@ impl Ctx<'_> {
             };
             let cmp =
                 crate::fullfile::compare(policy, lookback, file_date, &current, listed, &trace);
+            self.discrepancies
+                .push(crate::discrepancy::GroupDiscrepancy::from_comparison(
+                    &file.name, &gid, &cmp,
+                ));
             for m in &cmp.omitted_reported {
                 self.omissions
                     .push((file.name.clone(), gid.clone(), m.clone()));
@@ -1211,11 +1217,25 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         },
         omissions: Vec::new(),
         report: crate::report::RejectReport::new(as_of),
+        discrepancies: Vec::new(),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
+    let discrepancies = std::mem::take(&mut ctx.discrepancies);
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;
+        if !discrepancies.is_empty() {
+            stage.write(
+                cfg.paths.reports.join(format!("{rid}.discrepancies.csv")),
+                &crate::discrepancy::csv(&discrepancies, false),
+                true,
+            )?;
+            stage.write(
+                cfg.paths.reports.join(format!("{rid}.discrepancies.html")),
+                crate::discrepancy::html(&discrepancies, &as_of.to_string(), false).as_bytes(),
+                true,
+            )?;
+        }
         finish_stage(cfg, &rid, summary, &omissions, &rejects, report, &mut stage)
     });
     let summary = match result {

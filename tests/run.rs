@@ -375,6 +375,31 @@ fn full_file_compare_adds_changes_and_terminates_omitted_members() {
         .unwrap();
     // File date 2025-02-01 minus 30 days is 2025-01-02; the end of January is later.
     assert_eq!(term.effective_date.unwrap().to_string(), "2025-01-31");
+
+    // The discrepancy report lists the same three facts per group, member data masked.
+    let d = fs::read_to_string(env.path("var/reports/run-000002.discrepancies.csv")).unwrap();
+    let rows: Vec<&str> = d.lines().skip(1).collect();
+    assert_eq!(
+        rows,
+        vec![
+            "full2.x12,GRP1001,on_file_not_enrolled,900000006,900000006,,,",
+            "full2.x12,GRP1001,enrolled_not_on_file,900000005,,terminated,,",
+            "full2.x12,GRP1001,field_difference,900000002,,name,\"XXXXX, XXX\",\"XXXXX, XXXX\"",
+        ],
+        "{d}"
+    );
+    let html = fs::read_to_string(env.path("var/reports/run-000002.discrepancies.html")).unwrap();
+    assert!(
+        html.contains("<td class=n>5</td><td class=n>1</td><td class=n>1</td><td class=n>1</td>"),
+        "{html}"
+    );
+    assert!(!html.contains("ANNE"), "masked by default");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = env.path("var/reports/run-000002.discrepancies.html");
+        assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }
 
 #[test]
