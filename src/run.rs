@@ -717,10 +717,19 @@ impl Stage {
     }
 
     fn publish(&self) -> io::Result<()> {
+        // Every destination folder must exist and take a file before the first rename: an
+        // unwritable or missing outbound folder then fails the run with nothing published.
+        // (A full disk already failed while staging: renames allocate nothing.)
+        for (_, to) in &self.files {
+            let parent = to.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(parent)?;
+            tempfile::Builder::new()
+                .prefix(".eligo-probe-")
+                .tempfile_in(parent)?;
+        }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (i, (from, to)) in self.files.iter().enumerate() {
             let parent = to.parent().unwrap_or(Path::new(".")).to_path_buf();
-            fs::create_dir_all(&parent)?;
             if fs::rename(from, to).is_err() {
                 // Another file system: copy atomically instead.
                 let data = fs::read(from)?;

@@ -564,3 +564,40 @@ fn json_logs_carry_no_member_data() {
         assert!(!err.contains(phi), "{phi} in logs");
     }
 }
+
+/// An outbound folder that cannot be written fails the run cleanly: exit 2, nothing published
+/// (no batch, no acknowledgement, no report), no input archived, nothing recorded; once the
+/// folder is fixed, the next run does the whole night.
+#[test]
+fn an_unwritable_outbound_folder_fails_the_run_with_nothing_published() {
+    let env = Env::new(|t| {
+        t.replace(
+            "outbound = \"var/outbound\"",
+            "outbound = \"blocked/outbound\"",
+        )
+    });
+    // A plain file where the outbound folder's parent should be: no folder can be made there
+    // (permissions would not stop root, which CI runs as).
+    fs::write(env.path("blocked"), b"not a folder").unwrap();
+    env.drop_sample("samples/834/clean-change.x12");
+    let o = env.eligo(&["run"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        env.path("in/clean-change.x12").exists(),
+        "the input stays in the inbound folder"
+    );
+    for dir in ["var/batches", "var/reports", "var/archive"] {
+        let n = fs::read_dir(env.path(dir)).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(n, 0, "{dir} must stay empty");
+    }
+    assert!(env.statuses().is_empty(), "nothing recorded");
+    fs::remove_file(env.path("blocked")).unwrap();
+    env.ok(&["run"]);
+    assert!(!env.path("in/clean-change.x12").exists());
+    assert_eq!(env.batch(1).len(), 9);
+}
