@@ -8,6 +8,7 @@ pub mod config;
 pub mod enrollment;
 pub mod finding;
 pub mod fsio;
+pub mod gen;
 pub mod lexer;
 pub mod lifecycle;
 pub mod output;
