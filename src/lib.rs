@@ -12,6 +12,7 @@ pub mod gen;
 pub mod lexer;
 pub mod lifecycle;
 pub mod output;
+pub mod parallel;
 pub mod portal;
 pub mod schema;
 pub mod validate;
