@@ -383,8 +383,13 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
     }
 
     fn write_spooled(&mut self, r: &ChangeRecord) -> io::Result<()> {
-        let bytes = self.encoder.encode(r)?.to_vec();
-        self.spool()?.write_all(&bytes)?;
+        self.spool()?;
+        let bytes = self.encoder.encode(r)?;
+        let spool = self
+            .spool
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool not open"))?;
+        spool.write_all(bytes)?;
         self.spool_len += bytes.len() as u64;
         self.set_records += 1;
         Ok(())

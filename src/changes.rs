@@ -184,20 +184,21 @@ impl ChangeRecord {
     /// The id this record's content and source give (see the module docs). The rules' verdict
     /// (`status`, `invoice_period`) is not content: it depends on the day and configuration.
     pub fn compute_id(&self) -> String {
+        if self.change_id.is_empty() && self.status.is_none() && self.invoice_period.is_none() {
+            return id_of(self);
+        }
         let mut probe = self.clone();
         probe.change_id.clear();
         probe.status = None;
         probe.invoice_period = None;
-        let json = serde_json::to_vec(&probe).unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(SCHEMA_VERSION.as_bytes());
-        h.update([0u8]);
-        h.update(&json);
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        id_of(&probe)
     }
 
     /// Sets `change_id` from the content.
     pub fn seal(mut self) -> ChangeRecord {
+        // Hash the record with an empty id without cloning it (it is a few hundred bytes of
+        // strings, and every derived record is sealed).
+        self.change_id.clear();
         self.change_id = self.compute_id();
         self
     }
@@ -221,6 +222,42 @@ impl ChangeRecord {
         };
         c
     }
+}
+
+/// The lower-case hex SHA-256 of `eligo.change.v1` + NUL + the JSON of `r`, whose `change_id`
+/// must be empty.
+fn id_of(r: &ChangeRecord) -> String {
+    debug_assert!(r.change_id.is_empty());
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(SCHEMA_VERSION.as_bytes());
+    h.update([0u8]);
+    // Serializing straight into the hash gives the same bytes as `serde_json::to_vec`; if
+    // serialization failed the old code hashed an empty document, so do the same.
+    let mut w = HashWriter(h);
+    if serde_json::to_writer(&mut w, r).is_err() {
+        let mut h = Sha256::new();
+        h.update(SCHEMA_VERSION.as_bytes());
+        h.update([0u8]);
+        w = HashWriter(h);
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = w.0.finalize();
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// Why a member loop could not be turned into changes. Never carries member data: it names the

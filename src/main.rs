@@ -261,6 +261,9 @@ fn engine_for(plan: Option<&RulePlan>) -> Engine {
 }
 
 fn cmd_check(files: &[PathBuf], format: Format, plan: Option<&RulePlan>) -> ExitCode {
+    if plan.is_none() {
+        return check_without_rules(files, format);
+    }
     let engine = engine_for(plan);
     let mut report = plan.map(|p| eligo::report::RejectReport::new(p.as_of));
     let stdout = io::stdout();
@@ -349,6 +352,97 @@ fn cmd_check(files: &[PathBuf], format: Format, plan: Option<&RulePlan>) -> Exit
         }
     }
     ExitCode::from(status)
+}
+
+/// Files checked (or converted) at once: `ELIGO_JOBS`, else one per core. Their outputs wait
+/// in input order; each waiting output holds at most [`SPILL_AT`] bytes in memory, the rest in
+/// a temporary file.
+fn jobs() -> usize {
+    std::env::var("ELIGO_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+const SPILL_AT: usize = 4 << 20;
+
+/// `check` without business rules: files are independent, so several run at once.
+fn check_without_rules(files: &[PathBuf], format: Format) -> ExitCode {
+    let engine = Engine::embedded();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut status = 0u8;
+    let mut failed = false;
+    let threads = jobs().min(files.len());
+    if threads <= 1 {
+        for path in files {
+            let s = check_file(&engine, path, format, &mut out);
+            status = status.max(s);
+        }
+    } else {
+        // Files are independent: check several at once, print each file's output whole and in
+        // the order given.
+        eligo::parallel::ordered(
+            files.len(),
+            threads,
+            2 * threads,
+            |i| {
+                let mut buf = eligo::parallel::SpillBuffer::new(SPILL_AT);
+                let s = check_file(&engine, &files[i], format, &mut buf);
+                (s, buf)
+            },
+            |_, (s, buf)| {
+                status = status.max(s);
+                failed |= buf.copy_to(&mut out).is_err();
+            },
+        );
+    }
+    if failed || out.flush().is_err() {
+        return ExitCode::from(2);
+    }
+    ExitCode::from(status)
+}
+
+/// Checks one file, writing its findings and summary to `out`; returns its exit status.
+fn check_file<W: Write>(engine: &Engine, path: &Path, format: Format, out: &mut W) -> u8 {
+    let name = path.display().to_string();
+    let input = match open_input(path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("eligo: {name}: {e}");
+            return 2;
+        }
+    };
+    let input = io::BufReader::with_capacity(1 << 16, input);
+    let summary: FileSummary = match format {
+        Format::Human => {
+            let mut p = HumanPrinter {
+                out: &mut *out,
+                file: &name,
+                summary: FileSummary::default(),
+            };
+            check_stream(engine, input, &mut p);
+            let s = p.summary;
+            let _ = writeln!(out, "{}", human_summary(&name, &s));
+            s
+        }
+        Format::Json => {
+            let mut p = JsonPrinter {
+                out: &mut *out,
+                file: &name,
+                summary: FileSummary::default(),
+            };
+            check_stream(engine, input, &mut p);
+            let s = p.summary;
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"type": "summary", "file": name, "summary": s, "clean": s.clean()})
+            );
+            s
+        }
+    };
+    u8::from(!summary.clean())
 }
 
 fn cmd_ack(
@@ -443,6 +537,9 @@ fn convert_all<W: Write>(
     out: W,
     plan: Option<&RulePlan>,
 ) -> io::Result<(u8, W)> {
+    if plan.is_none() {
+        return convert_without_rules(files, format, out);
+    }
     let engine = engine_for(plan);
     let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
     let mut report = plan.map(|p| eligo::report::RejectReport::new(p.as_of));
@@ -548,4 +645,112 @@ fn convert_all<W: Write>(
     }
     let out = writer.into_inner()?;
     Ok((status, out))
+}
+
+/// Converts every input into one batch; returns the exit status and the flushed writer.
+fn convert_without_rules<W: Write>(
+    files: &[PathBuf],
+    format: eligo::batch::Format,
+    out: W,
+) -> io::Result<(u8, W)> {
+    let engine = Engine::embedded();
+    let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
+    let mut status = 0u8;
+    let threads = jobs().min(files.len());
+    if threads <= 1 {
+        for path in files {
+            let (s, messages) = convert_file(&engine, path, &mut writer)?;
+            eprint!("{messages}");
+            status = status.max(s);
+        }
+    } else {
+        // Each file's records go to its own buffer (spilled to a temporary file past
+        // SPILL_AT), then to the batch in the order the files were given.
+        let mut result = Ok(());
+        eligo::parallel::ordered(
+            files.len(),
+            threads,
+            2 * threads,
+            |i| {
+                let mut w = eligo::batch::ChangeWriter {
+                    inner: eligo::parallel::SpillBuffer::new(SPILL_AT),
+                    encoder: eligo::batch::Encoder::new(format),
+                    records: 0,
+                };
+                let r = convert_file(&engine, &files[i], &mut w);
+                (r, w)
+            },
+            |_, (r, w)| {
+                if result.is_err() {
+                    return;
+                }
+                result = r.and_then(|(s, messages)| {
+                    eprint!("{messages}");
+                    status = status.max(s);
+                    writer.records += w.records;
+                    w.inner.copy_to(&mut writer.inner)
+                });
+            },
+        );
+        result?;
+    }
+    let out = writer.into_inner()?;
+    Ok((status, out))
+}
+
+/// Converts one file into `writer`; returns its exit status and the messages for standard
+/// error (returned rather than printed, so that parallel conversions print them in order).
+fn convert_file<W: Write>(
+    engine: &Engine,
+    path: &Path,
+    writer: &mut eligo::batch::ChangeWriter<W>,
+) -> io::Result<(u8, String)> {
+    use std::fmt::Write as _;
+    let mut msg = String::new();
+    let shown = path.display().to_string();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    let input = match open_input(path) {
+        Ok(i) => io::BufReader::with_capacity(1 << 16, i),
+        Err(e) => {
+            let _ = writeln!(msg, "eligo: {shown}: {e}");
+            return Ok((2, msg));
+        }
+    };
+    let mut status = 0u8;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        let s = eligo::portal::convert_csv(&name, input, writer)?;
+        for e in &s.errors {
+            let _ = writeln!(msg, "eligo: {e}");
+        }
+        let _ = writeln!(
+            msg,
+            "eligo: {shown}: {} change(s), {} row(s) rejected, {} transaction(s) not applied (status)",
+            s.records,
+            s.errors.len(),
+            s.skipped
+        );
+        if !s.errors.is_empty() {
+            status = 1;
+        }
+    } else {
+        let s = eligo::batch::convert_x12(engine, &name, input, writer)?;
+        for i in &s.issues {
+            let _ = writeln!(msg, "eligo: {i}");
+        }
+        let _ = writeln!(
+            msg,
+            "eligo: {shown}: {} change(s) from {} set(s); {} set(s) rejected or not applicable ({} change(s) dropped)",
+            s.records, s.sets_applied, s.sets_dropped, s.records_dropped
+        );
+        if !s.issues.is_empty() || s.sets_dropped > 0 || s.errors > 0 {
+            status = 1;
+        }
+    }
+    Ok((status, msg))
 }

@@ -149,6 +149,11 @@ pub struct Loop {
     pub trigger: SegIx,
     /// True for the LS/LE-bounded block, whose segments report a loop id in IK303/CTX04.
     pub bounded: bool,
+    /// `id` packed ([`pack`]); `u64::MAX` when it is longer than 7 bytes.
+    pub key: u64,
+    /// For each child, the packed ID of the segment that matches it (the segment itself, or a
+    /// loop's trigger): the walker compares these before looking at qualifiers.
+    pub child_keys: Vec<u64>,
 }
 
 /// A segment in the compiled arena.
@@ -263,6 +268,8 @@ impl Schema {
             children: Vec::new(),
             trigger: usize::MAX,
             bounded: def.id == "LS_LOOP",
+            key: pack(def.id.as_bytes()).unwrap_or(u64::MAX),
+            child_keys: Vec::new(),
         });
         let mut children = Vec::with_capacity(def.children.len());
         for (child_ix, node) in def.children.iter().enumerate() {
@@ -313,7 +320,15 @@ impl Schema {
                 )))
             }
         };
+        let child_keys = children
+            .iter()
+            .map(|c| match *c {
+                Child::Segment(s) => self.segments[s].key,
+                Child::Loop(l) => self.segments[self.loops[l].trigger].key,
+            })
+            .collect();
         self.loops[ix].children = children;
+        self.loops[ix].child_keys = child_keys;
         self.loops[ix].trigger = trigger;
         Ok(ix)
     }
@@ -327,12 +342,23 @@ impl Schema {
 
     /// Does segment `six` accept a segment with this ID and first element?
     pub fn matches(&self, six: SegIx, id: &[u8], first: &[u8], strict: bool) -> bool {
+        let Some(key) = pack(id) else { return false };
+        key == self.segments[six].key && self.qualifier_matches(six, pack(first), first, strict)
+    }
+
+    /// The qualifier half of [`Schema::matches`], for a segment whose ID is known to match;
+    /// `first_key` is `pack(first)`.
+    #[inline]
+    pub fn qualifier_matches(
+        &self,
+        six: SegIx,
+        first_key: Option<u64>,
+        first: &[u8],
+        strict: bool,
+    ) -> bool {
         let s = &self.segments[six];
-        if pack(id) != Some(s.key) {
-            return false;
-        }
         match (&s.qualifier_keys, &s.qualifier, strict) {
-            (Some(k), _, true) => pack(first).is_some_and(|f| k.binary_search(&f).is_ok()),
+            (Some(k), _, true) => first_key.is_some_and(|f| k.binary_search(&f).is_ok()),
             (None, Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
             _ => true,
         }
@@ -360,6 +386,18 @@ pub fn pack(v: &[u8]) -> Option<u64> {
         k |= (*b as u64) << (56 - 8 * i);
     }
     Some(k | v.len() as u64)
+}
+
+/// [`pack`] for IDs known at compile time (at most 7 bytes).
+pub const fn pack_const(v: &[u8]) -> u64 {
+    assert!(v.len() <= 7);
+    let mut k = 0u64;
+    let mut i = 0;
+    while i < v.len() {
+        k |= (v[i] as u64) << (56 - 8 * i);
+        i += 1;
+    }
+    k | v.len() as u64
 }
 
 fn compile_element(d: &ElementDef) -> Element {

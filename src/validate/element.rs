@@ -38,9 +38,39 @@ pub fn check_segment(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
+    let mut values: [&[u8]; 64] = [b""; 64];
+    check_segment_values(ctx, def, seg, &mut values, out);
+}
+
+/// [`check_segment`] then [`check_periods`], splitting the segment into elements once.
+pub fn check_segment_and_periods(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    seg: &Segment<'_>,
+    out: &mut Vec<Finding>,
+) {
+    let mut values: [&[u8]; 64] = [b""; 64];
+    let split = check_segment_values(ctx, def, seg, &mut values, out);
+    if split {
+        periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
+    } else {
+        periods(ctx, def, |n| seg.element(n), out);
+    }
+}
+
+/// The body of [`check_segment`]; leaves element `n` (1-based, below 64) in `values[n]`.
+/// Returns true when `values` holds every element of the segment up to the last one `def`
+/// defines (false when the segment has elements past 63).
+fn check_segment_values<'v>(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    seg: &Segment<'v>,
+    values: &mut [&'v [u8]; 64],
+    out: &mut Vec<Finding>,
+) -> bool {
     let d = seg.delimiters();
     let mut present = [false; 64];
-    let mut values: [&[u8]; 64] = [b""; 64];
+    let complete = def.elements.len() < 64;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in seg.elements().enumerate() {
@@ -65,7 +95,7 @@ pub fn check_segment(
                 ..Default::default()
             });
             out.push(f.with_value(value, false));
-            return;
+            return complete;
         };
         if seq < 64 {
             present[seq] = !value.is_empty();
@@ -120,7 +150,7 @@ pub fn check_segment(
         out.push(f);
     }
     for note in &def.syntax {
-        check_syntax_note(ctx, def, note, &present, &values, out);
+        check_syntax_note(ctx, def, note, &present, values, out);
     }
     // Required elements beyond the last one sent.
     for ed in def.elements.iter().skip(count) {
@@ -140,6 +170,7 @@ pub fn check_segment(
             ));
         }
     }
+    complete
 }
 
 fn check_repetitions(
@@ -614,15 +645,24 @@ pub fn check_periods(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
+    periods(ctx, def, |n| seg.element(n), out);
+}
+
+fn periods<'v>(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    element: impl Fn(usize) -> &'v [u8],
+    out: &mut Vec<Finding>,
+) {
     for ed in def.elements.iter() {
         let Some(q) = ed.format_qualifier else {
             continue;
         };
-        let value = seg.element(ed.seq as usize);
+        let value = element(ed.seq as usize);
         if value.is_empty() || ed.usage == Usage::NotUsed {
             continue;
         }
-        let qualifier = seg.element(q as usize);
+        let qualifier = element(q as usize);
         check_period(
             ctx,
             ed,

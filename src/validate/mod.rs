@@ -215,8 +215,7 @@ impl<'s> SetValidator<'s> {
             f.location = make_loc();
             out.push(f);
         } else {
-            element::check_segment(&ctx, def, seg, &mut out);
-            element::check_periods(&ctx, def, seg, &mut out);
+            element::check_segment_and_periods(&ctx, def, seg, &mut out);
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
             let envelope_elements = match def.id.as_slice() {
@@ -428,7 +427,12 @@ impl<'s> SetValidator<'s> {
         }
         self.fill_base();
         let bu = self.std.unit.as_ref().and_then(|u| {
-            self.member.iter().find_map(|(_, s)| {
+            let key = crate::schema::pack(&u.segment);
+            self.member.segs.iter().enumerate().find_map(|(i, rs)| {
+                if key.is_some_and(|k| k != rs.key) {
+                    return None;
+                }
+                let s = self.member.segment(i);
                 (s.id() == u.segment.as_slice() && s.element(1) == u.qualifier.as_slice())
                     .then(|| String::from_utf8_lossy(s.element(u.element)).into_owned())
             })

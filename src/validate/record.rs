@@ -160,6 +160,27 @@ impl Record {
             .map(|(n, _)| n as u32)
     }
 
+    /// Instances of loop `loop_id` whose packed ID ([`crate::schema::pack`]) is `key`, in
+    /// order; compares integers rather than strings when the ID packs.
+    pub fn instances_of_key<'a>(
+        &'a self,
+        schema: &'a Schema,
+        loop_id: &'a str,
+        key: Option<u64>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| {
+                let l = &schema.loops[i.loop_ix];
+                match key {
+                    Some(k) => l.key == k,
+                    None => l.id == loop_id,
+                }
+            })
+            .map(|(n, _)| n as u32)
+    }
+
     /// Segments (record indices) that lie in instance `inst` or below it.
     pub fn segments_in(&self, inst: Option<u32>) -> impl Iterator<Item = usize> + '_ {
         self.segs

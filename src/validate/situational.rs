@@ -163,11 +163,13 @@ struct RulesFile {
     rules: Vec<RuleDef>,
 }
 
+/// A rule's scope, with the loop or segment ID packed ([`crate::schema::pack`]) so that
+/// scopes are found by integer comparison.
 #[derive(Debug, Clone)]
 enum Scope {
     Header,
-    Loop(String),
-    Segment(String),
+    Loop(String, Option<u64>),
+    Segment(String, Option<u64>),
 }
 
 #[derive(Debug)]
@@ -210,8 +212,11 @@ impl RuleSet {
         for def in f.rules {
             let scope = match def.scope.as_str() {
                 "header" => Scope::Header,
-                s if s.starts_with("segment:") => Scope::Segment(s["segment:".len()..].to_string()),
-                s => Scope::Loop(s.to_string()),
+                s if s.starts_with("segment:") => {
+                    let id = &s["segment:".len()..];
+                    Scope::Segment(id.to_string(), crate::schema::pack(id.as_bytes()))
+                }
+                s => Scope::Loop(s.to_string(), crate::schema::pack(s.as_bytes())),
             };
             let ack_code = match &def.report {
                 Report::MissingSegment { .. } => "I6",
@@ -271,14 +276,19 @@ impl RuleSet {
         for rule in &self.rules {
             match &rule.scope {
                 Scope::Header => {}
-                Scope::Loop(id) => {
-                    for inst in member.instances_of(schema, id) {
+                Scope::Loop(id, key) => {
+                    for inst in member.instances_of_key(schema, id, *key) {
                         ctx.apply(rule, Some(inst), None, out);
                     }
                 }
-                Scope::Segment(id) => {
-                    for (i, (_, s)) in member.iter().enumerate() {
-                        if s.id() == id.as_bytes() {
+                Scope::Segment(id, key) => {
+                    for (i, rs) in member.segs.iter().enumerate() {
+                        // Record keys are packed IDs; an ID too long to pack is compared whole.
+                        let hit = match key {
+                            Some(k) => rs.key == *k,
+                            None => member.segment(i).id() == id.as_bytes(),
+                        };
+                        if hit {
                             ctx.apply(rule, None, Some(i), out);
                         }
                     }
@@ -365,31 +375,20 @@ impl Ctx<'_> {
         })
     }
 
-    fn value(
-        &self,
-        r: &ElementRef,
-        scope: Option<u32>,
-        seg: Option<usize>,
-    ) -> Option<(usize, Vec<u8>)> {
+    fn value(&self, r: &ElementRef, scope: Option<u32>, seg: Option<usize>) -> Option<&[u8]> {
         let i = self.find(r, scope, seg)?;
-        let v = self.record(r.area).segment(i).element(r.element).to_vec();
-        Some((i, v))
+        Some(self.record(r.area).segment(i).element(r.element))
     }
 
     fn eval(&self, c: &Cond, scope: Option<u32>, seg: Option<usize>) -> bool {
         match c {
             Cond::Value { of, r#in, not_in } => {
-                let v = self
-                    .value(of, scope, seg)
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                let in_ok = r#in.is_empty() || r#in.iter().any(|x| x.as_bytes() == v.as_slice());
-                let not_ok = !not_in.iter().any(|x| x.as_bytes() == v.as_slice());
+                let v = self.value(of, scope, seg).unwrap_or_default();
+                let in_ok = r#in.is_empty() || r#in.iter().any(|x| short_eq(x.as_bytes(), v));
+                let not_ok = !not_in.iter().any(|x| short_eq(x.as_bytes(), v));
                 in_ok && not_ok
             }
-            Cond::Present(of) => self
-                .value(of, scope, seg)
-                .is_some_and(|(_, v)| !v.is_empty()),
+            Cond::Present(of) => self.value(of, scope, seg).is_some_and(|v| !v.is_empty()),
             Cond::Segment { id, qualifier } => {
                 let key = crate::schema::pack(id.as_bytes()).unwrap_or(u64::MAX);
                 self.member.segs.iter().enumerate().any(|(i, rs)| {
@@ -397,13 +396,13 @@ impl Ctx<'_> {
                         && rs.key == key
                         && (qualifier.is_empty() || {
                             let q1 = self.member.segment(i).element(1);
-                            qualifier.iter().any(|q| q1 == q.as_bytes())
+                            qualifier.iter().any(|q| short_eq(q1, q.as_bytes()))
                         })
                 })
             }
             Cond::Loop { id, r#where } => self
                 .member
-                .instances_of(self.schema, id)
+                .instances_of_key(self.schema, id, crate::schema::pack(id.as_bytes()))
                 .filter(|inst| scope.is_none_or(|s| self.member.within(*inst, s)))
                 .any(|inst| {
                     r#where
@@ -411,7 +410,7 @@ impl Ctx<'_> {
                         .is_none_or(|w| self.eval(w, Some(inst), None))
                 }),
             Cond::Pattern { of, is } => {
-                let Some((_, v)) = self.value(of, scope, seg) else {
+                let Some(v) = self.value(of, scope, seg) else {
                     return true;
                 };
                 match is {
@@ -433,7 +432,7 @@ impl Ctx<'_> {
             Cond::DateOrder { earlier, later } => {
                 let date = |r: &ElementRef| {
                     self.value(r, scope, seg)
-                        .and_then(|(_, v)| super::element::parse_date(v.get(..8)?))
+                        .and_then(|v| super::element::parse_date(v.get(..8)?))
                 };
                 match (date(earlier), date(later)) {
                     (Some(a), Some(b)) => a <= b,
@@ -607,17 +606,25 @@ impl Ctx<'_> {
     }
 }
 
+/// Byte-string equality for the short codes rules compare, without a `memcmp` call.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// S3: a dependent's REF*0F equals the preceding subscriber's in the same set.
 fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Finding>) {
+    let (ins, reff) = (KEY_INS, KEY_REF);
     let mut ins01: Option<&[u8]> = None;
     let mut ref0f = None;
-    for (rs, s) in member.iter() {
-        match s.id() {
-            b"INS" if ins01.is_none() => ins01 = Some(s.element(1)),
-            b"REF" if ref0f.is_none() && s.element(1) == b"0F" => {
-                ref0f = Some((rs.position, rs.at, s.element(2)))
+    for (i, rs) in member.segs.iter().enumerate() {
+        if rs.key == ins && ins01.is_none() {
+            ins01 = Some(member.segment(i).element(1));
+        } else if rs.key == reff && ref0f.is_none() {
+            let s = member.segment(i);
+            if s.element(1) == b"0F" {
+                ref0f = Some((rs.position, rs.at, s.element(2)));
             }
-            _ => {}
         }
     }
     let Some((position, at, id)) = ref0f else {
@@ -658,6 +665,9 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
         _ => {}
     }
 }
+
+const KEY_INS: u64 = crate::schema::pack_const(b"INS");
+const KEY_REF: u64 = crate::schema::pack_const(b"REF");
 
 /// B1–B4: QTY control totals against the members in the set.
 fn balance_quantities(header: &Record, tally: &Tally, out: &mut Vec<Finding>) {

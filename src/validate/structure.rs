@@ -10,7 +10,26 @@
 //! pyx12 and the 999 guide do.
 
 use crate::finding::{Ack, Finding};
-use crate::schema::{Child, LoopIx, Schema, SegIx, Usage};
+use crate::schema::{pack, Child, LoopIx, Schema, SegIx, Usage};
+
+/// A segment's ID and first element, packed once for the whole search.
+struct Key<'a> {
+    id: u64,
+    first_key: Option<u64>,
+    first: &'a [u8],
+}
+
+impl Key<'_> {
+    /// Given that the IDs match: does child `c` accept the segment (qualifiers)?
+    #[inline]
+    fn accepts(&self, schema: &Schema, c: Child, strict: bool) -> bool {
+        let six = match c {
+            Child::Segment(s) => s,
+            Child::Loop(l) => schema.loops[l].trigger,
+        };
+        schema.qualifier_matches(six, self.first_key, self.first, strict)
+    }
+}
 
 /// One open loop instance.
 #[derive(Debug, Default, Clone)]
@@ -83,13 +102,7 @@ impl Walker {
         self.stack[..self.depth].iter().map(|f| f.loop_ix)
     }
 
-    fn search(
-        &self,
-        schema: &Schema,
-        id: &[u8],
-        first: &[u8],
-        strict: bool,
-    ) -> Option<(usize, usize)> {
+    fn search(&self, schema: &Schema, key: &Key<'_>, strict: bool) -> Option<(usize, usize)> {
         for d in (0..self.depth).rev() {
             let f = &self.stack[d];
             let lp = &schema.loops[f.loop_ix];
@@ -108,11 +121,7 @@ impl Walker {
             // next repetition, found one level up.
             let start = start.max(usize::from(d > 0));
             for ci in start..lp.children.len() {
-                let hit = match lp.children[ci] {
-                    Child::Segment(s) => schema.matches(s, id, first, strict),
-                    Child::Loop(l) => schema.matches(schema.loops[l].trigger, id, first, strict),
-                };
-                if hit {
+                if lp.child_keys[ci] == key.id && key.accepts(schema, lp.children[ci], strict) {
                     return Some((d, ci));
                 }
             }
@@ -121,16 +130,12 @@ impl Walker {
     }
 
     /// True when the segment would fit earlier in one of the open loops (out of order).
-    fn search_behind(&self, schema: &Schema, id: &[u8], first: &[u8]) -> bool {
+    fn search_behind(&self, schema: &Schema, key: &Key<'_>) -> bool {
         for d in (0..self.depth).rev() {
             let f = &self.stack[d];
             let lp = &schema.loops[f.loop_ix];
             for ci in usize::from(d > 0)..f.cursor {
-                let hit = match lp.children[ci] {
-                    Child::Segment(s) => schema.matches(s, id, first, true),
-                    Child::Loop(l) => schema.matches(schema.loops[l].trigger, id, first, true),
-                };
-                if hit {
+                if lp.child_keys[ci] == key.id && key.accepts(schema, lp.children[ci], true) {
                     return true;
                 }
             }
@@ -192,11 +197,18 @@ impl Walker {
         missing: &mut Vec<Missing>,
         errors: &mut Vec<Finding>,
     ) -> Placement {
-        let found = self
-            .search(schema, id, first, true)
-            .or_else(|| self.search(schema, id, first, false));
+        // An ID longer than 7 bytes is in no schema (pack gives None): it matches nothing.
+        let key = pack(id).map(|id_key| Key {
+            id: id_key,
+            first_key: pack(first),
+            first,
+        });
+        let found = key.as_ref().and_then(|k| {
+            self.search(schema, k, true)
+                .or_else(|| self.search(schema, k, false))
+        });
         let Some((d, ci)) = found else {
-            if self.search_behind(schema, id, first) {
+            if key.as_ref().is_some_and(|k| self.search_behind(schema, k)) {
                 errors.push(Finding::new(
                     "X12-S-OUT-OF-ORDER",
                     1,

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end throughput of eligo on generated 834 files (issue 6).
+#
+#   tools/bench.sh                 # 10 MB, 100 MB and 1 GB
+#   GEN_SIZES="10 100" tools/bench.sh
+#
+# Builds the release binaries, generates seeded change files (eligo-gen, seed 1) into a temp
+# directory (BENCH_DIR to choose it; removed afterwards unless KEEP=1), and prints one table:
+# for each size, `wc -l` (the floor: reading the file once), `eligo check`, `eligo convert`
+# and, when the binary has it, `eligo run`, each as seconds, MB/s, peak RSS (from
+# /usr/bin/time -v) and the ratio to `wc -l`. Every command reads the file once before timing
+# so that all of them read from the page cache. REPEAT (default 3) runs each command that
+# many times and keeps the fastest.
+set -euo pipefail
+
+SIZES=${GEN_SIZES:-"10 100 1024"}
+REPEAT=${REPEAT:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bins
+bin=$CARGO_TARGET_DIR/release
+dir=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$dir"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$dir"' EXIT
+
+has_run=0
+if "$bin/eligo" run --help >/dev/null 2>&1; then has_run=1; fi
+
+# time_cmd CMD... : prints "seconds rss_kb", the fastest wall time of REPEAT runs (measured
+# with bash's microsecond clock: /usr/bin/time rounds to 10 ms) and the largest peak RSS.
+time_cmd() {
+    local best_s="" best_rss=0 i s rss log t0 t1
+    log=$(mktemp)
+    for ((i = 0; i < REPEAT; i++)); do
+        t0=$EPOCHREALTIME
+        /usr/bin/time -v -o "$log" "$@" >/dev/null 2>&1 || true
+        t1=$EPOCHREALTIME
+        s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}')
+        rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+        if [ -z "$best_s" ] || awk -v a="$s" -v b="$best_s" 'BEGIN {exit !(a < b)}'; then
+            best_s=$s
+        fi
+        [ "$rss" -gt "$best_rss" ] && best_rss=$rss
+    done
+    rm -f "$log"
+    echo "$best_s $best_rss"
+}
+
+echo "eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s), load $(cut -d' ' -f1-3 /proc/loadavg), REPEAT=$REPEAT"
+printf '%-8s %-14s %9s %10s %10s %9s\n' size command seconds MB/s "RSS MB" "x wc -l"
+for mb in $SIZES; do
+    f=$dir/change-$mb.x12
+    [ -f "$f" ] || "$bin/eligo-gen" --size-mb "$mb" --seed 1 -o "$f" 2>/dev/null
+    bytes=$(stat -c %s "$f")
+    cat "$f" >/dev/null
+    read -r floor floor_rss < <(time_cmd wc -l "$f")
+    row() {
+        local name=$1 s=$2 rss=$3
+        awk -v n="$name" -v mb="$mb" -v s="$s" -v rss="$rss" -v b="$bytes" -v f="$floor" 'BEGIN {
+            if (s <= 0) s = 0.005; ff = (f <= 0) ? 0.005 : f
+            printf "%-8s %-14s %9.3f %10.0f %10.1f %9.1f\n", mb " MB", n, s, b / 1e6 / s, rss / 1024, s / ff }'
+    }
+    row "wc -l" "$floor" "$floor_rss"
+    read -r s rss < <(time_cmd "$bin/eligo" check "$f")
+    row "eligo check" "$s" "$rss"
+    read -r s rss < <(time_cmd "$bin/eligo" convert "$f")
+    row "eligo convert" "$s" "$rss"
+    if [ "$has_run" = 1 ]; then
+        read -r s rss < <(time_cmd "$bin/eligo" run "$f")
+        row "eligo run" "$s" "$rss"
+    else
+        printf '%-8s %-14s %s\n' "$mb MB" "eligo run" "(no run subcommand in this build: skipped)"
+    fi
+done
+
+# Many files: the smallest file 8 times, one job versus one per core (ELIGO_JOBS).
+mb=${SIZES%% *}
+f=$dir/change-$mb.x12
+many=()
+for i in 1 2 3 4 5 6 7 8; do ln -sf "$f" "$dir/many-$i.x12"; many+=("$dir/many-$i.x12"); done
+echo
+echo "8 files of $mb MB, $(nproc) core(s):"
+for cmd in check convert; do
+    read -r s1 _ < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" $cmd "${many[@]}")
+    read -r sn _ < <(time_cmd "$bin/eligo" $cmd "${many[@]}")
+    awk -v c="$cmd" -v a="$s1" -v b="$sn" 'BEGIN {printf "  eligo %-8s 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\n", c, a, '"$(nproc)"', b, a / b}'
+done
