@@ -559,10 +559,53 @@ fn parse_file(
     f: &FileRow,
     now: NaiveDateTime,
 ) -> io::Result<Parsed> {
-    let input = match File::open(&f.path) {
+    let file = match File::open(&f.path) {
         Ok(i) => BufReader::with_capacity(1 << 16, i),
         Err(e) => return Ok(Parsed::Quarantine(format!("cannot read: {}", e.kind()))),
     };
+    // The content is hashed again as it is parsed: a file that changed since it was registered
+    // (a sender still writing, or rewriting it) is quarantined, never applied half old, half new.
+    let mut hashing = Hashing {
+        inner: file,
+        h: Sha256::new(),
+    };
+    let parsed = parse_content(engine, cfg, f, now, &mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink())?;
+    let digest: String = hashing
+        .h
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != f.sha256 {
+        return Ok(Parsed::Quarantine(
+            "changed while being read: its content differs from when it was registered".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Hashes what it reads.
+struct Hashing<R> {
+    inner: R,
+    h: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn parse_content<R: Read>(
+    engine: &Engine,
+    cfg: &Config,
+    f: &FileRow,
+    now: NaiveDateTime,
+    input: R,
+) -> io::Result<Parsed> {
     if f.kind == "portal" {
         let spool = tempfile::tempfile()?;
         let mut w = ChangeWriter::new(BufWriter::new(spool), batch::Format::Jsonl)?;
@@ -1509,4 +1552,53 @@ fn finish_stage(
 /// Kinds in a fixed order, for printing.
 pub fn kind_order() -> &'static [ChangeKind] {
     ChangeKind::ALL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: &Path, sha256: String) -> FileRow {
+        FileRow {
+            id: 1,
+            run_id: 1,
+            name: "f.x12".into(),
+            path: path.to_string_lossy().into_owned(),
+            sha256,
+            kind: "x12".into(),
+            sender: Some("ACMEHR".into()),
+            isa13: None,
+            isa13_base: 1,
+            gs06_base: 1,
+            duplicate_of: None,
+            status: "registered".into(),
+            changes: 0,
+            archived: false,
+        }
+    }
+
+    /// A file rewritten between registration (hash) and parsing is quarantined, not applied.
+    #[test]
+    fn a_file_that_changed_while_being_read_is_quarantined() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.x12");
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/834/clean-full.x12");
+        fs::write(&p, fs::read(sample).unwrap()).unwrap();
+        let cfg = Config::embedded();
+        let engine = Engine::embedded();
+        let now =
+            NaiveDateTime::parse_from_str("2025-01-11 06:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        // Unchanged since registration: parsed.
+        let same = sniff(&p).unwrap().sha256;
+        assert!(matches!(
+            parse_file(&engine, &cfg, &row(&p, same), now).unwrap(),
+            Parsed::X12 { .. }
+        ));
+        // Registered with the content it had before the sender rewrote it.
+        let before = "0".repeat(64);
+        match parse_file(&engine, &cfg, &row(&p, before), now).unwrap() {
+            Parsed::Quarantine(why) => assert!(why.contains("changed while being read"), "{why}"),
+            _ => panic!("a changed file must be quarantined"),
+        }
+    }
 }

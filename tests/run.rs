@@ -601,3 +601,24 @@ fn an_unwritable_outbound_folder_fails_the_run_with_nothing_published() {
     assert!(!env.path("in/clean-change.x12").exists());
     assert_eq!(env.batch(1).len(), 9);
 }
+
+/// Names with spaces, quotes, shell characters, non-ASCII letters, a leading dash or a line break
+/// are taken, acknowledged, archived or quarantined under their own names: nothing is lost.
+#[test]
+fn odd_file_names_are_processed_under_their_own_names() {
+    let env = Env::new(|t| t);
+    let odd = "-ACME file (1) ü;$x'.x12";
+    env.drop_in(
+        odd,
+        &fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/clean-full.x12"))
+            .unwrap(),
+    );
+    env.drop_in("new\nline.x12", b"not an interchange");
+    env.ok(&["run"]);
+    assert!(env.path(&format!("var/archive/run-000001/{odd}")).exists());
+    assert!(env
+        .path(&format!("var/outbound/ACMEHR/{odd}.000000001.ack.x12"))
+        .exists());
+    assert!(env.path("var/quarantine/run-000001/new\nline.x12").exists());
+    assert_eq!(fs::read_dir(env.path("in")).unwrap().count(), 0);
+}
