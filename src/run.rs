@@ -826,6 +826,74 @@ struct Ctx<'a> {
     report: crate::report::RejectReport,
     /// What each full file showed against the enrollment, per group.
     discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
+    /// Segments to show, as received, for the report's entries.
+    wanted: Vec<Wanted>,
+}
+
+/// The member segments (a set's positions `first..=last`) a report entry shows.
+struct Wanted {
+    entry: usize,
+    path: PathBuf,
+    set: (String, String, String),
+    first: u32,
+    last: u32,
+}
+
+/// Reads each input that has rejected members once more and gives the report entries their
+/// members' segments as received, so that the analyst sees the offending segment and element
+/// highlighted. Memory holds only those members' segments.
+fn fill_report_segments(report: &mut crate::report::RejectReport, wanted: &[Wanted]) {
+    use crate::lexer::{Lexer, Token};
+    let mut paths: Vec<&PathBuf> = wanted.iter().map(|w| &w.path).collect();
+    paths.sort();
+    paths.dedup();
+    for path in paths {
+        let mine: Vec<&Wanted> = wanted.iter().filter(|w| &w.path == path).collect();
+        let Ok(file) = File::open(path) else { continue };
+        let mut lexer = Lexer::new(BufReader::with_capacity(1 << 16, file));
+        let (mut isa13, mut gs06, mut st02) = (String::new(), String::new(), String::new());
+        let mut position = 0u32;
+        while let Some(tok) = lexer.next_token() {
+            let Token::Segment(seg) = tok else { continue };
+            let text = |n: usize| String::from_utf8_lossy(seg.element(n)).into_owned();
+            match seg.id() {
+                b"ISA" => isa13 = text(13),
+                b"GS" => gs06 = text(6),
+                b"ST" => {
+                    st02 = text(2);
+                    position = 0;
+                }
+                _ => {}
+            }
+            position = position.saturating_add(1);
+            for w in &mine {
+                if w.set.0 == isa13
+                    && w.set.1 == gs06
+                    && w.set.2 == st02
+                    && (w.first..=w.last).contains(&position)
+                {
+                    if let Some(e) = report.entries.get_mut(w.entry) {
+                        e.segments.push(crate::report::RawSegment {
+                            position,
+                            line: seg.position().line,
+                            id: String::from_utf8_lossy(seg.id()).into_owned(),
+                            elements: seg
+                                .elements()
+                                .map(|x| String::from_utf8_lossy(x).into_owned())
+                                .collect(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for e in &mut report.entries {
+        let raw = std::mem::take(&mut e.segments);
+        for f in &mut e.findings {
+            crate::report::locate(f, &raw);
+        }
+        e.segments = raw;
+    }
 }
 
 impl Ctx<'_> {
@@ -848,6 +916,25 @@ impl Ctx<'_> {
         for (r, a) in changes.iter().zip(assessed) {
             if !a.findings.is_empty() {
                 self.report.add_change(&file.name, sender, r, &a, &[]);
+                if let SourceTrace::X12 {
+                    isa13,
+                    gs06,
+                    st02,
+                    first_segment,
+                    last_segment,
+                    ..
+                } = &r.source
+                {
+                    if *first_segment > 0 {
+                        self.wanted.push(Wanted {
+                            entry: self.report.entries.len() - 1,
+                            path: PathBuf::from(&file.path),
+                            set: (isa13.clone(), gs06.clone(), st02.clone()),
+                            first: *first_segment,
+                            last: *last_segment,
+                        });
+                    }
+                }
             }
             let mut r = r.clone();
             r.status = Some(a.status);
@@ -1270,9 +1357,11 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         omissions: Vec::new(),
         report: crate::report::RejectReport::new(as_of),
         discrepancies: Vec::new(),
+        wanted: Vec::new(),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
-    let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
+    let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
+    fill_report_segments(&mut report, &ctx.wanted);
     let discrepancies = std::mem::take(&mut ctx.discrepancies);
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;

@@ -622,3 +622,25 @@ fn odd_file_names_are_processed_under_their_own_names() {
     assert!(env.path("var/quarantine/run-000001/new\nline.x12").exists());
     assert_eq!(fs::read_dir(env.path("in")).unwrap().count(), 0);
 }
+
+/// The run's reject report shows each rejected member's segments as received (read back from
+/// the input), with the finding pointing at the offending segment; member data stays masked.
+#[test]
+fn the_run_reject_report_shows_the_members_segments() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/business-rejects.x12");
+    env.ok(&["run", "--as-of", "2025-01-11"]);
+    let html = fs::read_to_string(env.path("var/reports/run-000001.reject.html")).unwrap();
+    assert!(html.contains("BR-AGE-LIMIT"), "the rule is reported");
+    assert!(
+        html.contains(r#""id":"HD""#) && html.contains("HLT SILVER 2500"),
+        "segments as received are embedded"
+    );
+    let csv = fs::read_to_string(env.path("var/reports/run-000001.reject.csv")).unwrap();
+    let age = csv
+        .lines()
+        .find(|l| l.contains("BR-AGE-LIMIT"))
+        .expect("an age-limit row");
+    // The finding sits on the child's DMG (position 36 in the set), as `eligo check` says.
+    assert!(age.contains(",36,DMG,2,"), "{age}");
+}
