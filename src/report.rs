@@ -101,6 +101,9 @@ pub struct RejectReport {
     pub as_of: NaiveDate,
     pub entries: Vec<Entry>,
     pub set_rejects: Vec<SetReject>,
+    /// Changes with findings left out of `entries` to keep the page (and memory) bounded;
+    /// they are in the CSV.
+    pub not_shown: usize,
 }
 
 /// Points a business finding at the exact segment of the member loop: the first segment with
@@ -219,6 +222,7 @@ impl RejectReport {
             as_of,
             entries: Vec::new(),
             set_rejects: Vec::new(),
+            not_shown: 0,
         }
     }
 
@@ -489,6 +493,19 @@ impl RejectReport {
                 ),
             )
             .replace("@DATA@", &data)
+            .replacen(
+                "<body>",
+                &if self.not_shown > 0 {
+                    format!(
+                        "<body><p style=\"background:#fff3cd;padding:.5em\">This page shows the first {} changes with findings; {} more are listed in the CSV beside it.</p>",
+                        self.entries.len(),
+                        self.not_shown
+                    )
+                } else {
+                    "<body>".to_string()
+                },
+                1,
+            )
     }
 
     /// Writes `reject.csv` and `reject.html` into `dir` (created if missing), atomically, with

@@ -828,7 +828,12 @@ struct Ctx<'a> {
     discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
     /// Segments to show, as received, for the report's entries.
     wanted: Vec<Wanted>,
+    /// The reject CSV's business rows, for every change with findings.
+    reject_rows: BufWriter<File>,
 }
+
+/// Changes with findings the reject page shows whole (the CSV has them all).
+const MAX_REPORT_ENTRIES: usize = 2_000;
 
 /// The member segments (a set's positions `first..=last`) a report entry shows.
 struct Wanted {
@@ -839,19 +844,36 @@ struct Wanted {
     last: u32,
 }
 
+/// Most report entries that get their segments (the CSV lists every reject; the page shows the
+/// first ones whole, so that a night with tens of thousands of rejects still gives a page a
+/// browser opens).
+const MAX_SEGMENT_ENTRIES: usize = 2_000;
+
 /// Reads each input that has rejected members once more and gives the report entries their
 /// members' segments as received, so that the analyst sees the offending segment and element
-/// highlighted. Memory holds only those members' segments.
+/// highlighted. Memory holds only those members' segments; each input is read once, and each
+/// segment is matched against the wanted ranges of its set in order (positions only grow).
 fn fill_report_segments(report: &mut crate::report::RejectReport, wanted: &[Wanted]) {
     use crate::lexer::{Lexer, Token};
-    let mut paths: Vec<&PathBuf> = wanted.iter().map(|w| &w.path).collect();
-    paths.sort();
-    paths.dedup();
-    for path in paths {
-        let mine: Vec<&Wanted> = wanted.iter().filter(|w| &w.path == path).collect();
+    type SetKey = (String, String, String);
+    let wanted = &wanted[..wanted.len().min(MAX_SEGMENT_ENTRIES)];
+    let mut by_path: BTreeMap<&PathBuf, HashMap<SetKey, Vec<&Wanted>>> = BTreeMap::new();
+    for w in wanted {
+        by_path
+            .entry(&w.path)
+            .or_default()
+            .entry(w.set.clone())
+            .or_default()
+            .push(w);
+    }
+    for (path, mut sets) in by_path {
+        for v in sets.values_mut() {
+            v.sort_by_key(|w| (w.first, w.last));
+        }
         let Ok(file) = File::open(path) else { continue };
         let mut lexer = Lexer::new(BufReader::with_capacity(1 << 16, file));
-        let (mut isa13, mut gs06, mut st02) = (String::new(), String::new(), String::new());
+        let (mut isa13, mut gs06) = (String::new(), String::new());
+        let mut current: Option<(&Vec<&Wanted>, usize)> = None;
         let mut position = 0u32;
         while let Some(tok) = lexer.next_token() {
             let Token::Segment(seg) = tok else { continue };
@@ -860,29 +882,34 @@ fn fill_report_segments(report: &mut crate::report::RejectReport, wanted: &[Want
                 b"ISA" => isa13 = text(13),
                 b"GS" => gs06 = text(6),
                 b"ST" => {
-                    st02 = text(2);
+                    current = sets
+                        .get(&(isa13.clone(), gs06.clone(), text(2)))
+                        .map(|v| (v, 0));
                     position = 0;
                 }
                 _ => {}
             }
             position = position.saturating_add(1);
-            for w in &mine {
-                if w.set.0 == isa13
-                    && w.set.1 == gs06
-                    && w.set.2 == st02
-                    && (w.first..=w.last).contains(&position)
-                {
-                    if let Some(e) = report.entries.get_mut(w.entry) {
-                        e.segments.push(crate::report::RawSegment {
-                            position,
-                            line: seg.position().line,
-                            id: String::from_utf8_lossy(seg.id()).into_owned(),
-                            elements: seg
-                                .elements()
-                                .map(|x| String::from_utf8_lossy(x).into_owned())
-                                .collect(),
-                        });
-                    }
+            let Some((ranges, next)) = current.as_mut() else {
+                continue;
+            };
+            while *next < ranges.len() && ranges[*next].last < position {
+                *next += 1;
+            }
+            for w in ranges[*next..].iter().take_while(|w| w.first <= position) {
+                if w.last < position {
+                    continue;
+                }
+                if let Some(e) = report.entries.get_mut(w.entry) {
+                    e.segments.push(crate::report::RawSegment {
+                        position,
+                        line: seg.position().line,
+                        id: String::from_utf8_lossy(seg.id()).into_owned(),
+                        elements: seg
+                            .elements()
+                            .map(|x| String::from_utf8_lossy(x).into_owned())
+                            .collect(),
+                    });
                 }
             }
         }
@@ -914,8 +941,27 @@ impl Ctx<'_> {
         let assessed = crate::rules::assess(&actx, changes);
         let mut n = 0;
         for (r, a) in changes.iter().zip(assessed) {
+            let mut continue_report = true;
             if !a.findings.is_empty() {
-                self.report.add_change(&file.name, sender, r, &a, &[]);
+                // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
+                // shows them with their segments); the rest go straight to the CSV, spilled to
+                // disk, so memory stays bounded on a bad night.
+                if self.report.entries.len() >= MAX_REPORT_ENTRIES {
+                    let mut one = crate::report::RejectReport::new(self.as_of);
+                    one.add_change(&file.name, sender, r, &a, &[]);
+                    let rows = one.csv(crate::report::ReportOptions::default());
+                    let body = rows
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(&rows[..0], |i| &rows[i + 1..]);
+                    io::Write::write_all(&mut self.reject_rows, body)?;
+                    self.report.not_shown += 1;
+                    continue_report = false;
+                } else {
+                    self.report.add_change(&file.name, sender, r, &a, &[]);
+                }
+            }
+            if continue_report && !a.findings.is_empty() {
                 if let SourceTrace::X12 {
                     isa13,
                     gs06,
@@ -1358,13 +1404,17 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         report: crate::report::RejectReport::new(as_of),
         discrepancies: Vec::new(),
         wanted: Vec::new(),
+        reject_rows: BufWriter::new(tempfile::tempfile()?),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
     fill_report_segments(&mut report, &ctx.wanted);
     let discrepancies = std::mem::take(&mut ctx.discrepancies);
+    let reject_rows =
+        std::mem::replace(&mut ctx.reject_rows, BufWriter::new(tempfile::tempfile()?));
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;
+        let reject_rows = reject_rows.into_inner().map_err(|e| e.into_error())?;
         if !discrepancies.is_empty() {
             stage.write(
                 cfg.paths.reports.join(format!("{rid}.discrepancies.csv")),
@@ -1377,7 +1427,16 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
                 true,
             )?;
         }
-        finish_stage(cfg, &rid, summary, &omissions, &rejects, report, &mut stage)
+        finish_stage(
+            cfg,
+            &rid,
+            summary,
+            &omissions,
+            &rejects,
+            report,
+            reject_rows,
+            &mut stage,
+        )
     });
     let summary = match result {
         Ok(s) => s,
@@ -1574,6 +1633,7 @@ fn finish_stage(
     omissions: &[(String, String, String)],
     rejects: &[RejectRow],
     mut report: crate::report::RejectReport,
+    mut reject_rows: File,
     stage: &mut Stage,
 ) -> Result<Summary, RunError> {
     let rej = stage.path(cfg.paths.reports.join(format!("{rid}.rejects.csv")));
@@ -1596,11 +1656,37 @@ fn finish_stage(
         });
     }
     let opts = crate::report::ReportOptions::default();
-    stage.write(
-        cfg.paths.reports.join(format!("{rid}.reject.csv")),
-        &report.csv(opts),
-        true,
-    )?;
+    // reject.csv: the header, every business row (spilled as the run went), then the X12 set
+    // rejects; streamed, so its size does not cost memory.
+    let shown = crate::report::RejectReport {
+        as_of: report.as_of,
+        entries: std::mem::take(&mut report.entries),
+        set_rejects: Vec::new(),
+        not_shown: 0,
+    };
+    let shown_csv = shown.csv(opts);
+    report.entries = shown.entries;
+    let sets_only = crate::report::RejectReport {
+        as_of: report.as_of,
+        entries: Vec::new(),
+        set_rejects: report.set_rejects.clone(),
+        not_shown: 0,
+    };
+    let sets_csv = sets_only.csv(opts);
+    let header_end = |v: &[u8]| {
+        v.iter()
+            .position(|b| *b == b'\n')
+            .map_or(v.len(), |i| i + 1)
+    };
+    let csv_path = stage.path(cfg.paths.reports.join(format!("{rid}.reject.csv")));
+    {
+        let mut out = fsio::AtomicFile::create(&csv_path, true)?;
+        io::Write::write_all(&mut out, &shown_csv)?;
+        reject_rows.rewind()?;
+        io::copy(&mut reject_rows, &mut out)?;
+        io::Write::write_all(&mut out, &sets_csv[header_end(&sets_csv)..])?;
+        out.commit()?;
+    }
     stage.write(
         cfg.paths.reports.join(format!("{rid}.reject.html")),
         report.html(opts).as_bytes(),

@@ -416,10 +416,9 @@ impl Store for SqliteStore {
     }
 
     fn create_run(&mut self, started: &str, as_of: NaiveDate) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO runs (started, as_of, status) VALUES (?1, ?2, 'open')",
-            params![started, as_of.to_string()],
-        )?;
+        self.conn
+            .prepare_cached("INSERT INTO runs (started, as_of, status) VALUES (?1, ?2, 'open')")?
+            .execute(params![started, as_of.to_string()])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -435,10 +434,9 @@ impl Store for SqliteStore {
     }
 
     fn set_run(&mut self, id: i64, status: &str, counts: &serde_json::Value) -> Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET status = ?2, counts = ?3 WHERE id = ?1",
-            params![id, status, counts.to_string()],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE runs SET status = ?2, counts = ?3 WHERE id = ?1")?
+            .execute(params![id, status, counts.to_string()])?;
         Ok(())
     }
 
@@ -453,9 +451,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_file(&mut self, f: &FileRow) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO files (run_id, name, path, sha256, kind, sender, isa13, isa13_base, gs06_base, duplicate_of, status, changes, archived)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        self.conn.prepare_cached("INSERT INTO files (run_id, name, path, sha256, kind, sender, isa13, isa13_base, gs06_base, duplicate_of, status, changes, archived)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(
             params![
                 f.run_id, f.name, f.path, f.sha256, f.kind, f.sender, f.isa13, f.isa13_base,
                 f.gs06_base, f.duplicate_of, f.status, f.changes, f.archived
@@ -497,10 +494,9 @@ impl Store for SqliteStore {
     }
 
     fn set_file_status(&mut self, id: i64, status: &str, changes: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE files SET status = ?2, changes = ?3 WHERE id = ?1",
-            params![id, status, changes],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE files SET status = ?2, changes = ?3 WHERE id = ?1")?
+            .execute(params![id, status, changes])?;
         Ok(())
     }
 
@@ -534,8 +530,7 @@ impl Store for SqliteStore {
         if next >= 1_000_000_000 {
             next = 1;
         }
-        self.conn.execute(
-            "INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        self.conn.prepare_cached("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value")?.execute(
             params![counter, next],
         )?;
         Ok(first)
@@ -574,8 +569,10 @@ impl Store for SqliteStore {
     fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>> {
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 AND member_id = ?2",
+            )?
+            .query_row(
                 [group_id, member_id],
                 |r| {
                     Ok((
@@ -601,9 +598,8 @@ impl Store for SqliteStore {
     }
 
     fn put_member(&mut self, e: &Enrolled) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data",
+        self.conn.prepare_cached("INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data")?.execute(
             params![
                 e.group_id,
                 e.member_id,
@@ -623,8 +619,7 @@ impl Store for SqliteStore {
         file_id: Option<i64>,
         hold_id: Option<i64>,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        self.conn.prepare_cached("INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(
             params![
                 r.change_id,
                 run_id,
@@ -672,8 +667,7 @@ impl Store for SqliteStore {
         run_id: i64,
         reason: &str,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        self.conn.prepare_cached("INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
             params![
                 r.change_id,
                 r.group_id,
@@ -684,8 +678,7 @@ impl Store for SqliteStore {
                 run_id
             ],
         )?;
-        self.conn.execute(
-            "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)",
+        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)")?.execute(
             params![r.change_id, status.as_str(), date.to_string(), reason],
         )?;
         Ok(())
@@ -717,22 +710,19 @@ impl Store for SqliteStore {
                 to,
             });
         }
-        self.conn.execute(
-            "UPDATE transactions SET status = ?2 WHERE change_id = ?1",
-            params![change_id, to.as_str()],
-        )?;
-        self.conn.execute(
-            "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        self.conn
+            .prepare_cached("UPDATE transactions SET status = ?2 WHERE change_id = ?1")?
+            .execute(params![change_id, to.as_str()])?;
+        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
             params![change_id, from.as_str(), to.as_str(), at, reason],
         )?;
         Ok(())
     }
 
     fn set_batch(&mut self, change_id: &str, run_id: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE transactions SET batch_run_id = ?2 WHERE change_id = ?1",
-            params![change_id, run_id],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE transactions SET batch_run_id = ?2 WHERE change_id = ?1")?
+            .execute(params![change_id, run_id])?;
         Ok(())
     }
 
@@ -761,17 +751,16 @@ impl Store for SqliteStore {
 
     fn purge(&mut self, before: NaiveDate) -> Result<u64> {
         let b = before.to_string();
-        self.conn.execute(
-            "DELETE FROM transaction_log WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)",
+        self.conn.prepare_cached("DELETE FROM transaction_log WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
             [&b],
         )?;
-        self.conn.execute(
-            "DELETE FROM changes WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)",
+        self.conn.prepare_cached("DELETE FROM changes WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
             [&b],
         )?;
         let n = self
             .conn
-            .execute("DELETE FROM transactions WHERE transaction_date < ?1", [&b])?;
+            .prepare_cached("DELETE FROM transactions WHERE transaction_date < ?1")?
+            .execute([&b])?;
         Ok(n as u64)
     }
 
@@ -783,8 +772,7 @@ impl Store for SqliteStore {
         active: i64,
         terminations: i64,
     ) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO holds (file_id, run_id, group_id, active, terminations, status) VALUES (?1, ?2, ?3, ?4, ?5, 'held')",
+        self.conn.prepare_cached("INSERT INTO holds (file_id, run_id, group_id, active, terminations, status) VALUES (?1, ?2, ?3, ?4, ?5, 'held')")?.execute(
             params![file_id, run_id, group_id, active, terminations],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -806,10 +794,9 @@ impl Store for SqliteStore {
     }
 
     fn set_hold(&mut self, id: i64, status: &str, at: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE holds SET status = ?2, decided = ?3 WHERE id = ?1",
-            params![id, status, at],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE holds SET status = ?2, decided = ?3 WHERE id = ?1")?
+            .execute(params![id, status, at])?;
         Ok(())
     }
 }
