@@ -832,6 +832,13 @@ struct Ctx<'a> {
     reject_rows: BufWriter<File>,
 }
 
+/// The member-level reject report of a run: the changes the page shows, and every change's CSV
+/// rows beyond them, spilled to a temporary file.
+struct RejectOutputs {
+    report: crate::report::RejectReport,
+    reject_rows: File,
+}
+
 /// Changes with findings the reject page shows whole (the CSV has them all).
 const MAX_REPORT_ENTRIES: usize = 2_000;
 
@@ -1433,8 +1440,10 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             summary,
             &omissions,
             &rejects,
-            report,
-            reject_rows,
+            RejectOutputs {
+                report,
+                reject_rows,
+            },
             &mut stage,
         )
     });
@@ -1632,10 +1641,13 @@ fn finish_stage(
     mut summary: Summary,
     omissions: &[(String, String, String)],
     rejects: &[RejectRow],
-    mut report: crate::report::RejectReport,
-    mut reject_rows: File,
+    rejected: RejectOutputs,
     stage: &mut Stage,
 ) -> Result<Summary, RunError> {
+    let RejectOutputs {
+        mut report,
+        mut reject_rows,
+    } = rejected;
     let rej = stage.path(cfg.paths.reports.join(format!("{rid}.rejects.csv")));
     write_reject_report(&rej, rejects)?;
     // The analysts' page: business rejects per member, and every rejected file or set.
