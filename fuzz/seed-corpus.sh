@@ -17,4 +17,8 @@ for target in lexer check_834; do
         fi
     done
 done
+# The portal reader and the config loader start from their own samples.
+mkdir -p "$here/corpus/portal_csv" "$here/corpus/config"
+cp "$here"/../samples/portal/*.csv "$here/corpus/portal_csv/"
+cp "$here"/../samples/eligo.toml "$here/corpus/config/"
 echo "seeded $(ls "$here"/corpus/* | wc -l) corpus entries"
