@@ -314,6 +314,48 @@ impl<'e> Checker<'e> {
         self.emit(obs, f)
     }
 
+    /// Reports a functional group error (AK905); it rejects the group unless a policy says
+    /// otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn group_error<O: Observer>(
+        &mut self,
+        obs: &mut O,
+        id: &'static str,
+        code: &'static str,
+        at: Position,
+        seg: &str,
+        element: Option<u8>,
+        value: Option<&[u8]>,
+        message: String,
+    ) {
+        let counts =
+            self.envelope_finding(obs, id, Ack::Group(code), at, seg, element, value, message);
+        if let Some(g) = self.group.as_mut().filter(|_| counts) {
+            g.errors.push(code);
+        }
+    }
+
+    /// Reports a transaction set envelope error (IK502); it rejects the set unless a policy
+    /// says otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn set_error<O: Observer>(
+        &mut self,
+        obs: &mut O,
+        id: &'static str,
+        code: &'static str,
+        at: Position,
+        seg: &str,
+        element: Option<u8>,
+        value: Option<&[u8]>,
+        message: String,
+    ) {
+        let counts =
+            self.envelope_finding(obs, id, Ack::Set(code), at, seg, element, value, message);
+        if let Some(s) = self.set.as_mut().filter(|_| counts) {
+            s.errors.push(code);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn ta1<O: Observer>(
         &mut self,
@@ -702,35 +744,29 @@ impl<'e> Checker<'e> {
     /// Closes an open set and group that lack their trailers.
     fn missing_trailers<O: Observer>(&mut self, obs: &mut O, at: Position) {
         if self.set.is_some() {
-            let counts = self.envelope_finding(
+            self.set_error(
                 obs,
                 "X12-SE-MISSING",
-                Ack::Set("2"),
+                "2",
                 at,
                 "SE",
                 None,
                 None,
                 "transaction set trailer SE is missing".into(),
             );
-            if let Some(s) = self.set.as_mut().filter(|_| counts) {
-                s.errors.push("2");
-            }
             self.end_set(obs, None);
         }
         if self.group.is_some() {
-            let counts = self.envelope_finding(
+            self.group_error(
                 obs,
                 "X12-GE-MISSING",
-                Ack::Group("3"),
+                "3",
                 at,
                 "GE",
                 None,
                 None,
                 "functional group trailer GE is missing".into(),
             );
-            if let Some(g) = self.group.as_mut().filter(|_| counts) {
-                g.errors.push("3");
-            }
             self.end_group(obs, None);
         }
     }
@@ -841,19 +877,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            let counts = self.envelope_finding(
-                obs,
-                "X12-GROUP",
-                Ack::Group(code),
-                at,
-                "GS",
-                Some(n),
-                Some(v),
-                msg,
-            );
-            if let Some(g) = self.group.as_mut().filter(|_| counts) {
-                g.errors.push(code);
-            }
+            self.group_error(obs, "X12-GROUP", code, at, "GS", Some(n), Some(v), msg);
         }
         // GS04/GS05 have no AK905 code: report them without rejecting the group.
         if crate::validate::element::parse_date(seg.element(4)).is_none() {
@@ -897,19 +921,16 @@ impl<'e> Checker<'e> {
             return;
         }
         if self.set.is_some() {
-            let counts = self.envelope_finding(
+            self.set_error(
                 obs,
                 "X12-SE-MISSING",
-                Ack::Set("2"),
+                "2",
                 at,
                 "SE",
                 None,
                 None,
                 "transaction set trailer SE is missing".into(),
             );
-            if let Some(s) = self.set.as_mut().filter(|_| counts) {
-                s.errors.push("2");
-            }
             self.end_set(obs, None);
         }
         let g = self.group.as_ref().expect("checked");
@@ -934,19 +955,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            let counts = self.envelope_finding(
-                obs,
-                "X12-GROUP",
-                Ack::Group(code),
-                at,
-                "GE",
-                Some(n),
-                Some(v),
-                msg,
-            );
-            if let Some(g) = self.group.as_mut().filter(|_| counts) {
-                g.errors.push(code);
-            }
+            self.group_error(obs, "X12-GROUP", code, at, "GE", Some(n), Some(v), msg);
         }
         self.end_group(obs, Some(text(ge01)));
     }
@@ -977,19 +986,16 @@ impl<'e> Checker<'e> {
     fn st<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
         let at = seg.position();
         if self.set.is_some() {
-            let counts = self.envelope_finding(
+            self.set_error(
                 obs,
                 "X12-SE-MISSING",
-                Ack::Set("2"),
+                "2",
                 at,
                 "SE",
                 None,
                 None,
                 "transaction set trailer SE is missing before the next ST".into(),
             );
-            if let Some(s) = self.set.as_mut().filter(|_| counts) {
-                s.errors.push("2");
-            }
             self.end_set(obs, None);
         }
         if self.group.is_none() {
@@ -1060,19 +1066,7 @@ impl<'e> Checker<'e> {
         }
         for (code, n, msg) in errs {
             let v = seg.element(n as usize);
-            let counts = self.envelope_finding(
-                obs,
-                "X12-SET",
-                Ack::Set(code),
-                at,
-                "ST",
-                Some(n),
-                Some(v),
-                msg,
-            );
-            if let Some(s) = self.set.as_mut().filter(|_| counts) {
-                s.errors.push(code);
-            }
+            self.set_error(obs, "X12-SET", code, at, "ST", Some(n), Some(v), msg);
         }
         if let Some(std) = std.filter(|_| supported) {
             let sender = self
@@ -1119,19 +1113,7 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            let counts = self.envelope_finding(
-                obs,
-                "X12-SET",
-                Ack::Set(code),
-                at,
-                "SE",
-                Some(n),
-                Some(v),
-                msg,
-            );
-            if let Some(s) = self.set.as_mut().filter(|_| counts) {
-                s.errors.push(code);
-            }
+            self.set_error(obs, "X12-SET", code, at, "SE", Some(n), Some(v), msg);
         }
         self.end_set(obs, Some(()));
     }
