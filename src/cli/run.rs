@@ -38,7 +38,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub as_of: Option<NaiveDate>,
     /// First copy the bundled samples (samples/inbound) into the first inbound folder, skipping
-    /// files already recorded, so the samples themselves are never moved.
+    /// files already recorded, so the samples themselves are never moved. Unless --as-of is
+    /// given, the demo runs as of 2025-01-11, the night after the samples were sent, so that
+    /// the business rules judge them on their own dates.
     #[arg(long)]
     pub demo: bool,
     #[command(flatten)]
@@ -185,9 +187,14 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    let as_of = a.as_of.or_else(|| {
+        a.demo
+            .then(|| NaiveDate::from_ymd_opt(2025, 1, 11))
+            .flatten()
+    });
     let opts = RunOptions {
         config,
-        as_of: a.as_of,
+        as_of,
         progress: std::io::stderr().is_terminal(),
     };
     match eligo::run::run(&opts) {
