@@ -314,45 +314,27 @@ impl<'e> Checker<'e> {
         self.emit(obs, f)
     }
 
-    /// Reports a functional group error (AK905); it rejects the group unless a policy says
-    /// otherwise.
+    /// Reports a functional group (AK905) or transaction set (IK502) envelope error; it
+    /// rejects the group or set unless a policy says otherwise.
     #[allow(clippy::too_many_arguments)]
-    fn group_error<O: Observer>(
+    fn envelope_error<O: Observer>(
         &mut self,
         obs: &mut O,
         id: &'static str,
-        code: &'static str,
+        ack: Ack,
         at: Position,
         seg: &str,
         element: Option<u8>,
         value: Option<&[u8]>,
         message: String,
     ) {
-        let counts =
-            self.envelope_finding(obs, id, Ack::Group(code), at, seg, element, value, message);
-        if let Some(g) = self.group.as_mut().filter(|_| counts) {
-            g.errors.push(code);
-        }
-    }
-
-    /// Reports a transaction set envelope error (IK502); it rejects the set unless a policy
-    /// says otherwise.
-    #[allow(clippy::too_many_arguments)]
-    fn set_error<O: Observer>(
-        &mut self,
-        obs: &mut O,
-        id: &'static str,
-        code: &'static str,
-        at: Position,
-        seg: &str,
-        element: Option<u8>,
-        value: Option<&[u8]>,
-        message: String,
-    ) {
-        let counts =
-            self.envelope_finding(obs, id, Ack::Set(code), at, seg, element, value, message);
-        if let Some(s) = self.set.as_mut().filter(|_| counts) {
-            s.errors.push(code);
+        let counts = self.envelope_finding(obs, id, ack, at, seg, element, value, message);
+        let errors = match ack {
+            Ack::Group(_) => self.group.as_mut().map(|g| &mut g.errors),
+            _ => self.set.as_mut().map(|s| &mut s.errors),
+        };
+        if let Some(e) = errors.filter(|_| counts) {
+            e.push(ack.code());
         }
     }
 
@@ -744,10 +726,10 @@ impl<'e> Checker<'e> {
     /// Closes an open set and group that lack their trailers.
     fn missing_trailers<O: Observer>(&mut self, obs: &mut O, at: Position) {
         if self.set.is_some() {
-            self.set_error(
+            self.envelope_error(
                 obs,
                 "X12-SE-MISSING",
-                "2",
+                Ack::Set("2"),
                 at,
                 "SE",
                 None,
@@ -757,10 +739,10 @@ impl<'e> Checker<'e> {
             self.end_set(obs, None);
         }
         if self.group.is_some() {
-            self.group_error(
+            self.envelope_error(
                 obs,
                 "X12-GE-MISSING",
-                "3",
+                Ack::Group("3"),
                 at,
                 "GE",
                 None,
@@ -877,7 +859,16 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.group_error(obs, "X12-GROUP", code, at, "GS", Some(n), Some(v), msg);
+            self.envelope_error(
+                obs,
+                "X12-GROUP",
+                Ack::Group(code),
+                at,
+                "GS",
+                Some(n),
+                Some(v),
+                msg,
+            );
         }
         // GS04/GS05 have no AK905 code: report them without rejecting the group.
         if crate::validate::element::parse_date(seg.element(4)).is_none() {
@@ -921,10 +912,10 @@ impl<'e> Checker<'e> {
             return;
         }
         if self.set.is_some() {
-            self.set_error(
+            self.envelope_error(
                 obs,
                 "X12-SE-MISSING",
-                "2",
+                Ack::Set("2"),
                 at,
                 "SE",
                 None,
@@ -955,7 +946,16 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.group_error(obs, "X12-GROUP", code, at, "GE", Some(n), Some(v), msg);
+            self.envelope_error(
+                obs,
+                "X12-GROUP",
+                Ack::Group(code),
+                at,
+                "GE",
+                Some(n),
+                Some(v),
+                msg,
+            );
         }
         self.end_group(obs, Some(text(ge01)));
     }
@@ -986,10 +986,10 @@ impl<'e> Checker<'e> {
     fn st<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {
         let at = seg.position();
         if self.set.is_some() {
-            self.set_error(
+            self.envelope_error(
                 obs,
                 "X12-SE-MISSING",
-                "2",
+                Ack::Set("2"),
                 at,
                 "SE",
                 None,
@@ -1066,7 +1066,16 @@ impl<'e> Checker<'e> {
         }
         for (code, n, msg) in errs {
             let v = seg.element(n as usize);
-            self.set_error(obs, "X12-SET", code, at, "ST", Some(n), Some(v), msg);
+            self.envelope_error(
+                obs,
+                "X12-SET",
+                Ack::Set(code),
+                at,
+                "ST",
+                Some(n),
+                Some(v),
+                msg,
+            );
         }
         if let Some(std) = std.filter(|_| supported) {
             let sender = self
@@ -1113,7 +1122,16 @@ impl<'e> Checker<'e> {
             ));
         }
         for (code, n, v, msg) in errs {
-            self.set_error(obs, "X12-SET", code, at, "SE", Some(n), Some(v), msg);
+            self.envelope_error(
+                obs,
+                "X12-SET",
+                Ack::Set(code),
+                at,
+                "SE",
+                Some(n),
+                Some(v),
+                msg,
+            );
         }
         self.end_set(obs, Some(()));
     }
