@@ -261,75 +261,71 @@ fn engine_for(plan: Option<&RulePlan>) -> Engine {
 }
 
 fn cmd_check(files: &[PathBuf], format: Format, plan: Option<&RulePlan>) -> ExitCode {
-    if plan.is_none() {
-        return check_without_rules(files, format);
+    match plan {
+        None => check_without_rules(files, format),
+        Some(plan) => check_with_rules(files, format, plan),
     }
-    let engine = engine_for(plan);
-    let mut report = plan.map(|p| eligo::report::RejectReport::new(p.as_of));
+}
+
+/// Runs the checker and the business rules over one input, with `printer` receiving the
+/// findings; the file's business findings join `report`. Returns the printer and the screen's
+/// counts (changes, rejected, held).
+fn screened<O: eligo::check::Observer>(
+    engine: &Engine,
+    input: impl io::Read,
+    plan: &RulePlan,
+    name: &str,
+    printer: O,
+    report: &mut eligo::report::RejectReport,
+) -> (O, [u64; 3]) {
+    let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, name);
+    let mut obs = eligo::screen::CheckScreen::new(printer, screen, name);
+    check_stream(engine, input, &mut obs);
+    report.merge(obs.screen.report);
+    (obs.inner, [obs.changes, obs.rejected, obs.held])
+}
+
+/// `check --config`: files one after the other (the reject report gathers them all).
+fn check_with_rules(files: &[PathBuf], format: Format, plan: &RulePlan) -> ExitCode {
+    let engine = engine_for(Some(plan));
+    let mut report = eligo::report::RejectReport::new(plan.as_of);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut status = 0u8;
     for path in files {
         let name = path.display().to_string();
         let input = match open_input(path) {
-            Ok(i) => i,
+            Ok(i) => io::BufReader::with_capacity(1 << 16, i),
             Err(e) => {
                 eprintln!("eligo: {name}: {e}");
                 status = 2;
                 continue;
             }
         };
-        let input = io::BufReader::with_capacity(1 << 16, input);
         let summary: FileSummary = match format {
             Format::Human => {
-                let mut p = HumanPrinter {
+                let p = HumanPrinter {
                     out: &mut out,
                     file: &name,
                     summary: FileSummary::default(),
                 };
-                let s = match plan {
-                    Some(plan) => {
-                        let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
-                        let mut obs = eligo::screen::CheckScreen::new(p, screen, &name);
-                        check_stream(&engine, input, &mut obs);
-                        eprintln!(
-                            "eligo: {name}: business rules: {} change(s), {} rejected, {} held",
-                            obs.changes, obs.rejected, obs.held
-                        );
-                        if let Some(r) = &mut report {
-                            r.merge(obs.screen.report);
-                        }
-                        obs.inner.summary
-                    }
-                    None => {
-                        check_stream(&engine, input, &mut p);
-                        p.summary
-                    }
-                };
+                let (p, [changes, rejected, held]) =
+                    screened(&engine, input, plan, &name, p, &mut report);
+                eprintln!(
+                    "eligo: {name}: business rules: {changes} change(s), {rejected} rejected, {held} held"
+                );
+                let s = p.summary;
                 let _ = writeln!(out, "{}", human_summary(&name, &s));
                 s
             }
             Format::Json => {
-                let mut p = JsonPrinter {
+                let p = JsonPrinter {
                     out: &mut out,
                     file: &name,
                     summary: FileSummary::default(),
                 };
-                let s = match plan {
-                    Some(plan) => {
-                        let screen = eligo::screen::Screen::new(&plan.config, plan.as_of, &name);
-                        let mut obs = eligo::screen::CheckScreen::new(p, screen, &name);
-                        check_stream(&engine, input, &mut obs);
-                        if let Some(r) = &mut report {
-                            r.merge(obs.screen.report);
-                        }
-                        obs.inner.summary
-                    }
-                    None => {
-                        check_stream(&engine, input, &mut p);
-                        p.summary
-                    }
-                };
+                let (p, _) = screened(&engine, input, plan, &name, p, &mut report);
+                let s = p.summary;
                 let _ = writeln!(
                     out,
                     "{}",
@@ -345,11 +341,9 @@ fn cmd_check(files: &[PathBuf], format: Format, plan: Option<&RulePlan>) -> Exit
     if out.flush().is_err() {
         return ExitCode::from(2);
     }
-    if let (Some(plan), Some(report)) = (plan, &report) {
-        if let Err(e) = plan.write_report(report) {
-            eprintln!("eligo: writing the reject report: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = plan.write_report(&report) {
+        eprintln!("eligo: writing the reject report: {e}");
+        return ExitCode::from(2);
     }
     ExitCode::from(status)
 }
