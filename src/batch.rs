@@ -69,24 +69,6 @@ pub struct Encoder {
     buf: Vec<u8>,
 }
 
-/// Appends one CSV row (RFC 4180: fields with a comma, quote or line break are quoted).
-fn csv_row<T: AsRef<str>>(out: &mut Vec<u8>, fields: &[T]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let f = f.as_ref();
-        if f.contains([',', '"', '\n', '\r']) {
-            out.push(b'"');
-            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(f.as_bytes());
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 fn s<T: serde::Serialize>(v: Option<&T>) -> String {
     match v.map(serde_json::to_value) {
         Some(Ok(serde_json::Value::String(s))) => s,
@@ -110,7 +92,7 @@ impl Encoder {
             Format::Jsonl => Ok(Vec::new()),
             Format::Csv => {
                 let mut out = Vec::new();
-                csv_row(&mut out, CSV_COLUMNS);
+                crate::csvrow::write(&mut out, CSV_COLUMNS, crate::csvrow::Formulas::Keep);
                 Ok(out)
             }
         }
@@ -198,7 +180,7 @@ impl Encoder {
                     r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
                     r.invoice_period.clone().unwrap_or_default(),
                 ];
-                csv_row(&mut self.buf, &row);
+                crate::csvrow::write(&mut self.buf, &row, crate::csvrow::Formulas::Keep);
             }
         }
         Ok(&self.buf)

@@ -196,22 +196,11 @@ fn shown(field: &str, v: &str, unmask: bool) -> String {
     }
 }
 
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
-}
-
 /// One CSV for the run: `file,group_id,kind,member_id,field,ours,file_value`.
 pub fn csv(sections: &[GroupDiscrepancy], unmask: bool) -> Vec<u8> {
-    let mut out = String::from("file,group_id,kind,member_id,subscriber_id,field,ours,on_file\r\n");
-    let mut row = |cols: &[&str]| {
-        let line: Vec<String> = cols.iter().map(|c| csv_field(c)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
-    };
+    let mut out = b"file,group_id,kind,member_id,subscriber_id,field,ours,on_file\r\n".to_vec();
+    let mut row =
+        |cols: &[&str]| crate::csvrow::write(&mut out, cols, crate::csvrow::Formulas::Keep);
     for s in sections {
         for (m, sub) in &s.not_enrolled {
             row(&[
@@ -250,7 +239,7 @@ pub fn csv(sections: &[GroupDiscrepancy], unmask: bool) -> Vec<u8> {
             ]);
         }
     }
-    out.into_bytes()
+    out
 }
 
 fn esc(v: &str) -> String {

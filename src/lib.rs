@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod changes;
 pub mod check;
 pub mod config;
+pub mod csvrow;
 pub mod discrepancy;
 pub mod enrollment;
 pub mod finding;

@@ -159,25 +159,7 @@ fn shown_value(f: &Finding, opts: ReportOptions) -> String {
 }
 
 fn csv_row(out: &mut Vec<u8>, fields: &[String]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // Cells starting like a formula are prefixed so spreadsheets show them as text.
-        let f = if f.starts_with(['=', '+', '-', '@']) {
-            format!("'{f}")
-        } else {
-            f.clone()
-        };
-        if f.contains([',', '"', '\n', '\r']) {
-            out.push(b'"');
-            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(f.as_bytes());
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+    crate::csvrow::write(out, fields, crate::csvrow::Formulas::Neutralize);
 }
 
 /// The CSV header.

@@ -194,18 +194,7 @@ fn write_reject_report(path: &Path, rows: &[RejectRow]) -> io::Result<()> {
             &r.codes,
             &r.rules,
         ];
-        let line: Vec<String> = fields
-            .iter()
-            .map(|f| {
-                if f.contains([',', '"', '\n', '\r']) {
-                    format!("\"{}\"", f.replace('"', "\"\""))
-                } else {
-                    f.to_string()
-                }
-            })
-            .collect();
-        out.extend_from_slice(line.join(",").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        crate::csvrow::write(&mut out, &fields, crate::csvrow::Formulas::Keep);
     }
     fsio::write_atomic(path, &out, false)
 }

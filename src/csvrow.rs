@@ -1,0 +1,56 @@
+//! One CSV row writer for every CSV eligo writes (change batches, reject reports, discrepancy
+//! reports, run summaries): RFC 4180 quoting, CRLF line ends. Reports that people open in a
+//! spreadsheet also neutralize cells that start like a formula.
+
+/// Whether cells that start like a spreadsheet formula (`=`, `+`, `-`, `@`) are prefixed with
+/// `'` so that spreadsheets show them as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formulas {
+    Keep,
+    Neutralize,
+}
+
+/// Appends one row: fields with a comma, quote or line break are quoted, quotes doubled.
+pub fn write<T: AsRef<str>>(out: &mut Vec<u8>, fields: &[T], formulas: Formulas) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let f = f.as_ref();
+        let guarded;
+        let f = if formulas == Formulas::Neutralize && f.starts_with(['=', '+', '-', '@']) {
+            guarded = format!("'{f}");
+            guarded.as_str()
+        } else {
+            f
+        };
+        if f.contains([',', '"', '\n', '\r']) {
+            out.push(b'"');
+            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(f.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_what_needs_quoting_and_guards_formulas_on_request() {
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            &["a", "b,c", "say \"hi\"", "=1+1"],
+            Formulas::Keep,
+        );
+        write(&mut out, &["=1+1", "-2"], Formulas::Neutralize);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a,\"b,c\",\"say \"\"hi\"\"\",=1+1\r\n'=1+1,'-2\r\n"
+        );
+    }
+}
