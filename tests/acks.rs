@@ -2,9 +2,11 @@
 //! `samples/834/README.md` (which were made independently of the code and cross-checked with
 //! pyx12 where pyx12 covers the rule).
 
+mod util;
 use eligo::ack::{AckSettings, AckWriter};
 use eligo::check::{check_stream, Engine};
 use eligo::finding::Finding;
+use util::{body, ta1};
 
 fn settings() -> AckSettings {
     AckSettings {
@@ -33,32 +35,6 @@ fn ack_bytes(input: &[u8]) -> String {
 fn ack(path: &str) -> String {
     let bytes = std::fs::read(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     ack_bytes(&bytes)
-}
-
-/// The TA1 segment (without terminator), if any.
-fn ta1(ack: &str) -> Option<String> {
-    ack.lines()
-        .find(|l| l.starts_with("TA1*"))
-        .map(|l| l.trim_end_matches('~').to_string())
-}
-
-/// The lines from AK1 to AK9 of every 999, terminators removed.
-fn body(ack: &str) -> String {
-    let mut on = false;
-    let mut out = Vec::new();
-    for l in ack.lines() {
-        let l = l.trim_end_matches('~');
-        if l.starts_with("AK1*") {
-            on = true;
-        }
-        if on {
-            out.push(l.to_string());
-        }
-        if l.starts_with("AK9*") {
-            on = false;
-        }
-    }
-    out.join("\n")
 }
 
 fn expect(path: &str, ta1_line: &str, expected_body: &str) {

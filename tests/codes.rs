@@ -25,9 +25,11 @@
 //! IEA*1*000002001~
 //! ```
 
+mod util;
 use eligo::ack::{AckSettings, AckWriter};
 use eligo::check::{check_stream, Engine};
 use eligo::finding::{Finding, Severity};
+use util::{body, ta1};
 
 const ISA: &str = "ISA*00*          *00*          *ZZ*ACMEHR         *ZZ*ELIGOPLAN      *250110*0830*^*00501*000002001*1*T*:~";
 const GS: &str = "GS*BE*ACMEHR*ELIGOPLAN*20250110*0830*2001*X*005010X220A1";
@@ -163,32 +165,6 @@ fn findings_with(engine: &Engine, input: &[u8]) -> Vec<Finding> {
 
 fn findings(input: &[u8]) -> Vec<Finding> {
     findings_with(&Engine::embedded(), input)
-}
-
-/// The TA1 segment (without terminator), if any.
-fn ta1(ack: &str) -> Option<String> {
-    ack.lines()
-        .find(|l| l.starts_with("TA1*"))
-        .map(|l| l.trim_end_matches('~').to_string())
-}
-
-/// The lines from AK1 to AK9 of every 999, terminators removed.
-fn body(ack: &str) -> String {
-    let mut on = false;
-    let mut out = Vec::new();
-    for l in ack.lines() {
-        let l = l.trim_end_matches('~');
-        if l.starts_with("AK1*") {
-            on = true;
-        }
-        if on {
-            out.push(l.to_string());
-        }
-        if l.starts_with("AK9*") {
-            on = false;
-        }
-    }
-    out.join("\n")
 }
 
 /// Asserts a finding with this rule id and acknowledgement label (`TA105 011`, `IK403 7`).

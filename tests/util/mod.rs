@@ -105,3 +105,29 @@ pub fn sample(name: &str) -> Vec<u8> {
     let path = format!("{}/samples/834/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// The TA1 segment (without terminator), if any.
+pub fn ta1(ack: &str) -> Option<String> {
+    ack.lines()
+        .find(|l| l.starts_with("TA1*"))
+        .map(|l| l.trim_end_matches('~').to_string())
+}
+
+/// The lines from AK1 to AK9 of every 999, terminators removed.
+pub fn body(ack: &str) -> String {
+    let mut on = false;
+    let mut out = Vec::new();
+    for l in ack.lines() {
+        let l = l.trim_end_matches('~');
+        if l.starts_with("AK1*") {
+            on = true;
+        }
+        if on {
+            out.push(l.to_string());
+        }
+        if l.starts_with("AK9*") {
+            on = false;
+        }
+    }
+    out.join("\n")
+}
