@@ -420,6 +420,9 @@ fn fit_isa13(v: &str) -> String {
 }
 
 impl<W: Write> Observer for AckWriter<W> {
+    fn wants_records(&self) -> bool {
+        false
+    }
     fn finding(&mut self, f: Finding) {
         if !self.in_set || !matches!(f.ack, Ack::Segment(_) | Ack::Element(_)) {
             return;

@@ -14,7 +14,7 @@ use crate::lexer::{
 use crate::schema::{embedded, CodeSets, Schema, SegmentIds};
 use crate::validate::record::Record;
 use crate::validate::situational::RuleSet;
-use crate::validate::{SetSink, SetValidator, Standards, UnitSpec};
+use crate::validate::{Additive, SetSink, SetValidator, Standards, UnitSpec};
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
@@ -105,6 +105,12 @@ pub trait Observer {
     fn header(&mut self, _rec: &Record, _std: &Standards) {}
     fn member(&mut self, _rec: &Record, _std: &Standards) {}
     fn set_end(&mut self, _r: &SetResult) {}
+    /// Whether this observer uses [`Observer::header`] and [`Observer::member`]. Those that
+    /// do not let a large set be checked in pieces on several threads ([`crate::split`]),
+    /// which delivers findings and envelope events only.
+    fn wants_records(&self) -> bool {
+        true
+    }
 }
 
 /// A trading-partner policy: sets a finding's severity knowing who sent it and for which group,
@@ -192,6 +198,7 @@ pub fn check_stream<R: Read, O: Observer>(engine: &Engine, input: R, observer: &
     checker.finish(observer);
 }
 
+#[derive(Clone)]
 struct Interchange {
     info: InterchangeInfo,
     /// TA1 note codes found, in order; the first one is reported.
@@ -200,6 +207,7 @@ struct Interchange {
     gs06_seen: HashSet<String>,
 }
 
+#[derive(Clone)]
 struct Group<'e> {
     info: GroupInfo,
     std: Option<&'e Standards>,
@@ -211,6 +219,7 @@ struct Group<'e> {
     st02_seen: HashSet<String>,
 }
 
+#[derive(Clone)]
 struct Set<'e> {
     info: SetInfo,
     validator: Option<SetValidator<'e>>,
@@ -219,6 +228,7 @@ struct Set<'e> {
 }
 
 /// The envelope state machine.
+#[derive(Clone)]
 pub struct Checker<'e> {
     engine: &'e Engine,
     ic: Option<Interchange>,
@@ -1180,6 +1190,119 @@ impl<'e> Checker<'e> {
         });
     }
 
+    /// The set's validator, when a supported set is open.
+    fn validator(&self) -> Option<&SetValidator<'e>> {
+        self.set.as_ref().and_then(|s| s.validator.as_ref())
+    }
+
+    fn validator_mut(&mut self) -> Option<&mut SetValidator<'e>> {
+        self.set.as_mut().and_then(|s| s.validator.as_mut())
+    }
+
+    /// True right after a segment opened a member loop of an open set: where the rest of the
+    /// set can be checked in pieces ([`crate::split`]).
+    pub fn at_member_start(&self) -> bool {
+        self.validator().is_some_and(|v| v.at_member_start())
+    }
+
+    /// Moves out the control numbers seen so far (ST02s of the group, GS06s of the
+    /// interchange), so that copies of the checker made inside a set stay cheap; pieces of a
+    /// set never read them. [`Checker::restore_seen`] puts them back.
+    pub fn take_seen(&mut self) -> (HashSet<String>, HashSet<String>) {
+        let gs06 = self
+            .ic
+            .as_mut()
+            .map(|i| std::mem::take(&mut i.gs06_seen))
+            .unwrap_or_default();
+        let st02 = self
+            .group
+            .as_mut()
+            .map(|g| std::mem::take(&mut g.st02_seen))
+            .unwrap_or_default();
+        (gs06, st02)
+    }
+
+    pub fn restore_seen(&mut self, seen: (HashSet<String>, HashSet<String>)) {
+        if let Some(i) = &mut self.ic {
+            i.gs06_seen = seen.0;
+        }
+        if let Some(g) = &mut self.group {
+            g.st02_seen = seen.1;
+        }
+    }
+
+    /// The checker as it would be just before a later member of the open set, as far as that
+    /// is known without the members in between ([`SetValidator::boundary_fork`]). `position` is
+    /// the set position of the segment before that member. None outside
+    /// [`at_member_start`](Self::at_member_start).
+    pub fn boundary_fork(&self, position: u32) -> Option<Checker<'e>> {
+        let v = self.validator().filter(|v| v.at_member_start())?;
+        let fork = v.boundary_fork(position);
+        let mut c = self.clone();
+        if let Some(s) = &mut c.set {
+            s.position = position;
+            s.validator = Some(fork);
+        }
+        Some(c)
+    }
+
+    /// The open set's segment count so far (ST = 1).
+    pub fn set_position(&self) -> u32 {
+        self.set.as_ref().map(|s| s.position).unwrap_or(0)
+    }
+
+    /// A copy whose open set has counted `position` segments so far.
+    pub fn with_position(&self, position: u32) -> Checker<'e> {
+        let mut c = self.clone();
+        if let Some(s) = &mut c.set {
+            s.position = position;
+            if let Some(v) = &mut s.validator {
+                v.set_position(position);
+            }
+        }
+        c
+    }
+
+    /// Same state apart from the counters that add up and the S3 subscriber (see
+    /// [`SetValidator::same_boundary`]), envelope included.
+    pub fn same_boundary(&self, o: &Checker<'_>) -> bool {
+        let (Some(a), Some(b)) = (&self.set, &o.set) else {
+            return false;
+        };
+        let (Some(va), Some(vb)) = (&a.validator, &b.validator) else {
+            return false;
+        };
+        self.last == o.last
+            && a.position == b.position
+            && a.errors == b.errors
+            && a.info.position == b.info.position
+            && self.ic.as_ref().map(|i| &i.notes) == o.ic.as_ref().map(|i| &i.notes)
+            && self.group.as_ref().map(|g| &g.errors) == o.group.as_ref().map(|g| &g.errors)
+            && va.same_boundary(vb)
+    }
+
+    /// The open set's counters that add up across pieces.
+    pub fn additive(&self) -> Additive {
+        self.validator().map(|v| v.additive()).unwrap_or_default()
+    }
+
+    pub fn set_additive(&mut self, a: Additive) {
+        if let Some(v) = self.validator_mut() {
+            v.set_additive(a);
+        }
+    }
+
+    /// True when the piece needed a member from before it (see [`SetValidator::needed_unknown`]).
+    pub fn needed_unknown(&self) -> bool {
+        self.validator().is_some_and(|v| v.needed_unknown())
+    }
+
+    pub fn inherit_subscriber(&mut self, before: &Checker<'_>) {
+        if let (Some(v), Some(b)) = (self.validator_mut(), before.validator()) {
+            v.inherit_subscriber(b);
+        }
+    }
+
     /// Ends the stream: closes whatever is still open.
     pub fn finish<O: Observer>(&mut self, obs: &mut O) {
         let at = self.last;
@@ -1229,6 +1352,9 @@ fn is_yymmdd(v: &[u8]) -> bool {
 
 /// Collects findings only; handy for tests and library users.
 impl Observer for Vec<Finding> {
+    fn wants_records(&self) -> bool {
+        false
+    }
     fn finding(&mut self, f: Finding) {
         self.push(f);
     }

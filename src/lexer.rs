@@ -318,6 +318,27 @@ impl<R: Read> Lexer<R> {
         }
     }
 
+    /// A lexer that starts in the middle of an interchange whose delimiters are known: `inner`
+    /// yields the input from stream offset `at.offset`, which is line `at.line`. In-file
+    /// parallel checking ([`crate::split`]) reads each piece of a large set this way; the
+    /// tokens are the ones a lexer reading from the start would produce from that offset on,
+    /// provided `at` is right after a segment terminator.
+    pub fn resume(inner: R, opts: LexerOptions, delims: Delimiters, at: Position) -> Self {
+        let mut lexer = Self::with_options(inner, opts);
+        lexer.base = at.offset;
+        lexer.line = at.line;
+        lexer.delims = Some(delims);
+        lexer.seen_any = true;
+        lexer.bom_checked = true;
+        lexer
+    }
+
+    /// Where the next token's search begins (before any line breaks or blanks are skipped):
+    /// the point to [`resume`](Self::resume) from to get the same tokens again.
+    pub fn checkpoint(&self) -> Position {
+        self.pos()
+    }
+
     /// Delimiters of the interchange being read, once its ISA was seen.
     pub fn delimiters(&self) -> Option<Delimiters> {
         self.delims

@@ -22,5 +22,6 @@ pub mod rules;
 pub mod run;
 pub mod schema;
 pub mod screen;
+pub mod split;
 pub mod store;
 pub mod validate;

@@ -369,8 +369,10 @@ fn check_without_rules(files: &[PathBuf], format: Format) -> ExitCode {
     let mut failed = false;
     let threads = jobs().min(files.len());
     if threads <= 1 {
+        // One file at a time: its large sets are cut into pieces checked on every core.
+        let inside = jobs();
         for path in files {
-            let s = check_file(&engine, path, format, &mut out);
+            let s = check_file(&engine, path, format, &mut out, inside);
             status = status.max(s);
         }
     } else {
@@ -382,7 +384,7 @@ fn check_without_rules(files: &[PathBuf], format: Format) -> ExitCode {
             2 * threads,
             |i| {
                 let mut buf = eligo::parallel::SpillBuffer::new(SPILL_AT);
-                let s = check_file(&engine, &files[i], format, &mut buf);
+                let s = check_file(&engine, &files[i], format, &mut buf, 1);
                 (s, buf)
             },
             |_, (s, buf)| {
@@ -397,17 +399,54 @@ fn check_without_rules(files: &[PathBuf], format: Format) -> ExitCode {
     ExitCode::from(status)
 }
 
+/// An input to check: standard input is read as a stream; a file may be cut into pieces
+/// checked on several threads ([`eligo::split`]).
+enum Input {
+    Stdin,
+    File(std::fs::File),
+}
+
+impl Input {
+    fn open(path: &Path) -> io::Result<Input> {
+        if path.as_os_str() == "-" {
+            Ok(Input::Stdin)
+        } else {
+            Ok(Input::File(std::fs::File::open(path)?))
+        }
+    }
+
+    /// Checks the input; `jobs` threads may share one file.
+    fn check<O: eligo::check::Observer>(&self, engine: &Engine, obs: &mut O, jobs: usize) {
+        match self {
+            Input::Stdin => check_stream(
+                engine,
+                io::BufReader::with_capacity(1 << 16, io::stdin().lock()),
+                obs,
+            ),
+            Input::File(f) => {
+                eligo::split::check_file(engine, f, obs, eligo::split::SplitOptions::new(jobs));
+            }
+        }
+    }
+}
+
 /// Checks one file, writing its findings and summary to `out`; returns its exit status.
-fn check_file<W: Write>(engine: &Engine, path: &Path, format: Format, out: &mut W) -> u8 {
+/// `jobs` threads may check pieces of the file's large sets.
+fn check_file<W: Write>(
+    engine: &Engine,
+    path: &Path,
+    format: Format,
+    out: &mut W,
+    jobs: usize,
+) -> u8 {
     let name = path.display().to_string();
-    let input = match open_input(path) {
+    let input = match Input::open(path) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("eligo: {name}: {e}");
             return 2;
         }
     };
-    let input = io::BufReader::with_capacity(1 << 16, input);
     let summary: FileSummary = match format {
         Format::Human => {
             let mut p = HumanPrinter {
@@ -415,7 +454,7 @@ fn check_file<W: Write>(engine: &Engine, path: &Path, format: Format, out: &mut 
                 file: &name,
                 summary: FileSummary::default(),
             };
-            check_stream(engine, input, &mut p);
+            input.check(engine, &mut p, jobs);
             let s = p.summary;
             let _ = writeln!(out, "{}", human_summary(&name, &s));
             s
@@ -426,7 +465,7 @@ fn check_file<W: Write>(engine: &Engine, path: &Path, format: Format, out: &mut 
                 file: &name,
                 summary: FileSummary::default(),
             };
-            check_stream(engine, input, &mut p);
+            input.check(engine, &mut p, jobs);
             let s = p.summary;
             let _ = writeln!(
                 out,
@@ -448,8 +487,8 @@ fn cmd_ack(
     ta1: bool,
 ) -> ExitCode {
     let engine = Engine::embedded();
-    let input = match open_input(file) {
-        Ok(i) => io::BufReader::with_capacity(1 << 16, i),
+    let input = match Input::open(file) {
+        Ok(i) => i,
         Err(e) => {
             eprintln!("eligo: {}: {e}", file.display());
             return ExitCode::from(2);
@@ -472,7 +511,7 @@ fn cmd_ack(
     }
     let mut buf = Vec::new();
     let mut writer = AckWriter::new(&mut buf, settings);
-    check_stream(&engine, input, &mut writer);
+    input.check(&engine, &mut writer, jobs());
     let written = writer.written;
     if let Err(e) = writer.into_inner() {
         eprintln!("eligo: {e}");

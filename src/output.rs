@@ -48,6 +48,9 @@ impl FileSummary {
 }
 
 impl Observer for FileSummary {
+    fn wants_records(&self) -> bool {
+        false
+    }
     fn finding(&mut self, f: Finding) {
         self.count(&f);
     }
@@ -144,6 +147,9 @@ pub struct HumanPrinter<'a, W> {
 }
 
 impl<W: Write> Observer for HumanPrinter<'_, W> {
+    fn wants_records(&self) -> bool {
+        false
+    }
     fn finding(&mut self, f: Finding) {
         let _ = writeln!(self.out, "{}", human_line(self.file, &f));
         self.summary.finding(f);
@@ -214,6 +220,9 @@ impl<W: Write> JsonPrinter<'_, W> {
 }
 
 impl<W: Write> Observer for JsonPrinter<'_, W> {
+    fn wants_records(&self) -> bool {
+        false
+    }
     fn finding(&mut self, mut f: Finding) {
         f.value = f.display_value();
         // The member's subscriber id is member data whatever the finding.

@@ -65,7 +65,7 @@ pub trait SetSink {
 }
 
 /// Counters the balancing rules and summaries need.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub members: u64,
     pub subscribers: u64,
@@ -75,7 +75,35 @@ pub struct Tally {
 /// Most findings kept for one member loop (the 999 writer reports far fewer).
 pub const MAX_MEMBER_FINDINGS: usize = 10_000;
 
+/// Counters of a set that add up across pieces of it checked separately ([`crate::split`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Additive {
+    pub tally: Tally,
+    pub rejecting: usize,
+    pub warnings: usize,
+    pub standard_errors: usize,
+    /// Repetitions of the member loop so far.
+    pub units: u32,
+}
+
+impl Additive {
+    pub fn plus(self, o: Additive) -> Additive {
+        Additive {
+            tally: Tally {
+                members: self.tally.members + o.tally.members,
+                subscribers: self.tally.subscribers + o.tally.subscribers,
+                dependents: self.tally.dependents + o.tally.dependents,
+            },
+            rejecting: self.rejecting + o.rejecting,
+            warnings: self.warnings + o.warnings,
+            standard_errors: self.standard_errors + o.standard_errors,
+            units: self.units.saturating_add(o.units),
+        }
+    }
+}
+
 /// Validates one transaction set, segment by segment.
+#[derive(Clone)]
 pub struct SetValidator<'s> {
     std: &'s Standards,
     policy: Option<&'s dyn crate::check::FindingPolicy>,
@@ -104,6 +132,9 @@ pub struct SetValidator<'s> {
     state: situational::SetState,
     /// Findings of the current member counted but not kept (over [`MAX_MEMBER_FINDINGS`]).
     unlisted: u64,
+    /// The open member is a stand-in for the unseen member before a piece of the set checked
+    /// on its own ([`SetValidator::boundary_fork`]): closing it reports nothing.
+    phantom: bool,
 }
 
 impl<'s> SetValidator<'s> {
@@ -135,6 +166,129 @@ impl<'s> SetValidator<'s> {
             last_at: crate::lexer::Position::default(),
             state: situational::SetState::default(),
             unlisted: 0,
+            phantom: false,
+        }
+    }
+
+    /// Where the member loop sits in the walker while a member is open: the depth of the loop
+    /// that contains it and its child index there.
+    fn unit_slot(&self) -> Option<(usize, usize)> {
+        let ud = self.unit_depth?;
+        let parent = ud.checked_sub(1)?;
+        Some((parent, self.walker.cursor(parent)?))
+    }
+
+    /// True right after a segment opened a member loop that may repeat without limit: the
+    /// point where a set can be cut into pieces checked in parallel.
+    pub fn at_member_start(&self) -> bool {
+        let Some((parent, child)) = self.unit_slot() else {
+            return false;
+        };
+        let unbounded = match self.std.schema.loops
+            [self.walker.open_loops().nth(parent).unwrap_or(0)]
+        .children
+        .get(child)
+        {
+            Some(crate::schema::Child::Loop(l)) => self.std.schema.loops[*l].repeat.is_none(),
+            _ => false,
+        };
+        unbounded
+            && self.in_member
+            && !self.phantom
+            && self.member.segs.len() == 1
+            && self.walker.depth() == parent + 2
+    }
+
+    /// The state of this set just before a later member opens, as far as it can be known
+    /// without the members in between: same header, envelope and loop stack up to the member
+    /// loop; a stand-in for the member before (closing it reports nothing); additive counters
+    /// at zero; the S3 subscriber unknown. Must be called in the state
+    /// [`at_member_start`](Self::at_member_start) describes. `position` is the set position of
+    /// the segment before the member's first.
+    pub fn boundary_fork(&self, position: u32) -> SetValidator<'s> {
+        let mut v = self.clone();
+        if let Some((parent, child)) = self.unit_slot() {
+            v.walker.truncate(parent + 1);
+            v.walker.set_count(parent, child, 0);
+        }
+        v.member.clear(self.member.delims);
+        v.phantom = true;
+        v.pending.clear();
+        v.unlisted = 0;
+        v.position = position;
+        v.set_additive(Additive::default());
+        v.state = situational::SetState {
+            subscriber_id: None,
+            subscriber_unknown: true,
+            needed_unknown: false,
+        };
+        v
+    }
+
+    /// Sets the count of segments seen so far (ST = 1).
+    pub fn set_position(&mut self, position: u32) {
+        self.position = position;
+    }
+
+    /// The counters that add up across pieces.
+    pub fn additive(&self) -> Additive {
+        let units = self
+            .unit_slot()
+            .map(|(d, c)| self.walker.count(d, c))
+            .unwrap_or(0);
+        Additive {
+            tally: self.tally,
+            rejecting: self.rejecting,
+            warnings: self.warnings,
+            standard_errors: self.standard_errors,
+            units,
+        }
+    }
+
+    pub fn set_additive(&mut self, a: Additive) {
+        self.tally = a.tally;
+        self.rejecting = a.rejecting;
+        self.warnings = a.warnings;
+        self.standard_errors = a.standard_errors;
+        if let Some((d, c)) = self.unit_slot() {
+            self.walker.set_count(d, c, a.units);
+        }
+    }
+
+    /// Same state, apart from the additive counters and the S3 subscriber: the test that a
+    /// piece checked from a [`boundary_fork`](Self::boundary_fork) started where the pieces
+    /// before it really ended.
+    pub fn same_boundary(&self, o: &SetValidator<'_>) -> bool {
+        let Some((d, c)) = self.unit_slot() else {
+            return false;
+        };
+        self.position == o.position
+            && self.in_member == o.in_member
+            && self.unit_depth == o.unit_depth
+            && !self.phantom
+            && !o.phantom
+            && self.unlisted == o.unlisted
+            && self.last_at == o.last_at
+            && self.group == o.group
+            && self.base == o.base
+            && self.sender == o.sender
+            && self.pending == o.pending
+            && self.member == o.member
+            && self.header == o.header
+            && self.open == o.open
+            && self.walker.same_except(&o.walker, d, c)
+    }
+
+    /// True when a piece's rules needed the subscriber from before the piece.
+    pub fn needed_unknown(&self) -> bool {
+        self.state.needed_unknown
+    }
+
+    /// Takes the S3 subscriber from the state before this piece when the piece saw none.
+    pub fn inherit_subscriber(&mut self, before: &SetValidator<'_>) {
+        if self.state.subscriber_unknown {
+            self.state.subscriber_id = before.state.subscriber_id.clone();
+            self.state.subscriber_unknown = before.state.subscriber_unknown;
         }
     }
 
@@ -401,6 +555,14 @@ impl<'s> SetValidator<'s> {
             return;
         }
         self.unit_depth = None;
+        if self.phantom {
+            // The stand-in for a member another piece checks: what would close it (required
+            // children missing at this point) is that piece's to report.
+            self.phantom = false;
+            self.pending.clear();
+            self.unlisted = 0;
+            return;
+        }
         self.std.rules.check_member(
             &self.std.schema,
             &self.header,

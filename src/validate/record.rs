@@ -10,14 +10,14 @@ use crate::schema::{LoopIx, Schema, SegIx};
 pub const MAX_SEGMENTS: usize = 50_000;
 
 /// A loop instance inside a record: which loop, and which instance contains it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Instance {
     pub loop_ix: LoopIx,
     pub parent: Option<u32>,
 }
 
 /// One placed segment of a record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecSeg {
     pub seg_ix: SegIx,
     /// The segment ID packed ([`crate::schema::pack`]), for fast lookups by rules.
@@ -32,7 +32,7 @@ pub struct RecSeg {
 }
 
 /// The header or one member of a set.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     buf: Vec<u8>,
     pub segs: Vec<RecSeg>,

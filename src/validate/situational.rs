@@ -329,10 +329,16 @@ impl RuleSet {
 }
 
 /// State carried from member to member within one set.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SetState {
     /// REF*0F of the last subscriber (INS01 `Y`) seen in the set.
     pub subscriber_id: Option<Vec<u8>>,
+    /// True while the members before this point have not been seen: a piece of a set checked
+    /// in parallel starts so ([`crate::split`]). The first subscriber with a REF*0F ends it.
+    pub subscriber_unknown: bool,
+    /// A dependent was compared with the unknown subscriber: the piece's findings depend on
+    /// members it did not see, and it must be checked again in sequence.
+    pub needed_unknown: bool,
 }
 
 struct Ctx<'a> {
@@ -635,8 +641,12 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
             let sid = state.subscriber_id.get_or_insert_with(Vec::new);
             sid.clear();
             sid.extend_from_slice(id);
+            state.subscriber_unknown = false;
         }
         Some(b"N") => {
+            if state.subscriber_unknown {
+                state.needed_unknown = true;
+            }
             if let Some(sub) = &state.subscriber_id {
                 if sub.as_slice() != id {
                     let mut f = Finding::new(

@@ -32,7 +32,7 @@ impl Key<'_> {
 }
 
 /// One open loop instance.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Frame {
     loop_ix: LoopIx,
     /// Index of the child matched last.
@@ -52,7 +52,7 @@ pub enum Placement {
 }
 
 /// Loops left or entered by the last placement, for consumers that build member records.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Walker {
     stack: Vec<Frame>,
     depth: usize,
@@ -289,6 +289,63 @@ impl Walker {
                 }
             }
         }
+    }
+
+    /// Number of open loops.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Forgets the loops deeper than `depth` without reporting anything: used to build the
+    /// state a set is in between two member loops, for in-file parallel checking.
+    pub fn truncate(&mut self, depth: usize) {
+        self.depth = self.depth.min(depth);
+    }
+
+    /// Uses of child `child` in the open loop at `depth` (0 = the root).
+    pub fn count(&self, depth: usize, child: usize) -> u32 {
+        self.stack[..self.depth]
+            .get(depth)
+            .and_then(|f| f.counts.get(child).copied())
+            .unwrap_or(0)
+    }
+
+    /// Sets the uses of child `child` in the open loop at `depth`.
+    pub fn set_count(&mut self, depth: usize, child: usize, n: u32) {
+        if let Some(c) = self.stack[..self.depth]
+            .get_mut(depth)
+            .and_then(|f| f.counts.get_mut(child))
+        {
+            *c = n;
+        }
+    }
+
+    /// The child the loop at `depth` matched last.
+    pub fn cursor(&self, depth: usize) -> Option<usize> {
+        self.stack[..self.depth].get(depth).map(|f| f.cursor)
+    }
+
+    /// Same open loops, cursors and use counts, apart from the uses of `child` at `depth`
+    /// (a count that adds up across pieces of a set checked in parallel).
+    pub fn same_except(&self, other: &Walker, depth: usize, child: usize) -> bool {
+        self.depth == other.depth
+            && self.stack[..self.depth]
+                .iter()
+                .zip(&other.stack[..other.depth])
+                .enumerate()
+                .all(|(d, (a, b))| {
+                    if d != depth {
+                        return a == b;
+                    }
+                    a.loop_ix == b.loop_ix
+                        && a.cursor == b.cursor
+                        && a.counts.len() == b.counts.len()
+                        && a.counts
+                            .iter()
+                            .zip(&b.counts)
+                            .enumerate()
+                            .all(|(i, (x, y))| i == child || x == y)
+                })
     }
 
     /// Ends the set: closes every loop and reports required children never seen.

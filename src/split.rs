@@ -1,0 +1,633 @@
+//! In-file parallel checking: one large transaction set is cut into pieces at subscriber
+//! boundaries and the pieces are checked on several threads, with exactly the findings a
+//! sequential check gives.
+//!
+//! The state a piece starts in is only known once everything before it was checked. Between
+//! two members, though, nearly all of it is the same everywhere in a set: the envelope, the
+//! header, the loop stack up to the member loop. So every piece after the first starts from
+//! that common state (a *boundary fork*): its segment position and line number come from
+//! counting terminators and line breaks, which is cheap, and the counters that add up (members,
+//! errors, member-loop repetitions) start at zero. The piece before it checks one segment more
+//! than its share, the first segment of the next piece, which closes its last member; then the
+//! two states at that point are compared field by field. Only when they are equal are the later
+//! piece's findings used; otherwise the rest of the set is checked in sequence from the real
+//! state, so a wrong guess costs time and never changes a finding. Pieces are cut only before
+//! `INS*Y` (a subscriber), so the one rule that looks back across members (834-S3: a
+//! dependent's REF*0F equals its subscriber's) starts afresh; a piece that still needed the
+//! member before it is checked again too.
+//!
+//! Only observers that do without member records ([`Observer::wants_records`]) can use this:
+//! `check` and `ack`. A piece's findings wait in memory until the pieces before it are done;
+//! at most a few pieces are in flight, so memory stays bounded whatever the file size. The
+//! file is read with positional reads rather than mapped, so the page cache is not counted as
+//! the process's memory.
+
+use crate::check::{check_stream, Checker, Engine, Observer};
+use crate::finding::Finding;
+use crate::lexer::{Delimiters, LexErrorKind, Lexer, Position, Token};
+use crate::validate::Additive;
+use memchr::memmem;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+/// How a file is cut up.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitOptions {
+    /// Threads checking pieces; 1 checks in sequence.
+    pub jobs: usize,
+    /// Bytes per piece (a piece ends at the first subscriber after this many bytes).
+    pub piece: u64,
+    /// A set is cut only when more than this many bytes remain after its first member.
+    pub min_set: u64,
+}
+
+impl SplitOptions {
+    /// `jobs` threads, pieces of 1 MiB (or `ELIGO_SPLIT_PIECE` bytes, which the tests use to
+    /// cut small files into many pieces), sets of at least 8 pieces.
+    pub fn new(jobs: usize) -> SplitOptions {
+        let piece = std::env::var("ELIGO_SPLIT_PIECE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|p| *p > 0)
+            .unwrap_or(1 << 20);
+        SplitOptions {
+            jobs: jobs.max(1),
+            piece,
+            min_set: piece.saturating_mul(8),
+        }
+    }
+}
+
+/// What the cutting did, for tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SplitStats {
+    /// Sets (or rests of sets) checked in pieces.
+    pub regions: u64,
+    /// Pieces whose findings were used.
+    pub pieces: u64,
+    /// Pieces whose guessed start state was wrong (the rest of their set was checked in
+    /// sequence).
+    pub fallbacks: u64,
+}
+
+/// Checks one file, cutting its large sets into pieces checked on `opts.jobs` threads when
+/// the observer allows it; otherwise reads it in sequence like [`check_stream`].
+pub fn check_file<O: Observer>(
+    engine: &Engine,
+    file: &File,
+    observer: &mut O,
+    opts: SplitOptions,
+) -> SplitStats {
+    let mut stats = SplitStats::default();
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if opts.jobs < 2 || observer.wants_records() || len < opts.min_set || !cfg!(unix) {
+        check_stream(
+            engine,
+            io::BufReader::with_capacity(1 << 16, file),
+            observer,
+        );
+        return stats;
+    }
+    let mut checker = Checker::new(engine);
+    let mut lexer = Lexer::with_options(RangeReader::new(file, 0, len), engine.lexer);
+    // Offset before which no set is cut: the rest of a set too small to be worth it, or the
+    // stretch after a failed guess.
+    let mut quiet_until = 0u64;
+    while let Some(tok) = lexer.next_token() {
+        match tok {
+            Token::Segment(seg) => {
+                let delims = seg.delimiters();
+                let at = seg.position().offset;
+                checker.segment(&seg, observer);
+                if at < quiet_until || !checker.at_member_start() {
+                    continue;
+                }
+                let after = lexer.checkpoint();
+                let region = Region {
+                    engine,
+                    file,
+                    len,
+                    delims,
+                    opts,
+                };
+                match region.run(&mut checker, after, observer, &mut stats) {
+                    Outcome::NotWorth { set_end } => quiet_until = set_end,
+                    Outcome::Resume { at, blocked } => {
+                        if blocked {
+                            // A guess failed here: read a little in sequence before cutting
+                            // again, so that a run of odd members is not guessed at over and
+                            // over.
+                            quiet_until = at.offset.saturating_add(opts.piece.saturating_mul(2));
+                        }
+                        lexer = Lexer::resume(
+                            RangeReader::new(file, at.offset, len),
+                            engine.lexer,
+                            delims,
+                            at,
+                        );
+                    }
+                }
+            }
+            Token::Warning(e) | Token::Error(e) => checker.lex_error(e, observer),
+        }
+    }
+    checker.finish(observer);
+    stats
+}
+
+/// Reads `[pos, end)` of a file with positional reads: several readers share one handle.
+struct RangeReader<'f> {
+    file: &'f File,
+    pos: u64,
+    end: u64,
+}
+
+impl<'f> RangeReader<'f> {
+    fn new(file: &'f File, pos: u64, end: u64) -> Self {
+        RangeReader { file, pos, end }
+    }
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = self.end.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = read_at(self.file, &mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_at(_file: &File, _buf: &mut [u8], _at: u64) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "positional reads",
+    ))
+}
+
+/// Reads `[from, to)` (or up to the end of the file) into `buf`.
+fn read_range(file: &File, from: u64, to: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    let mut r = RangeReader::new(file, from, to);
+    r.read_to_end(buf)?;
+    Ok(())
+}
+
+/// True when a segment starts at `buf[i]`: the byte before it, line breaks skipped, is the
+/// segment terminator. (Terminators never occur in data, so this is exact; a position too
+/// close to the start of `buf` to tell is not taken.)
+fn starts_segment(buf: &[u8], i: usize, terminator: u8) -> bool {
+    let mut j = i;
+    while j > 0 && matches!(buf[j - 1], b'\r' | b'\n') && buf[j - 1] != terminator {
+        j -= 1;
+    }
+    j > 0 && buf[j - 1] == terminator
+}
+
+/// Bytes kept before a searched range to see the terminator in front of a match.
+const LOOK_BEHIND: u64 = 64;
+/// How far past its target a piece looks for the next subscriber before it takes the rest.
+const SEARCH_LIMIT_PIECES: u64 = 16;
+
+/// One piece of a set: where it starts, what position its first segment follows, and where
+/// the next piece starts (its first segment is checked by both).
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    index: usize,
+    start: Position,
+    /// Set position of the segment before the piece's first.
+    position: u32,
+    /// Offset of the next piece's first segment (an `INS*Y`); None for the last piece.
+    boundary: Option<u64>,
+    /// Where this piece's reading stops: right after the boundary segment, or the end of file.
+    end: u64,
+}
+
+/// Cuts the rest of a set into pieces, one after the other, counting line breaks and
+/// terminators on the way.
+struct Planner<'f> {
+    file: &'f File,
+    len: u64,
+    term: u8,
+    subscriber: Vec<u8>,
+    set_end: Vec<u8>,
+    piece: u64,
+    buf: Vec<u8>,
+    next: Option<(Position, u32)>,
+    index: usize,
+}
+
+impl Planner<'_> {
+    /// The first segment start at or after `from` matching `pattern`, searching at most to
+    /// `limit`; with the offset just past that segment's terminator.
+    fn find(&mut self, pattern: &[u8], from: u64, limit: u64) -> io::Result<Option<(u64, u64)>> {
+        const WINDOW: u64 = 256 << 10;
+        let limit = limit.min(self.len);
+        let mut at = from;
+        while at < limit {
+            let lo = at.saturating_sub(LOOK_BEHIND);
+            let hi = (at + WINDOW).min(self.len);
+            read_range(self.file, lo, hi + 512, &mut self.buf)?;
+            let skip = (at - lo) as usize;
+            let scan_end = ((hi.min(limit) - lo) as usize).min(self.buf.len());
+            let finder = memmem::Finder::new(pattern);
+            let mut from_i = skip;
+            while from_i < scan_end {
+                let Some(i) = finder.find(&self.buf[from_i..]).map(|i| i + from_i) else {
+                    break;
+                };
+                if i >= scan_end {
+                    break;
+                }
+                if starts_segment(&self.buf, i, self.term) {
+                    return Ok(memchr::memchr(self.term, &self.buf[i..])
+                        .map(|t| (lo + i as u64, lo + (i + t + 1) as u64)));
+                }
+                from_i = i + 1;
+            }
+            at = hi;
+        }
+        Ok(None)
+    }
+
+    /// Line breaks and segment terminators in `[from, to)`, and whether a set trailer (SE)
+    /// starts in it.
+    fn count(&mut self, from: u64, to: u64) -> io::Result<(u64, u64, bool)> {
+        let lo = from.saturating_sub(LOOK_BEHIND);
+        read_range(self.file, lo, to, &mut self.buf)?;
+        let skip = ((from - lo) as usize).min(self.buf.len());
+        let body = &self.buf[skip..];
+        let (mut lines, mut terms) = (0u64, 0u64);
+        for &b in body {
+            lines += u64::from(b == b'\n');
+            terms += u64::from(b == self.term);
+        }
+        let se = memmem::find_iter(body, &self.set_end)
+            .any(|i| starts_segment(&self.buf, skip + i, self.term));
+        Ok((lines, terms, se))
+    }
+
+    fn next_piece(&mut self) -> io::Result<Option<Piece>> {
+        let Some((start, position)) = self.next.take() else {
+            return Ok(None);
+        };
+        let index = self.index;
+        self.index += 1;
+        let last = Piece {
+            index,
+            start,
+            position,
+            boundary: None,
+            end: self.len,
+        };
+        let target = start.offset.saturating_add(self.piece);
+        let limit = target.saturating_add(self.piece.saturating_mul(SEARCH_LIMIT_PIECES));
+        let pattern = self.subscriber.clone();
+        let Some((b, after)) = self.find(&pattern, target, limit)? else {
+            return Ok(Some(last));
+        };
+        let (lines, terms, se) = self.count(start.offset, b)?;
+        if se {
+            return Ok(Some(last));
+        }
+        let Ok(terms) = u32::try_from(terms) else {
+            return Ok(Some(last));
+        };
+        self.next = Some((
+            Position {
+                offset: b,
+                line: start.line + lines,
+            },
+            position.saturating_add(terms),
+        ));
+        Ok(Some(Piece {
+            boundary: Some(b),
+            end: after,
+            ..last
+        }))
+    }
+}
+
+/// How a region ended for the driver.
+enum Outcome {
+    /// The rest of the set is small: check it in sequence; `set_end` is where its SE starts.
+    NotWorth { set_end: u64 },
+    /// The region was checked; go on reading at `at`. `blocked`: a guess failed there.
+    Resume { at: Position, blocked: bool },
+}
+
+/// How one piece ended.
+#[derive(Debug)]
+enum End {
+    /// It checked the next piece's first segment too; reading could go on at the position.
+    Boundary(Position),
+    /// It stopped before an envelope segment, an interchange-level error or the end of the
+    /// file; reading goes on at the position.
+    Stopped(Position),
+    /// Its first segment was not the one planned: nothing of it can be used.
+    Invalid,
+}
+
+struct Done<'e> {
+    findings: Vec<Finding>,
+    end: End,
+    /// The state at the end of the piece.
+    checker: Checker<'e>,
+    /// For a piece after the first: the state right after its first segment.
+    first: Option<Checker<'e>>,
+    /// The additive counters before the boundary segment was checked.
+    before_boundary: Additive,
+}
+
+struct Region<'a, 'e> {
+    engine: &'e Engine,
+    file: &'a File,
+    len: u64,
+    delims: Delimiters,
+    opts: SplitOptions,
+}
+
+/// Segments that end a piece: the envelope's, which only the sequential checker handles.
+fn is_envelope(id: &[u8]) -> bool {
+    matches!(id, b"ISA" | b"IEA" | b"GS" | b"GE" | b"ST" | b"SE")
+}
+
+impl<'e> Region<'_, 'e> {
+    /// Checks the rest of the open set in pieces, starting at `after` (just past the segment
+    /// that opened a member), delivering findings to `obs` in order and leaving `checker` in
+    /// the state a sequential check would have at the returned position.
+    fn run<O: Observer>(
+        &self,
+        checker: &mut Checker<'e>,
+        after: Position,
+        obs: &mut O,
+        stats: &mut SplitStats,
+    ) -> Outcome {
+        let e = self.delims.element;
+        let mut planner = Planner {
+            file: self.file,
+            len: self.len,
+            term: self.delims.segment,
+            subscriber: vec![b'I', b'N', b'S', e, b'Y', e],
+            set_end: vec![b'S', b'E', e],
+            piece: self.opts.piece,
+            buf: Vec::new(),
+            next: None,
+            index: 0,
+        };
+        let set_end = vec![b'S', b'E', e];
+        match planner.find(
+            &set_end,
+            after.offset,
+            after.offset.saturating_add(self.opts.min_set),
+        ) {
+            Ok(Some((se, _))) => return Outcome::NotWorth { set_end: se },
+            Ok(None) => {}
+            Err(_) => return Outcome::NotWorth { set_end: self.len },
+        }
+        let seen = checker.take_seen();
+        let position = checker.set_position();
+        let Some(template) = checker.boundary_fork(0) else {
+            checker.restore_seen(seen);
+            return Outcome::NotWorth {
+                set_end: after.offset,
+            };
+        };
+        planner.next = Some((after, position));
+        stats.regions += 1;
+        let (state, at, blocked) =
+            self.pieces(checker.clone(), &template, &mut planner, obs, stats);
+        *checker = state;
+        checker.restore_seen(seen);
+        Outcome::Resume { at, blocked }
+    }
+
+    /// Plans, checks and merges the pieces; returns the final state, where to read on, and
+    /// whether a guess failed.
+    fn pieces<O: Observer>(
+        &self,
+        first: Checker<'e>,
+        template: &Checker<'e>,
+        planner: &mut Planner<'_>,
+        obs: &mut O,
+        stats: &mut SplitStats,
+    ) -> (Checker<'e>, Position, bool) {
+        let jobs = self.opts.jobs;
+        let window = 2 * jobs + 2;
+        let cancel = AtomicBool::new(false);
+        let (job_tx, job_rx) = mpsc::channel::<(Piece, Checker<'e>)>();
+        let job_rx = Mutex::new(job_rx);
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Done<'e>>)>();
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                let (job_rx, done_tx, cancel) = (&job_rx, done_tx.clone(), &cancel);
+                s.spawn(move || loop {
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((piece, start)) = job else { return };
+                    let done =
+                        (!cancel.load(Ordering::Relaxed)).then(|| self.check_piece(&piece, start));
+                    if done_tx.send((piece.index, done)).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut merge =
+                Merge::new(first.clone(), planner.next.map(|n| n.0).unwrap_or_default());
+            let mut first = Some(first);
+            let (mut planned, mut planning_done) = (0usize, false);
+            let mut waiting: BTreeMap<usize, Option<Done<'e>>> = BTreeMap::new();
+            let result = 'run: loop {
+                while !planning_done && planned < merge.next + window {
+                    match planner.next_piece() {
+                        Ok(Some(piece)) => {
+                            planning_done = piece.boundary.is_none();
+                            let start = match first.take() {
+                                Some(c) => c,
+                                None => template.with_position(piece.position),
+                            };
+                            planned += 1;
+                            if job_tx.send((piece, start)).is_err() {
+                                planning_done = true;
+                            }
+                        }
+                        Ok(None) | Err(_) => planning_done = true,
+                    }
+                }
+                if merge.next >= planned {
+                    // Planning failed before the set's end: go on in sequence from the last
+                    // merged state.
+                    break 'run merge.fallback();
+                }
+                let Ok((i, done)) = done_rx.recv() else {
+                    break 'run merge.fallback();
+                };
+                waiting.insert(i, done);
+                while let Some(done) = waiting.remove(&merge.next) {
+                    let end = merge.take(done, obs);
+                    match &end {
+                        Some((_, _, true)) => stats.fallbacks += 1,
+                        _ => stats.pieces += 1,
+                    }
+                    if let Some(end) = end {
+                        break 'run end;
+                    }
+                }
+            };
+            cancel.store(true, Ordering::Relaxed);
+            drop(job_tx);
+            result
+        })
+    }
+
+    /// Checks one piece from its start state, keeping its findings.
+    fn check_piece(&self, piece: &Piece, start: Checker<'e>) -> Done<'e> {
+        let mut checker = start;
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut first: Option<Checker<'e>> = None;
+        let forked = piece.index > 0;
+        let mut before_boundary = Additive::default();
+        let reader = RangeReader::new(self.file, piece.start.offset, piece.end);
+        let mut lexer = Lexer::resume(reader, self.engine.lexer, self.delims, piece.start);
+        let end = loop {
+            let cp = lexer.checkpoint();
+            let Some(tok) = lexer.next_token() else {
+                break End::Stopped(lexer.checkpoint());
+            };
+            match tok {
+                Token::Segment(seg) => {
+                    let at = seg.position().offset;
+                    if forked && first.is_none() && (at != piece.start.offset || seg.id() != b"INS")
+                    {
+                        break End::Invalid;
+                    }
+                    if is_envelope(seg.id()) || piece.boundary.is_some_and(|b| at > b) {
+                        break End::Stopped(cp);
+                    }
+                    let boundary = piece.boundary == Some(at);
+                    if boundary {
+                        before_boundary = checker.additive();
+                    }
+                    checker.segment(&seg, &mut findings);
+                    if forked && first.is_none() {
+                        first = Some(checker.clone());
+                    }
+                    if boundary {
+                        break End::Boundary(lexer.checkpoint());
+                    }
+                }
+                Token::Warning(e) | Token::Error(e) => {
+                    if forked && first.is_none() {
+                        break End::Invalid;
+                    }
+                    let interchange_level = !matches!(
+                        e.kind,
+                        LexErrorKind::SegmentTooLong { .. } | LexErrorKind::UnterminatedSegment
+                    );
+                    if interchange_level || piece.boundary.is_some_and(|b| e.pos.offset >= b) {
+                        break End::Stopped(cp);
+                    }
+                    checker.lex_error(e, &mut findings);
+                }
+            }
+        };
+        Done {
+            findings,
+            end,
+            checker,
+            first,
+            before_boundary,
+        }
+    }
+}
+
+/// Joins the pieces' results in order.
+struct Merge<'e> {
+    next: usize,
+    /// Sum of the additive counters of the pieces merged, up to their boundaries.
+    sum: Additive,
+    /// The real state right after the last merged piece's boundary segment (counters
+    /// absolute), and where reading would go on from it.
+    real: Checker<'e>,
+    real_at: Position,
+}
+
+impl<'e> Merge<'e> {
+    fn new(start: Checker<'e>, at: Position) -> Self {
+        Merge {
+            next: 0,
+            sum: Additive::default(),
+            real: start,
+            real_at: at,
+        }
+    }
+
+    /// Go on in sequence from the last real state (the region's start before any piece was
+    /// merged).
+    fn fallback(&mut self) -> (Checker<'e>, Position, bool) {
+        (self.real.clone(), self.real_at, true)
+    }
+
+    /// Merges the next piece; returns the region's end when it is reached (or a guess
+    /// failed).
+    fn take<O: Observer>(
+        &mut self,
+        done: Option<Done<'e>>,
+        obs: &mut O,
+    ) -> Option<(Checker<'e>, Position, bool)> {
+        let index = self.next;
+        self.next += 1;
+        let Some(done) = done else {
+            return Some(self.fallback());
+        };
+        let valid = !matches!(done.end, End::Invalid)
+            && (index == 0
+                || done
+                    .first
+                    .as_ref()
+                    .is_some_and(|g| self.real.same_boundary(g))
+                    && !done.checker.needed_unknown());
+        if !valid {
+            return Some(self.fallback());
+        }
+        for f in done.findings {
+            obs.finding(f);
+        }
+        let mut state = done.checker;
+        if index > 0 {
+            state.inherit_subscriber(&self.real);
+        }
+        let own = state.additive();
+        let absolute = self.sum.plus(own);
+        state.set_additive(absolute);
+        match done.end {
+            End::Boundary(at) => {
+                // Up to the boundary the piece's own counts; the boundary segment's member is
+                // the next piece's to count, its errors (closing this piece's last member) ours.
+                let before = done.before_boundary;
+                self.sum = self.sum.plus(Additive {
+                    tally: before.tally,
+                    units: before.units,
+                    ..own
+                });
+                self.real = state;
+                self.real_at = at;
+                None
+            }
+            End::Stopped(at) => Some((state, at, false)),
+            End::Invalid => unreachable!("checked above"),
+        }
+    }
+}

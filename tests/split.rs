@@ -1,0 +1,272 @@
+//! Issue 6: checking one large set in pieces on several threads gives exactly what checking it
+//! in sequence gives: every observer event (findings, set, group and interchange results) and
+//! the 999, on generated files with and without errors, with tiny pieces so that each file is
+//! cut hundreds of times, and on files where the guesses must fail (corruptions right at piece
+//! boundaries, dependents without their subscriber).
+
+use eligo::ack::{AckSettings, AckWriter};
+use eligo::check::{
+    check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
+    Ta1Result,
+};
+use eligo::finding::Finding;
+use eligo::gen::{generate, GenOptions};
+use eligo::split::{check_file, SplitOptions, SplitStats};
+use std::io::Write;
+
+/// Records every event an observer gets, as text.
+#[derive(Default)]
+struct Events(Vec<String>);
+
+impl Observer for Events {
+    fn wants_records(&self) -> bool {
+        false
+    }
+    fn finding(&mut self, f: Finding) {
+        self.0.push(serde_json::to_string(&f).unwrap());
+    }
+    fn interchange_start(&mut self, i: &InterchangeInfo) {
+        self.0
+            .push(format!("ISA {}", serde_json::to_string(i).unwrap()));
+    }
+    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
+        self.0.push(format!("IEA {} {ta1:?} {groups}", i.isa13));
+    }
+    fn group_start(&mut self, g: &GroupInfo) {
+        self.0
+            .push(format!("GS {}", serde_json::to_string(g).unwrap()));
+    }
+    fn group_end(&mut self, r: &GroupResult) {
+        self.0
+            .push(format!("GE {}", serde_json::to_string(r).unwrap()));
+    }
+    fn set_start(&mut self, s: &SetInfo) {
+        self.0
+            .push(format!("ST {}", serde_json::to_string(s).unwrap()));
+    }
+    fn set_end(&mut self, r: &SetResult) {
+        self.0
+            .push(format!("SE {}", serde_json::to_string(r).unwrap()));
+    }
+}
+
+fn generated(size_mb: f64, seed: u64, error_rate: f64, full: bool, sets: u32) -> Vec<u8> {
+    let opts = GenOptions {
+        size_mb,
+        seed,
+        full,
+        error_rate,
+        sets,
+    };
+    let mut buf = Vec::new();
+    generate(&opts, &mut buf).unwrap();
+    buf
+}
+
+fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(bytes).unwrap();
+    f.flush().unwrap();
+    f
+}
+
+fn opts(piece: u64) -> SplitOptions {
+    SplitOptions {
+        jobs: 2,
+        piece,
+        min_set: piece * 4,
+    }
+}
+
+fn sequential(engine: &Engine, bytes: &[u8]) -> Vec<String> {
+    let mut ev = Events::default();
+    check_stream(engine, bytes, &mut ev);
+    ev.0
+}
+
+fn split(engine: &Engine, bytes: &[u8], o: SplitOptions) -> (Vec<String>, SplitStats) {
+    let f = file_with(bytes);
+    let mut ev = Events::default();
+    let stats = check_file(engine, f.as_file(), &mut ev, o);
+    (ev.0, stats)
+}
+
+fn assert_same(name: &str, a: &[String], b: &[String]) {
+    if a != b {
+        let first = a.iter().zip(b).position(|(x, y)| x != y);
+        panic!(
+            "{name}: split check differs from the sequential one at event {first:?} ({} vs {} events)\nsequential: {:?}\nsplit:      {:?}",
+            a.len(),
+            b.len(),
+            first.and_then(|i| a.get(i)),
+            first.and_then(|i| b.get(i)),
+        );
+    }
+}
+
+#[test]
+fn clean_and_faulty_files_give_the_same_events_in_pieces() {
+    let engine = Engine::embedded();
+    for (size, seed, rate, full, sets) in [
+        (0.5, 1, 0.0, false, 1),
+        (0.5, 2, 0.05, false, 1),
+        (0.6, 3, 0.2, false, 1),
+        (0.5, 4, 0.05, true, 1),
+        (0.8, 5, 0.1, false, 3),
+    ] {
+        let bytes = generated(size, seed, rate, full, sets);
+        let want = sequential(&engine, &bytes);
+        for piece in [2_000, 7_777, 50_000] {
+            let (got, stats) = split(&engine, &bytes, opts(piece));
+            assert_same(
+                &format!("seed {seed} rate {rate} piece {piece}"),
+                &want,
+                &got,
+            );
+            // The file really was cut, and the guesses held: a clean generated file never
+            // needs the sequential fallback, a faulty one rarely.
+            let expected = (size * 1_000_000.0) as u64 / piece / 2;
+            assert!(
+                stats.pieces >= expected,
+                "seed {seed} piece {piece}: only {stats:?} (expected >= {expected} pieces)"
+            );
+            if rate == 0.0 {
+                assert_eq!(stats.fallbacks, 0, "seed {seed} piece {piece}: {stats:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_999_is_the_same_in_pieces() {
+    let engine = Engine::embedded();
+    let bytes = generated(0.5, 11, 0.08, false, 2);
+    let ack = |split_it: bool| {
+        let mut settings = AckSettings::from_env();
+        settings.now = chrono::NaiveDate::from_ymd_opt(2025, 1, 11)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let mut out = Vec::new();
+        let mut w = AckWriter::new(&mut out, settings);
+        if split_it {
+            let f = file_with(&bytes);
+            let stats = check_file(&engine, f.as_file(), &mut w, opts(3_000));
+            assert!(stats.pieces > 10, "{stats:?}");
+        } else {
+            check_stream(&engine, bytes.as_slice(), &mut w);
+        }
+        w.into_inner().unwrap();
+        out
+    };
+    assert_eq!(
+        String::from_utf8(ack(false)).unwrap(),
+        String::from_utf8(ack(true)).unwrap()
+    );
+}
+
+/// Offsets of every `INS*Y*` segment start (the places pieces are cut).
+fn subscriber_starts(bytes: &[u8]) -> Vec<usize> {
+    memchr::memmem::find_iter(bytes, b"INS*Y*")
+        .filter(|&i| i > 0 && matches!(bytes[i - 1], b'~' | b'\n'))
+        .collect()
+}
+
+/// Damages a file at one offset.
+type Damage = dyn Fn(&mut Vec<u8>, usize);
+
+#[test]
+fn corruptions_at_piece_boundaries_change_nothing() {
+    let engine = Engine::embedded();
+    let clean = generated(0.4, 21, 0.0, false, 1);
+    let starts = subscriber_starts(&clean);
+    assert!(starts.len() > 100);
+    // Each variant damages the file right before or at subscriber boundaries, where the
+    // guessed state is most likely to be wrong.
+    let variants: Vec<(&str, Box<Damage>)> = vec![
+        // A dependent whose subscriber is another one's: S3 needs the member before.
+        (
+            "dependent of an unseen subscriber",
+            Box::new(|b: &mut Vec<u8>, at: usize| {
+                let ins = b"INS*N*19*021*28*A***FT~REF*0F*ZZZ999999~REF*1L*G1~NM1*IL*1*DOE*JO~DMG*D8*20100101*M~HD*021**HLT*PLAN1*DEP~DTP*348*D8*20250101~";
+                b.splice(at..at, ins.iter().copied());
+            }),
+        ),
+        // A segment the walker cannot place in the middle of a member.
+        (
+            "unplaceable segment",
+            Box::new(|b: &mut Vec<u8>, at: usize| {
+                b.splice(at..at, b"BGN*00*X*20250101*1200****2~".iter().copied());
+            }),
+        ),
+        // A missing required segment: the INS that follows reports it.
+        (
+            "required segment missing",
+            Box::new(|b: &mut Vec<u8>, at: usize| {
+                let next = memchr::memchr(b'~', &b[at..]).unwrap() + at + 1;
+                let end = memchr::memchr(b'~', &b[next..]).unwrap() + next + 1;
+                b.drain(next..end);
+            }),
+        ),
+        // Line breaks after terminators (line numbers must still come out right).
+        (
+            "line breaks",
+            Box::new(|b: &mut Vec<u8>, at: usize| {
+                b.splice(at..at, b"\r\n\n".iter().copied());
+            }),
+        ),
+        // A bad byte inside the subscriber's INS.
+        (
+            "bad element",
+            Box::new(|b: &mut Vec<u8>, at: usize| {
+                b[at + 6] = b'#';
+            }),
+        ),
+    ];
+    for (name, damage) in &variants {
+        let mut bytes = clean.clone();
+        // Damage every 7th boundary, from the end so offsets stay valid.
+        for &at in starts.iter().rev().step_by(7) {
+            damage(&mut bytes, at);
+        }
+        let want = sequential(&engine, &bytes);
+        for piece in [1_500, 4_000] {
+            let (got, stats) = split(&engine, &bytes, opts(piece));
+            assert_same(&format!("{name}, piece {piece}"), &want, &got);
+            assert!(stats.regions > 0, "{name}: {stats:?}");
+            if name.contains("missing") {
+                // A subscriber without REF*0F leaves its dependents to the member before:
+                // the guess fails and the sequential fallback runs.
+                assert!(stats.fallbacks > 0, "{name}: {stats:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_and_multi_interchange_files_are_the_same_in_pieces() {
+    let engine = Engine::embedded();
+    let one = generated(0.3, 31, 0.05, false, 1);
+    let two = generated(0.3, 32, 0.05, false, 2);
+    let mut joined = one.clone();
+    joined.extend_from_slice(b"\n");
+    joined.extend_from_slice(&two);
+    let truncated = one[..one.len() * 2 / 3].to_vec();
+    let mut no_se = one.clone();
+    if let Some(i) = memchr::memmem::rfind(&no_se, b"~SE*") {
+        let end = memchr::memchr(b'~', &no_se[i + 1..]).unwrap() + i + 2;
+        no_se.drain(i + 1..end);
+    }
+    for (name, bytes) in [
+        ("joined", joined),
+        ("truncated", truncated),
+        ("no SE", no_se),
+    ] {
+        let want = sequential(&engine, &bytes);
+        for piece in [2_500, 9_000] {
+            let (got, stats) = split(&engine, &bytes, opts(piece));
+            assert_same(&format!("{name}, piece {piece}"), &want, &got);
+            assert!(stats.pieces > 1, "{name}: {stats:?}");
+        }
+    }
+}
