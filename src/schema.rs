@@ -173,6 +173,11 @@ pub struct Segment {
     pub pos: u32,
     pub syntax: Vec<SyntaxNote>,
     pub elements: Vec<Element>,
+    /// How many elements lead up to the last required one (0 when none is required): a
+    /// segment that sends at least this many leaves no required element unsent.
+    pub required_through: usize,
+    /// True when some element is a date/period with a format qualifier (DTP03, DMG02).
+    pub has_periods: bool,
     /// Values of the first element that select this variant (REF*0F vs REF*1L), if any.
     pub qualifier: Option<Vec<Vec<u8>>>,
 }
@@ -201,8 +206,11 @@ pub struct Element {
 }
 
 impl Element {
+    #[inline]
     pub fn allows_code(&self, v: &[u8]) -> bool {
         match (&self.packed, &self.codes) {
+            // Most code lists are a handful of codes: a scan beats halving.
+            (Some(p), _) if p.len() <= 8 => pack(v).is_some_and(|k| p.contains(&k)),
             (Some(p), _) => pack(v).is_some_and(|k| p.binary_search(&k).is_ok()),
             (None, Some(c)) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
             (None, None) => true,
@@ -292,7 +300,14 @@ impl Schema {
                         p.sort_unstable();
                         Some(p)
                     });
+                    let required_through = elements
+                        .iter()
+                        .rposition(|e| e.usage == Usage::Required)
+                        .map_or(0, |i| i + 1);
+                    let has_periods = elements.iter().any(|e| e.format_qualifier.is_some());
                     self.segments.push(Segment {
+                        required_through,
+                        has_periods,
                         key: pack(sd.id.as_bytes()).unwrap_or(u64::MAX),
                         qualifier_keys,
                         id: sd.id.as_bytes().to_vec(),
@@ -377,6 +392,7 @@ impl Schema {
 
 /// Packs up to 8 bytes into a `u64` that orders like the bytes (length in the low bits keeps
 /// "A" and "A\0" apart). `None` for longer values.
+#[inline]
 pub fn pack(v: &[u8]) -> Option<u64> {
     if v.len() > 7 {
         return None;

@@ -38,9 +38,18 @@ pub fn check_segment(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
-    let mut values: [&[u8]; 64] = [b""; 64];
-    check_segment_values(ctx, def, seg, &mut values, out);
+    if def.elements.len() < SMALL {
+        let mut values: [&[u8]; SMALL] = [b""; SMALL];
+        check_segment_values(ctx, def, seg, &mut values, out);
+    } else {
+        let mut values: [&[u8]; 64] = [b""; 64];
+        check_segment_values(ctx, def, seg, &mut values, out);
+    }
 }
+
+/// Element slots for the segments most guides define (the 834's longest has 17 elements):
+/// a smaller array to fill per segment than the 64 that any segment may need.
+const SMALL: usize = 24;
 
 /// [`check_segment`] then [`check_periods`], splitting the segment into elements once.
 pub fn check_segment_and_periods(
@@ -49,28 +58,36 @@ pub fn check_segment_and_periods(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
-    let mut values: [&[u8]; 64] = [b""; 64];
-    let split = check_segment_values(ctx, def, seg, &mut values, out);
-    if split {
+    if def.elements.len() < SMALL {
+        let mut values: [&[u8]; SMALL] = [b""; SMALL];
+        check_segment_values(ctx, def, seg, &mut values, out);
+        // Every element `def` defines fits in `values`.
         periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
     } else {
-        periods(ctx, def, |n| seg.element(n), out);
+        let mut values: [&[u8]; 64] = [b""; 64];
+        let split = check_segment_values(ctx, def, seg, &mut values, out);
+        if split {
+            periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
+        } else {
+            periods(ctx, def, |n| seg.element(n), out);
+        }
     }
 }
 
-/// The body of [`check_segment`]; leaves element `n` (1-based, below 64) in `values[n]`.
+/// The body of [`check_segment`]; leaves element `n` (1-based, below `N`) in `values[n]`.
 /// Returns true when `values` holds every element of the segment up to the last one `def`
-/// defines (false when the segment has elements past 63).
-fn check_segment_values<'v>(
+/// defines (false when the segment has elements past `N - 1`). An element is present when its
+/// slot is not empty.
+fn check_segment_values<'v, const N: usize>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     seg: &Segment<'v>,
-    values: &mut [&'v [u8]; 64],
+    values: &mut [&'v [u8]; N],
     out: &mut Vec<Finding>,
 ) -> bool {
     let d = seg.delimiters();
-    let mut present = [false; 64];
-    let complete = def.elements.len() < 64;
+    let seps = Separators::new(d.repetition, d.component);
+    let complete = def.elements.len() < N;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in seg.elements().enumerate() {
@@ -97,8 +114,7 @@ fn check_segment_values<'v>(
             out.push(f.with_value(value, false));
             return complete;
         };
-        if seq < 64 {
-            present[seq] = !value.is_empty();
+        if seq < N {
             values[seq] = value;
         }
         let pos = ElementPos {
@@ -137,7 +153,7 @@ fn check_segment_values<'v>(
             );
             continue;
         }
-        check_repetitions(ctx, ed, value, pos, d.repetition, d.component, out);
+        check_repetitions(ctx, ed, value, pos, &seps, out);
     }
     if count > 0 && trailing_empty {
         let mut f = Finding::new(
@@ -150,9 +166,12 @@ fn check_segment_values<'v>(
         out.push(f);
     }
     for note in &def.syntax {
-        check_syntax_note(ctx, def, note, &present, values, out);
+        check_syntax_note(ctx, def, note, values, out);
     }
     // Required elements beyond the last one sent.
+    if count >= def.required_through {
+        return complete;
+    }
     for ed in def.elements.iter().skip(count) {
         if ed.usage == Usage::Required {
             let pos = ElementPos {
@@ -178,15 +197,17 @@ fn check_repetitions(
     ed: &schema::Element,
     value: &[u8],
     pos: ElementPos,
-    rep_sep: Option<u8>,
-    comp_sep: u8,
+    seps: &Separators,
     out: &mut Vec<Finding>,
 ) {
-    let has_reps = rep_sep.is_some_and(|r| find_byte(r, value).is_some());
+    let mask = classify(value);
+    let has_reps = seps
+        .repetition
+        .is_some_and(|r| may_hold(mask, r) && find_byte(r, value).is_some());
     if !has_reps {
-        return check_value(ctx, ed, value, pos, comp_sep, out);
+        return check_value(ctx, ed, value, mask, pos, seps.component, out);
     }
-    let rep_sep = rep_sep.unwrap_or(0);
+    let rep_sep = seps.repetition.unwrap_or(0);
     let allowed = ed.repeat.unwrap_or(u32::MAX);
     for (r, rep) in split(value, rep_sep).enumerate() {
         let rpos = ElementPos {
@@ -208,20 +229,22 @@ fn check_repetitions(
             );
             return;
         }
-        check_value(ctx, ed, rep, rpos, comp_sep, out);
+        check_value(ctx, ed, rep, classify(rep), rpos, seps.component, out);
     }
 }
 
+/// `value` is classified: `mask` is [`classify`] of it.
 fn check_value(
     ctx: &ElementCtx<'_>,
     ed: &schema::Element,
     value: &[u8],
+    mask: u8,
     pos: ElementPos,
     comp_sep: u8,
     out: &mut Vec<Finding>,
 ) {
     if ed.ty != ElementType::C {
-        if find_byte(comp_sep, value).is_some() {
+        if may_hold(mask, comp_sep) && find_byte(comp_sep, value).is_some() {
             out.push(
                 finding(
                     ctx,
@@ -236,7 +259,7 @@ fn check_value(
             );
             return;
         }
-        return check_simple(ctx, ed, value, pos, out);
+        return check_classified(ctx, ed, value, mask, pos, out);
     }
     let mut n = 0usize;
     let mut seen = [false; 16];
@@ -318,10 +341,70 @@ fn check_value(
     }
 }
 
+/// Byte classes for one-pass checks of a value: each byte's bits are OR-ed together, so one
+/// scan tells whether a value is plain (digits, letters, spaces) and the slower exact scans
+/// (separators, disallowed bytes, digit counts) run only when the bits say they can matter.
+const CTRL: u8 = 1;
+/// Not `0`-`9`.
+const NONDIGIT: u8 = 2;
+/// Printable ASCII other than letters, digits and space (where separators usually are).
+const PUNCT: u8 = 4;
+
+static CLASS: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut bits = 0;
+        if !allowed_byte(c) {
+            bits |= CTRL;
+        } else if !(c.is_ascii_alphanumeric() || c == b' ') {
+            bits |= PUNCT;
+        }
+        if !c.is_ascii_digit() {
+            bits |= NONDIGIT;
+        }
+        t[b] = bits;
+        b += 1;
+    }
+    t
+}
+
+/// The OR of the classes of `v`'s bytes (0 for an empty value).
+#[inline]
+fn classify(v: &[u8]) -> u8 {
+    v.iter().fold(0, |m, b| m | CLASS[*b as usize])
+}
+
+/// False when a value with class `mask` cannot contain `sep` (a letter, digit or space
+/// separator is always searched for).
+#[inline]
+fn may_hold(mask: u8, sep: u8) -> bool {
+    let c = CLASS[sep as usize] & (CTRL | PUNCT);
+    c == 0 || mask & c != 0
+}
+
+/// The repetition and component separators of the segment being checked.
+struct Separators {
+    repetition: Option<u8>,
+    component: u8,
+}
+
+impl Separators {
+    fn new(repetition: Option<u8>, component: u8) -> Self {
+        Separators {
+            repetition,
+            component,
+        }
+    }
+}
+
 /// True for bytes allowed in X12 5010 data: the basic and extended character sets (printable
 /// ASCII). Control characters and non-ASCII bytes are not.
-fn allowed_byte(b: u8) -> bool {
-    (0x20..0x7f).contains(&b)
+const fn allowed_byte(b: u8) -> bool {
+    b >= 0x20 && b < 0x7f
 }
 
 /// Checks one simple value (an element or a component).
@@ -332,23 +415,40 @@ pub fn check_simple(
     pos: ElementPos,
     out: &mut Vec<Finding>,
 ) {
+    check_classified(ctx, ed, value, classify(value), pos, out)
+}
+
+/// [`check_simple`] for a value whose [`classify`] mask is known.
+fn check_classified(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    mask: u8,
+    pos: ElementPos,
+    out: &mut Vec<Finding>,
+) {
     let bad = |id: &'static str, snip: u8, code: &'static str, msg: String| {
         finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
     };
-    if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
-        out.push(bad(
-            "X12-E-INVALID-CHARACTER",
-            1,
-            "6",
-            format!(
-                "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
-                ed.id, ed.name, b
-            ),
-        ));
-        return;
+    if mask & CTRL != 0 {
+        if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
+            out.push(bad(
+                "X12-E-INVALID-CHARACTER",
+                1,
+                "6",
+                format!(
+                    "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
+                    ed.id, ed.name, b
+                ),
+            ));
+            return;
+        }
     }
+    // Only digits (and at least one): a number whose length is its byte count.
+    let all_digits = mask & NONDIGIT == 0 && !value.is_empty();
     // Lengths: the sign and decimal point of numbers do not count.
     let len = match ed.ty {
+        ElementType::R if all_digits => value.len(),
         ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
         ElementType::N0
         | ElementType::N1
@@ -375,7 +475,9 @@ pub fn check_simple(
             | ElementType::N8
             | ElementType::N9
     );
-    let type_error = if numeric {
+    let type_error = if numeric && all_digits {
+        None
+    } else if numeric {
         let digits = value.strip_prefix(b"-").unwrap_or(value);
         (digits.is_empty() || !digits.iter().all(u8::is_ascii_digit)).then_some((
             "X12-E-INVALID-CHARACTER",
@@ -384,12 +486,12 @@ pub fn check_simple(
         ))
     } else {
         match ed.ty {
-            ElementType::R => (!is_decimal(value)).then_some((
+            ElementType::R => (!all_digits && !is_decimal(value)).then_some((
                 "X12-E-INVALID-CHARACTER",
                 "6",
                 "must be a decimal number",
             )),
-            ElementType::DT => parse_date(value).is_none().then_some((
+            ElementType::DT => (!is_date(value)).then_some((
                 "X12-E-INVALID-DATE",
                 "8",
                 "is not a real date in the form CCYYMMDD",
@@ -481,12 +583,13 @@ fn check_period(
     out: &mut Vec<Finding>,
 ) {
     let ok = match qualifier {
-        b"D8" => parse_date(value).is_some(),
+        b"D8" => is_date(value),
         b"RD8" => match value.iter().position(|b| *b == b'-') {
-            Some(i) => match (parse_date(&value[..i]), parse_date(&value[i + 1..])) {
-                (Some(a), Some(b)) => a <= b,
-                _ => false,
-            },
+            // Real CCYYMMDD dates order like their bytes.
+            Some(i) => {
+                let (a, b) = (&value[..i], &value[i + 1..]);
+                is_date(a) && is_date(b) && a <= b
+            }
             None => false,
         },
         _ => return,
@@ -517,15 +620,14 @@ fn check_period(
     }
 }
 
-fn check_syntax_note(
+fn check_syntax_note<const N: usize>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     note: &schema::SyntaxNote,
-    present: &[bool; 64],
-    values: &[&[u8]; 64],
+    values: &[&[u8]; N],
     out: &mut Vec<Finding>,
 ) {
-    let is = |s: u8| present.get(s as usize).copied().unwrap_or(false);
+    let is = |s: u8| values.get(s as usize).is_some_and(|v| !v.is_empty());
     let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
     let rule = || {
         let name: String = note.seqs.iter().map(|s| format!("{s:02}")).collect();
@@ -654,6 +756,9 @@ fn periods<'v>(
     element: impl Fn(usize) -> &'v [u8],
     out: &mut Vec<Finding>,
 ) {
+    if !def.has_periods {
+        return;
+    }
     for ed in def.elements.iter() {
         let Some(q) = ed.format_qualifier else {
             continue;
@@ -692,6 +797,30 @@ pub fn parse_date(v: &[u8]) -> Option<NaiveDate> {
         return None;
     }
     NaiveDate::from_ymd_opt(y, n(4, 6), n(6, 8))
+}
+
+/// True when `v` is a date [`parse_date`] accepts, without building it.
+pub fn is_date(v: &[u8]) -> bool {
+    if v.len() != 8 || classify(v) & NONDIGIT != 0 {
+        return false;
+    }
+    let n = |a: usize, b: usize| -> u32 {
+        v[a..b]
+            .iter()
+            .fold(0, |acc, d| acc * 10 + (d - b'0') as u32)
+    };
+    let (y, m, d) = (n(0, 4), n(4, 6), n(6, 8));
+    if y < 1800 || !(1..=12).contains(&m) || d == 0 {
+        return false;
+    }
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    d <= days
 }
 
 /// `HHMM`, `HHMMSS`, `HHMMSSD` or `HHMMSSDD`.

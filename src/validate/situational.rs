@@ -430,9 +430,11 @@ impl Ctx<'_> {
                 }
             }
             Cond::DateOrder { earlier, later } => {
+                // Real CCYYMMDD dates order like their bytes.
                 let date = |r: &ElementRef| {
                     self.value(r, scope, seg)
-                        .and_then(|v| super::element::parse_date(v.get(..8)?))
+                        .and_then(|v| v.get(..8))
+                        .filter(|d| super::element::is_date(d))
                 };
                 match (date(earlier), date(later)) {
                     (Some(a), Some(b)) => a <= b,
