@@ -15,6 +15,8 @@ pub struct ElementCtx<'a> {
     pub loc: &'a dyn Fn() -> Location,
 }
 
+#[cold]
+#[inline(never)]
 fn finding(
     ctx: &ElementCtx<'_>,
     id: &'static str,
@@ -418,7 +420,23 @@ pub fn check_simple(
     check_classified(ctx, ed, value, classify(value), pos, out)
 }
 
+/// What is wrong with a simple value, found by [`fault`]; [`report`] words it.
+enum Fault {
+    Character(u8),
+    Type {
+        id: &'static str,
+        code: &'static str,
+        what: &'static str,
+    },
+    TooShort(u32),
+    TooLong(u32),
+    TrailingSpaces,
+    Code,
+    External,
+}
+
 /// [`check_simple`] for a value whose [`classify`] mask is known.
+#[inline]
 fn check_classified(
     ctx: &ElementCtx<'_>,
     ed: &schema::Element,
@@ -427,41 +445,22 @@ fn check_classified(
     pos: ElementPos,
     out: &mut Vec<Finding>,
 ) {
-    let bad = |id: &'static str, snip: u8, code: &'static str, msg: String| {
-        finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
-    };
+    if let Some(f) = fault(ctx.codesets, ed, value, mask) {
+        out.push(report(ctx, ed, value, pos, f));
+    }
+}
+
+/// The first fault of a simple value, in the order the checks have always run: characters,
+/// type, length, trailing spaces, code list, external code set.
+#[inline]
+fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> Option<Fault> {
     if mask & CTRL != 0 {
         if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
-            out.push(bad(
-                "X12-E-INVALID-CHARACTER",
-                1,
-                "6",
-                format!(
-                    "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
-                    ed.id, ed.name, b
-                ),
-            ));
-            return;
+            return Some(Fault::Character(*b));
         }
     }
     // Only digits (and at least one): a number whose length is its byte count.
     let all_digits = mask & NONDIGIT == 0 && !value.is_empty();
-    // Lengths: the sign and decimal point of numbers do not count.
-    let len = match ed.ty {
-        ElementType::R if all_digits => value.len(),
-        ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
-        ElementType::N0
-        | ElementType::N1
-        | ElementType::N2
-        | ElementType::N3
-        | ElementType::N4
-        | ElementType::N5
-        | ElementType::N6
-        | ElementType::N7
-        | ElementType::N8
-        | ElementType::N9 => value.len() - usize::from(value.first() == Some(&b'-')),
-        _ => value.len(),
-    } as u32;
     let numeric = matches!(
         ed.ty,
         ElementType::N0
@@ -475,6 +474,13 @@ fn check_classified(
             | ElementType::N8
             | ElementType::N9
     );
+    // Lengths: the sign and decimal point of numbers do not count.
+    let len = match ed.ty {
+        ElementType::R if all_digits => value.len(),
+        ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
+        _ if numeric => value.len() - usize::from(value.first() == Some(&b'-')),
+        _ => value.len(),
+    } as u32;
     let type_error = if numeric && all_digits {
         None
     } else if numeric {
@@ -505,11 +511,50 @@ fn check_classified(
         }
     };
     if let Some((id, code, what)) = type_error {
-        out.push(bad(id, 1, code, format!("{} ({}) {what}", ed.id, ed.name)));
-        return;
+        return Some(Fault::Type { id, code, what });
     }
     if len < ed.min {
-        out.push(bad(
+        return Some(Fault::TooShort(len));
+    }
+    if ed.max > 0 && len > ed.max {
+        return Some(Fault::TooLong(len));
+    }
+    if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
+        return Some(Fault::TrailingSpaces);
+    }
+    if !ed.allows_code(value) {
+        return Some(Fault::Code);
+    }
+    if let Some(set) = &ed.external {
+        if codesets.contains(set, value) == Some(false) {
+            return Some(Fault::External);
+        }
+    }
+    None
+}
+
+/// The finding for a [`Fault`]; out of line, as findings are rare.
+#[cold]
+#[inline(never)]
+fn report(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    pos: ElementPos,
+    fault: Fault,
+) -> Finding {
+    let (id, snip, code, msg) = match fault {
+        Fault::Character(b) => (
+            "X12-E-INVALID-CHARACTER",
+            1,
+            "6",
+            format!(
+                "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
+                ed.id, ed.name, b
+            ),
+        ),
+        Fault::Type { id, code, what } => (id, 1, code, format!("{} ({}) {what}", ed.id, ed.name)),
+        Fault::TooShort(len) => (
             "X12-E-TOO-SHORT",
             1,
             "4",
@@ -517,11 +562,8 @@ fn check_classified(
                 "{} ({}) is {} character(s); the minimum is {}",
                 ed.id, ed.name, len, ed.min
             ),
-        ));
-        return;
-    }
-    if ed.max > 0 && len > ed.max {
-        out.push(bad(
+        ),
+        Fault::TooLong(len) => (
             "X12-E-TOO-LONG",
             1,
             "5",
@@ -529,20 +571,14 @@ fn check_classified(
                 "{} ({}) is {} character(s); the maximum is {}",
                 ed.id, ed.name, len, ed.max
             ),
-        ));
-        return;
-    }
-    if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
-        out.push(bad(
+        ),
+        Fault::TrailingSpaces => (
             "X12-E-TRAILING-SPACES",
             1,
             "6",
             format!("{} ({}) has trailing spaces", ed.id, ed.name),
-        ));
-        return;
-    }
-    if !ed.allows_code(value) {
-        out.push(bad(
+        ),
+        Fault::Code => (
             "X12-E-INVALID-CODE",
             2,
             "7",
@@ -552,25 +588,21 @@ fn check_classified(
                 ed.id,
                 ed.name
             ),
-        ));
-        return;
-    }
-    if let Some(set) = &ed.external {
-        if ctx.codesets.contains(set, value) == Some(false) {
-            out.push(bad(
-                "EXT-INVALID-CODE",
-                5,
-                "7",
-                format!(
-                    "{:?} is not in the {} code set for {} ({})",
-                    String::from_utf8_lossy(value),
-                    set,
-                    ed.id,
-                    ed.name
-                ),
-            ));
-        }
-    }
+        ),
+        Fault::External => (
+            "EXT-INVALID-CODE",
+            5,
+            "7",
+            format!(
+                "{:?} is not in the {} code set for {} ({})",
+                String::from_utf8_lossy(value),
+                ed.external.as_deref().unwrap_or_default(),
+                ed.id,
+                ed.name
+            ),
+        ),
+    };
+    finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
 }
 
 /// Checks a date/period against its format qualifier (DTP02, DMG01, INS11: `D8` or `RD8`).
