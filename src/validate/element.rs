@@ -155,7 +155,15 @@ fn check_segment_values<'v, const N: usize>(
             );
             continue;
         }
-        check_repetitions(ctx, ed, value, pos, &seps, out);
+        let mask = classify(value);
+        if ed.ty != ElementType::C && !seps.may_split(mask) {
+            // The common case: one simple value, no repetitions or components.
+            if let Some(f) = fault(ctx.codesets, ed, value, mask) {
+                out.push(report(ctx, ed, value, pos, f));
+            }
+            continue;
+        }
+        check_repetitions(ctx, ed, value, mask, pos, &seps, out);
     }
     if count > 0 && trailing_empty {
         let mut f = Finding::new(
@@ -194,15 +202,16 @@ fn check_segment_values<'v, const N: usize>(
     complete
 }
 
+#[inline(never)]
 fn check_repetitions(
     ctx: &ElementCtx<'_>,
     ed: &schema::Element,
     value: &[u8],
+    mask: u8,
     pos: ElementPos,
     seps: &Separators,
     out: &mut Vec<Finding>,
 ) {
-    let mask = classify(value);
     let has_reps = seps
         .repetition
         .is_some_and(|r| may_hold(mask, r) && find_byte(r, value).is_some());
@@ -392,14 +401,30 @@ fn may_hold(mask: u8, sep: u8) -> bool {
 struct Separators {
     repetition: Option<u8>,
     component: u8,
+    /// The classes (control, punctuation) of both separators: a value whose mask has none of
+    /// them holds neither.
+    bits: u8,
+    /// A separator is a letter, digit or space: every value must be searched.
+    always: bool,
 }
 
 impl Separators {
     fn new(repetition: Option<u8>, component: u8) -> Self {
+        let class = |b: u8| CLASS[b as usize] & (CTRL | PUNCT);
+        let rep = repetition.map(class);
+        let comp = class(component);
         Separators {
             repetition,
             component,
+            bits: rep.unwrap_or(0) | comp,
+            always: rep == Some(0) || comp == 0,
         }
+    }
+
+    /// False when a value with class `mask` holds neither separator.
+    #[inline]
+    fn may_split(&self, mask: u8) -> bool {
+        self.always || mask & self.bits != 0
     }
 }
 
@@ -452,7 +477,7 @@ fn check_classified(
 
 /// The first fault of a simple value, in the order the checks have always run: characters,
 /// type, length, trailing spaces, code list, external code set.
-#[inline]
+#[inline(always)]
 fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> Option<Fault> {
     if mask & CTRL != 0 {
         if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
@@ -522,7 +547,8 @@ fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> O
     if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
         return Some(Fault::TrailingSpaces);
     }
-    if !ed.allows_code(value) {
+    // Most elements have no code list: skip the call for them.
+    if ed.codes.is_some() && !ed.allows_code(value) {
         return Some(Fault::Code);
     }
     if let Some(set) = &ed.external {

@@ -299,6 +299,10 @@ pub struct Index {
     hits: Vec<Vec<u32>>,
     /// For each loop instance of the record, its loop's packed ID.
     instance_keys: Vec<u64>,
+    /// For each schema segment, its packed ID and the range of [`RuleSet::by_key`] entries for
+    /// that ID: looked up once per set rather than once per recorded segment (a recorded
+    /// segment whose ID differs from its schema segment's is looked up itself).
+    slots: Vec<(u64, u32, u32)>,
 }
 
 impl Index {
@@ -306,27 +310,29 @@ impl Index {
         self.hits.resize_with(rules.targets.len(), Vec::new);
         self.hits.iter_mut().for_each(Vec::clear);
         let by_key = rules.by_key.as_slice();
+        let range = |key: u64| {
+            let lo = by_key.partition_point(|e| e.0 < key);
+            (lo, lo + by_key[lo..].partition_point(|e| e.0 == key))
+        };
+        if self.slots.len() != schema.segments.len() {
+            self.slots.clear();
+            self.slots.extend(schema.segments.iter().map(|d| {
+                let (lo, hi) = range(d.key);
+                (d.key, lo as u32, hi as u32)
+            }));
+        }
         for (i, rs) in rec.segs.iter().enumerate() {
-            let lo = by_key.partition_point(|e| e.0 < rs.key);
-            if by_key.get(lo).is_none_or(|e| e.0 != rs.key) {
-                continue; // no rule looks at this segment ID
-            }
-            let hi = lo + by_key[lo..].partition_point(|e| e.0 == rs.key);
-            let entries = &by_key[lo..hi];
-            let exact = entries.partition_point(|e| e.1 < rs.qual);
-            for &(_, q, t) in &entries[exact..] {
-                if q != rs.qual {
-                    break;
-                }
-                self.hits[t].push(i as u32);
-            }
-            let rest = entries.partition_point(|e| e.1 < UNPACKED_QUAL);
-            for &(_, q, t) in &entries[rest..] {
-                let hit = q == ANY_QUAL
-                    || rules.targets[t]
-                        .quals
-                        .as_ref()
-                        .is_some_and(|qs| qs.iter().any(|q| q.key.is_none() && q.matches(rec, i)));
+            let (lo, hi) = match self.slots.get(rs.seg_ix) {
+                Some(&(key, lo, hi)) if key == rs.key => (lo as usize, hi as usize),
+                _ => range(rs.key),
+            };
+            for &(_, q, t) in &by_key[lo..hi] {
+                let hit = q == rs.qual
+                    || q == ANY_QUAL
+                    || (q == UNPACKED_QUAL
+                        && rules.targets[t].quals.as_ref().is_some_and(|qs| {
+                            qs.iter().any(|q| q.key.is_none() && q.matches(rec, i))
+                        }));
                 if hit {
                     self.hits[t].push(i as u32);
                 }
