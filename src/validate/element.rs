@@ -927,4 +927,35 @@ mod tests {
         assert!(!is_decimal(b"."));
         assert!(!is_decimal(b"1,000"));
     }
+
+    #[test]
+    fn is_date_agrees_with_parse_date() {
+        let mut checked = 0;
+        for y in [
+            0u32, 1799, 1800, 1900, 1999, 2000, 2023, 2024, 2100, 2400, 9999,
+        ] {
+            for m in 0..=13u32 {
+                for d in 0..=32u32 {
+                    let v = format!("{y:04}{m:02}{d:02}");
+                    assert_eq!(
+                        is_date(v.as_bytes()),
+                        parse_date(v.as_bytes()).is_some(),
+                        "{v}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        for v in [
+            &b""[..],
+            b"2024011",
+            b"202401011",
+            b"2024-1-1",
+            b"2024O101",
+            b" 2024010",
+        ] {
+            assert_eq!(is_date(v), parse_date(v).is_some(), "{v:?}");
+        }
+        assert!(checked > 4000);
+    }
 }
