@@ -173,6 +173,11 @@ pub struct Segment {
     pub pos: u32,
     pub syntax: Vec<SyntaxNote>,
     pub elements: Vec<Element>,
+    /// How many elements lead up to the last required one (0 when none is required): a
+    /// segment that sends at least this many leaves no required element unsent.
+    pub required_through: usize,
+    /// True when some element is a date/period with a format qualifier (DTP03, DMG02).
+    pub has_periods: bool,
     /// Values of the first element that select this variant (REF*0F vs REF*1L), if any.
     pub qualifier: Option<Vec<Vec<u8>>>,
 }
@@ -191,9 +196,10 @@ pub struct Element {
     pub repeat: Option<u32>,
     /// Sorted allowed codes.
     pub codes: Option<Vec<Vec<u8>>>,
-    /// The same codes packed into integers (all codes of the 834 and 999 are at most 8 bytes),
-    /// so a lookup is a binary search over `u64`s rather than byte-string comparisons.
-    packed: Option<Vec<u64>>,
+    /// The same codes packed into integers (all codes of the 834 and 999 are at most 7 bytes)
+    /// in a hash set, so a lookup is one multiply and usually one comparison rather than a
+    /// binary search's unpredictable branches.
+    packed: Option<CodeTable>,
     pub external: Option<String>,
     pub phi: bool,
     pub format_qualifier: Option<u8>,
@@ -201,11 +207,61 @@ pub struct Element {
 }
 
 impl Element {
+    #[inline]
     pub fn allows_code(&self, v: &[u8]) -> bool {
         match (&self.packed, &self.codes) {
-            (Some(p), _) => pack(v).is_some_and(|k| p.binary_search(&k).is_ok()),
+            (Some(p), _) => pack(v).is_some_and(|k| p.contains(k)),
             (None, Some(c)) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
             (None, None) => true,
+        }
+    }
+}
+
+/// A set of packed codes ([`pack`]): open addressing with linear probing, at most half full,
+/// built once per element of the schema.
+#[derive(Debug)]
+struct CodeTable {
+    /// Power-of-two many slots; [`CodeTable::EMPTY`] where no code is.
+    slots: Vec<u64>,
+    /// `64 - log2(slots.len())`: the hash is the top bits of a multiplicative hash.
+    shift: u32,
+}
+
+impl CodeTable {
+    /// Never a packed value (their last byte is a length below 8).
+    const EMPTY: u64 = u64::MAX;
+
+    fn new(keys: &[u64]) -> CodeTable {
+        let size = (keys.len() * 2).next_power_of_two().max(8);
+        let mut t = CodeTable {
+            slots: vec![Self::EMPTY; size],
+            shift: 64 - size.trailing_zeros(),
+        };
+        for &k in keys {
+            let mut i = t.slot(k);
+            while t.slots[i] != Self::EMPTY && t.slots[i] != k {
+                i = (i + 1) & (size - 1);
+            }
+            t.slots[i] = k;
+        }
+        t
+    }
+
+    #[inline]
+    fn slot(&self, k: u64) -> usize {
+        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn contains(&self, k: u64) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(k);
+        loop {
+            match self.slots[i] {
+                s if s == k => return true,
+                Self::EMPTY => return false,
+                _ => i = (i + 1) & mask,
+            }
         }
     }
 }
@@ -292,7 +348,14 @@ impl Schema {
                         p.sort_unstable();
                         Some(p)
                     });
+                    let required_through = elements
+                        .iter()
+                        .rposition(|e| e.usage == Usage::Required)
+                        .map_or(0, |i| i + 1);
+                    let has_periods = elements.iter().any(|e| e.format_qualifier.is_some());
                     self.segments.push(Segment {
+                        required_through,
+                        has_periods,
                         key: pack(sd.id.as_bytes()).unwrap_or(u64::MAX),
                         qualifier_keys,
                         id: sd.id.as_bytes().to_vec(),
@@ -377,6 +440,7 @@ impl Schema {
 
 /// Packs up to 8 bytes into a `u64` that orders like the bytes (length in the low bits keeps
 /// "A" and "A\0" apart). `None` for longer values.
+#[inline]
 pub fn pack(v: &[u8]) -> Option<u64> {
     if v.len() > 7 {
         return None;
@@ -408,9 +472,8 @@ fn compile_element(d: &ElementDef) -> Element {
         v
     });
     let packed = codes.as_ref().and_then(|c| {
-        let mut p: Vec<u64> = c.iter().map(|v| pack(v)).collect::<Option<_>>()?;
-        p.sort_unstable();
-        Some(p)
+        let p: Vec<u64> = c.iter().map(|v| pack(v)).collect::<Option<_>>()?;
+        Some(CodeTable::new(&p))
     });
     Element {
         packed,
@@ -502,4 +565,27 @@ pub mod embedded {
     pub const SEGMENT_IDS: &str = include_str!("../schemas/x12/segment-ids.json");
     pub const STATES: &str = include_str!("../schemas/codesets/states.json");
     pub const COUNTRIES: &str = include_str!("../schemas/codesets/countries.json");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_tables_hold_exactly_their_codes() {
+        for n in [0usize, 1, 2, 7, 8, 9, 30, 200] {
+            let codes: Vec<Vec<u8>> = (0..n).map(|i| format!("{i:03}").into_bytes()).collect();
+            let keys: Vec<u64> = codes.iter().map(|c| pack(c).unwrap()).collect();
+            let t = CodeTable::new(&keys);
+            assert!(keys.iter().all(|k| t.contains(*k)), "{n} codes");
+            for other in [&b""[..], b"1", b"0000", b"999", b"A1"] {
+                let want = codes.iter().any(|c| c.as_slice() == other);
+                assert_eq!(
+                    t.contains(pack(other).unwrap()),
+                    want,
+                    "{n} codes, {other:?}"
+                );
+            }
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub struct ElementCtx<'a> {
     pub loc: &'a dyn Fn() -> Location,
 }
 
+#[cold]
+#[inline(never)]
 fn finding(
     ctx: &ElementCtx<'_>,
     id: &'static str,
@@ -38,9 +40,18 @@ pub fn check_segment(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
-    let mut values: [&[u8]; 64] = [b""; 64];
-    check_segment_values(ctx, def, seg, &mut values, out);
+    if def.elements.len() < SMALL {
+        let mut values: [&[u8]; SMALL] = [b""; SMALL];
+        check_segment_values(ctx, def, seg, &mut values, out);
+    } else {
+        let mut values: [&[u8]; 64] = [b""; 64];
+        check_segment_values(ctx, def, seg, &mut values, out);
+    }
 }
+
+/// Element slots for the segments most guides define (the 834's longest has 17 elements):
+/// a smaller array to fill per segment than the 64 that any segment may need.
+const SMALL: usize = 24;
 
 /// [`check_segment`] then [`check_periods`], splitting the segment into elements once.
 pub fn check_segment_and_periods(
@@ -49,28 +60,36 @@ pub fn check_segment_and_periods(
     seg: &Segment<'_>,
     out: &mut Vec<Finding>,
 ) {
-    let mut values: [&[u8]; 64] = [b""; 64];
-    let split = check_segment_values(ctx, def, seg, &mut values, out);
-    if split {
+    if def.elements.len() < SMALL {
+        let mut values: [&[u8]; SMALL] = [b""; SMALL];
+        check_segment_values(ctx, def, seg, &mut values, out);
+        // Every element `def` defines fits in `values`.
         periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
     } else {
-        periods(ctx, def, |n| seg.element(n), out);
+        let mut values: [&[u8]; 64] = [b""; 64];
+        let split = check_segment_values(ctx, def, seg, &mut values, out);
+        if split {
+            periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
+        } else {
+            periods(ctx, def, |n| seg.element(n), out);
+        }
     }
 }
 
-/// The body of [`check_segment`]; leaves element `n` (1-based, below 64) in `values[n]`.
+/// The body of [`check_segment`]; leaves element `n` (1-based, below `N`) in `values[n]`.
 /// Returns true when `values` holds every element of the segment up to the last one `def`
-/// defines (false when the segment has elements past 63).
-fn check_segment_values<'v>(
+/// defines (false when the segment has elements past `N - 1`). An element is present when its
+/// slot is not empty.
+fn check_segment_values<'v, const N: usize>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     seg: &Segment<'v>,
-    values: &mut [&'v [u8]; 64],
+    values: &mut [&'v [u8]; N],
     out: &mut Vec<Finding>,
 ) -> bool {
     let d = seg.delimiters();
-    let mut present = [false; 64];
-    let complete = def.elements.len() < 64;
+    let seps = Separators::new(d.repetition, d.component);
+    let complete = def.elements.len() < N;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in seg.elements().enumerate() {
@@ -97,8 +116,7 @@ fn check_segment_values<'v>(
             out.push(f.with_value(value, false));
             return complete;
         };
-        if seq < 64 {
-            present[seq] = !value.is_empty();
+        if seq < N {
             values[seq] = value;
         }
         let pos = ElementPos {
@@ -137,7 +155,15 @@ fn check_segment_values<'v>(
             );
             continue;
         }
-        check_repetitions(ctx, ed, value, pos, d.repetition, d.component, out);
+        let mask = classify(value);
+        if ed.ty != ElementType::C && !seps.may_split(mask) {
+            // The common case: one simple value, no repetitions or components.
+            if let Some(f) = fault(ctx.codesets, ed, value, mask) {
+                out.push(report(ctx, ed, value, pos, f));
+            }
+            continue;
+        }
+        check_repetitions(ctx, ed, value, mask, pos, &seps, out);
     }
     if count > 0 && trailing_empty {
         let mut f = Finding::new(
@@ -150,9 +176,12 @@ fn check_segment_values<'v>(
         out.push(f);
     }
     for note in &def.syntax {
-        check_syntax_note(ctx, def, note, &present, values, out);
+        check_syntax_note(ctx, def, note, values, out);
     }
     // Required elements beyond the last one sent.
+    if count >= def.required_through {
+        return complete;
+    }
     for ed in def.elements.iter().skip(count) {
         if ed.usage == Usage::Required {
             let pos = ElementPos {
@@ -173,20 +202,23 @@ fn check_segment_values<'v>(
     complete
 }
 
+#[inline(never)]
 fn check_repetitions(
     ctx: &ElementCtx<'_>,
     ed: &schema::Element,
     value: &[u8],
+    mask: u8,
     pos: ElementPos,
-    rep_sep: Option<u8>,
-    comp_sep: u8,
+    seps: &Separators,
     out: &mut Vec<Finding>,
 ) {
-    let has_reps = rep_sep.is_some_and(|r| find_byte(r, value).is_some());
+    let has_reps = seps
+        .repetition
+        .is_some_and(|r| may_hold(mask, r) && find_byte(r, value).is_some());
     if !has_reps {
-        return check_value(ctx, ed, value, pos, comp_sep, out);
+        return check_value(ctx, ed, value, mask, pos, seps.component, out);
     }
-    let rep_sep = rep_sep.unwrap_or(0);
+    let rep_sep = seps.repetition.unwrap_or(0);
     let allowed = ed.repeat.unwrap_or(u32::MAX);
     for (r, rep) in split(value, rep_sep).enumerate() {
         let rpos = ElementPos {
@@ -208,20 +240,22 @@ fn check_repetitions(
             );
             return;
         }
-        check_value(ctx, ed, rep, rpos, comp_sep, out);
+        check_value(ctx, ed, rep, classify(rep), rpos, seps.component, out);
     }
 }
 
+/// `value` is classified: `mask` is [`classify`] of it.
 fn check_value(
     ctx: &ElementCtx<'_>,
     ed: &schema::Element,
     value: &[u8],
+    mask: u8,
     pos: ElementPos,
     comp_sep: u8,
     out: &mut Vec<Finding>,
 ) {
     if ed.ty != ElementType::C {
-        if find_byte(comp_sep, value).is_some() {
+        if may_hold(mask, comp_sep) && find_byte(comp_sep, value).is_some() {
             out.push(
                 finding(
                     ctx,
@@ -236,7 +270,7 @@ fn check_value(
             );
             return;
         }
-        return check_simple(ctx, ed, value, pos, out);
+        return check_classified(ctx, ed, value, mask, pos, out);
     }
     let mut n = 0usize;
     let mut seen = [false; 16];
@@ -318,10 +352,86 @@ fn check_value(
     }
 }
 
+/// Byte classes for one-pass checks of a value: each byte's bits are OR-ed together, so one
+/// scan tells whether a value is plain (digits, letters, spaces) and the slower exact scans
+/// (separators, disallowed bytes, digit counts) run only when the bits say they can matter.
+const CTRL: u8 = 1;
+/// Not `0`-`9`.
+const NONDIGIT: u8 = 2;
+/// Printable ASCII other than letters, digits and space (where separators usually are).
+const PUNCT: u8 = 4;
+
+static CLASS: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut bits = 0;
+        if !allowed_byte(c) {
+            bits |= CTRL;
+        } else if !(c.is_ascii_alphanumeric() || c == b' ') {
+            bits |= PUNCT;
+        }
+        if !c.is_ascii_digit() {
+            bits |= NONDIGIT;
+        }
+        t[b] = bits;
+        b += 1;
+    }
+    t
+}
+
+/// The OR of the classes of `v`'s bytes (0 for an empty value).
+#[inline]
+fn classify(v: &[u8]) -> u8 {
+    v.iter().fold(0, |m, b| m | CLASS[*b as usize])
+}
+
+/// False when a value with class `mask` cannot contain `sep` (a letter, digit or space
+/// separator is always searched for).
+#[inline]
+fn may_hold(mask: u8, sep: u8) -> bool {
+    let c = CLASS[sep as usize] & (CTRL | PUNCT);
+    c == 0 || mask & c != 0
+}
+
+/// The repetition and component separators of the segment being checked.
+struct Separators {
+    repetition: Option<u8>,
+    component: u8,
+    /// The classes (control, punctuation) of both separators: a value whose mask has none of
+    /// them holds neither.
+    bits: u8,
+    /// A separator is a letter, digit or space: every value must be searched.
+    always: bool,
+}
+
+impl Separators {
+    fn new(repetition: Option<u8>, component: u8) -> Self {
+        let class = |b: u8| CLASS[b as usize] & (CTRL | PUNCT);
+        let rep = repetition.map(class);
+        let comp = class(component);
+        Separators {
+            repetition,
+            component,
+            bits: rep.unwrap_or(0) | comp,
+            always: rep == Some(0) || comp == 0,
+        }
+    }
+
+    /// False when a value with class `mask` holds neither separator.
+    #[inline]
+    fn may_split(&self, mask: u8) -> bool {
+        self.always || mask & self.bits != 0
+    }
+}
+
 /// True for bytes allowed in X12 5010 data: the basic and extended character sets (printable
 /// ASCII). Control characters and non-ASCII bytes are not.
-fn allowed_byte(b: u8) -> bool {
-    (0x20..0x7f).contains(&b)
+const fn allowed_byte(b: u8) -> bool {
+    b >= 0x20 && b < 0x7f
 }
 
 /// Checks one simple value (an element or a component).
@@ -332,36 +442,50 @@ pub fn check_simple(
     pos: ElementPos,
     out: &mut Vec<Finding>,
 ) {
-    let bad = |id: &'static str, snip: u8, code: &'static str, msg: String| {
-        finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
-    };
-    if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
-        out.push(bad(
-            "X12-E-INVALID-CHARACTER",
-            1,
-            "6",
-            format!(
-                "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
-                ed.id, ed.name, b
-            ),
-        ));
-        return;
+    check_classified(ctx, ed, value, classify(value), pos, out)
+}
+
+/// What is wrong with a simple value, found by [`fault`]; [`report`] words it.
+enum Fault {
+    Character(u8),
+    Type {
+        id: &'static str,
+        code: &'static str,
+        what: &'static str,
+    },
+    TooShort(u32),
+    TooLong(u32),
+    TrailingSpaces,
+    Code,
+    External,
+}
+
+/// [`check_simple`] for a value whose [`classify`] mask is known.
+#[inline]
+fn check_classified(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    mask: u8,
+    pos: ElementPos,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(f) = fault(ctx.codesets, ed, value, mask) {
+        out.push(report(ctx, ed, value, pos, f));
     }
-    // Lengths: the sign and decimal point of numbers do not count.
-    let len = match ed.ty {
-        ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
-        ElementType::N0
-        | ElementType::N1
-        | ElementType::N2
-        | ElementType::N3
-        | ElementType::N4
-        | ElementType::N5
-        | ElementType::N6
-        | ElementType::N7
-        | ElementType::N8
-        | ElementType::N9 => value.len() - usize::from(value.first() == Some(&b'-')),
-        _ => value.len(),
-    } as u32;
+}
+
+/// The first fault of a simple value, in the order the checks have always run: characters,
+/// type, length, trailing spaces, code list, external code set.
+#[inline(always)]
+fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> Option<Fault> {
+    if mask & CTRL != 0 {
+        if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
+            return Some(Fault::Character(*b));
+        }
+    }
+    // Only digits (and at least one): a number whose length is its byte count.
+    let all_digits = mask & NONDIGIT == 0 && !value.is_empty();
     let numeric = matches!(
         ed.ty,
         ElementType::N0
@@ -375,7 +499,16 @@ pub fn check_simple(
             | ElementType::N8
             | ElementType::N9
     );
-    let type_error = if numeric {
+    // Lengths: the sign and decimal point of numbers do not count.
+    let len = match ed.ty {
+        ElementType::R if all_digits => value.len(),
+        ElementType::R => value.iter().filter(|b| b.is_ascii_digit()).count(),
+        _ if numeric => value.len() - usize::from(value.first() == Some(&b'-')),
+        _ => value.len(),
+    } as u32;
+    let type_error = if numeric && all_digits {
+        None
+    } else if numeric {
         let digits = value.strip_prefix(b"-").unwrap_or(value);
         (digits.is_empty() || !digits.iter().all(u8::is_ascii_digit)).then_some((
             "X12-E-INVALID-CHARACTER",
@@ -384,12 +517,12 @@ pub fn check_simple(
         ))
     } else {
         match ed.ty {
-            ElementType::R => (!is_decimal(value)).then_some((
+            ElementType::R => (!all_digits && !is_decimal(value)).then_some((
                 "X12-E-INVALID-CHARACTER",
                 "6",
                 "must be a decimal number",
             )),
-            ElementType::DT => parse_date(value).is_none().then_some((
+            ElementType::DT => (!is_date(value)).then_some((
                 "X12-E-INVALID-DATE",
                 "8",
                 "is not a real date in the form CCYYMMDD",
@@ -403,11 +536,51 @@ pub fn check_simple(
         }
     };
     if let Some((id, code, what)) = type_error {
-        out.push(bad(id, 1, code, format!("{} ({}) {what}", ed.id, ed.name)));
-        return;
+        return Some(Fault::Type { id, code, what });
     }
     if len < ed.min {
-        out.push(bad(
+        return Some(Fault::TooShort(len));
+    }
+    if ed.max > 0 && len > ed.max {
+        return Some(Fault::TooLong(len));
+    }
+    if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
+        return Some(Fault::TrailingSpaces);
+    }
+    // Most elements have no code list: skip the call for them.
+    if ed.codes.is_some() && !ed.allows_code(value) {
+        return Some(Fault::Code);
+    }
+    if let Some(set) = &ed.external {
+        if codesets.contains(set, value) == Some(false) {
+            return Some(Fault::External);
+        }
+    }
+    None
+}
+
+/// The finding for a [`Fault`]; out of line, as findings are rare.
+#[cold]
+#[inline(never)]
+fn report(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    value: &[u8],
+    pos: ElementPos,
+    fault: Fault,
+) -> Finding {
+    let (id, snip, code, msg) = match fault {
+        Fault::Character(b) => (
+            "X12-E-INVALID-CHARACTER",
+            1,
+            "6",
+            format!(
+                "{} ({}) contains the byte 0x{:02X}, which is not allowed in X12 data",
+                ed.id, ed.name, b
+            ),
+        ),
+        Fault::Type { id, code, what } => (id, 1, code, format!("{} ({}) {what}", ed.id, ed.name)),
+        Fault::TooShort(len) => (
             "X12-E-TOO-SHORT",
             1,
             "4",
@@ -415,11 +588,8 @@ pub fn check_simple(
                 "{} ({}) is {} character(s); the minimum is {}",
                 ed.id, ed.name, len, ed.min
             ),
-        ));
-        return;
-    }
-    if ed.max > 0 && len > ed.max {
-        out.push(bad(
+        ),
+        Fault::TooLong(len) => (
             "X12-E-TOO-LONG",
             1,
             "5",
@@ -427,20 +597,14 @@ pub fn check_simple(
                 "{} ({}) is {} character(s); the maximum is {}",
                 ed.id, ed.name, len, ed.max
             ),
-        ));
-        return;
-    }
-    if matches!(ed.ty, ElementType::AN) && len > ed.min.max(1) && value.last() == Some(&b' ') {
-        out.push(bad(
+        ),
+        Fault::TrailingSpaces => (
             "X12-E-TRAILING-SPACES",
             1,
             "6",
             format!("{} ({}) has trailing spaces", ed.id, ed.name),
-        ));
-        return;
-    }
-    if !ed.allows_code(value) {
-        out.push(bad(
+        ),
+        Fault::Code => (
             "X12-E-INVALID-CODE",
             2,
             "7",
@@ -450,25 +614,21 @@ pub fn check_simple(
                 ed.id,
                 ed.name
             ),
-        ));
-        return;
-    }
-    if let Some(set) = &ed.external {
-        if ctx.codesets.contains(set, value) == Some(false) {
-            out.push(bad(
-                "EXT-INVALID-CODE",
-                5,
-                "7",
-                format!(
-                    "{:?} is not in the {} code set for {} ({})",
-                    String::from_utf8_lossy(value),
-                    set,
-                    ed.id,
-                    ed.name
-                ),
-            ));
-        }
-    }
+        ),
+        Fault::External => (
+            "EXT-INVALID-CODE",
+            5,
+            "7",
+            format!(
+                "{:?} is not in the {} code set for {} ({})",
+                String::from_utf8_lossy(value),
+                ed.external.as_deref().unwrap_or_default(),
+                ed.id,
+                ed.name
+            ),
+        ),
+    };
+    finding(ctx, id, snip, code, ed, pos, msg).with_value(value, ed.phi)
 }
 
 /// Checks a date/period against its format qualifier (DTP02, DMG01, INS11: `D8` or `RD8`).
@@ -481,12 +641,13 @@ fn check_period(
     out: &mut Vec<Finding>,
 ) {
     let ok = match qualifier {
-        b"D8" => parse_date(value).is_some(),
+        b"D8" => is_date(value),
         b"RD8" => match value.iter().position(|b| *b == b'-') {
-            Some(i) => match (parse_date(&value[..i]), parse_date(&value[i + 1..])) {
-                (Some(a), Some(b)) => a <= b,
-                _ => false,
-            },
+            // Real CCYYMMDD dates order like their bytes.
+            Some(i) => {
+                let (a, b) = (&value[..i], &value[i + 1..]);
+                is_date(a) && is_date(b) && a <= b
+            }
             None => false,
         },
         _ => return,
@@ -517,15 +678,14 @@ fn check_period(
     }
 }
 
-fn check_syntax_note(
+fn check_syntax_note<const N: usize>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     note: &schema::SyntaxNote,
-    present: &[bool; 64],
-    values: &[&[u8]; 64],
+    values: &[&[u8]; N],
     out: &mut Vec<Finding>,
 ) {
-    let is = |s: u8| present.get(s as usize).copied().unwrap_or(false);
+    let is = |s: u8| values.get(s as usize).is_some_and(|v| !v.is_empty());
     let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
     let rule = || {
         let name: String = note.seqs.iter().map(|s| format!("{s:02}")).collect();
@@ -654,6 +814,9 @@ fn periods<'v>(
     element: impl Fn(usize) -> &'v [u8],
     out: &mut Vec<Finding>,
 ) {
+    if !def.has_periods {
+        return;
+    }
     for ed in def.elements.iter() {
         let Some(q) = ed.format_qualifier else {
             continue;
@@ -692,6 +855,30 @@ pub fn parse_date(v: &[u8]) -> Option<NaiveDate> {
         return None;
     }
     NaiveDate::from_ymd_opt(y, n(4, 6), n(6, 8))
+}
+
+/// True when `v` is a date [`parse_date`] accepts, without building it.
+pub fn is_date(v: &[u8]) -> bool {
+    if v.len() != 8 || classify(v) & NONDIGIT != 0 {
+        return false;
+    }
+    let n = |a: usize, b: usize| -> u32 {
+        v[a..b]
+            .iter()
+            .fold(0, |acc, d| acc * 10 + (d - b'0') as u32)
+    };
+    let (y, m, d) = (n(0, 4), n(4, 6), n(6, 8));
+    if y < 1800 || !(1..=12).contains(&m) || d == 0 {
+        return false;
+    }
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    d <= days
 }
 
 /// `HHMM`, `HHMMSS`, `HHMMSSD` or `HHMMSSDD`.
@@ -739,5 +926,36 @@ mod tests {
         assert!(!is_decimal(b"10."));
         assert!(!is_decimal(b"."));
         assert!(!is_decimal(b"1,000"));
+    }
+
+    #[test]
+    fn is_date_agrees_with_parse_date() {
+        let mut checked = 0;
+        for y in [
+            0u32, 1799, 1800, 1900, 1999, 2000, 2023, 2024, 2100, 2400, 9999,
+        ] {
+            for m in 0..=13u32 {
+                for d in 0..=32u32 {
+                    let v = format!("{y:04}{m:02}{d:02}");
+                    assert_eq!(
+                        is_date(v.as_bytes()),
+                        parse_date(v.as_bytes()).is_some(),
+                        "{v}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        for v in [
+            &b""[..],
+            b"2024011",
+            b"202401011",
+            b"2024-1-1",
+            b"2024O101",
+            b" 2024010",
+        ] {
+            assert_eq!(is_date(v), parse_date(v).is_some(), "{v:?}");
+        }
+        assert!(checked > 4000);
     }
 }

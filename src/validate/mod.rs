@@ -217,11 +217,9 @@ impl<'s> SetValidator<'s> {
         v.unlisted = 0;
         v.position = position;
         v.set_additive(Additive::default());
-        v.state = situational::SetState {
-            subscriber_id: None,
-            subscriber_unknown: true,
-            needed_unknown: false,
-        };
+        v.state.subscriber_id = None;
+        v.state.subscriber_unknown = true;
+        v.state.needed_unknown = false;
         v
     }
 

@@ -22,6 +22,9 @@ pub struct RecSeg {
     pub seg_ix: SegIx,
     /// The segment ID packed ([`crate::schema::pack`]), for fast lookups by rules.
     pub key: u64,
+    /// Element 1 (the qualifier of REF, DTP, NM1 ...) packed; `u64::MAX` when it does not
+    /// pack (longer than 7 bytes), which no packed value equals.
+    pub qual: u64,
     /// Innermost loop instance the segment belongs to.
     pub instance: u32,
     /// Position in the set, ST = 1.
@@ -29,6 +32,9 @@ pub struct RecSeg {
     pub at: Position,
     start: u32,
     end: u32,
+    /// Where element 1 starts in the record's buffer; `end + 1` when the segment has no
+    /// elements (no separator after the ID).
+    first: u32,
 }
 
 /// The header or one member of a set.
@@ -100,15 +106,30 @@ impl Record {
             self.open.push((self.instances.len() - 1) as u32);
         }
         let start = self.buf.len() as u32;
-        self.buf.extend_from_slice(seg.raw());
+        let raw = seg.raw();
+        self.buf.extend_from_slice(raw);
+        let end = self.buf.len() as u32;
+        // Element 1 (after the ID, as [`Segment::elements`] splits) and its packed value.
+        // The record's delimiters, which [`Record::segment`] splits with.
+        let sep = self.delims.element;
+        let (first, qual) = match raw.iter().position(|b| *b == sep) {
+            Some(i) => {
+                let rest = &raw[i + 1..];
+                let e1 = &rest[..rest.iter().position(|b| *b == sep).unwrap_or(rest.len())];
+                (start + i as u32 + 1, crate::schema::pack(e1))
+            }
+            None => (end + 1, crate::schema::pack(b"")),
+        };
         self.segs.push(RecSeg {
             key: crate::schema::pack(seg.id()).unwrap_or(u64::MAX),
+            qual: qual.unwrap_or(u64::MAX),
             seg_ix,
             instance: self.open.last().copied().unwrap_or(u32::MAX),
             position,
             at: seg.position(),
             start,
-            end: self.buf.len() as u32,
+            end,
+            first,
         });
     }
 
@@ -125,6 +146,28 @@ impl Record {
             self.delims,
             r.at,
         )
+    }
+
+    /// Element `n` (1-based) of segment `i`, as [`Segment::element`] gives it, without
+    /// looking for the end of the ID again.
+    #[inline]
+    pub fn element(&self, i: usize, n: usize) -> &[u8] {
+        let r = &self.segs[i];
+        if n == 0 || r.first > r.end {
+            return b"";
+        }
+        let sep = self.delims.element;
+        let mut rest = &self.buf[r.first as usize..r.end as usize];
+        for _ in 1..n {
+            match rest.iter().position(|b| *b == sep) {
+                Some(p) => rest = &rest[p + 1..],
+                None => return b"",
+            }
+        }
+        match rest.iter().position(|b| *b == sep) {
+            Some(p) => &rest[..p],
+            None => rest,
+        }
     }
 
     /// Segments with their record entries.

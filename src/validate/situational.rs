@@ -26,6 +26,9 @@ struct ElementRef {
     key: u64,
     qualifier: Option<String>,
     element: usize,
+    /// The [`Target`] (segment and qualifier) this reference looks up, set by
+    /// [`RuleSet::from_json`].
+    target: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,7 @@ fn parse_ref(s: &str) -> Option<ElementRef> {
             segment,
             qualifier,
             element: el.parse().ok()?,
+            target: 0,
         });
     }
     let split = rest.find(|c: char| c.is_ascii_digit() && rest[..].len() > 2)?;
@@ -72,6 +76,7 @@ fn parse_ref(s: &str) -> Option<ElementRef> {
         segment: rest[..split].to_string(),
         qualifier: None,
         element: rest[split..].parse().ok()?,
+        target: 0,
     })
 }
 
@@ -99,12 +104,18 @@ enum Cond {
         id: String,
         #[serde(default)]
         qualifier: Vec<String>,
+        /// Set by [`RuleSet::from_json`].
+        #[serde(skip)]
+        target: usize,
     },
     /// Some instance of this loop, inside the scope, satisfies `where`.
     Loop {
         id: String,
         #[serde(default)]
         r#where: Option<Box<Cond>>,
+        /// `id` packed, set by [`RuleSet::from_json`].
+        #[serde(skip)]
+        key: Option<u64>,
     },
     /// The element matches a named pattern.
     Pattern {
@@ -169,7 +180,186 @@ struct RulesFile {
 enum Scope {
     Header,
     Loop(String, Option<u64>),
-    Segment(String, Option<u64>),
+    /// The segment ID, packed, and the [`Target`] that finds it.
+    Segment(String, Option<u64>, usize),
+}
+
+/// What rules look segments up by: a packed segment ID and, optionally, the codes element 1
+/// must hold. Rules name a few dozen of these; each member's segments are sorted into them once
+/// ([`Index`]) rather than every rule scanning the member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    key: u64,
+    /// `None`: any qualifier.
+    quals: Option<Vec<Qual>>,
+}
+
+/// A qualifier code, packed when it packs (else only its bytes can match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Qual {
+    bytes: Vec<u8>,
+    key: Option<u64>,
+}
+
+impl Qual {
+    fn new(q: &str) -> Qual {
+        Qual {
+            bytes: q.as_bytes().to_vec(),
+            key: crate::schema::pack(q.as_bytes()),
+        }
+    }
+
+    /// Does element 1 of record segment `i` hold this code?
+    #[inline]
+    fn matches(&self, rec: &Record, i: usize) -> bool {
+        match self.key {
+            Some(k) => rec.segs[i].qual == k,
+            None => rec.element(i, 1) == self.bytes.as_slice(),
+        }
+    }
+}
+
+impl Target {
+    #[inline]
+    fn matches(&self, rec: &Record, i: usize) -> bool {
+        rec.segs[i].key == self.key
+            && self
+                .quals
+                .as_ref()
+                .is_none_or(|qs| qs.iter().any(|q| q.matches(rec, i)))
+    }
+}
+
+/// [`RuleSet::by_key`]'s qualifier for a target that takes any qualifier, and for one with a
+/// qualifier that does not pack. Packed values end in a byte below 8 and a record's unpacked
+/// element 1 is `u64::MAX`, so neither equals a segment's qualifier.
+const ANY_QUAL: u64 = u64::MAX - 1;
+const UNPACKED_QUAL: u64 = u64::MAX - 2;
+
+/// Registers `t` in `targets` (once) and returns its index.
+fn intern(targets: &mut Vec<Target>, t: Target) -> usize {
+    match targets.iter().position(|x| *x == t) {
+        Some(i) => i,
+        None => {
+            targets.push(t);
+            targets.len() - 1
+        }
+    }
+}
+
+fn intern_ref(targets: &mut Vec<Target>, r: &mut ElementRef) {
+    r.target = intern(
+        targets,
+        Target {
+            key: r.key,
+            quals: r.qualifier.as_deref().map(|q| vec![Qual::new(q)]),
+        },
+    );
+}
+
+fn intern_cond(targets: &mut Vec<Target>, c: &mut Cond) {
+    match c {
+        Cond::Value { of, .. } | Cond::Present(of) | Cond::Pattern { of, .. } => {
+            intern_ref(targets, of)
+        }
+        Cond::DateOrder { earlier, later } => {
+            intern_ref(targets, earlier);
+            intern_ref(targets, later);
+        }
+        Cond::Segment {
+            id,
+            qualifier,
+            target,
+        } => {
+            *target = intern(
+                targets,
+                Target {
+                    key: crate::schema::pack(id.as_bytes()).unwrap_or(u64::MAX),
+                    quals: (!qualifier.is_empty())
+                        .then(|| qualifier.iter().map(|q| Qual::new(q)).collect()),
+                },
+            );
+        }
+        Cond::Loop { id, r#where, key } => {
+            *key = crate::schema::pack(id.as_bytes());
+            if let Some(w) = r#where {
+                intern_cond(targets, w);
+            }
+        }
+        Cond::All(cs) | Cond::Any(cs) => cs.iter_mut().for_each(|c| intern_cond(targets, c)),
+        Cond::Not(c) => intern_cond(targets, c),
+    }
+}
+
+/// One record's segments sorted into the rule set's [`Target`]s, and its loop instances'
+/// packed IDs: built once per member (and once per set for the header).
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    /// For each target, the record indices of the segments it matches, in order.
+    hits: Vec<Vec<u32>>,
+    /// For each loop instance of the record, its loop's packed ID.
+    instance_keys: Vec<u64>,
+    /// For each schema segment, its packed ID and the range of [`RuleSet::by_key`] entries for
+    /// that ID: looked up once per set rather than once per recorded segment (a recorded
+    /// segment whose ID differs from its schema segment's is looked up itself).
+    slots: Vec<(u64, u32, u32)>,
+}
+
+impl Index {
+    fn build(&mut self, rules: &RuleSet, schema: &Schema, rec: &Record) {
+        self.hits.resize_with(rules.targets.len(), Vec::new);
+        self.hits.iter_mut().for_each(Vec::clear);
+        let by_key = rules.by_key.as_slice();
+        let range = |key: u64| {
+            let lo = by_key.partition_point(|e| e.0 < key);
+            (lo, lo + by_key[lo..].partition_point(|e| e.0 == key))
+        };
+        if self.slots.len() != schema.segments.len() {
+            self.slots.clear();
+            self.slots.extend(schema.segments.iter().map(|d| {
+                let (lo, hi) = range(d.key);
+                (d.key, lo as u32, hi as u32)
+            }));
+        }
+        for (i, rs) in rec.segs.iter().enumerate() {
+            let (lo, hi) = match self.slots.get(rs.seg_ix) {
+                Some(&(key, lo, hi)) if key == rs.key => (lo as usize, hi as usize),
+                _ => range(rs.key),
+            };
+            for &(_, q, t) in &by_key[lo..hi] {
+                let hit = q == rs.qual
+                    || q == ANY_QUAL
+                    || (q == UNPACKED_QUAL
+                        && rules.targets[t].quals.as_ref().is_some_and(|qs| {
+                            qs.iter().any(|q| q.key.is_none() && q.matches(rec, i))
+                        }));
+                if hit {
+                    self.hits[t].push(i as u32);
+                }
+            }
+        }
+        self.instance_keys.clear();
+        self.instance_keys
+            .extend(rec.instances.iter().map(|i| schema.loops[i.loop_ix].key));
+    }
+
+    /// Instances of the loop `id` (packed: `key`), in order.
+    fn instances<'a>(
+        &'a self,
+        schema: &'a Schema,
+        rec: &'a Record,
+        id: &'a str,
+        key: Option<u64>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.instance_keys
+            .iter()
+            .enumerate()
+            .filter(move |(n, k)| match key {
+                Some(key) => **k == key,
+                None => schema.loops[rec.instances[*n].loop_ix].id == id,
+            })
+            .map(|(n, _)| n as u32)
+    }
 }
 
 #[derive(Debug)]
@@ -184,6 +374,12 @@ struct Rule {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Every segment lookup the rules make.
+    targets: Vec<Target>,
+    /// `(packed segment ID, packed qualifier, target)`, sorted: the targets a segment may
+    /// match. A target for any qualifier has [`ANY_QUAL`]; one with a qualifier too long to pack
+    /// has [`UNPACKED_QUAL`] (and is matched by its bytes).
+    by_key: Vec<(u64, u64, usize)>,
     /// Whether the 834 cross-member and balancing rules in code apply.
     enrollment: bool,
 }
@@ -209,12 +405,31 @@ impl RuleSet {
             )));
         }
         let mut rules = Vec::new();
-        for def in f.rules {
+        let mut targets = Vec::new();
+        for mut def in f.rules {
+            if let Some(w) = &mut def.when {
+                intern_cond(&mut targets, w);
+            }
+            intern_cond(&mut targets, &mut def.require);
+            if let Report::Element { of, .. } = &mut def.report {
+                intern_ref(&mut targets, of);
+            }
+            if let Some(t) = &mut def.trigger {
+                intern_ref(&mut targets, t);
+            }
             let scope = match def.scope.as_str() {
                 "header" => Scope::Header,
                 s if s.starts_with("segment:") => {
                     let id = &s["segment:".len()..];
-                    Scope::Segment(id.to_string(), crate::schema::pack(id.as_bytes()))
+                    let key = crate::schema::pack(id.as_bytes());
+                    let target = intern(
+                        &mut targets,
+                        Target {
+                            key: key.unwrap_or(u64::MAX),
+                            quals: None,
+                        },
+                    );
+                    Scope::Segment(id.to_string(), key, target)
                 }
                 s => Scope::Loop(s.to_string(), crate::schema::pack(s.as_bytes())),
             };
@@ -238,8 +453,23 @@ impl RuleSet {
                 ack_code,
             });
         }
+        let mut by_key: Vec<(u64, u64, usize)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            match &t.quals {
+                None => by_key.push((t.key, ANY_QUAL, i)),
+                Some(qs) => {
+                    for q in qs {
+                        by_key.push((t.key, q.key.unwrap_or(UNPACKED_QUAL), i));
+                    }
+                }
+            }
+        }
+        by_key.sort_unstable();
+        by_key.dedup();
         Ok(RuleSet {
             rules,
+            targets,
+            by_key,
             enrollment: true,
         })
     }
@@ -267,34 +497,41 @@ impl RuleSet {
         state: &mut SetState,
         out: &mut Vec<Finding>,
     ) {
+        let mut index = std::mem::take(&mut state.index);
+        index.build(self, schema, member);
         let ctx = Ctx {
             schema,
             header,
             member,
+            targets: &self.targets,
+            index: &index,
+            header_indexed: false,
             closing_position,
         };
         for rule in &self.rules {
             match &rule.scope {
                 Scope::Header => {}
                 Scope::Loop(id, key) => {
-                    for inst in member.instances_of_key(schema, id, *key) {
+                    for inst in index.instances(schema, member, id, *key) {
                         ctx.apply(rule, Some(inst), None, out);
                     }
                 }
-                Scope::Segment(id, key) => {
-                    for (i, rs) in member.segs.iter().enumerate() {
-                        // Record keys are packed IDs; an ID too long to pack is compared whole.
-                        let hit = match key {
-                            Some(k) => rs.key == *k,
-                            None => member.segment(i).id() == id.as_bytes(),
-                        };
-                        if hit {
+                Scope::Segment(_, Some(_), target) => {
+                    for &i in &index.hits[*target] {
+                        ctx.apply(rule, None, Some(i as usize), out);
+                    }
+                }
+                Scope::Segment(id, None, _) => {
+                    // An ID too long to pack is compared whole.
+                    for i in 0..member.segs.len() {
+                        if member.segment(i).id() == id.as_bytes() {
                             ctx.apply(rule, None, Some(i), out);
                         }
                     }
                 }
             }
         }
+        state.index = index;
         if self.enrollment {
             same_subscriber_id(member, state, out);
         }
@@ -309,10 +546,15 @@ impl RuleSet {
         closing_position: u32,
         out: &mut Vec<Finding>,
     ) {
+        let mut index = Index::default();
+        index.build(self, schema, header);
         let ctx = Ctx {
             schema,
             header,
             member: header,
+            targets: &self.targets,
+            index: &index,
+            header_indexed: true,
             closing_position,
         };
         for rule in self
@@ -339,12 +581,19 @@ pub struct SetState {
     /// A dependent was compared with the unknown subscriber: the piece's findings depend on
     /// members it did not see, and it must be checked again in sequence.
     pub needed_unknown: bool,
+    /// The member index, kept to reuse its buffers.
+    index: Index,
 }
 
 struct Ctx<'a> {
     schema: &'a Schema,
     header: &'a Record,
     member: &'a Record,
+    /// The rule set's lookups, and `member`'s index of them.
+    targets: &'a [Target],
+    index: &'a Index,
+    /// True when `header` is `member` (and so indexed too).
+    header_indexed: bool,
     closing_position: u32,
 }
 
@@ -356,7 +605,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// Finds the segment an element reference points at: its record index.
+    /// Finds the segment an element reference points at: its record index. The first segment
+    /// of the record (of the scope's own instance, for a scope reference) that the reference's
+    /// target matches.
     fn find(&self, r: &ElementRef, scope: Option<u32>, seg: Option<usize>) -> Option<usize> {
         let rec = self.record(r.area);
         if r.area == Area::Scope {
@@ -367,23 +618,21 @@ impl Ctx<'_> {
             }
         }
         let scope = if r.area == Area::Scope { scope } else { None };
-        rec.segs.iter().enumerate().find_map(|(i, rs)| {
-            if let Some(inst) = scope {
-                if rs.instance != inst {
-                    return None;
-                }
-            }
-            let ok = rs.key == r.key
-                && r.qualifier
-                    .as_ref()
-                    .is_none_or(|q| rec.segment(i).element(1) == q.as_bytes());
-            ok.then_some(i)
-        })
+        let in_scope = |i: usize| scope.is_none_or(|inst| rec.segs[i].instance == inst);
+        if r.area == Area::Header && !self.header_indexed {
+            // The header is not indexed for members: it is short, and BGN comes second.
+            let target = &self.targets[r.target];
+            return (0..rec.segs.len()).find(|&i| in_scope(i) && target.matches(rec, i));
+        }
+        self.index.hits[r.target]
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| in_scope(i))
     }
 
     fn value(&self, r: &ElementRef, scope: Option<u32>, seg: Option<usize>) -> Option<&[u8]> {
         let i = self.find(r, scope, seg)?;
-        Some(self.record(r.area).segment(i).element(r.element))
+        Some(self.record(r.area).element(i, r.element))
     }
 
     fn eval(&self, c: &Cond, scope: Option<u32>, seg: Option<usize>) -> bool {
@@ -395,20 +644,12 @@ impl Ctx<'_> {
                 in_ok && not_ok
             }
             Cond::Present(of) => self.value(of, scope, seg).is_some_and(|v| !v.is_empty()),
-            Cond::Segment { id, qualifier } => {
-                let key = crate::schema::pack(id.as_bytes()).unwrap_or(u64::MAX);
-                self.member.segs.iter().enumerate().any(|(i, rs)| {
-                    scope.is_none_or(|inst| rs.instance == inst)
-                        && rs.key == key
-                        && (qualifier.is_empty() || {
-                            let q1 = self.member.segment(i).element(1);
-                            qualifier.iter().any(|q| short_eq(q1, q.as_bytes()))
-                        })
-                })
-            }
-            Cond::Loop { id, r#where } => self
-                .member
-                .instances_of_key(self.schema, id, crate::schema::pack(id.as_bytes()))
+            Cond::Segment { target, .. } => self.index.hits[*target]
+                .iter()
+                .any(|&i| scope.is_none_or(|inst| self.member.segs[i as usize].instance == inst)),
+            Cond::Loop { id, r#where, key } => self
+                .index
+                .instances(self.schema, self.member, id, *key)
                 .filter(|inst| scope.is_none_or(|s| self.member.within(*inst, s)))
                 .any(|inst| {
                     r#where
@@ -436,9 +677,11 @@ impl Ctx<'_> {
                 }
             }
             Cond::DateOrder { earlier, later } => {
+                // Real CCYYMMDD dates order like their bytes.
                 let date = |r: &ElementRef| {
                     self.value(r, scope, seg)
-                        .and_then(|v| super::element::parse_date(v.get(..8)?))
+                        .and_then(|v| v.get(..8))
+                        .filter(|d| super::element::is_date(d))
                 };
                 match (date(earlier), date(later)) {
                     (Some(a), Some(b)) => a <= b,
@@ -580,7 +823,7 @@ impl Ctx<'_> {
                     ..Location::default()
                 };
                 if let Some(i) = found {
-                    let v = rec.segment(i).element(of.element).to_vec();
+                    let v = rec.element(i, of.element).to_vec();
                     let phi = self.schema.segments[rec.segs[i].seg_ix]
                         .elements
                         .get(of.element.wrapping_sub(1))
@@ -625,12 +868,9 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
     let mut ref0f = None;
     for (i, rs) in member.segs.iter().enumerate() {
         if rs.key == ins && ins01.is_none() {
-            ins01 = Some(member.segment(i).element(1));
-        } else if rs.key == reff && ref0f.is_none() {
-            let s = member.segment(i);
-            if s.element(1) == b"0F" {
-                ref0f = Some((rs.position, rs.at, s.element(2)));
-            }
+            ins01 = Some(member.element(i, 1));
+        } else if rs.key == reff && ref0f.is_none() && rs.qual == QUAL_0F {
+            ref0f = Some((rs.position, rs.at, member.element(i, 2)));
         }
     }
     let Some((position, at, id)) = ref0f else {
@@ -678,6 +918,7 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
 
 const KEY_INS: u64 = crate::schema::pack_const(b"INS");
 const KEY_REF: u64 = crate::schema::pack_const(b"REF");
+const QUAL_0F: u64 = crate::schema::pack_const(b"0F");
 
 /// B1–B4: QTY control totals against the members in the set.
 fn balance_quantities(header: &Record, tally: &Tally, out: &mut Vec<Finding>) {
