@@ -261,7 +261,7 @@ impl CsvRow<'_> {
     fn date(&mut self, d: Option<&chrono::NaiveDate>) {
         self.sep();
         if let Some(d) = d {
-            changes::write_date(self.out, d);
+            crate::changejson::date(self.out, d);
         }
     }
 

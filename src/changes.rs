@@ -243,85 +243,57 @@ impl ChangeRecord {
     }
 
     fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::Result<()> {
-            serde_json::to_writer(out, v)
-        }
+        use crate::changejson::{Json, Object};
         let start = out.len();
-        out.extend_from_slice(b"{\"schema\":");
-        value(out, &self.schema)?;
-        out.extend_from_slice(b",\"change_id\":");
-        let id_start = out.len() + 1;
-        value(out, id)?;
-        let change_id = id_start..out.len() - 1;
-        out.extend_from_slice(b",\"kind\":\"");
-        out.extend_from_slice(self.kind.label().as_bytes());
-        out.extend_from_slice(b"\",\"effective_date\":");
-        match &self.effective_date {
-            Some(d) => {
-                out.push(b'"');
-                write_date(out, d);
-                out.push(b'"');
-            }
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"group_id\":");
-        value(out, &self.group_id)?;
-        out.extend_from_slice(b",\"division\":");
-        value(out, &self.division)?;
-        out.extend_from_slice(b",\"subscriber_id\":");
-        value(out, &self.subscriber_id)?;
-        out.extend_from_slice(b",\"member_id\":");
-        value(out, &self.member_id)?;
-        out.extend_from_slice(b",\"relationship\":\"");
-        out.extend_from_slice(self.relationship.label().as_bytes());
-        out.extend_from_slice(b"\",\"reason\":");
-        match self.reason {
-            Some(r) => {
-                out.push(b'"');
-                out.extend_from_slice(r.label().as_bytes());
-                out.push(b'"');
-            }
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"new\":");
-        let new_start = out.len();
-        value(out, &self.new)?;
-        let new = new_start..out.len();
-        out.extend_from_slice(b",\"old\":");
-        let old = match &self.old {
-            Some(o) => {
-                let old_start = out.len();
-                value(out, o)?;
-                Some(old_start..out.len())
-            }
-            None => {
-                out.extend_from_slice(b"null");
-                None
-            }
-        };
-        out.extend_from_slice(b",\"source\":");
-        value(out, &self.source)?;
-        if let Some(b) = &self.broker_license {
-            out.extend_from_slice(b",\"broker_license\":");
-            value(out, b)?;
-        }
-        let content_end = out.len();
-        if let Some(s) = &self.status {
-            out.extend_from_slice(b",\"status\":");
-            value(out, s)?;
-        }
-        if let Some(p) = &self.invoice_period {
-            out.extend_from_slice(b",\"invoice_period\":");
-            value(out, p)?;
-        }
-        out.push(b'}');
-        Ok(JsonSpans {
+        let mut o = Object::begin(out);
+        o.field("schema", &self.schema);
+        o.key("change_id");
+        let id_start = o.out.len() + 1;
+        crate::changejson::string(o.out, id);
+        let change_id = id_start..o.out.len() - 1;
+        o.field("kind", &self.kind);
+        o.field("effective_date", &self.effective_date);
+        o.field("group_id", &self.group_id);
+        o.field("division", &self.division);
+        o.field("subscriber_id", &self.subscriber_id);
+        o.field("member_id", &self.member_id);
+        o.field("relationship", &self.relationship);
+        o.field("reason", &self.reason);
+        o.key("new");
+        let new_start = o.out.len();
+        self.new.json(o.out);
+        let new = new_start..o.out.len();
+        o.key("old");
+        let old_start = o.out.len();
+        self.old.json(o.out);
+        let old = self.old.as_ref().map(|_| old_start..o.out.len());
+        o.field("source", &self.source);
+        o.some("broker_license", &self.broker_license);
+        let content_end = o.out.len();
+        o.some("status", &self.status);
+        o.some("invoice_period", &self.invoice_period);
+        o.end();
+        let spans = JsonSpans {
             record: start..out.len(),
             change_id,
             content_end,
             new,
             old,
-        })
+        };
+        #[cfg(debug_assertions)]
+        {
+            // The derive is the definition: check every record debug builds write against it.
+            let mut probe = self.clone();
+            probe.change_id = id.to_string();
+            let want = serde_json::to_vec(&probe)?;
+            debug_assert!(
+                out[spans.record.clone()] == want[..],
+                "changejson differs from serde_json:\n{}\n{}",
+                String::from_utf8_lossy(&out[spans.record.clone()]),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        Ok(spans)
     }
 
     /// The record without what depends on where it came from (id, trace, and the sending
@@ -342,31 +314,6 @@ impl ChangeRecord {
             status: None,
         };
         c
-    }
-}
-
-/// Appends a date as its `Serialize` impl writes it (chrono writes `Debug`: `YYYY-MM-DD`, with
-/// a sign and more digits outside years 0 to 9999).
-pub fn write_date(out: &mut Vec<u8>, d: &NaiveDate) {
-    use chrono::Datelike;
-    let y = d.year();
-    if (0..=9999).contains(&y) {
-        let (y, m, d) = (y as u32, d.month(), d.day());
-        out.extend_from_slice(&[
-            b'0' + (y / 1000) as u8,
-            b'0' + (y / 100 % 10) as u8,
-            b'0' + (y / 10 % 10) as u8,
-            b'0' + (y % 10) as u8,
-            b'-',
-            b'0' + (m / 10) as u8,
-            b'0' + (m % 10) as u8,
-            b'-',
-            b'0' + (d / 10) as u8,
-            b'0' + (d % 10) as u8,
-        ]);
-    } else {
-        use std::io::Write;
-        let _ = write!(out, "{d:?}");
     }
 }
 
