@@ -594,7 +594,7 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
             if sealed {
                 changes::derive(&h, &m)
             } else {
-                changes::derive_unsealed(&h, &m)
+                changes::derive_unsealed(&h, m)
             }
         });
         self.header = Some(h);

@@ -459,8 +459,39 @@ pub struct MemberLoop {
     pub last: u32,
 }
 
-struct Reader<'a> {
+/// A segment with its first elements found once: [`Segment::element`] scans from the start of
+/// the segment at every call, and reading a member takes up to ten elements of a segment.
+struct Split<'a> {
     seg: Segment<'a>,
+    els: [&'a [u8]; SPLIT],
+}
+
+const SPLIT: usize = 20;
+
+impl<'a> Split<'a> {
+    fn new(seg: Segment<'a>) -> Split<'a> {
+        let mut els = [&b""[..]; SPLIT];
+        for (slot, e) in els.iter_mut().zip(seg.elements()) {
+            *slot = e;
+        }
+        Split { seg, els }
+    }
+
+    fn id(&self) -> &'a [u8] {
+        self.seg.id()
+    }
+
+    /// The same as [`Segment::element`].
+    fn element(&self, n: usize) -> &'a [u8] {
+        match n.checked_sub(1) {
+            Some(i) if i < SPLIT => self.els[i],
+            _ => self.seg.element(n),
+        }
+    }
+}
+
+struct Reader<'a> {
+    seg: Split<'a>,
     position: u32,
 }
 
@@ -514,13 +545,13 @@ impl Reader<'_> {
     }
 }
 
-fn set_street(addr: &mut Option<Address>, seg: &Segment<'_>) {
+fn set_street(addr: &mut Option<Address>, seg: &Split<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.line1 = text(seg.element(1));
     a.line2 = opt(seg.element(2));
 }
 
-fn set_city(addr: &mut Option<Address>, seg: &Segment<'_>) {
+fn set_city(addr: &mut Option<Address>, seg: &Split<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.city = text(seg.element(1));
     a.state = opt(seg.element(2));
@@ -557,9 +588,10 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     let mut saw_ins = false;
     for (r, seg) in rec.iter() {
         let rd = Reader {
-            seg,
+            seg: Split::new(seg),
             position: r.position,
         };
+        let seg = &rd.seg;
         if m.first == 0 {
             m.first = r.position;
         }
@@ -623,13 +655,13 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     }
                 }
             }
-            ("2100A", b"N3") => set_street(&mut d.residence, &seg),
-            ("2100A", b"N4") => set_city(&mut d.residence, &seg),
+            ("2100A", b"N3") => set_street(&mut d.residence, seg),
+            ("2100A", b"N4") => set_city(&mut d.residence, seg),
             ("2100A", b"DMG") => d.demographics = Some(rd.demographics()?),
             ("2100B", b"NM1") => m.member.prior_name = Some(rd.name()),
             ("2100B", b"DMG") => m.member.prior_demographics = Some(rd.demographics()?),
-            ("2100C", b"N3") => set_street(&mut d.mailing, &seg),
-            ("2100C", b"N4") => set_city(&mut d.mailing, &seg),
+            ("2100C", b"N3") => set_street(&mut d.mailing, seg),
+            ("2100C", b"N4") => set_city(&mut d.mailing, seg),
             ("2200", b"DSB") => d.disabilities.push(Disability {
                 kind: rd.code(1, DisabilityType::from_code)?,
                 start: None,
@@ -757,25 +789,37 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     Ok(m)
 }
 
-/// The member values an add or audit carries: everything the sender said about the member.
-fn snapshot(m: &MemberLoop) -> MemberData {
-    m.member.data.clone()
-}
-
 /// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
 pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
-    Ok(derive_unsealed(h, m)?
+    Ok(derive_records(h, m, None)?
         .into_iter()
         .map(ChangeRecord::seal)
         .collect())
 }
 
 /// [`derive`] without the ids: every `change_id` is empty. For writers that compute the id
-/// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]).
+/// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]). Takes the loop so
+/// that its values move into the record instead of being copied.
 pub fn derive_unsealed(
     h: &HeaderContext,
-    m: &MemberLoop,
+    mut m: MemberLoop,
 ) -> Result<Vec<ChangeRecord>, DeriveError> {
+    // Only a change (INS03 001) reads the member's values piecemeal; any other loop gives
+    // them, whole or its coverages, to one record.
+    let data = (m.member.maintenance != MaintenanceType::Change)
+        .then(|| std::mem::take(&mut m.member.data));
+    derive_records(h, &m, data)
+}
+
+/// The table itself. `taken` is the member's values moved out of `m` (then `m.member.data` is
+/// empty), or `None` to copy them from `m`.
+fn derive_records(
+    h: &HeaderContext,
+    m: &MemberLoop,
+    mut taken: Option<MemberData>,
+) -> Result<Vec<ChangeRecord>, DeriveError> {
+    // The member values an add or audit carries: everything the sender said about the member.
+    let mut snapshot = || taken.take().unwrap_or_else(|| m.member.data.clone());
     let mem = &m.member;
     let record = |kind: ChangeKind,
                   eff: Option<NaiveDate>,
@@ -836,19 +880,19 @@ pub fn derive_unsealed(
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            out.push(record(kind, eff, snapshot(m), None, whole));
+            out.push(record(kind, eff, snapshot(), None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            out.push(record(ChangeKind::Audit, eff, snapshot(m), None, whole));
+            out.push(record(ChangeKind::Audit, eff, snapshot(), None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
             let latest_end = m.coverages.iter().filter_map(|c| c.coverage.end).max();
             let eff = m.eligibility_end.or(latest_end).or(member_eff);
             let new = MemberData {
-                coverages: m.member.data.coverages.clone(),
+                coverages: snapshot().coverages,
                 ..MemberData::default()
             };
             out.push(record(ChangeKind::TerminateMember, eff, new, None, whole));
@@ -857,7 +901,7 @@ pub fn derive_unsealed(
             only(MaintenanceType::Reinstatement)?;
             let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
             let new = MemberData {
-                coverages: m.member.data.coverages.clone(),
+                coverages: snapshot().coverages,
                 ..MemberData::default()
             };
             out.push(record(ChangeKind::Reinstate, eff, new, None, whole));
@@ -947,7 +991,7 @@ pub fn derive_unsealed(
                 out.push(record(
                     ChangeKind::MemberChange,
                     member_eff,
-                    snapshot(m),
+                    snapshot(),
                     None,
                     whole,
                 ));
