@@ -16,6 +16,9 @@
 //! serialized in field order with no maps and no floats, and the source trace (file name,
 //! ISA13, GS06, ST02 and segment range, or portal file and rows) is part of it: the same input
 //! always gives the same id, and the same content from two places gives two ids.
+//! [`ChangeRecord::write_json_sealing`] computes the id from the very JSON it writes (one
+//! serialization for the hash and the output), [`ChangeRecord::seal`] for records that need
+//! their id before they are written.
 //!
 //! ## Choices (where the guide leaves room)
 //! - Group: header REF*38, else the sponsor's N1*P5 N104.
