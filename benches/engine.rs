@@ -2,14 +2,19 @@
 //!
 //! - `lexer`: bytes to segments only (the floor of every command).
 //! - `check`: the whole validator (`check_stream`) with an observer that only counts findings.
-//! - `convert`: validation plus change derivation and JSONL encoding (`convert_x12`).
+//! - `convert`: validation plus change derivation and JSONL encoding (`convert_x12`);
+//!   `convert_csv` the same with CSV rows.
+//! - `encode_jsonl`, `encode_csv`: convert's own last step alone, on the file's change records
+//!   (about 37,000): each record's JSON written once, hashed for its `change_id` and encoded
+//!   (`Encoder::encode_sealing`). Throughput is of the input file, comparable with `convert`.
 //! - `ack`: validation plus 999 writing, on a file with 2 % of members in error.
 //!
 //! Inputs come from the seeded generator ([`eligo::gen`]), so every run measures the same bytes.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eligo::ack::{AckSettings, AckWriter};
-use eligo::batch::{convert_x12, ChangeWriter, Format};
+use eligo::batch::{convert_x12, ChangeWriter, Encoder, Format};
+use eligo::changes::ChangeRecord;
 use eligo::check::{check_stream, Engine, Observer};
 use eligo::finding::Finding;
 use eligo::gen::{generate, GenOptions};
@@ -75,6 +80,39 @@ fn engine(c: &mut Criterion) {
             black_box((s.records, w.into_inner().unwrap().len()))
         })
     });
+    g.bench_function("convert_csv", |b| {
+        b.iter(|| {
+            let mut w = ChangeWriter::new(Vec::with_capacity(64 << 20), Format::Csv).unwrap();
+            let s = convert_x12(&engine, "bench.x12", clean.as_slice(), &mut w).unwrap();
+            black_box((s.records, w.into_inner().unwrap().len()))
+        })
+    });
+    let records: Vec<ChangeRecord> = {
+        let mut w = ChangeWriter::new(Vec::new(), Format::Jsonl).unwrap();
+        convert_x12(&engine, "bench.x12", clean.as_slice(), &mut w).unwrap();
+        let jsonl = w.into_inner().unwrap();
+        jsonl
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut r: ChangeRecord = serde_json::from_slice(l).expect("a record");
+                r.change_id.clear();
+                r
+            })
+            .collect()
+    };
+    for (name, format) in [("encode_jsonl", Format::Jsonl), ("encode_csv", Format::Csv)] {
+        g.bench_function(name, |b| {
+            let mut enc = Encoder::new(format);
+            b.iter(|| {
+                let mut n = 0usize;
+                for r in &records {
+                    n += enc.encode_sealing(r).unwrap().len();
+                }
+                black_box(n)
+            })
+        });
+    }
     g.throughput(Throughput::Bytes(faulty.len() as u64));
     g.bench_function("ack", |b| {
         b.iter(|| {

@@ -16,6 +16,7 @@ use crate::check::{
 use crate::finding::Finding;
 use crate::validate::record::Record;
 use crate::validate::Standards;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -63,26 +64,24 @@ pub const CSV_COLUMNS: &[&str] = &[
     "invoice_period",
 ];
 
-/// Turns records into bytes, one line (JSONL) or one row (CSV) at a time.
+/// Turns records into bytes, one line (JSONL) or one row (CSV) at a time, into buffers it
+/// reuses: encoding a record allocates nothing once the buffers have grown.
 pub struct Encoder {
     format: Format,
     buf: Vec<u8>,
-}
-
-fn s<T: serde::Serialize>(v: Option<&T>) -> String {
-    match v.map(serde_json::to_value) {
-        Some(Ok(serde_json::Value::String(s))) => s,
-        Some(Ok(serde_json::Value::Null)) | None => String::new(),
-        Some(Ok(other)) => other.to_string(),
-        Some(Err(_)) => String::new(),
-    }
+    /// The record's JSON, for a CSV row (its id and its `new`/`old` columns come from it).
+    json: Vec<u8>,
+    /// One CSV field being built (the source reference).
+    text: String,
 }
 
 impl Encoder {
     pub fn new(format: Format) -> Encoder {
         Encoder {
             format,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(4096),
+            json: Vec::with_capacity(4096),
+            text: String::new(),
         }
     }
 
@@ -98,20 +97,46 @@ impl Encoder {
         }
     }
 
-    /// Encodes one record.
+    /// Encodes one record, as it is (its `change_id` already set).
     pub fn encode(&mut self, r: &ChangeRecord) -> io::Result<&[u8]> {
+        self.encode_with(r, false)
+    }
+
+    /// Encodes one record with the `change_id` its content gives, whatever `r.change_id` says:
+    /// the same bytes as `encode(&r.clone().seal())`, with the record serialized once instead
+    /// of twice (see [`ChangeRecord::write_json_sealing`]).
+    pub fn encode_sealing(&mut self, r: &ChangeRecord) -> io::Result<&[u8]> {
+        self.encode_with(r, true)
+    }
+
+    fn encode_with(&mut self, r: &ChangeRecord, seal: bool) -> io::Result<&[u8]> {
+        let write = |r: &ChangeRecord, out: &mut Vec<u8>| {
+            if seal {
+                r.write_json_sealing(out)
+            } else {
+                r.write_json(out)
+            }
+        };
         self.buf.clear();
         match self.format {
             Format::Jsonl => {
-                serde_json::to_writer(&mut self.buf, r)?;
+                write(r, &mut self.buf)?;
                 self.buf.push(b'\n');
             }
             Format::Csv => {
-                let name = r.new.name.as_ref();
-                let demo = r.new.demographics.as_ref();
-                let addr = r.new.residence.as_ref().or(r.new.mailing.as_ref());
-                let cov = r.new.coverages.first();
-                let (stype, sfile, sref) = match &r.source {
+                self.json.clear();
+                let spans = write(r, &mut self.json)?;
+                let json = |range: std::ops::Range<usize>| {
+                    std::str::from_utf8(&self.json[range]).map_err(io::Error::other)
+                };
+                let id = json(spans.change_id.clone())?;
+                let new = json(spans.new.clone())?;
+                let old = match spans.old.clone() {
+                    Some(range) => json(range)?,
+                    None => "",
+                };
+                self.text.clear();
+                let sfile = match &r.source {
                     changes::SourceTrace::X12 {
                         file,
                         isa13,
@@ -119,71 +144,130 @@ impl Encoder {
                         st02,
                         first_segment,
                         last_segment,
-                    } => (
-                        "x12",
-                        file.clone(),
-                        format!("{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}"),
-                    ),
+                    } => {
+                        let _ = write!(
+                            self.text,
+                            "{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}"
+                        );
+                        file
+                    }
                     changes::SourceTrace::Portal {
                         file,
                         first_row,
                         last_row,
                         ..
-                    } => (
-                        "portal",
-                        file.clone(),
-                        format!("rows {first_row}-{last_row}"),
-                    ),
+                    } => {
+                        let _ = write!(self.text, "rows {first_row}-{last_row}");
+                        file
+                    }
                 };
-                let row: Vec<String> = vec![
-                    r.change_id.clone(),
-                    r.kind.label().to_string(),
-                    s(r.effective_date.as_ref()),
-                    r.group_id.clone().unwrap_or_default(),
-                    r.division.clone().unwrap_or_default(),
-                    r.subscriber_id.clone(),
-                    r.member_id.clone(),
-                    r.relationship.label().to_string(),
-                    r.reason.map(|x| x.label().to_string()).unwrap_or_default(),
-                    name.map(|n| n.last.clone()).unwrap_or_default(),
-                    name.and_then(|n| n.first.clone()).unwrap_or_default(),
-                    name.and_then(|n| n.middle.clone()).unwrap_or_default(),
-                    s(demo.and_then(|d| d.birth_date.as_ref())),
-                    demo.and_then(|d| d.gender)
-                        .map(|g| g.label().to_string())
-                        .unwrap_or_default(),
-                    addr.map(|a| a.line1.clone()).unwrap_or_default(),
-                    addr.and_then(|a| a.line2.clone()).unwrap_or_default(),
-                    addr.map(|a| a.city.clone()).unwrap_or_default(),
-                    addr.and_then(|a| a.state.clone()).unwrap_or_default(),
-                    addr.and_then(|a| a.postal_code.clone()).unwrap_or_default(),
-                    r.new.coverages.len().to_string(),
-                    cov.map(|c| c.insurance_line.label().to_string())
-                        .unwrap_or_default(),
-                    cov.and_then(|c| c.plan.clone()).unwrap_or_default(),
-                    cov.and_then(|c| c.coverage_level)
-                        .map(|l| l.label().to_string())
-                        .unwrap_or_default(),
-                    s(cov.and_then(|c| c.begin.as_ref())),
-                    s(cov.and_then(|c| c.end.as_ref())),
-                    cov.and_then(|c| c.pcp.as_ref())
-                        .and_then(|p| p.npi.clone())
-                        .unwrap_or_default(),
-                    stype.to_string(),
-                    sfile,
-                    sref,
-                    serde_json::to_string(&r.new)?,
-                    match &r.old {
-                        Some(o) => serde_json::to_string(o)?,
-                        None => String::new(),
-                    },
-                    r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                    r.invoice_period.clone().unwrap_or_default(),
-                ];
-                crate::csvrow::write(&mut self.buf, &row, crate::csvrow::Formulas::Keep);
+                csv_row(&mut self.buf, r, id, sfile, &self.text, new, old);
             }
         }
         Ok(&self.buf)
+    }
+}
+
+/// Appends a record's CSV row (the columns of [`CSV_COLUMNS`]); `id`, `new` and `old` are the
+/// record's `change_id` and JSON values, `sref` its source reference.
+fn csv_row(
+    out: &mut Vec<u8>,
+    r: &ChangeRecord,
+    id: &str,
+    sfile: &str,
+    sref: &str,
+    new: &str,
+    old: &str,
+) {
+    let mut row = CsvRow { out, first: true };
+    let name = r.new.name.as_ref();
+    let demo = r.new.demographics.as_ref();
+    let addr = r.new.residence.as_ref().or(r.new.mailing.as_ref());
+    let cov = r.new.coverages.first();
+    row.field(id);
+    row.field(r.kind.label());
+    row.date(r.effective_date.as_ref());
+    row.field(r.group_id.as_deref().unwrap_or_default());
+    row.field(r.division.as_deref().unwrap_or_default());
+    row.field(&r.subscriber_id);
+    row.field(&r.member_id);
+    row.field(r.relationship.label());
+    row.field(r.reason.map(|x| x.label()).unwrap_or_default());
+    row.field(name.map(|n| n.last.as_str()).unwrap_or_default());
+    row.field(name.and_then(|n| n.first.as_deref()).unwrap_or_default());
+    row.field(name.and_then(|n| n.middle.as_deref()).unwrap_or_default());
+    row.date(demo.and_then(|d| d.birth_date.as_ref()));
+    row.field(
+        demo.and_then(|d| d.gender)
+            .map(|g| g.label())
+            .unwrap_or_default(),
+    );
+    row.field(addr.map(|a| a.line1.as_str()).unwrap_or_default());
+    row.field(addr.and_then(|a| a.line2.as_deref()).unwrap_or_default());
+    row.field(addr.map(|a| a.city.as_str()).unwrap_or_default());
+    row.field(addr.and_then(|a| a.state.as_deref()).unwrap_or_default());
+    row.field(
+        addr.and_then(|a| a.postal_code.as_deref())
+            .unwrap_or_default(),
+    );
+    row.count(r.new.coverages.len());
+    row.field(cov.map(|c| c.insurance_line.label()).unwrap_or_default());
+    row.field(cov.and_then(|c| c.plan.as_deref()).unwrap_or_default());
+    row.field(
+        cov.and_then(|c| c.coverage_level)
+            .map(|l| l.label())
+            .unwrap_or_default(),
+    );
+    row.date(cov.and_then(|c| c.begin.as_ref()));
+    row.date(cov.and_then(|c| c.end.as_ref()));
+    row.field(
+        cov.and_then(|c| c.pcp.as_ref())
+            .and_then(|p| p.npi.as_deref())
+            .unwrap_or_default(),
+    );
+    row.field(match r.source {
+        changes::SourceTrace::X12 { .. } => "x12",
+        changes::SourceTrace::Portal { .. } => "portal",
+    });
+    row.field(sfile);
+    row.field(sref);
+    row.field(new);
+    row.field(old);
+    row.field(r.status.map(|s| s.as_str()).unwrap_or_default());
+    row.field(r.invoice_period.as_deref().unwrap_or_default());
+    crate::csvrow::end(row.out);
+}
+
+/// One CSV row being appended, field by field.
+struct CsvRow<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl CsvRow<'_> {
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn field(&mut self, v: &str) {
+        self.sep();
+        crate::csvrow::field(self.out, v, crate::csvrow::Formulas::Keep);
+    }
+
+    /// A date as in the JSON (`YYYY-MM-DD`; never needs quoting), or an empty field.
+    fn date(&mut self, d: Option<&chrono::NaiveDate>) {
+        self.sep();
+        if let Some(d) = d {
+            crate::changejson::date(self.out, d);
+        }
+    }
+
+    fn count(&mut self, n: usize) {
+        self.sep();
+        let _ = std::io::Write::write_fmt(self.out, format_args!("{n}"));
     }
 }
 
@@ -341,7 +425,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             if s.assessment.status.is_held() {
                 self.summary.held += 1;
             }
-            let res = self.write_spooled(&s.record);
+            let res = self.write_spooled(&s.record, false);
             self.io(res);
         }
     }
@@ -364,9 +448,14 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             .ok_or_else(|| io::Error::other("spool not open"))
     }
 
-    fn write_spooled(&mut self, r: &ChangeRecord) -> io::Result<()> {
+    /// Spools one record; `seal` computes its id while encoding it (its `change_id` is empty).
+    fn write_spooled(&mut self, r: &ChangeRecord, seal: bool) -> io::Result<()> {
         self.spool()?;
-        let bytes = self.encoder.encode(r)?;
+        let bytes = if seal {
+            self.encoder.encode_sealing(r)?
+        } else {
+            self.encoder.encode(r)?
+        };
         let spool = self
             .spool
             .as_mut()
@@ -498,7 +587,16 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = self.header.take() else { return };
-        let result = changes::member_loop(rec, std).and_then(|m| changes::derive(&h, &m));
+        // Without rules nothing needs the ids before they are written: the encoder computes
+        // each from the JSON it writes (one serialization per record instead of two).
+        let sealed = self.screen.is_some();
+        let result = changes::member_loop(rec, std).and_then(|m| {
+            if sealed {
+                changes::derive(&h, &m)
+            } else {
+                changes::derive_unsealed(&h, m)
+            }
+        });
         self.header = Some(h);
         match result {
             Ok(records) => match &mut self.screen {
@@ -508,7 +606,7 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
                 }
                 None => {
                     for r in &records {
-                        let res = self.write_spooled(r);
+                        let res = self.write_spooled(r, true);
                         self.io(res);
                     }
                 }

@@ -16,6 +16,9 @@
 //! serialized in field order with no maps and no floats, and the source trace (file name,
 //! ISA13, GS06, ST02 and segment range, or portal file and rows) is part of it: the same input
 //! always gives the same id, and the same content from two places gives two ids.
+//! [`ChangeRecord::write_json_sealing`] computes the id from the very JSON it writes (one
+//! serialization for the hash and the output), [`ChangeRecord::seal`] for records that need
+//! their id before they are written.
 //!
 //! ## Choices (where the guide leaves room)
 //! - Group: header REF*38, else the sponsor's N1*P5 N104.
@@ -36,6 +39,7 @@ use crate::validate::Standards;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::ops::Range;
 
 /// The `schema` value of every record; the JSON Schema's `$id` names the same version.
 pub const SCHEMA_VERSION: &str = "eligo.change.v1";
@@ -180,27 +184,119 @@ pub struct ChangeRecord {
     pub invoice_period: Option<String>,
 }
 
+/// Where the parts of a record's JSON are, as byte ranges of the buffer
+/// [`ChangeRecord::write_json`] appended it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonSpans {
+    /// The whole record, `{` to `}`.
+    pub record: Range<usize>,
+    /// The `change_id` value, between its quotes.
+    pub change_id: Range<usize>,
+    /// Everything before the rules' verdict (`status`, `invoice_period`): the record's content.
+    pub content_end: usize,
+    /// The `new` object.
+    pub new: Range<usize>,
+    /// The `old` object, or `None` when it is `null`.
+    pub old: Option<Range<usize>>,
+}
+
+/// The placeholder [`ChangeRecord::write_json_sealing`] writes where the id goes.
+const ID_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 impl ChangeRecord {
     /// The id this record's content and source give (see the module docs). The rules' verdict
     /// (`status`, `invoice_period`) is not content: it depends on the day and configuration.
     pub fn compute_id(&self) -> String {
-        if self.change_id.is_empty() && self.status.is_none() && self.invoice_period.is_none() {
-            return id_of(self);
-        }
-        let mut probe = self.clone();
-        probe.change_id.clear();
-        probe.status = None;
-        probe.invoice_period = None;
-        id_of(&probe)
+        let mut json = Vec::with_capacity(1024);
+        let id = match self.write_json_with_id("", &mut json) {
+            Ok(spans) => id_hex(&[&json[..spans.content_end], b"}"]),
+            // Serializing cannot fail into a Vec; if it did, the id is that of an empty document.
+            Err(_) => id_hex(&[]),
+        };
+        String::from_utf8_lossy(&id).into_owned()
     }
 
     /// Sets `change_id` from the content.
     pub fn seal(mut self) -> ChangeRecord {
-        // Hash the record with an empty id without cloning it (it is a few hundred bytes of
-        // strings, and every derived record is sealed).
-        self.change_id.clear();
         self.change_id = self.compute_id();
         self
+    }
+
+    /// Appends the record's JSON to `out`: exactly the bytes `serde_json::to_writer` writes for
+    /// it (the order, the `null`s and the omitted fields of the derived `Serialize`), and where
+    /// its parts are. Written by hand at the top level so that one serialization gives both the
+    /// id and the output line (see [`ChangeRecord::write_json_sealing`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        self.write_json_with_id(&self.change_id, out)
+    }
+
+    /// Appends the JSON of the record sealed: with `change_id` computed from this very JSON
+    /// (hashed with an empty id and without the rules' verdict, as [`ChangeRecord::compute_id`]
+    /// does) instead of `self.change_id`, which is ignored. Same bytes as `self.seal()` then
+    /// [`ChangeRecord::write_json`], with one serialization instead of two.
+    pub fn write_json_sealing(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        let spans = self.write_json_with_id(ID_PLACEHOLDER, out)?;
+        let id = id_hex(&[
+            &out[spans.record.start..spans.change_id.start],
+            &out[spans.change_id.end..spans.content_end],
+            b"}",
+        ]);
+        out[spans.change_id.clone()].copy_from_slice(&id);
+        Ok(spans)
+    }
+
+    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        use crate::changejson::{Json, Object};
+        let start = out.len();
+        let mut o = Object::begin(out);
+        o.field("schema", &self.schema);
+        o.key("change_id");
+        let id_start = o.out.len() + 1;
+        crate::changejson::string(o.out, id);
+        let change_id = id_start..o.out.len() - 1;
+        o.field("kind", &self.kind);
+        o.field("effective_date", &self.effective_date);
+        o.field("group_id", &self.group_id);
+        o.field("division", &self.division);
+        o.field("subscriber_id", &self.subscriber_id);
+        o.field("member_id", &self.member_id);
+        o.field("relationship", &self.relationship);
+        o.field("reason", &self.reason);
+        o.key("new");
+        let new_start = o.out.len();
+        self.new.json(o.out);
+        let new = new_start..o.out.len();
+        o.key("old");
+        let old_start = o.out.len();
+        self.old.json(o.out);
+        let old = self.old.as_ref().map(|_| old_start..o.out.len());
+        o.field("source", &self.source);
+        o.some("broker_license", &self.broker_license);
+        let content_end = o.out.len();
+        o.some("status", &self.status);
+        o.some("invoice_period", &self.invoice_period);
+        o.end();
+        let spans = JsonSpans {
+            record: start..out.len(),
+            change_id,
+            content_end,
+            new,
+            old,
+        };
+        #[cfg(debug_assertions)]
+        {
+            // The derive is the definition: check every record debug builds write against it.
+            let mut probe = self.clone();
+            probe.change_id = id.to_string();
+            let want = serde_json::to_vec(&probe)?;
+            debug_assert!(
+                out[spans.record.clone()] == want[..],
+                "changejson differs from serde_json:\n{}\n{}",
+                String::from_utf8_lossy(&out[spans.record.clone()]),
+                String::from_utf8_lossy(&want)
+            );
+        }
+        Ok(spans)
     }
 
     /// The record without what depends on where it came from (id, trace, and the sending
@@ -224,38 +320,20 @@ impl ChangeRecord {
     }
 }
 
-/// The lower-case hex SHA-256 of `eligo.change.v1` + NUL + the JSON of `r`, whose `change_id`
-/// must be empty.
-fn id_of(r: &ChangeRecord) -> String {
-    debug_assert!(r.change_id.is_empty());
-    struct HashWriter(Sha256);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.update(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+/// The lower-case hex SHA-256 of `eligo.change.v1` + NUL + the concatenated `parts` (a record's
+/// JSON with an empty `change_id` and without the rules' verdict).
+fn id_hex(parts: &[&[u8]]) -> [u8; 64] {
     let mut h = Sha256::new();
     h.update(SCHEMA_VERSION.as_bytes());
     h.update([0u8]);
-    // Serializing straight into the hash gives the same bytes as `serde_json::to_vec`; if
-    // serialization failed the old code hashed an empty document, so do the same.
-    let mut w = HashWriter(h);
-    if serde_json::to_writer(&mut w, r).is_err() {
-        let mut h = Sha256::new();
-        h.update(SCHEMA_VERSION.as_bytes());
-        h.update([0u8]);
-        w = HashWriter(h);
+    for p in parts {
+        h.update(p);
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = w.0.finalize();
-    let mut out = String::with_capacity(64);
-    for b in digest.iter() {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
+    let mut out = [0u8; 64];
+    for (i, b) in h.finalize().iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
     }
     out
 }
@@ -384,8 +462,39 @@ pub struct MemberLoop {
     pub last: u32,
 }
 
-struct Reader<'a> {
+/// A segment with its first elements found once: [`Segment::element`] scans from the start of
+/// the segment at every call, and reading a member takes up to ten elements of a segment.
+struct Split<'a> {
     seg: Segment<'a>,
+    els: [&'a [u8]; SPLIT],
+}
+
+const SPLIT: usize = 20;
+
+impl<'a> Split<'a> {
+    fn new(seg: Segment<'a>) -> Split<'a> {
+        let mut els = [&b""[..]; SPLIT];
+        for (slot, e) in els.iter_mut().zip(seg.elements()) {
+            *slot = e;
+        }
+        Split { seg, els }
+    }
+
+    fn id(&self) -> &'a [u8] {
+        self.seg.id()
+    }
+
+    /// The same as [`Segment::element`].
+    fn element(&self, n: usize) -> &'a [u8] {
+        match n.checked_sub(1) {
+            Some(i) if i < SPLIT => self.els[i],
+            _ => self.seg.element(n),
+        }
+    }
+}
+
+struct Reader<'a> {
+    seg: Split<'a>,
     position: u32,
 }
 
@@ -439,13 +548,13 @@ impl Reader<'_> {
     }
 }
 
-fn set_street(addr: &mut Option<Address>, seg: &Segment<'_>) {
+fn set_street(addr: &mut Option<Address>, seg: &Split<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.line1 = text(seg.element(1));
     a.line2 = opt(seg.element(2));
 }
 
-fn set_city(addr: &mut Option<Address>, seg: &Segment<'_>) {
+fn set_city(addr: &mut Option<Address>, seg: &Split<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.city = text(seg.element(1));
     a.state = opt(seg.element(2));
@@ -482,9 +591,10 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     let mut saw_ins = false;
     for (r, seg) in rec.iter() {
         let rd = Reader {
-            seg,
+            seg: Split::new(seg),
             position: r.position,
         };
+        let seg = &rd.seg;
         if m.first == 0 {
             m.first = r.position;
         }
@@ -548,13 +658,13 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     }
                 }
             }
-            ("2100A", b"N3") => set_street(&mut d.residence, &seg),
-            ("2100A", b"N4") => set_city(&mut d.residence, &seg),
+            ("2100A", b"N3") => set_street(&mut d.residence, seg),
+            ("2100A", b"N4") => set_city(&mut d.residence, seg),
             ("2100A", b"DMG") => d.demographics = Some(rd.demographics()?),
             ("2100B", b"NM1") => m.member.prior_name = Some(rd.name()),
             ("2100B", b"DMG") => m.member.prior_demographics = Some(rd.demographics()?),
-            ("2100C", b"N3") => set_street(&mut d.mailing, &seg),
-            ("2100C", b"N4") => set_city(&mut d.mailing, &seg),
+            ("2100C", b"N3") => set_street(&mut d.mailing, seg),
+            ("2100C", b"N4") => set_city(&mut d.mailing, seg),
             ("2200", b"DSB") => d.disabilities.push(Disability {
                 kind: rd.code(1, DisabilityType::from_code)?,
                 start: None,
@@ -682,13 +792,37 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     Ok(m)
 }
 
-/// The member values an add or audit carries: everything the sender said about the member.
-fn snapshot(m: &MemberLoop) -> MemberData {
-    m.member.data.clone()
-}
-
 /// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
 pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
+    Ok(derive_records(h, m, None)?
+        .into_iter()
+        .map(ChangeRecord::seal)
+        .collect())
+}
+
+/// [`derive`] without the ids: every `change_id` is empty. For writers that compute the id
+/// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]). Takes the loop so
+/// that its values move into the record instead of being copied.
+pub fn derive_unsealed(
+    h: &HeaderContext,
+    mut m: MemberLoop,
+) -> Result<Vec<ChangeRecord>, DeriveError> {
+    // Only a change (INS03 001) reads the member's values piecemeal; any other loop gives
+    // them, whole or its coverages, to one record.
+    let data = (m.member.maintenance != MaintenanceType::Change)
+        .then(|| std::mem::take(&mut m.member.data));
+    derive_records(h, &m, data)
+}
+
+/// The table itself. `taken` is the member's values moved out of `m` (then `m.member.data` is
+/// empty), or `None` to copy them from `m`.
+fn derive_records(
+    h: &HeaderContext,
+    m: &MemberLoop,
+    mut taken: Option<MemberData>,
+) -> Result<Vec<ChangeRecord>, DeriveError> {
+    // The member values an add or audit carries: everything the sender said about the member.
+    let mut snapshot = || taken.take().unwrap_or_else(|| m.member.data.clone());
     let mem = &m.member;
     let record = |kind: ChangeKind,
                   eff: Option<NaiveDate>,
@@ -720,7 +854,6 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
             status: None,
             invoice_period: None,
         }
-        .seal()
     };
     let whole = (m.first, m.last);
     let contradiction = |c: &CoverageLoop| DeriveError {
@@ -750,19 +883,19 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            out.push(record(kind, eff, snapshot(m), None, whole));
+            out.push(record(kind, eff, snapshot(), None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            out.push(record(ChangeKind::Audit, eff, snapshot(m), None, whole));
+            out.push(record(ChangeKind::Audit, eff, snapshot(), None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
             let latest_end = m.coverages.iter().filter_map(|c| c.coverage.end).max();
             let eff = m.eligibility_end.or(latest_end).or(member_eff);
             let new = MemberData {
-                coverages: m.member.data.coverages.clone(),
+                coverages: snapshot().coverages,
                 ..MemberData::default()
             };
             out.push(record(ChangeKind::TerminateMember, eff, new, None, whole));
@@ -771,7 +904,7 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
             only(MaintenanceType::Reinstatement)?;
             let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
             let new = MemberData {
-                coverages: m.member.data.coverages.clone(),
+                coverages: snapshot().coverages,
                 ..MemberData::default()
             };
             out.push(record(ChangeKind::Reinstate, eff, new, None, whole));
@@ -861,7 +994,7 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
                 out.push(record(
                     ChangeKind::MemberChange,
                     member_eff,
-                    snapshot(m),
+                    snapshot(),
                     None,
                     whole,
                 ));
@@ -950,5 +1083,181 @@ fn member_changes(
             },
             None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::TransactionStatus;
+
+    /// The id as the definition says it, written the slow, obvious way.
+    fn reference_id(r: &ChangeRecord) -> String {
+        let mut probe = r.clone();
+        probe.change_id.clear();
+        probe.status = None;
+        probe.invoice_period = None;
+        let mut h = Sha256::new();
+        h.update(b"eligo.change.v1\0");
+        h.update(serde_json::to_vec(&probe).unwrap());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(y, m, d)
+    }
+
+    /// Records that use every optional part, strings that need escaping, and dates outside
+    /// years 0 to 9999.
+    fn records() -> Vec<ChangeRecord> {
+        let odd = "Ö'Brien \"Jr\" \\ a/b \u{1}\t\n\r\u{7f}\u{2028} 名";
+        let full = MemberData {
+            name: Some(PersonName {
+                last: odd.into(),
+                first: Some("A,B".into()),
+                middle: Some(String::new()),
+                prefix: Some("DR".into()),
+                suffix: Some("III".into()),
+            }),
+            ssn: Some("123456789".into()),
+            demographics: Some(Demographics {
+                birth_date: date(-44, 3, 15),
+                gender: Some(Gender::Unknown),
+                marital_status: Some(MaritalStatus::Widowed),
+            }),
+            residence: Some(Address {
+                line1: "1 MAIN ST".into(),
+                line2: Some("APT \"2\"".into()),
+                city: "X".into(),
+                state: Some("CT".into()),
+                postal_code: Some("06114".into()),
+                country: Some("US".into()),
+            }),
+            mailing: Some(Address::default()),
+            contacts: vec![Contact {
+                kind: ContactKind::Email,
+                value: "a@b.c".into(),
+            }],
+            employment_status: Some(EmploymentStatus::Retired),
+            student_status: Some(StudentStatus::PartTime),
+            handicapped: Some(false),
+            disabilities: vec![Disability {
+                kind: Some(DisabilityType::LongTerm),
+                start: date(10000, 1, 1),
+                end: date(2025, 12, 31),
+            }],
+            coverages: vec![Coverage {
+                insurance_line: InsuranceLine::TwentyFourHourCare,
+                plan: Some("P,1".into()),
+                coverage_level: Some(CoverageLevel::Family),
+                begin: date(2025, 2, 1),
+                end: date(1, 1, 1),
+                pcp: Some(Provider {
+                    name: PersonName::default(),
+                    npi: Some("1990000014".into()),
+                    provider_id: Some("X".into()),
+                    change_reason: Some(MaintenanceReason::PcpChange),
+                }),
+                id_cards: vec![IdCard {
+                    card_type: CardType::Health,
+                    plan: None,
+                    count: Some(2),
+                    action: Some(CardAction::Replace),
+                }],
+            }],
+            division: Some("D\u{0}".into()),
+        };
+        let base = ChangeRecord {
+            schema: SCHEMA_VERSION.into(),
+            change_id: String::new(),
+            kind: ChangeKind::AddSubscriber,
+            effective_date: date(2025, 2, 1),
+            group_id: Some("GRP\"1".into()),
+            division: None,
+            subscriber_id: odd.into(),
+            member_id: String::new(),
+            relationship: Relationship::SelfSubscriber,
+            reason: Some(MaintenanceReason::InitialEnrollment),
+            new: full.clone(),
+            old: Some(MemberData::default()),
+            source: SourceTrace::X12 {
+                file: "a,b.x12".into(),
+                isa13: "000000001".into(),
+                gs06: "1".into(),
+                st02: "0001".into(),
+                first_segment: 11,
+                last_segment: 31,
+            },
+            broker_license: Some("004471203".into()),
+            status: None,
+            invoice_period: None,
+        };
+        let mut out = Vec::new();
+        for (i, kind) in ChangeKind::ALL.iter().enumerate() {
+            let mut r = base.clone();
+            r.kind = *kind;
+            if i % 2 == 1 {
+                r.effective_date = None;
+                r.group_id = None;
+                r.division = Some("DIV".into());
+                r.reason = None;
+                r.new = MemberData::default();
+                r.old = None;
+                r.broker_license = None;
+            }
+            if i % 3 == 1 {
+                r.status = Some(TransactionStatus::Pending);
+                r.invoice_period = Some("2025-02".into());
+                r.old = Some(full.clone());
+            }
+            if i % 3 == 2 {
+                r.change_id = "stale".into();
+                r.source = SourceTrace::Portal {
+                    file: "p.csv".into(),
+                    layout: PortalLayout::Roster,
+                    first_row: 2,
+                    last_row: 3,
+                    transaction_id: (i % 2 == 0).then(|| "T1".into()),
+                    status: Some(PortalStatus::PendingFamilyHealthStatement),
+                };
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn write_json_is_what_serde_json_writes() {
+        for r in records() {
+            let mut out = b"prefix".to_vec();
+            let spans = r.write_json(&mut out).unwrap();
+            let want = serde_json::to_vec(&r).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out[6..]),
+                String::from_utf8_lossy(&want)
+            );
+            assert_eq!(spans.record, 6..out.len());
+            assert_eq!(&out[spans.change_id], r.change_id.as_bytes());
+            assert_eq!(&out[spans.new], serde_json::to_vec(&r.new).unwrap());
+            match (&r.old, spans.old) {
+                (Some(o), Some(s)) => assert_eq!(&out[s], serde_json::to_vec(o).unwrap()),
+                (None, None) => {}
+                other => panic!("old span {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sealing_while_writing_gives_the_defined_id_and_the_sealed_bytes() {
+        for r in records() {
+            let id = reference_id(&r);
+            assert_eq!(r.compute_id(), id);
+            let sealed = r.clone().seal();
+            assert_eq!(sealed.change_id, id);
+            let mut out = Vec::new();
+            let spans = r.write_json_sealing(&mut out).unwrap();
+            assert_eq!(&out[spans.change_id], id.as_bytes());
+            assert_eq!(out, serde_json::to_vec(&sealed).unwrap());
+        }
     }
 }

@@ -16,22 +16,39 @@ pub fn write<T: AsRef<str>>(out: &mut Vec<u8>, fields: &[T], formulas: Formulas)
         if i > 0 {
             out.push(b',');
         }
-        let f = f.as_ref();
-        let guarded;
-        let f = if formulas == Formulas::Neutralize && f.starts_with(['=', '+', '-', '@']) {
-            guarded = format!("'{f}");
-            guarded.as_str()
-        } else {
-            f
-        };
-        if f.contains([',', '"', '\n', '\r']) {
-            out.push(b'"');
-            out.extend_from_slice(f.replace('"', "\"\"").as_bytes());
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(f.as_bytes());
-        }
+        field(out, f.as_ref(), formulas);
     }
+    end(out);
+}
+
+/// Appends one field, quoted if it needs to be (no separator: the caller writes the commas
+/// and [`end`]s the row).
+pub fn field(out: &mut Vec<u8>, f: &str, formulas: Formulas) {
+    let guarded;
+    let f = if formulas == Formulas::Neutralize && f.starts_with(['=', '+', '-', '@']) {
+        guarded = format!("'{f}");
+        guarded.as_str()
+    } else {
+        f
+    };
+    let b = f.as_bytes();
+    if b.iter().any(|&c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+        out.push(b'"');
+        let mut from = 0;
+        for q in memchr::memchr_iter(b'"', b) {
+            out.extend_from_slice(&b[from..=q]);
+            out.push(b'"');
+            from = q + 1;
+        }
+        out.extend_from_slice(&b[from..]);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(b);
+    }
+}
+
+/// Ends a row.
+pub fn end(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
@@ -52,5 +69,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "a,\"b,c\",\"say \"\"hi\"\"\",=1+1\r\n'=1+1,'-2\r\n"
         );
+    }
+
+    #[test]
+    fn field_doubles_every_quote_wherever_it_is() {
+        for (f, want) in [
+            ("\"", "\"\"\"\""),
+            ("\"\"", "\"\"\"\"\"\""),
+            ("a\"", "\"a\"\"\""),
+            ("\"a", "\"\"\"a\""),
+            ("{\"k\":\"v\"}", "\"{\"\"k\"\":\"\"v\"\"}\""),
+            ("a\rb", "\"a\rb\""),
+            ("plain", "plain"),
+            ("", ""),
+        ] {
+            let mut out = Vec::new();
+            field(&mut out, f, Formulas::Keep);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{f:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 pub mod ack;
 pub mod batch;
 pub mod catalog;
+pub mod changejson;
 pub mod changes;
 pub mod check;
 pub mod config;

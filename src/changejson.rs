@@ -1,0 +1,478 @@
+//! The JSON of a change record, written by hand into a byte buffer: the very bytes
+//! `serde_json::to_writer` writes for the derived `Serialize` impls (same field order, same
+//! `null`s, same omitted fields, same string escapes), about three times faster.
+//!
+//! Converting writes one record per change, so this is the innermost loop of `eligo convert`;
+//! serde's derived code goes through a generic serializer state machine and `io::Write` calls
+//! per token, and escapes strings one byte at a time. The `Serialize` derives stay the
+//! definition (`schemas/change-record.v1.json` describes them, and reading records back uses
+//! them): every field here follows its derive, `ChangeRecord::write_json` checks the result
+//! against serde_json in debug builds (so every test that converts checks it), and the tests
+//! of [`crate::changes`] compare both on records that fill every field.
+//!
+//! This module only formats values; [`crate::changes`] owns the record and its id.
+
+use crate::changes::{ChangeKind, PortalLayout, SourceTrace};
+use crate::enrollment::*;
+use crate::lifecycle::TransactionStatus;
+use chrono::NaiveDate;
+
+/// A value with a JSON form.
+pub trait Json {
+    fn json(&self, out: &mut Vec<u8>);
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes it: `"` and `\`, the short forms
+/// `\b \t \n \f \r`, other control characters as `\u00xx`; nothing else (not `/`, not DEL, not
+/// non-ASCII).
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    // Almost every value needs no escape: one branch-free pass to find out, then one copy.
+    let plain = b
+        .iter()
+        .fold(true, |ok, &c| ok & (c >= 0x20) & (c != b'"') & (c != b'\\'));
+    if plain {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
+    let mut from = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            0..=0x1f => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&b[from..i]);
+        from = i + 1;
+        if short == 0 {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+    }
+    out.extend_from_slice(&b[from..]);
+    out.push(b'"');
+}
+
+/// Appends an unsigned integer in decimal.
+pub fn uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends a date as chrono's `Serialize` writes it (its `Debug` form: `YYYY-MM-DD`, with a
+/// sign and more digits outside years 0 to 9999), without the quotes.
+pub fn date(out: &mut Vec<u8>, d: &NaiveDate) {
+    use chrono::Datelike;
+    let y = d.year();
+    if (0..=9999).contains(&y) {
+        let (y, m, d) = (y as u32, d.month(), d.day());
+        out.extend_from_slice(&[
+            b'0' + (y / 1000) as u8,
+            b'0' + (y / 100 % 10) as u8,
+            b'0' + (y / 10 % 10) as u8,
+            b'0' + (y % 10) as u8,
+            b'-',
+            b'0' + (m / 10) as u8,
+            b'0' + (m % 10) as u8,
+            b'-',
+            b'0' + (d / 10) as u8,
+            b'0' + (d % 10) as u8,
+        ]);
+    } else {
+        use std::io::Write;
+        let _ = write!(out, "{d:?}");
+    }
+}
+
+impl Json for str {
+    fn json(&self, out: &mut Vec<u8>) {
+        string(out, self)
+    }
+}
+
+impl Json for String {
+    fn json(&self, out: &mut Vec<u8>) {
+        string(out, self)
+    }
+}
+
+impl Json for NaiveDate {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        date(out, self);
+        out.push(b'"');
+    }
+}
+
+impl Json for bool {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(if *self { b"true" } else { b"false" });
+    }
+}
+
+impl Json for u32 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, u64::from(*self))
+    }
+}
+
+impl Json for u64 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, *self)
+    }
+}
+
+/// `null` for `None` (fields without `skip_serializing_if`).
+impl<T: Json> Json for Option<T> {
+    fn json(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(v) => v.json(out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+impl<T: Json> Json for Vec<T> {
+    fn json(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, v) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            v.json(out);
+        }
+        out.push(b']');
+    }
+}
+
+/// Code lists serialize as their label (none needs escaping, but escape anyway: it is cheap).
+macro_rules! labels {
+    ($($t:ty),+) => {$(
+        impl Json for $t {
+            fn json(&self, out: &mut Vec<u8>) {
+                string(out, self.label())
+            }
+        }
+    )+};
+}
+
+labels!(
+    ChangeKind,
+    Relationship,
+    Gender,
+    MaritalStatus,
+    EmploymentStatus,
+    StudentStatus,
+    MaintenanceReason,
+    InsuranceLine,
+    CoverageLevel,
+    CardType,
+    CardAction,
+    ContactKind,
+    DisabilityType,
+    PortalStatus
+);
+
+impl Json for TransactionStatus {
+    fn json(&self, out: &mut Vec<u8>) {
+        string(out, self.as_str())
+    }
+}
+
+impl Json for PortalLayout {
+    fn json(&self, out: &mut Vec<u8>) {
+        string(
+            out,
+            match self {
+                PortalLayout::Transactions => "transactions",
+                PortalLayout::Roster => "roster",
+            },
+        )
+    }
+}
+
+/// An object being written: `{`, then `"key":value` pairs separated by commas, then `}`.
+pub struct Object<'a> {
+    pub out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Object<'a> {
+    pub fn begin(out: &'a mut Vec<u8>) -> Object<'a> {
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    /// Writes `"key":` (keys are plain ASCII identifiers: no escaping).
+    #[inline]
+    pub fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A field that is always written.
+    #[inline]
+    pub fn field<T: Json + ?Sized>(&mut self, key: &str, v: &T) {
+        self.key(key);
+        v.json(self.out);
+    }
+
+    /// A field with `skip_serializing_if = "Option::is_none"`.
+    #[inline]
+    pub fn some<T: Json>(&mut self, key: &str, v: &Option<T>) {
+        if let Some(v) = v {
+            self.field(key, v);
+        }
+    }
+
+    /// A field with `skip_serializing_if = "Vec::is_empty"`.
+    #[inline]
+    pub fn items<T: Json>(&mut self, key: &str, v: &Vec<T>) {
+        if !v.is_empty() {
+            self.field(key, v);
+        }
+    }
+
+    pub fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+impl Json for PersonName {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("last", &self.last);
+        o.some("first", &self.first);
+        o.some("middle", &self.middle);
+        o.some("prefix", &self.prefix);
+        o.some("suffix", &self.suffix);
+        o.end();
+    }
+}
+
+impl Json for Demographics {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.some("birth_date", &self.birth_date);
+        o.some("gender", &self.gender);
+        o.some("marital_status", &self.marital_status);
+        o.end();
+    }
+}
+
+impl Json for Address {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("line1", &self.line1);
+        o.some("line2", &self.line2);
+        o.field("city", &self.city);
+        o.some("state", &self.state);
+        o.some("postal_code", &self.postal_code);
+        o.some("country", &self.country);
+        o.end();
+    }
+}
+
+impl Json for Contact {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("kind", &self.kind);
+        o.field("value", &self.value);
+        o.end();
+    }
+}
+
+impl Json for Disability {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.some("kind", &self.kind);
+        o.some("start", &self.start);
+        o.some("end", &self.end);
+        o.end();
+    }
+}
+
+impl Json for Provider {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("name", &self.name);
+        o.some("npi", &self.npi);
+        o.some("provider_id", &self.provider_id);
+        o.some("change_reason", &self.change_reason);
+        o.end();
+    }
+}
+
+impl Json for IdCard {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("card_type", &self.card_type);
+        o.some("plan", &self.plan);
+        o.some("count", &self.count);
+        o.some("action", &self.action);
+        o.end();
+    }
+}
+
+impl Json for Coverage {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.field("insurance_line", &self.insurance_line);
+        o.some("plan", &self.plan);
+        o.some("coverage_level", &self.coverage_level);
+        o.some("begin", &self.begin);
+        o.some("end", &self.end);
+        o.some("pcp", &self.pcp);
+        o.items("id_cards", &self.id_cards);
+        o.end();
+    }
+}
+
+impl Json for MemberData {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        o.some("name", &self.name);
+        o.some("ssn", &self.ssn);
+        o.some("demographics", &self.demographics);
+        o.some("residence", &self.residence);
+        o.some("mailing", &self.mailing);
+        o.items("contacts", &self.contacts);
+        o.some("employment_status", &self.employment_status);
+        o.some("student_status", &self.student_status);
+        o.some("handicapped", &self.handicapped);
+        o.items("disabilities", &self.disabilities);
+        o.items("coverages", &self.coverages);
+        o.some("division", &self.division);
+        o.end();
+    }
+}
+
+/// Internally tagged (`"type"` first), snake_case variant names.
+impl Json for SourceTrace {
+    fn json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::begin(out);
+        match self {
+            SourceTrace::X12 {
+                file,
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+            } => {
+                o.field("type", "x12");
+                o.field("file", file);
+                o.field("isa13", isa13);
+                o.field("gs06", gs06);
+                o.field("st02", st02);
+                o.field("first_segment", first_segment);
+                o.field("last_segment", last_segment);
+            }
+            SourceTrace::Portal {
+                file,
+                layout,
+                first_row,
+                last_row,
+                transaction_id,
+                status,
+            } => {
+                o.field("type", "portal");
+                o.field("file", file);
+                o.field("layout", layout);
+                o.field("first_row", first_row);
+                o.field("last_row", last_row);
+                o.some("transaction_id", transaction_id);
+                o.some("status", status);
+            }
+        }
+        o.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all = String::new();
+        for c in (0u8..=0x7f).map(char::from) {
+            all.push(c);
+        }
+        all.push_str("é名\u{2028}\u{fffd}");
+        for s in [all.as_str(), "", "plain", "\"", "\\\\", "a\u{0}b", "end\n"] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_dates_are_written_as_serde_json_writes_them() {
+        for n in [0u64, 7, 10, 99, 100, 4_294_967_295, u64::MAX] {
+            let mut out = Vec::new();
+            uint(&mut out, n);
+            assert_eq!(out, serde_json::to_vec(&n).unwrap());
+        }
+        for (y, m, d) in [
+            (2025, 2, 1),
+            (0, 1, 1),
+            (9999, 12, 31),
+            (-1, 6, 5),
+            (10000, 1, 1),
+        ] {
+            let v = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let mut out = Vec::new();
+            v.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&v).unwrap());
+        }
+    }
+
+    #[test]
+    fn labels_are_the_serde_names() {
+        for k in ChangeKind::ALL {
+            let mut out = Vec::new();
+            k.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(k).unwrap());
+        }
+        for s in TransactionStatus::ALL {
+            let mut out = Vec::new();
+            s.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&s).unwrap());
+        }
+        for l in [PortalLayout::Transactions, PortalLayout::Roster] {
+            let mut out = Vec::new();
+            l.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&l).unwrap());
+        }
+    }
+}
