@@ -1722,11 +1722,14 @@ fn finish_stage(
         io::Write::write_all(&mut out, &sets_csv[header_end(&sets_csv)..])?;
         out.commit()?;
     }
-    stage.write(
-        cfg.paths.reports.join(format!("{rid}.reject.html")),
-        report.html(opts).as_bytes(),
-        true,
-    )?;
+    {
+        // Streamed: the page's data is never held whole in memory.
+        let p = stage.path(cfg.paths.reports.join(format!("{rid}.reject.html")));
+        let mut out = BufWriter::with_capacity(1 << 16, fsio::AtomicFile::create(&p, true)?);
+        report.write_html(opts, &mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.commit()?;
+        crash_point("mid-stage");
+    }
     let mut om = b"file,group_id,member_id\r\n".to_vec();
     for (f, g, m) in omissions {
         om.extend_from_slice(format!("{f},{g},{m}\r\n").as_bytes());
