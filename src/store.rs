@@ -400,6 +400,18 @@ impl SqliteStore {
         Ok(s)
     }
 
+    /// Sets the page cache's size limit (SQLite's default is 2 MB). A run writes every change
+    /// into indexes keyed by a hash (`changes` and `transactions` by change id), so each insert
+    /// touches a random page: with the default cache most of them are evicted, written to the
+    /// WAL and read back many times over before the transaction commits. The limit bounds
+    /// memory whatever the size of the run; durability is unchanged (WAL, `synchronous=FULL`).
+    pub fn set_cache_limit(&mut self, bytes: u64) -> Result<()> {
+        // A negative cache_size is a limit in KiB.
+        let kib = i64::try_from(bytes / 1024).unwrap_or(i64::MAX);
+        self.conn.pragma_update(None, "cache_size", -kib)?;
+        Ok(())
+    }
+
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteStore> {
         let mut s = SqliteStore {
