@@ -63,9 +63,10 @@ pub const CRASH_POINTS: &[&str] = &[
     "after-archive",
 ];
 
-/// The state store's page cache during a run, in MiB: the run's other memory is ≈25 MB (one
-/// member loop per file, the reject page's first entries, streamed outputs), so the run stays
-/// under 100 MB whatever the size of its files. See [`SqliteStore::set_cache_limit`].
+/// The state store's page cache during a run, in MiB. The run's other memory is ≈25 MB on
+/// change files of any size (one member loop per file, the reject page's first entries,
+/// streamed outputs), plus, for a full file, its group's enrollment; the cache adds a fixed
+/// amount to that, never one that grows with the file. See [`SqliteStore::set_cache_limit`].
 const RUN_CACHE_MIB: u64 = 48;
 
 /// Aborts the process when `ELIGO_CRASH_AT` names this point (crash tests).
