@@ -373,8 +373,8 @@ impl RejectReport {
         out
     }
 
-    /// The data the HTML page renders, masked as asked.
-    fn json(&self, opts: ReportOptions) -> serde_json::Value {
+    /// One entry of the page's data.
+    fn entry_json(e: &Entry, opts: ReportOptions) -> serde_json::Value {
         let finding = |f: &Finding| {
             let info = rule_info(f.id);
             serde_json::json!({
@@ -391,33 +391,45 @@ impl RejectReport {
                 "fix": info.map(|i| i.fix),
             })
         };
-        let entries: Vec<serde_json::Value> = self
-            .entries
-            .iter()
-            .map(|e| {
-                let segs: Vec<RawSegment> = if opts.unmask {
-                    e.segments.clone()
-                } else {
-                    e.segments.iter().map(masked_segment).collect()
-                };
-                serde_json::json!({
-                    "file": e.file,
-                    "sender": e.sender.clone().unwrap_or_default(),
-                    "group": e.group_id.clone().unwrap_or_default(),
-                    "division": e.division.clone().unwrap_or_default(),
-                    "subscriber": e.subscriber_id,
-                    "member": e.member_id,
-                    "name": e.member_name,
-                    "kind": e.change_kind,
-                    "effective": e.effective_date.map(|d| d.to_string()),
-                    "disposition": e.disposition(),
-                    "status": e.status,
-                    "source": e.source,
-                    "findings": e.findings.iter().map(finding).collect::<Vec<_>>(),
-                    "segments": segs,
-                })
-            })
-            .collect();
+        let segs: Vec<RawSegment> = if opts.unmask {
+            e.segments.clone()
+        } else {
+            e.segments.iter().map(masked_segment).collect()
+        };
+        serde_json::json!({
+            "file": e.file,
+            "sender": e.sender.clone().unwrap_or_default(),
+            "group": e.group_id.clone().unwrap_or_default(),
+            "division": e.division.clone().unwrap_or_default(),
+            "subscriber": e.subscriber_id,
+            "member": e.member_id,
+            "name": e.member_name,
+            "kind": e.change_kind,
+            "effective": e.effective_date.map(|d| d.to_string()),
+            "disposition": e.disposition(),
+            "status": e.status,
+            "source": e.source,
+            "findings": e.findings.iter().map(finding).collect::<Vec<_>>(),
+            "segments": segs,
+        })
+    }
+
+    /// The data the HTML page renders, masked as asked.
+    #[cfg(test)]
+    fn json(&self, opts: ReportOptions) -> serde_json::Value {
+        self.json_with(opts, true)
+    }
+
+    /// [`RejectReport::json`], with an empty `entries` list unless `with_entries`.
+    fn json_with(&self, opts: ReportOptions, with_entries: bool) -> serde_json::Value {
+        let entries: Vec<serde_json::Value> = if with_entries {
+            self.entries
+                .iter()
+                .map(|e| Self::entry_json(e, opts))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let sets: Vec<serde_json::Value> = self
             .set_rejects
             .iter()
@@ -451,6 +463,73 @@ impl RejectReport {
 
     /// The self-contained HTML page.
     pub fn html(&self, opts: ReportOptions) -> String {
+        let mut out = Vec::new();
+        self.write_html(opts, &mut out)
+            .expect("writing to a Vec does not fail");
+        String::from_utf8(out).expect("the page is UTF-8")
+    }
+
+    /// Writes the page to `out`, one entry at a time: memory holds one entry's data, not the
+    /// whole page's (a night's page carries up to thousands of members with their segments).
+    pub fn write_html<W: io::Write>(&self, opts: ReportOptions, mut out: W) -> io::Result<()> {
+        use io::Write as _;
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &self.entries {
+            *counts.entry(e.disposition()).or_default() += 1;
+        }
+        let (head, tail) = HTML_TEMPLATE
+            .split_once("@DATA@")
+            .expect("the template has a data slot");
+        let fill = |t: &str| {
+            t.replace("@AS_OF@", &self.as_of.to_string()).replace(
+                "@NOSCRIPT@",
+                &format!(
+                    "{} change(s) with findings: {} rejected, {} held, {} accepted with warnings; {} X12 set reject(s).",
+                    self.entries.len(),
+                    counts.get("rejected").unwrap_or(&0),
+                    counts.get("held").unwrap_or(&0),
+                    counts.get("accepted").unwrap_or(&0),
+                    self.set_rejects.len()
+                ),
+            )
+        };
+        let body = if self.not_shown > 0 {
+            format!(
+                "<body><p style=\"background:#fff3cd;padding:.5em\">This page shows the first {} changes with findings; {} more are listed in the CSV beside it.</p>",
+                self.entries.len(),
+                self.not_shown
+            )
+        } else {
+            "<body>".to_string()
+        };
+        // The data cannot hold "<body>" (every '<' is escaped), so the first one is the
+        // template's, before the data slot.
+        out.write_all(fill(head).replacen("<body>", &body, 1).as_bytes())?;
+        // The data: the whole value with an empty entries list, the entries spliced in. A
+        // key written `"entries":[]` can only be the top-level one: quotes inside strings are
+        // escaped, and no other object has such a key.
+        let frame = self.json_with(opts, false).to_string();
+        let (before, after) = frame
+            .split_once("\"entries\":[]")
+            .expect("the data has an entries list");
+        let mut data = ScriptSafe(&mut out);
+        data.write_all(before.as_bytes())?;
+        data.write_all(b"\"entries\":[")?;
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                data.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut data, &Self::entry_json(e, opts))?;
+        }
+        data.write_all(b"]")?;
+        data.write_all(after.as_bytes())?;
+        out.write_all(fill(tail).as_bytes())
+    }
+
+    /// The page as it was built before [`RejectReport::write_html`] streamed it: the whole
+    /// data as one JSON value (tests check that both give the same bytes).
+    #[cfg(test)]
+    fn html_reference(&self, opts: ReportOptions) -> String {
         let data = self.json(opts).to_string();
         // Safe inside <script>: no "</" can close the element, no "<!--" can open a comment.
         let data = data
@@ -500,3 +579,101 @@ impl RejectReport {
 }
 
 const HTML_TEMPLATE: &str = include_str!("report.html");
+
+/// Escapes what would be unsafe inside `<script>`: no "</" can close the element, no "<!--"
+/// can open a comment. JSON stays the same value (`\u003c` is `<` to a JSON parser).
+struct ScriptSafe<W>(W);
+
+impl<W: io::Write> io::Write for ScriptSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let mut rest = buf;
+        while let Some(i) = memchr::memchr3(b'<', b'>', b'&', rest) {
+            self.0.write_all(&rest[..i])?;
+            self.0.write_all(match rest[i] {
+                b'<' => b"\\u003c",
+                b'>' => b"\\u003e",
+                _ => b"\\u0026",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        self.0.write_all(rest)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Ack;
+
+    fn entry(i: usize, rejected: bool, status: &'static str) -> Entry {
+        let mut f = Finding::new(
+            "BR-PLAN-OFFERED",
+            7,
+            Ack::Set("5"),
+            format!("plan <b>&amp; \"{i}\"</b> is not offered </script><!--"),
+        )
+        .with_value(format!("HLT <GOLD> & {i}").as_bytes(), true);
+        f.location.segment_position = Some(7);
+        f.location.segment_id = Some("HD".into());
+        Entry {
+            file: format!("f<{i}>.x12"),
+            sender: Some("ACME&CO".into()),
+            group_id: Some("G1".into()),
+            division: None,
+            subscriber_id: format!("S{i}"),
+            member_id: format!("M{i}"),
+            member_name: Some("O'Brien <Jr> & ÉLODIE".into()),
+            change_kind: "add_subscriber",
+            change_id: "ab".repeat(32),
+            effective_date: NaiveDate::from_ymd_opt(2025, 1, 1),
+            rejected,
+            status,
+            source: "1/1/0001 segments 3-9".into(),
+            row: None,
+            findings: vec![f.clone(), f],
+            segments: vec![RawSegment {
+                position: 3,
+                line: 3,
+                id: "DMG".into(),
+                elements: vec!["D8".into(), "19800101".into(), "F".into(), "<&>".into()],
+            }],
+        }
+    }
+
+    /// The streamed page is byte for byte the page built from the whole data value, with
+    /// entries, set rejects, the not-shown banner and characters that must be escaped.
+    #[test]
+    fn streamed_html_equals_the_whole_value_page() {
+        let mut r = RejectReport::new(NaiveDate::from_ymd_opt(2025, 1, 11).unwrap());
+        let empty = r.clone();
+        r.entries = (0..5)
+            .map(|i| entry(i, i % 2 == 0, if i == 3 { "Pending" } else { "Incomplete" }))
+            .collect();
+        r.add_set_reject(SetReject {
+            file: "x<&>.x12".into(),
+            sender: None,
+            isa13: "1".into(),
+            gs06: "2".into(),
+            st02: "0003".into(),
+            codes: vec!["set: IK5 R 5".into(), "\"entries\":[]".into()],
+            members: 2,
+            error_count: 1,
+            findings: Vec::new(),
+        });
+        let mut shown = r.clone();
+        shown.not_shown = 17;
+        for rep in [&empty, &r, &shown] {
+            for unmask in [false, true] {
+                let opts = ReportOptions { unmask };
+                assert_eq!(rep.html(opts), rep.html_reference(opts));
+            }
+        }
+    }
+}

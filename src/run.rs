@@ -63,6 +63,12 @@ pub const CRASH_POINTS: &[&str] = &[
     "after-archive",
 ];
 
+/// The state store's page cache during a run, in MiB. The run's other memory is ≈25 MB on
+/// change files of any size (one member loop per file, the reject page's first entries,
+/// streamed outputs), plus, for a full file, its group's enrollment; the cache adds a fixed
+/// amount to that, never one that grows with the file. See [`SqliteStore::set_cache_limit`].
+const RUN_CACHE_MIB: u64 = 48;
+
 /// Aborts the process when `ELIGO_CRASH_AT` names this point (crash tests).
 fn crash_point(name: &str) {
     if std::env::var("ELIGO_CRASH_AT").is_ok_and(|v| v == name) {
@@ -793,6 +799,14 @@ impl Batch {
         self.jsonl.change(r)?;
         self.csv.change(r)
     }
+    /// [`Batch::add`] with the record's JSON already encoded (`serde_json::to_string(r)`).
+    fn add_json(&mut self, r: &ChangeRecord, json: &str) -> io::Result<()> {
+        let w = &mut self.jsonl;
+        io::Write::write_all(&mut w.inner, json.as_bytes())?;
+        io::Write::write_all(&mut w.inner, b"\n")?;
+        w.records += 1;
+        self.csv.change(r)
+    }
     fn finish(self) -> io::Result<()> {
         for w in [self.jsonl, self.csv] {
             let f = w.into_inner()?.into_inner().map_err(|e| e.into_error())?;
@@ -926,7 +940,7 @@ impl Ctx<'_> {
         file: &FileRow,
         sender: Option<&str>,
         file_date: Option<NaiveDate>,
-        changes: &[ChangeRecord],
+        changes: Vec<ChangeRecord>,
     ) -> Result<u64, RunError> {
         let actx = RuleContext {
             config: self.cfg,
@@ -934,9 +948,10 @@ impl Ctx<'_> {
             sender,
             file_date,
         };
-        let assessed = crate::rules::assess(&actx, changes);
+        let assessed = crate::rules::assess(&actx, &changes);
         let mut n = 0;
-        for (r, a) in changes.iter().zip(assessed) {
+        for (mut r, a) in changes.into_iter().zip(assessed) {
+            let r0 = &r;
             let mut continue_report = true;
             if !a.findings.is_empty() {
                 // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
@@ -944,7 +959,7 @@ impl Ctx<'_> {
                 // disk, so memory stays bounded on a bad night.
                 if self.report.entries.len() >= MAX_REPORT_ENTRIES {
                     let mut one = crate::report::RejectReport::new(self.as_of);
-                    one.add_change(&file.name, sender, r, &a, &[]);
+                    one.add_change(&file.name, sender, r0, &a, &[]);
                     let rows = one.csv(crate::report::ReportOptions::default());
                     let body = rows
                         .iter()
@@ -954,7 +969,7 @@ impl Ctx<'_> {
                     self.report.not_shown += 1;
                     continue_report = false;
                 } else {
-                    self.report.add_change(&file.name, sender, r, &a, &[]);
+                    self.report.add_change(&file.name, sender, r0, &a, &[]);
                 }
             }
             if continue_report && !a.findings.is_empty() {
@@ -965,7 +980,7 @@ impl Ctx<'_> {
                     first_segment,
                     last_segment,
                     ..
-                } = &r.source
+                } = &r0.source
                 {
                     if *first_segment > 0 {
                         self.wanted.push(Wanted {
@@ -978,12 +993,13 @@ impl Ctx<'_> {
                     }
                 }
             }
-            let mut r = r.clone();
             r.status = Some(a.status);
             r.invoice_period = a.invoice_period.clone();
             let r = &r;
+            // One encoding for the store's record and the batch's JSON Lines: the same text.
+            let json = serde_json::to_string(r).map_err(io::Error::other)?;
             self.store
-                .insert_change(r, self.run_id, Some(file.id), None)?;
+                .insert_change_json(r, &json, self.run_id, Some(file.id), None)?;
             n += 1;
             *self
                 .summary
@@ -1002,27 +1018,48 @@ impl Ctx<'_> {
             if a.rejected {
                 continue;
             }
-            self.store
-                .insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
             if a.status == TransactionStatus::Pending {
-                self.submit(r)?;
+                self.receive_and_submit(r, &json)?;
             } else {
+                self.store
+                    .insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
                 self.summary.changes_waiting += 1;
             }
         }
         Ok(n)
     }
 
-    /// Writes a Pending change to the batch: Submitted, and the enrollment follows it.
+    /// The log's reason for moving a change into this run's batch.
+    fn batch_reason(&self) -> String {
+        format!("batch run-{:06}", self.run_id)
+    }
+
+    /// Writes a Pending change already recorded (released since an earlier run) to the batch:
+    /// Submitted, and the enrollment follows it.
     fn submit(&mut self, r: &ChangeRecord) -> Result<(), RunError> {
         self.batch.add(r)?;
         self.store.set_status(
             &r.change_id,
             TransactionStatus::Submitted,
             &self.at,
-            &format!("batch run-{:06}", self.run_id),
+            &self.batch_reason(),
         )?;
         self.store.set_batch(&r.change_id, self.run_id)?;
+        self.submitted(r)
+    }
+
+    /// Records a change received Pending in this run and writes it to the batch at once: the
+    /// same rows as recording it Pending and then submitting it.
+    fn receive_and_submit(&mut self, r: &ChangeRecord, json: &str) -> Result<(), RunError> {
+        self.batch.add_json(r, json)?;
+        let reason = self.batch_reason();
+        self.store
+            .insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
+        self.submitted(r)
+    }
+
+    /// What follows a change into the batch: the count, and the group's enrollment.
+    fn submitted(&mut self, r: &ChangeRecord) -> Result<(), RunError> {
         self.summary.changes_submitted += 1;
         if let Some(g) = r.group_id.as_deref() {
             let cur = self.store.member(g, &r.member_id)?;
@@ -1064,17 +1101,16 @@ impl Ctx<'_> {
             chunk.push(r);
             if chunk.len() >= 1024 {
                 let fd = head.and_then(|h| h.file_date);
-                total += self.emit(file, sender.as_deref(), fd, &chunk)?;
-                chunk.clear();
+                total += self.emit(file, sender.as_deref(), fd, std::mem::take(&mut chunk))?;
             }
         }
         if !chunk.is_empty() {
-            total += self.emit(file, sender.as_deref(), None, &chunk)?;
+            total += self.emit(file, sender.as_deref(), None, chunk)?;
         }
         for (key, listed) in full {
             let head = &heads[&key];
             let Some(gid) = head.group.clone() else {
-                total += self.emit(file, sender.as_deref(), head.file_date, &listed)?;
+                total += self.emit(file, sender.as_deref(), head.file_date, listed)?;
                 continue;
             };
             let group = self.cfg.groups.iter().find(|g| g.id == gid);
@@ -1125,7 +1161,12 @@ impl Ctx<'_> {
                 held = true;
                 continue;
             }
-            for c in cmp.changes.chunks(1024) {
+            let mut changes = cmp.changes.into_iter();
+            loop {
+                let c: Vec<ChangeRecord> = changes.by_ref().take(1024).collect();
+                if c.is_empty() {
+                    break;
+                }
                 total += self.emit(file, sender.as_deref(), Some(file_date), c)?;
             }
         }
@@ -1249,6 +1290,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let _lock = lock(state)?;
     crash_point("after-lock");
     let mut store = SqliteStore::open(state)?;
+    store.set_cache_limit(RUN_CACHE_MIB << 20)?;
     tidy(cfg, &mut store)?;
 
     let clock = crate::ack::clock_from_env();
@@ -1593,11 +1635,10 @@ fn apply_all(
                 for r in spooled(spool)? {
                     chunk.push(r?);
                     if chunk.len() >= 1024 {
-                        total += ctx.emit(f, Some("PORTAL"), None, &chunk)?;
-                        chunk.clear();
+                        total += ctx.emit(f, Some("PORTAL"), None, std::mem::take(&mut chunk))?;
                     }
                 }
-                total += ctx.emit(f, Some("PORTAL"), None, &chunk)?;
+                total += ctx.emit(f, Some("PORTAL"), None, chunk)?;
                 ("processed", total)
             }
         };
@@ -1688,11 +1729,14 @@ fn finish_stage(
         io::Write::write_all(&mut out, &sets_csv[header_end(&sets_csv)..])?;
         out.commit()?;
     }
-    stage.write(
-        cfg.paths.reports.join(format!("{rid}.reject.html")),
-        report.html(opts).as_bytes(),
-        true,
-    )?;
+    {
+        // Streamed: the page's data is never held whole in memory.
+        let p = stage.path(cfg.paths.reports.join(format!("{rid}.reject.html")));
+        let mut out = BufWriter::with_capacity(1 << 16, fsio::AtomicFile::create(&p, true)?);
+        report.write_html(opts, &mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.commit()?;
+        crash_point("mid-stage");
+    }
     let mut om = b"file,group_id,member_id\r\n".to_vec();
     for (f, g, m) in omissions {
         om.extend_from_slice(format!("{f},{g},{m}\r\n").as_bytes());

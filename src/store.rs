@@ -226,6 +226,19 @@ pub trait Store {
         run_id: i64,
         file_id: Option<i64>,
         hold_id: Option<i64>,
+    ) -> Result<()> {
+        let json = serde_json::to_string(r)?;
+        self.insert_change_json(r, &json, run_id, file_id, hold_id)
+    }
+    /// [`Store::insert_change`] with the record already encoded: `json` must be
+    /// `serde_json::to_string(r)` (the run writes the same text to its batch).
+    fn insert_change_json(
+        &mut self,
+        r: &ChangeRecord,
+        json: &str,
+        run_id: i64,
+        file_id: Option<i64>,
+        hold_id: Option<i64>,
     ) -> Result<()>;
     fn change(&mut self, change_id: &str) -> Result<Option<ChangeRecord>>;
     fn held_changes(&mut self, hold_id: i64) -> Result<Vec<ChangeRecord>>;
@@ -247,6 +260,24 @@ pub trait Store {
         reason: &str,
     ) -> Result<()>;
     fn set_batch(&mut self, change_id: &str, run_id: i64) -> Result<()>;
+    /// Records a change that arrives Pending and is written to batch `run_id` at once: the
+    /// same rows and log as [`Store::insert_transaction`] (Pending, `received`), then
+    /// [`Store::set_status`] (Submitted, `at`, `reason`) and [`Store::set_batch`], in that
+    /// order. Backends may do it in fewer statements: the run calls it for most changes.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_submitted(
+        &mut self,
+        r: &ChangeRecord,
+        date: NaiveDate,
+        run_id: i64,
+        received: &str,
+        at: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.insert_transaction(r, TransactionStatus::Pending, date, run_id, received)?;
+        self.set_status(&r.change_id, TransactionStatus::Submitted, at, reason)?;
+        self.set_batch(&r.change_id, run_id)
+    }
     fn transactions(&mut self, filter: &TransactionFilter) -> Result<Vec<TransactionRow>>;
     /// Transactions in `status` and in no batch yet, oldest first.
     fn unbatched(&mut self, status: TransactionStatus) -> Result<Vec<TransactionRow>>;
@@ -367,6 +398,18 @@ impl SqliteStore {
         let mut s = SqliteStore { conn };
         s.migrate()?;
         Ok(s)
+    }
+
+    /// Sets the page cache's size limit (SQLite's default is 2 MB). A run writes every change
+    /// into indexes keyed by a hash (`changes` and `transactions` by change id), so each insert
+    /// touches a random page: with the default cache most of them are evicted, written to the
+    /// WAL and read back many times over before the transaction commits. The limit bounds
+    /// memory whatever the size of the run; durability is unchanged (WAL, `synchronous=FULL`).
+    pub fn set_cache_limit(&mut self, bytes: u64) -> Result<()> {
+        // A negative cache_size is a limit in KiB.
+        let kib = i64::try_from(bytes / 1024).unwrap_or(i64::MAX);
+        self.conn.pragma_update(None, "cache_size", -kib)?;
+        Ok(())
     }
 
     /// An in-memory store, for tests.
@@ -612,9 +655,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn insert_change(
+    fn insert_change_json(
         &mut self,
         r: &ChangeRecord,
+        json: &str,
         run_id: i64,
         file_id: Option<i64>,
         hold_id: Option<i64>,
@@ -628,7 +672,7 @@ impl Store for SqliteStore {
                 r.kind.label(),
                 r.group_id,
                 r.member_id,
-                serde_json::to_string(r)?
+                json
             ],
         )?;
         Ok(())
@@ -693,11 +737,8 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let from: Option<String> = self
             .conn
-            .query_row(
-                "SELECT status FROM transactions WHERE change_id = ?1",
-                [change_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT status FROM transactions WHERE change_id = ?1")?
+            .query_row([change_id], |r| r.get(0))
             .optional()?;
         let from = match from {
             Some(f) => status_from(&f)?,
@@ -723,6 +764,39 @@ impl Store for SqliteStore {
         self.conn
             .prepare_cached("UPDATE transactions SET batch_run_id = ?2 WHERE change_id = ?1")?
             .execute(params![change_id, run_id])?;
+        Ok(())
+    }
+
+    fn insert_submitted(
+        &mut self,
+        r: &ChangeRecord,
+        date: NaiveDate,
+        run_id: i64,
+        received: &str,
+        at: &str,
+        reason: &str,
+    ) -> Result<()> {
+        // The row as insert_transaction, set_status and set_batch leave it, written once;
+        // the log's two moves in one statement (rowids in the same order).
+        let (pending, submitted) = (
+            TransactionStatus::Pending.as_str(),
+            TransactionStatus::Submitted.as_str(),
+        );
+        let date = date.to_string();
+        self.conn.prepare_cached("INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")?.execute(
+            params![
+                r.change_id,
+                r.group_id,
+                r.member_id,
+                r.kind.label(),
+                submitted,
+                date,
+                run_id
+            ],
+        )?;
+        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4), (?1, ?2, ?5, ?6, ?7)")?.execute(
+            params![r.change_id, pending, date, received, submitted, at, reason],
+        )?;
         Ok(())
     }
 
@@ -918,6 +992,66 @@ mod tests {
             .query_row("SELECT count(*) FROM transaction_log", [], |r| r.get(0))
             .unwrap();
         assert_eq!(log, 11);
+    }
+
+    /// Every row of the transaction tables, in rowid order.
+    fn tx_tables(s: &SqliteStore) -> Vec<String> {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid",
+            "SELECT rowid, id, change_id, from_status, to_status, at, reason FROM transaction_log ORDER BY rowid",
+        ] {
+            let mut st = s.conn.prepare(sql).unwrap();
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap();
+            for r in rows {
+                out.push(r.unwrap().join("|"));
+            }
+        }
+        out
+    }
+
+    /// The run's one-step "received and submitted" leaves exactly the rows of the three steps.
+    #[test]
+    fn insert_submitted_equals_insert_then_submit() {
+        let mut fast = SqliteStore::in_memory().unwrap();
+        let mut slow = SqliteStore::in_memory().unwrap();
+        for s in [&mut fast, &mut slow] {
+            let run = s.create_run("t", d("2025-01-10")).unwrap();
+            let waiting = rec("W");
+            s.insert_transaction(&waiting, PendingFhs, d("2025-01-10"), run, "received")
+                .unwrap();
+        }
+        for m in ["A", "B"] {
+            let r = rec(m);
+            fast.insert_submitted(
+                &r,
+                d("2025-01-10"),
+                1,
+                "received",
+                "2025-01-11T06:30:00",
+                "batch run-000001",
+            )
+            .unwrap();
+            slow.insert_transaction(&r, Pending, d("2025-01-10"), 1, "received")
+                .unwrap();
+            slow.set_status(
+                &r.change_id,
+                Submitted,
+                "2025-01-11T06:30:00",
+                "batch run-000001",
+            )
+            .unwrap();
+            slow.set_batch(&r.change_id, 1).unwrap();
+        }
+        assert_eq!(tx_tables(&fast), tx_tables(&slow));
+        assert_eq!(tx_tables(&fast).len(), 3 + 5);
     }
 
     #[test]

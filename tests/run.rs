@@ -218,6 +218,65 @@ fn run_processes_the_samples_and_a_second_run_does_nothing_new() {
     assert_eq!(env.store().runs().unwrap().len(), 1);
 }
 
+/// The run records each change once and writes the same record to its batch: every batch line
+/// is, byte for byte, the stored record, and its transaction went Pending then Submitted.
+#[test]
+fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/clean-change.x12");
+    env.drop_sample("samples/portal/transactions-20250110.csv");
+    env.ok(&["run"]);
+    let lines = fs::read_to_string(env.path("var/batches/run-000001.changes.jsonl")).unwrap();
+    assert!(lines.lines().count() > 0);
+    let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
+    for line in lines.lines() {
+        let r: ChangeRecord = serde_json::from_str(line).unwrap();
+        let stored: String = db
+            .query_row(
+                "SELECT record FROM changes WHERE change_id = ?1",
+                [&r.change_id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, line);
+        let (status, batch): (String, Option<i64>) = db
+            .query_row(
+                "SELECT status, batch_run_id FROM transactions WHERE change_id = ?1",
+                [&r.change_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), batch), ("Submitted", Some(1)));
+        let mut st = db
+            .prepare("SELECT from_status, to_status, at, reason FROM transaction_log WHERE change_id = ?1 ORDER BY id")
+            .unwrap();
+        let log: Vec<(Option<String>, String, String, String)> = st
+            .query_map([&r.change_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        assert_eq!(
+            log,
+            vec![
+                (
+                    None,
+                    "Pending".into(),
+                    "2025-01-11".into(),
+                    "received".into()
+                ),
+                (
+                    Some("Pending".into()),
+                    "Submitted".into(),
+                    "2025-01-11T06:30:00".into(),
+                    "batch run-000001".into()
+                ),
+            ]
+        );
+    }
+}
+
 #[test]
 fn crash_at_any_point_then_rerun_gives_the_same_outputs() {
     let setup = |env: &Env| {
