@@ -196,6 +196,14 @@ fn starts_segment(buf: &[u8], i: usize, terminator: u8) -> bool {
     j > 0 && buf[j - 1] == terminator
 }
 
+/// Occurrences of `b` in `s`, in blocks small enough for byte-wide counters (which the
+/// compiler turns into wide vector compares).
+fn count_byte(s: &[u8], b: u8) -> u64 {
+    s.chunks(255)
+        .map(|c| u64::from(c.iter().fold(0u8, |n, &x| n + u8::from(x == b))))
+        .sum()
+}
+
 /// Bytes kept before a searched range to see the terminator in front of a match.
 const LOOK_BEHIND: u64 = 64;
 /// How far past its target a piece looks for the next subscriber before it takes the rest.
@@ -269,11 +277,12 @@ impl Planner<'_> {
         read_range(self.file, lo, to, &mut self.buf)?;
         let skip = ((from - lo) as usize).min(self.buf.len());
         let body = &self.buf[skip..];
-        let (mut lines, mut terms) = (0u64, 0u64);
-        for &b in body {
-            lines += u64::from(b == b'\n');
-            terms += u64::from(b == self.term);
-        }
+        let lines = count_byte(body, b'\n');
+        let terms = if self.term == b'\n' {
+            lines
+        } else {
+            count_byte(body, self.term)
+        };
         let se = memmem::find_iter(body, &self.set_end)
             .any(|i| starts_segment(&self.buf, skip + i, self.term));
         Ok((lines, terms, se))
