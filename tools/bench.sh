@@ -48,6 +48,7 @@ time_cmd() {
 
 echo "eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s), load $(cut -d' ' -f1-3 /proc/loadavg), REPEAT=$REPEAT"
 printf '%-8s %-14s %9s %10s %10s %9s\n' size command seconds MB/s "RSS MB" "x wc -l"
+inside=
 for mb in $SIZES; do
     f=$dir/change-$mb.x12
     [ -f "$f" ] || "$bin/eligo-gen" --size-mb "$mb" --seed 1 -o "$f" 2>/dev/null
@@ -61,8 +62,12 @@ for mb in $SIZES; do
             printf "%-8s %-14s %9.3f %10.0f %10.1f %9.1f\n", mb " MB", n, s, b / 1e6 / s, rss / 1024, s / ff }'
     }
     row "wc -l" "$floor" "$floor_rss"
+    read -r s1 rss < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" check "$f")
+    row "check, 1 job" "$s1" "$rss"
+    # One file, every core: its set is cut into pieces checked in parallel (eligo::split).
     read -r s rss < <(time_cmd "$bin/eligo" check "$f")
     row "eligo check" "$s" "$rss"
+    inside="$inside$(awk -v mb="$mb" -v a="$s1" -v b="$s" 'BEGIN {printf "  %s MB: check 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\\n", mb, a, '"$(nproc)"', b, a / b}')"
     read -r s rss < <(time_cmd "$bin/eligo" convert "$f")
     row "eligo convert" "$s" "$rss"
     if [ "$has_run" = 1 ]; then
@@ -84,6 +89,10 @@ for mb in $SIZES; do
         printf '%-8s %-14s %s\n' "$mb MB" "eligo run" "(no run subcommand in this build: skipped)"
     fi
 done
+
+echo
+echo "Inside one file (one set cut at subscriber boundaries), $(nproc) core(s):"
+printf '%b' "$inside"
 
 # Many files: the smallest file 8 times, one job versus one per core (ELIGO_JOBS).
 mb=${SIZES%% *}
