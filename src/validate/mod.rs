@@ -374,12 +374,14 @@ impl<'s> SetValidator<'s> {
                 b"ST" | b"SE" if def.loop_ix == self.std.schema.root() => def.elements.len(),
                 _ => 0,
             };
-            out.retain(|f| {
-                !(matches!(f.ack, Ack::Element(_))
-                    && f.location
-                        .element
-                        .is_some_and(|e| usize::from(e.element) <= envelope_elements))
-            });
+            if envelope_elements > 0 {
+                out.retain(|f| {
+                    !(matches!(f.ack, Ack::Element(_))
+                        && f.location
+                            .element
+                            .is_some_and(|e| usize::from(e.element) <= envelope_elements))
+                });
+            }
         }
         if seg.leading_blanks() > 0 {
             let mut f = Finding::new(
@@ -391,13 +393,16 @@ impl<'s> SetValidator<'s> {
             f.location = make_loc();
             out.push(f);
         }
-        out.sort_by_key(|f| {
-            f.location
-                .element
-                .map(|e| (e.element, e.component, e.repetition))
-        });
-        for f in out.drain(..) {
-            self.emit(f);
+        // Nearly every segment is clean: skip the ordering and hand-over then.
+        if !out.is_empty() {
+            out.sort_by_key(|f| {
+                f.location
+                    .element
+                    .map(|e| (e.element, e.component, e.repetition))
+            });
+            for f in out.drain(..) {
+                self.emit(f);
+            }
         }
         self.errors = out;
     }
