@@ -241,7 +241,8 @@ impl Planner<'_> {
     /// The first segment start at or after `from` matching `pattern`, searching at most to
     /// `limit`; with the offset just past that segment's terminator.
     fn find(&mut self, pattern: &[u8], from: u64, limit: u64) -> io::Result<Option<(u64, u64)>> {
-        const WINDOW: u64 = 256 << 10;
+        // Read little at a time: a subscriber is usually a few hundred bytes away.
+        const WINDOW: u64 = 16 << 10;
         let limit = limit.min(self.len);
         let mut at = from;
         while at < limit {
