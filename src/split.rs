@@ -637,7 +637,9 @@ impl<'e> Merge<'e> {
                 None
             }
             End::Stopped(at) => Some((state, at, false)),
-            End::Invalid => unreachable!("checked above"),
+            // Not reached (an invalid piece was turned away above); falling back is the safe
+            // answer all the same.
+            End::Invalid => Some(self.fallback()),
         }
     }
 }

@@ -3,25 +3,14 @@
 //! before the validator was optimized (`tests/data/perf/`). Re-record them only for an intended
 //! change of output, with `ELIGO_BLESS=1 cargo test --test perf_equivalence`.
 
+mod util;
+
 use eligo::ack::{AckSettings, AckWriter};
 use eligo::batch::{convert_x12, ChangeWriter, Format};
 use eligo::check::{check_stream, Engine};
 use eligo::finding::Finding;
-use eligo::gen::{generate, GenOptions};
 use std::path::PathBuf;
-
-fn generated(size_mb: f64, seed: u64, error_rate: f64, full: bool, sets: u32) -> Vec<u8> {
-    let opts = GenOptions {
-        size_mb,
-        seed,
-        full,
-        error_rate,
-        sets,
-    };
-    let mut buf = Vec::new();
-    generate(&opts, &mut buf).unwrap();
-    buf
-}
+use util::generated;
 
 fn golden(name: &str, actual: &[u8]) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -4,15 +4,17 @@
 //! cut hundreds of times, and on files where the guesses must fail (corruptions right at piece
 //! boundaries, dependents without their subscriber).
 
+mod util;
+
 use eligo::ack::{AckSettings, AckWriter};
 use eligo::check::{
     check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
     Ta1Result,
 };
 use eligo::finding::Finding;
-use eligo::gen::{generate, GenOptions};
 use eligo::split::{check_file, SplitOptions, SplitStats};
 use std::io::Write;
+use util::generated;
 
 /// Records every event an observer gets, as text.
 #[derive(Default)]
@@ -48,19 +50,6 @@ impl Observer for Events {
         self.0
             .push(format!("SE {}", serde_json::to_string(r).unwrap()));
     }
-}
-
-fn generated(size_mb: f64, seed: u64, error_rate: f64, full: bool, sets: u32) -> Vec<u8> {
-    let opts = GenOptions {
-        size_mb,
-        seed,
-        full,
-        error_rate,
-        sets,
-    };
-    let mut buf = Vec::new();
-    generate(&opts, &mut buf).unwrap();
-    buf
 }
 
 fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {

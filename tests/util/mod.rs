@@ -131,3 +131,17 @@ pub fn body(ack: &str) -> String {
     }
     out.join("\n")
 }
+
+/// A generated 834 (eligo::gen), in memory.
+pub fn generated(size_mb: f64, seed: u64, error_rate: f64, full: bool, sets: u32) -> Vec<u8> {
+    let opts = eligo::gen::GenOptions {
+        size_mb,
+        seed,
+        full,
+        error_rate,
+        sets,
+    };
+    let mut buf = Vec::new();
+    eligo::gen::generate(&opts, &mut buf).expect("generating into memory cannot fail");
+    buf
+}
