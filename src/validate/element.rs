@@ -33,27 +33,12 @@ fn finding(
     f
 }
 
-/// Checks every element of `seg` against `def`; pushes findings to `out`.
-pub fn check_segment(
-    ctx: &ElementCtx<'_>,
-    def: &schema::Segment,
-    seg: &Segment<'_>,
-    out: &mut Vec<Finding>,
-) {
-    if def.elements.len() < SMALL {
-        let mut values: [&[u8]; SMALL] = [b""; SMALL];
-        check_segment_values(ctx, def, seg, &mut values, out);
-    } else {
-        let mut values: [&[u8]; 64] = [b""; 64];
-        check_segment_values(ctx, def, seg, &mut values, out);
-    }
-}
-
 /// Element slots for the segments most guides define (the 834's longest has 17 elements):
 /// a smaller array to fill per segment than the 64 that any segment may need.
 const SMALL: usize = 24;
 
-/// [`check_segment`] then [`check_periods`], splitting the segment into elements once.
+/// Checks every element of `seg` against `def`, then the date/period elements against their
+/// qualifiers, splitting the segment into elements once; pushes findings to `out`.
 pub fn check_segment_and_periods(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
@@ -76,7 +61,7 @@ pub fn check_segment_and_periods(
     }
 }
 
-/// The body of [`check_segment`]; leaves element `n` (1-based, below `N`) in `values[n]`.
+/// The element checks of [`check_segment_and_periods`]; leaves element `n` (1-based, below `N`) in `values[n]`.
 /// Returns true when `values` holds every element of the segment up to the last one `def`
 /// defines (false when the segment has elements past `N - 1`). An element is present when its
 /// slot is not empty.
@@ -798,16 +783,7 @@ fn check_syntax_note<const N: usize>(
     }
 }
 
-/// Checks date/period elements against their qualifiers; run after [`check_segment`].
-pub fn check_periods(
-    ctx: &ElementCtx<'_>,
-    def: &schema::Segment,
-    seg: &Segment<'_>,
-    out: &mut Vec<Finding>,
-) {
-    periods(ctx, def, |n| seg.element(n), out);
-}
-
+/// Checks date/period elements against their qualifiers.
 fn periods<'v>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
