@@ -461,6 +461,22 @@ impl RejectReport {
         })
     }
 
+    /// The page's one-line summary (shown when scripts are off).
+    fn summary_line(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &self.entries {
+            *counts.entry(e.disposition()).or_default() += 1;
+        }
+        format!(
+            "{} change(s) with findings: {} rejected, {} held, {} accepted with warnings; {} X12 set reject(s).",
+            self.entries.len(),
+            counts.get("rejected").unwrap_or(&0),
+            counts.get("held").unwrap_or(&0),
+            counts.get("accepted").unwrap_or(&0),
+            self.set_rejects.len()
+        )
+    }
+
     /// The self-contained HTML page.
     pub fn html(&self, opts: ReportOptions) -> String {
         let mut out = Vec::new();
@@ -473,25 +489,13 @@ impl RejectReport {
     /// whole page's (a night's page carries up to thousands of members with their segments).
     pub fn write_html<W: io::Write>(&self, opts: ReportOptions, mut out: W) -> io::Result<()> {
         use io::Write as _;
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in &self.entries {
-            *counts.entry(e.disposition()).or_default() += 1;
-        }
+        let summary = self.summary_line();
         let (head, tail) = HTML_TEMPLATE
             .split_once("@DATA@")
             .expect("the template has a data slot");
         let fill = |t: &str| {
-            t.replace("@AS_OF@", &self.as_of.to_string()).replace(
-                "@NOSCRIPT@",
-                &format!(
-                    "{} change(s) with findings: {} rejected, {} held, {} accepted with warnings; {} X12 set reject(s).",
-                    self.entries.len(),
-                    counts.get("rejected").unwrap_or(&0),
-                    counts.get("held").unwrap_or(&0),
-                    counts.get("accepted").unwrap_or(&0),
-                    self.set_rejects.len()
-                ),
-            )
+            t.replace("@AS_OF@", &self.as_of.to_string())
+                .replace("@NOSCRIPT@", &summary)
         };
         let body = if self.not_shown > 0 {
             format!(
@@ -536,22 +540,12 @@ impl RejectReport {
             .replace('<', "\\u003c")
             .replace('>', "\\u003e")
             .replace('&', "\\u0026");
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in &self.entries {
-            *counts.entry(e.disposition()).or_default() += 1;
-        }
+        let summary = self.summary_line();
         HTML_TEMPLATE
             .replace("@AS_OF@", &self.as_of.to_string())
             .replace(
                 "@NOSCRIPT@",
-                &format!(
-                    "{} change(s) with findings: {} rejected, {} held, {} accepted with warnings; {} X12 set reject(s).",
-                    self.entries.len(),
-                    counts.get("rejected").unwrap_or(&0),
-                    counts.get("held").unwrap_or(&0),
-                    counts.get("accepted").unwrap_or(&0),
-                    self.set_rejects.len()
-                ),
+                &summary,
             )
             .replace("@DATA@", &data)
             .replacen(
