@@ -374,6 +374,9 @@ pub struct ConvertObserver<'o, S: Write> {
     error: Option<io::Error>,
     /// The business rules, when a configuration is given.
     screen: Option<crate::screen::Screen<'o>>,
+    /// Byte buffers of merged pieces, for the next pieces: a piece's output is a few MB, and
+    /// fresh buffers would cost a page fault per 4 KiB each time.
+    free: Vec<Vec<u8>>,
     pub summary: ConvertSummary,
 }
 
@@ -397,6 +400,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             set_records: 0,
             error: None,
             screen: None,
+            free: Vec::new(),
             summary: ConvertSummary::default(),
         }
     }
@@ -638,6 +642,105 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
     }
 }
 
+/// What a piece of a set converted on another thread ([`crate::split`]) produced: the encoded
+/// records of the members it closed, as [`ConvertObserver::member`] would have spooled them,
+/// with its counts and issues.
+pub struct ConvertPiece {
+    file: String,
+    isa13: String,
+    gs06: String,
+    st02: String,
+    header: Option<HeaderContext>,
+    encoder: Encoder,
+    bytes: Vec<u8>,
+    records: u64,
+    errors: u64,
+    issues: Vec<ConvertIssue>,
+    error: Option<io::Error>,
+}
+
+impl Observer for ConvertPiece {
+    fn finding(&mut self, f: Finding) {
+        if f.severity == crate::finding::Severity::Error {
+            self.errors += 1;
+        }
+    }
+
+    fn member(&mut self, rec: &Record, std: &Standards) {
+        let Some(h) = &self.header else { return };
+        let result = changes::member_loop(rec, std).and_then(|m| changes::derive_unsealed(h, m));
+        match result {
+            Ok(records) => {
+                for r in &records {
+                    match self.encoder.encode_sealing(r) {
+                        Ok(bytes) => {
+                            self.bytes.extend_from_slice(bytes);
+                            self.records += 1;
+                        }
+                        Err(e) => {
+                            if self.error.is_none() {
+                                self.error = Some(e);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => self.issues.push(ConvertIssue {
+                file: self.file.clone(),
+                isa13: self.isa13.clone(),
+                gs06: self.gs06.clone(),
+                st02: self.st02.clone(),
+                error,
+            }),
+        }
+    }
+}
+
+/// Without business rules, a set's members convert one by one, each from the set's header
+/// alone, so pieces of a set convert on their own; with rules ([`crate::screen`] keeps state
+/// across members) the file is read in sequence.
+impl<S: Write> crate::split::Split for ConvertObserver<'_, S> {
+    type Piece = ConvertPiece;
+
+    fn piece(&mut self) -> Option<ConvertPiece> {
+        if self.screen.is_some() {
+            return None;
+        }
+        Some(ConvertPiece {
+            file: self.file.clone(),
+            isa13: self.isa13.clone(),
+            gs06: self.gs06.clone(),
+            st02: self.st02.clone(),
+            header: self.header.clone(),
+            encoder: Encoder::new(self.encoder.format),
+            bytes: self.free.pop().unwrap_or_default(),
+            records: 0,
+            errors: 0,
+            issues: Vec::new(),
+            error: None,
+        })
+    }
+
+    fn merge(&mut self, piece: ConvertPiece) {
+        self.summary.errors += piece.errors;
+        self.summary.issues.extend(piece.issues);
+        if let Some(e) = piece.error {
+            self.io::<()>(Err(e));
+        }
+        let mut bytes = piece.bytes;
+        if !bytes.is_empty() {
+            let res = self.spool().and_then(|spool| spool.write_all(&bytes));
+            self.io(res);
+            self.spool_len += bytes.len() as u64;
+            self.set_records += piece.records;
+        }
+        if self.free.len() < 16 {
+            bytes.clear();
+            self.free.push(bytes);
+        }
+    }
+}
+
 /// Converts one 834 stream, writing the accepted sets' changes to `out`.
 pub fn convert_x12<R: Read, W: Write>(
     engine: &crate::check::Engine,
@@ -648,4 +751,18 @@ pub fn convert_x12<R: Read, W: Write>(
     let mut obs = ConvertObserver::new(file, out);
     crate::check::check_stream(engine, input, &mut obs);
     obs.finish()
+}
+
+/// Converts one 834 file like [`convert_x12`], with its large sets cut into pieces converted
+/// on `opts.jobs` threads ([`crate::split`]): the same bytes and summary.
+pub fn convert_x12_file<W: Write>(
+    engine: &crate::check::Engine,
+    file: &str,
+    input: &File,
+    out: &mut ChangeWriter<W>,
+    opts: crate::split::SplitOptions,
+) -> io::Result<(ConvertSummary, crate::split::SplitStats)> {
+    let mut obs = ConvertObserver::new(file, out);
+    let stats = crate::split::split_file(engine, input, &mut obs, opts);
+    obs.finish().map(|s| (s, stats))
 }

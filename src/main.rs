@@ -399,8 +399,8 @@ fn check_without_rules(files: &[PathBuf], format: Format) -> ExitCode {
     ExitCode::from(status)
 }
 
-/// An input to check: standard input is read as a stream; a file may be cut into pieces
-/// checked on several threads ([`eligo::split`]).
+/// An input to check or convert: standard input is read as a stream; a file may be cut into
+/// pieces checked (and converted) on several threads ([`eligo::split`]).
 enum Input {
     Stdin,
     File(std::fs::File),
@@ -413,6 +413,15 @@ impl Input {
         } else {
             Ok(Input::File(std::fs::File::open(path)?))
         }
+    }
+
+    /// The input as a buffered stream.
+    fn reader(self) -> io::BufReader<Box<dyn io::Read>> {
+        let r: Box<dyn io::Read> = match self {
+            Input::Stdin => Box::new(io::stdin().lock()),
+            Input::File(f) => Box::new(f),
+        };
+        io::BufReader::with_capacity(1 << 16, r)
     }
 
     /// Checks the input; `jobs` threads may share one file.
@@ -691,8 +700,10 @@ fn convert_without_rules<W: Write>(
     let mut status = 0u8;
     let threads = jobs().min(files.len());
     if threads <= 1 {
+        // One file at a time: its large sets are cut into pieces converted on every core.
+        let inside = jobs();
         for path in files {
-            let (s, messages) = convert_file(&engine, path, &mut writer)?;
+            let (s, messages) = convert_file(&engine, path, &mut writer, inside)?;
             eprint!("{messages}");
             status = status.max(s);
         }
@@ -710,7 +721,7 @@ fn convert_without_rules<W: Write>(
                     encoder: eligo::batch::Encoder::new(format),
                     records: 0,
                 };
-                let r = convert_file(&engine, &files[i], &mut w);
+                let r = convert_file(&engine, &files[i], &mut w, 1);
                 (r, w)
             },
             |_, (r, w)| {
@@ -733,10 +744,12 @@ fn convert_without_rules<W: Write>(
 
 /// Converts one file into `writer`; returns its exit status and the messages for standard
 /// error (returned rather than printed, so that parallel conversions print them in order).
+/// `jobs` threads may convert pieces of an X12 file's large sets.
 fn convert_file<W: Write>(
     engine: &Engine,
     path: &Path,
     writer: &mut eligo::batch::ChangeWriter<W>,
+    jobs: usize,
 ) -> io::Result<(u8, String)> {
     use std::fmt::Write as _;
     let mut msg = String::new();
@@ -745,8 +758,8 @@ fn convert_file<W: Write>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| shown.clone());
-    let input = match open_input(path) {
-        Ok(i) => io::BufReader::with_capacity(1 << 16, i),
+    let input = match Input::open(path) {
+        Ok(i) => i,
         Err(e) => {
             let _ = writeln!(msg, "eligo: {shown}: {e}");
             return Ok((2, msg));
@@ -757,7 +770,7 @@ fn convert_file<W: Write>(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        let s = eligo::portal::convert_csv(&name, input, writer)?;
+        let s = eligo::portal::convert_csv(&name, input.reader(), writer)?;
         for e in &s.errors {
             let _ = writeln!(msg, "eligo: {e}");
         }
@@ -772,7 +785,13 @@ fn convert_file<W: Write>(
             status = 1;
         }
     } else {
-        let s = eligo::batch::convert_x12(engine, &name, input, writer)?;
+        let s = match input {
+            Input::File(f) => {
+                let opts = eligo::split::SplitOptions::new(jobs);
+                eligo::batch::convert_x12_file(engine, &name, &f, writer, opts)?.0
+            }
+            Input::Stdin => eligo::batch::convert_x12(engine, &name, input.reader(), writer)?,
+        };
         for i in &s.issues {
             let _ = writeln!(msg, "eligo: {i}");
         }

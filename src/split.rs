@@ -16,16 +16,24 @@
 //! dependent's REF*0F equals its subscriber's) starts afresh; a piece that still needed the
 //! member before it is checked again too.
 //!
-//! Only observers that do without member records ([`Observer::wants_records`]) can use this:
-//! `check` and `ack`. A piece's findings wait in memory until the pieces before it are done;
-//! at most a few pieces are in flight, so memory stays bounded whatever the file size. The
-//! file is read with positional reads rather than mapped, so the page cache is not counted as
-//! the process's memory.
+//! What a piece delivers is the observer's to say ([`Split`]): each piece reports to an
+//! observer of its own, which the file's observer takes back, piece by piece in order, once
+//! the piece's start state proved right; a piece whose guess was wrong is dropped whole.
+//! `check` and `ack` ([`check_file`], for observers that do without member records) keep each
+//! piece's findings; `convert` ([`crate::batch::convert_x12_file`]) keeps the encoded change
+//! records of the members the piece closed. A piece's results wait in memory until the pieces
+//! before it are done; at most a few pieces are in flight, so memory stays bounded whatever
+//! the file size. The file is read with positional reads rather than mapped, so the page cache
+//! is not counted as the process's memory.
 
-use crate::check::{check_stream, Checker, Engine, Observer};
+use crate::check::{
+    check_stream, Checker, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo,
+    SetResult, Ta1Result,
+};
 use crate::finding::Finding;
 use crate::lexer::{Delimiters, LexErrorKind, Lexer, Position, Token};
-use crate::validate::Additive;
+use crate::validate::record::Record;
+use crate::validate::{Additive, Standards};
 use memchr::memmem;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -66,24 +74,113 @@ impl SplitOptions {
 pub struct SplitStats {
     /// Sets (or rests of sets) checked in pieces.
     pub regions: u64,
-    /// Pieces whose findings were used.
+    /// Pieces whose results were used.
     pub pieces: u64,
     /// Pieces whose guessed start state was wrong (the rest of their set was checked in
     /// sequence).
     pub fallbacks: u64,
 }
 
+/// An observer whose work on the members of a set can be done in pieces on other threads.
+///
+/// Inside a set, between two members, a piece sees only [`Observer::finding`] and
+/// [`Observer::member`] (and [`Observer::header`] never: the header is complete before the
+/// first cut). So the observer hands each piece a fresh observer, [`Split::piece`], built from
+/// what stays the same between the members of one set (its header, its envelope ids), and
+/// later takes it back with [`Split::merge`]: the result must be what the observer would have
+/// become had it seen the piece's events itself.
+pub trait Split: Observer {
+    /// What a piece reports to; it runs on another thread.
+    type Piece: Observer + Send;
+    /// A fresh observer for a piece of the open set. Called between two members of a set,
+    /// once per piece, before the pieces before it are merged. None when this observer does
+    /// not take pieces: the rest of the file is then read in sequence.
+    fn piece(&mut self) -> Option<Self::Piece>;
+    /// Takes back a piece whose start state proved right, pieces in file order.
+    fn merge(&mut self, piece: Self::Piece);
+}
+
+/// An observer that does without member records, as a [`Split`]: a piece keeps its findings,
+/// and merging delivers them.
+struct Findings<'o, O: Observer>(&'o mut O);
+
+impl<O: Observer> Observer for Findings<'_, O> {
+    fn finding(&mut self, f: Finding) {
+        self.0.finding(f);
+    }
+    fn interchange_start(&mut self, i: &InterchangeInfo) {
+        self.0.interchange_start(i);
+    }
+    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
+        self.0.interchange_end(i, ta1, groups);
+    }
+    fn group_start(&mut self, g: &GroupInfo) {
+        self.0.group_start(g);
+    }
+    fn group_end(&mut self, r: &GroupResult) {
+        self.0.group_end(r);
+    }
+    fn set_start(&mut self, s: &SetInfo) {
+        self.0.set_start(s);
+    }
+    fn header(&mut self, rec: &Record, std: &Standards) {
+        self.0.header(rec, std);
+    }
+    fn member(&mut self, rec: &Record, std: &Standards) {
+        self.0.member(rec, std);
+    }
+    fn set_end(&mut self, r: &SetResult) {
+        self.0.set_end(r);
+    }
+    fn wants_records(&self) -> bool {
+        self.0.wants_records()
+    }
+}
+
+impl<O: Observer> Split for Findings<'_, O> {
+    type Piece = Vec<Finding>;
+    fn piece(&mut self) -> Option<Vec<Finding>> {
+        Some(Vec::new())
+    }
+    fn merge(&mut self, piece: Vec<Finding>) {
+        for f in piece {
+            self.0.finding(f);
+        }
+    }
+}
+
 /// Checks one file, cutting its large sets into pieces checked on `opts.jobs` threads when
-/// the observer allows it; otherwise reads it in sequence like [`check_stream`].
+/// the observer does without member records ([`Observer::wants_records`]); otherwise reads it
+/// in sequence like [`check_stream`].
 pub fn check_file<O: Observer>(
     engine: &Engine,
     file: &File,
     observer: &mut O,
     opts: SplitOptions,
 ) -> SplitStats {
+    if observer.wants_records() {
+        check_stream(
+            engine,
+            io::BufReader::with_capacity(1 << 16, file),
+            observer,
+        );
+        return SplitStats::default();
+    }
+    split_file(engine, file, &mut Findings(observer), opts)
+}
+
+/// Checks one file, cutting its large sets into pieces checked on `opts.jobs` threads, each
+/// piece reporting to its own observer ([`Split`]); small files, one job, or an observer that
+/// takes no pieces read the file in sequence like [`check_stream`].
+pub fn split_file<S: Split>(
+    engine: &Engine,
+    file: &File,
+    observer: &mut S,
+    opts: SplitOptions,
+) -> SplitStats {
     let mut stats = SplitStats::default();
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if opts.jobs < 2 || observer.wants_records() || len < opts.min_set || !cfg!(unix) {
+    if opts.jobs < 2 || len < opts.min_set || !cfg!(unix) {
         check_stream(
             engine,
             io::BufReader::with_capacity(1 << 16, file),
@@ -350,8 +447,9 @@ enum End {
     Invalid,
 }
 
-struct Done<'e> {
-    findings: Vec<Finding>,
+struct Done<'e, P> {
+    /// The piece's observer, with everything the piece reported.
+    observer: P,
     end: End,
     /// The state at the end of the piece.
     checker: Checker<'e>,
@@ -376,13 +474,13 @@ fn is_envelope(id: &[u8]) -> bool {
 
 impl<'e> Region<'_, 'e> {
     /// Checks the rest of the open set in pieces, starting at `after` (just past the segment
-    /// that opened a member), delivering findings to `obs` in order and leaving `checker` in
+    /// that opened a member), merging the pieces into `obs` in order and leaving `checker` in
     /// the state a sequential check would have at the returned position.
-    fn run<O: Observer>(
+    fn run<S: Split>(
         &self,
         checker: &mut Checker<'e>,
         after: Position,
-        obs: &mut O,
+        obs: &mut S,
         stats: &mut SplitStats,
     ) -> Outcome {
         let e = self.delims.element;
@@ -407,6 +505,9 @@ impl<'e> Region<'_, 'e> {
             Ok(None) => {}
             Err(_) => return Outcome::NotWorth { set_end: self.len },
         }
+        let Some(first_observer) = obs.piece() else {
+            return Outcome::NotWorth { set_end: self.len };
+        };
         let seen = checker.take_seen();
         let position = checker.set_position();
         let Some(template) = checker.boundary_fork(0) else {
@@ -417,8 +518,14 @@ impl<'e> Region<'_, 'e> {
         };
         planner.next = Some((after, position));
         stats.regions += 1;
-        let (state, at, blocked) =
-            self.pieces(checker.clone(), &template, &mut planner, obs, stats);
+        let (state, at, blocked) = self.pieces(
+            checker.clone(),
+            first_observer,
+            &template,
+            &mut planner,
+            obs,
+            stats,
+        );
         *checker = state;
         checker.restore_seen(seen);
         Outcome::Resume { at, blocked }
@@ -426,28 +533,32 @@ impl<'e> Region<'_, 'e> {
 
     /// Plans, checks and merges the pieces; returns the final state, where to read on, and
     /// whether a guess failed.
-    fn pieces<O: Observer>(
+    fn pieces<S: Split>(
         &self,
         first: Checker<'e>,
+        first_observer: S::Piece,
         template: &Checker<'e>,
         planner: &mut Planner<'_>,
-        obs: &mut O,
+        obs: &mut S,
         stats: &mut SplitStats,
     ) -> (Checker<'e>, Position, bool) {
         let jobs = self.opts.jobs;
         let window = 2 * jobs + 2;
         let cancel = AtomicBool::new(false);
-        let (job_tx, job_rx) = mpsc::channel::<(Piece, Checker<'e>)>();
+        type Job<'e, P> = (Piece, Checker<'e>, P);
+        let (job_tx, job_rx) = mpsc::channel::<Job<'e, S::Piece>>();
         let job_rx = Mutex::new(job_rx);
-        let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Done<'e>>)>();
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Done<'e, S::Piece>>)>();
         std::thread::scope(|s| {
             for _ in 0..jobs {
                 let (job_rx, done_tx, cancel) = (&job_rx, done_tx.clone(), &cancel);
                 s.spawn(move || loop {
                     let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((piece, start)) = job else { return };
-                    let done =
-                        (!cancel.load(Ordering::Relaxed)).then(|| self.check_piece(&piece, start));
+                    let Ok((piece, start, observer)) = job else {
+                        return;
+                    };
+                    let done = (!cancel.load(Ordering::Relaxed))
+                        .then(|| self.check_piece(&piece, start, observer));
                     if done_tx.send((piece.index, done)).is_err() {
                         return;
                     }
@@ -456,20 +567,26 @@ impl<'e> Region<'_, 'e> {
             drop(done_tx);
             let mut merge =
                 Merge::new(first.clone(), planner.next.map(|n| n.0).unwrap_or_default());
-            let mut first = Some(first);
+            let mut first = Some((first, first_observer));
             let (mut planned, mut planning_done) = (0usize, false);
-            let mut waiting: BTreeMap<usize, Option<Done<'e>>> = BTreeMap::new();
+            let mut waiting: BTreeMap<usize, Option<Done<'e, S::Piece>>> = BTreeMap::new();
             let result = 'run: loop {
                 while !planning_done && planned < merge.next + window {
                     match planner.next_piece() {
                         Ok(Some(piece)) => {
                             planning_done = piece.boundary.is_none();
-                            let start = match first.take() {
+                            let (start, observer) = match first.take() {
                                 Some(c) => c,
-                                None => template.with_position(piece.position),
+                                None => match obs.piece() {
+                                    Some(o) => (template.with_position(piece.position), o),
+                                    None => {
+                                        planning_done = true;
+                                        continue;
+                                    }
+                                },
                             };
                             planned += 1;
-                            if job_tx.send((piece, start)).is_err() {
+                            if job_tx.send((piece, start, observer)).is_err() {
                                 planning_done = true;
                             }
                         }
@@ -502,10 +619,14 @@ impl<'e> Region<'_, 'e> {
         })
     }
 
-    /// Checks one piece from its start state, keeping its findings.
-    fn check_piece(&self, piece: &Piece, start: Checker<'e>) -> Done<'e> {
+    /// Checks one piece from its start state, reporting to the piece's own observer.
+    fn check_piece<P: Observer>(
+        &self,
+        piece: &Piece,
+        start: Checker<'e>,
+        mut observer: P,
+    ) -> Done<'e, P> {
         let mut checker = start;
-        let mut findings: Vec<Finding> = Vec::new();
         let mut first: Option<Checker<'e>> = None;
         let forked = piece.index > 0;
         let mut before_boundary = Additive::default();
@@ -530,7 +651,7 @@ impl<'e> Region<'_, 'e> {
                     if boundary {
                         before_boundary = checker.additive();
                     }
-                    checker.segment(&seg, &mut findings);
+                    checker.segment(&seg, &mut observer);
                     if forked && first.is_none() {
                         first = Some(checker.clone());
                     }
@@ -549,12 +670,12 @@ impl<'e> Region<'_, 'e> {
                     if interchange_level || piece.boundary.is_some_and(|b| e.pos.offset >= b) {
                         break End::Stopped(cp);
                     }
-                    checker.lex_error(e, &mut findings);
+                    checker.lex_error(e, &mut observer);
                 }
             }
         };
         Done {
-            findings,
+            observer,
             end,
             checker,
             first,
@@ -592,10 +713,10 @@ impl<'e> Merge<'e> {
 
     /// Merges the next piece; returns the region's end when it is reached (or a guess
     /// failed).
-    fn take<O: Observer>(
+    fn take<S: Split>(
         &mut self,
-        done: Option<Done<'e>>,
-        obs: &mut O,
+        done: Option<Done<'e, S::Piece>>,
+        obs: &mut S,
     ) -> Option<(Checker<'e>, Position, bool)> {
         let index = self.next;
         self.next += 1;
@@ -612,9 +733,7 @@ impl<'e> Merge<'e> {
         if !valid {
             return Some(self.fallback());
         }
-        for f in done.findings {
-            obs.finding(f);
-        }
+        obs.merge(done.observer);
         let mut state = done.checker;
         if index > 0 {
             state.inherit_subscriber(&self.real);
