@@ -68,8 +68,11 @@ for mb in $SIZES; do
     read -r s rss < <(time_cmd "$bin/eligo" check "$f")
     row "eligo check" "$s" "$rss"
     inside="$inside$(awk -v mb="$mb" -v a="$s1" -v b="$s" 'BEGIN {printf "  %s MB: check 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\\n", mb, a, '"$(nproc)"', b, a / b}')"
+    read -r s1 rss < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" convert "$f")
+    row "convert, 1 job" "$s1" "$rss"
     read -r s rss < <(time_cmd "$bin/eligo" convert "$f")
     row "eligo convert" "$s" "$rss"
+    inside="$inside$(awk -v mb="$mb" -v a="$s1" -v b="$s" 'BEGIN {printf "  %s MB: convert 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\\n", mb, a, '"$(nproc)"', b, a / b}')"
     if [ "$has_run" = 1 ]; then
         # A fresh state each time: the sample configuration, its inbound folder holding only
         # this file (a hard link), everything else under $dir/run-$mb. The timed command is the
