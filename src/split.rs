@@ -93,8 +93,9 @@ pub trait Split: Observer {
     /// What a piece reports to; it runs on another thread.
     type Piece: Observer + Send;
     /// A fresh observer for a piece of the open set. Called between two members of a set,
-    /// once per piece, before the pieces before it are merged. None when this observer does
-    /// not take pieces: the rest of the file is then read in sequence.
+    /// once per piece, often before the pieces ahead of it are merged (so it may use only what
+    /// stays the same within a set). None when this observer does not take pieces: the rest of
+    /// the file is then read in sequence.
     fn piece(&mut self) -> Option<Self::Piece>;
     /// Takes back a piece whose start state proved right, pieces in file order.
     fn merge(&mut self, piece: Self::Piece);
