@@ -143,7 +143,7 @@ type Damage = dyn Fn(&mut Vec<u8>, usize);
 fn corruptions_at_piece_boundaries_convert_the_same() {
     let strict = Engine::embedded();
     let lenient = lenient();
-    let clean = generated(0.4, 21, 0.0, false, 1);
+    let clean = generated(0.3, 21, 0.0, false, 1);
     let starts = subscriber_starts(&clean);
     assert!(starts.len() > 100);
     let variants: Vec<(&str, Box<Damage>)> = vec![
@@ -193,7 +193,7 @@ fn corruptions_at_piece_boundaries_convert_the_same() {
         }
         for (which, engine) in [("strict", &strict), ("lenient", &lenient)] {
             let label = format!("{name} ({which})");
-            let (summary, stats) = assert_same_in_pieces(&label, engine, &bytes, &[1_500, 4_000]);
+            let (summary, stats) = assert_same_in_pieces(&label, engine, &bytes, &[2_000]);
             assert!(stats.iter().all(|s| s.regions > 0), "{label}: {stats:?}");
             if which == "lenient" {
                 assert!(summary.records > 100, "{label}: {summary:?}");
