@@ -124,47 +124,78 @@ impl Encoder {
                 self.buf.push(b'\n');
             }
             Format::Csv => {
-                self.json.clear();
-                let spans = write(r, &mut self.json)?;
-                let json = |range: std::ops::Range<usize>| {
-                    std::str::from_utf8(&self.json[range]).map_err(io::Error::other)
-                };
-                let id = json(spans.change_id.clone())?;
-                let new = json(spans.new.clone())?;
-                let old = match spans.old.clone() {
-                    Some(range) => json(range)?,
-                    None => "",
-                };
-                self.text.clear();
-                let sfile = match &r.source {
-                    changes::SourceTrace::X12 {
-                        file,
-                        isa13,
-                        gs06,
-                        st02,
-                        first_segment,
-                        last_segment,
-                    } => {
-                        let _ = write!(
-                            self.text,
-                            "{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}"
-                        );
-                        file
-                    }
-                    changes::SourceTrace::Portal {
-                        file,
-                        first_row,
-                        last_row,
-                        ..
-                    } => {
-                        let _ = write!(self.text, "rows {first_row}-{last_row}");
-                        file
-                    }
-                };
-                csv_row(&mut self.buf, r, id, sfile, &self.text, new, old);
+                let mut json = std::mem::take(&mut self.json);
+                json.clear();
+                let row = write(r, &mut json)
+                    .map_err(io::Error::other)
+                    .and_then(|spans| self.csv_into_buf(r, &json, &spans));
+                self.json = json;
+                row?;
             }
         }
         Ok(&self.buf)
+    }
+
+    /// The CSV row of `r` from its JSON already written: `json` holds what
+    /// [`ChangeRecord::write_json`] appended and `spans` is what it returned. The same bytes as
+    /// [`Encoder::encode`] on a CSV encoder, without serializing the record again (the run
+    /// writes the same JSON to its JSON Lines batch and the store).
+    pub fn encode_csv_from_json(
+        &mut self,
+        r: &ChangeRecord,
+        json: &[u8],
+        spans: &changes::JsonSpans,
+    ) -> io::Result<&[u8]> {
+        self.buf.clear();
+        self.csv_into_buf(r, json, spans)?;
+        Ok(&self.buf)
+    }
+
+    fn csv_into_buf(
+        &mut self,
+        r: &ChangeRecord,
+        json: &[u8],
+        spans: &changes::JsonSpans,
+    ) -> io::Result<()> {
+        let text = |range: std::ops::Range<usize>| {
+            json.get(range)
+                .ok_or_else(|| io::Error::other("record JSON spans out of range"))
+                .and_then(|b| std::str::from_utf8(b).map_err(io::Error::other))
+        };
+        let id = text(spans.change_id.clone())?;
+        let new = text(spans.new.clone())?;
+        let old = match spans.old.clone() {
+            Some(range) => text(range)?,
+            None => "",
+        };
+        self.text.clear();
+        let sfile = match &r.source {
+            changes::SourceTrace::X12 {
+                file,
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+            } => {
+                let _ = write!(
+                    self.text,
+                    "{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}"
+                );
+                file
+            }
+            changes::SourceTrace::Portal {
+                file,
+                first_row,
+                last_row,
+                ..
+            } => {
+                let _ = write!(self.text, "rows {first_row}-{last_row}");
+                file
+            }
+        };
+        csv_row(&mut self.buf, r, id, sfile, &self.text, new, old);
+        Ok(())
     }
 }
 

@@ -37,7 +37,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, in order; `PRAGMA user_version` says how many have been applied.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
     started TEXT NOT NULL,
@@ -112,7 +113,51 @@ CREATE TABLE transaction_log (
     at TEXT NOT NULL,
     reason TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: `changes` and `transactions` lose their `change_id TEXT PRIMARY KEY`. Each such key is
+    // an index ordered by a hash, so every row inserted went to a random page of it: once the
+    // index outgrew the page cache (about 1 GB of input per run), each insert read a page back
+    // and the run's cost grew faster than its input. The rows are now appended in rowid order
+    // only, and each table's ids live in a key table (`change_keys`, `transaction_keys`) that
+    // the store fills from the rows of a transaction sorted by id, in one pass, before any
+    // lookup by id and at commit (see `SqliteStore::flush_keys`). Rowids are kept, so every
+    // `ORDER BY rowid` answers as before.
+    r#"
+CREATE TABLE changes_v2 (
+    change_id TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    file_id INTEGER,
+    hold_id INTEGER,
+    kind TEXT NOT NULL,
+    group_id TEXT,
+    member_id TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+INSERT INTO changes_v2 (rowid, change_id, run_id, file_id, hold_id, kind, group_id, member_id, record)
+    SELECT rowid, change_id, run_id, file_id, hold_id, kind, group_id, member_id, record FROM changes ORDER BY rowid;
+DROP TABLE changes;
+ALTER TABLE changes_v2 RENAME TO changes;
+CREATE TABLE change_keys (change_id TEXT PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes ORDER BY change_id;
+CREATE TABLE transactions_v2 (
+    change_id TEXT NOT NULL,
+    group_id TEXT,
+    member_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    transaction_date TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    batch_run_id INTEGER
+);
+INSERT INTO transactions_v2 (rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id)
+    SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid;
+DROP TABLE transactions;
+ALTER TABLE transactions_v2 RENAME TO transactions;
+CREATE INDEX transactions_status ON transactions(status);
+CREATE TABLE transaction_keys (change_id TEXT PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions ORDER BY change_id;
+"#,
+];
 
 /// One run as recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -301,7 +346,19 @@ pub trait Store {
 /// The embedded SQLite store.
 pub struct SqliteStore {
     conn: Connection,
+    /// Rows of `changes` and of `transactions` written in the open transaction whose ids are
+    /// not yet in the key tables: the first such rowid of each (see [`SqliteStore::flush_keys`]).
+    unkeyed: [Option<i64>; 2],
 }
+
+/// The tables whose ids are kept in a key table, with the statement that moves the ids of rows
+/// from a rowid on into it, in id order.
+const KEYED: [&str; 2] = [
+    "INSERT INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes WHERE rowid >= ?1 ORDER BY change_id",
+    "INSERT INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions WHERE rowid >= ?1 ORDER BY change_id",
+];
+const CHANGES: usize = 0;
+const TRANSACTIONS: usize = 1;
 
 fn relationship_from(s: &str) -> Relationship {
     Relationship::from_label(s).unwrap_or(Relationship::SelfSubscriber)
@@ -395,16 +452,19 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut s = SqliteStore { conn };
+        let mut s = SqliteStore {
+            conn,
+            unkeyed: [None; 2],
+        };
         s.migrate()?;
         Ok(s)
     }
 
-    /// Sets the page cache's size limit (SQLite's default is 2 MB). A run writes every change
-    /// into indexes keyed by a hash (`changes` and `transactions` by change id), so each insert
-    /// touches a random page: with the default cache most of them are evicted, written to the
-    /// WAL and read back many times over before the transaction commits. The limit bounds
-    /// memory whatever the size of the run; durability is unchanged (WAL, `synchronous=FULL`).
+    /// Sets the page cache's size limit (SQLite's default is 2 MB). The same limit bounds the
+    /// memory of SQLite's sorter when [`SqliteStore::flush_keys`] sorts a transaction's ids (it
+    /// spills sorted runs to temporary files beyond it), so the store's memory is at most about
+    /// twice this, whatever the size of the run. Durability is unchanged (WAL,
+    /// `synchronous=FULL`).
     pub fn set_cache_limit(&mut self, bytes: u64) -> Result<()> {
         // A negative cache_size is a limit in KiB.
         let kib = i64::try_from(bytes / 1024).unwrap_or(i64::MAX);
@@ -416,6 +476,7 @@ impl SqliteStore {
     pub fn in_memory() -> Result<SqliteStore> {
         let mut s = SqliteStore {
             conn: Connection::open_in_memory()?,
+            unkeyed: [None; 2],
         };
         s.migrate()?;
         Ok(s)
@@ -426,6 +487,61 @@ impl SqliteStore {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Runs `insert`, one row into `table` (`CHANGES` or `TRANSACTIONS`), and notes the row
+    /// as not yet in the table's key table. Outside an explicit transaction the row and its
+    /// key are written in one transaction of their own, so that no row is ever committed
+    /// without its key and a repeated id leaves nothing behind, as the old unique key did.
+    fn insert_keyed(
+        &mut self,
+        table: usize,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<()> {
+        let own = self.conn.is_autocommit();
+        if own {
+            self.conn.execute_batch("BEGIN")?;
+        }
+        let done = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(params))
+            .map_err(StoreError::from)
+            .and_then(|_| {
+                if self.unkeyed[table].is_none() {
+                    self.unkeyed[table] = Some(self.conn.last_insert_rowid());
+                }
+                if own {
+                    self.commit()?;
+                }
+                Ok(())
+            });
+        if done.is_err() && own {
+            self.rollback()?;
+        }
+        done
+    }
+
+    /// Files the ids of the rows written since the last flush into the key tables, sorted, in
+    /// one statement per table. Called before every lookup by change id and at commit.
+    ///
+    /// Why: an id is a SHA-256, so ids arrive in random order, and inserting each one as its
+    /// row is written touches a random page of a B-tree that grows with the store. Sorted,
+    /// a transaction's ids go in as one ordered pass over that tree (SQLite's sorter holds at
+    /// most the page cache's size in memory and spills the rest to temporary files), so a run
+    /// costs time in proportion to what it writes. SQLite gives a new row the largest rowid
+    /// plus one, so "rowid >= the first unkeyed" is exactly the unkeyed rows. An id recorded twice is refused here, by the key's
+    /// uniqueness, with the same constraint error an insert used to raise; the transaction
+    /// then fails to commit.
+    fn flush_keys(&mut self) -> Result<()> {
+        for (table, sql) in KEYED.iter().enumerate() {
+            if let Some(from) = self.unkeyed[table] {
+                self.conn.prepare_cached(sql)?.execute([from])?;
+                self.unkeyed[table] = None;
+            }
+        }
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -449,12 +565,14 @@ impl Store for SqliteStore {
         Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
     }
     fn commit(&mut self) -> Result<()> {
+        self.flush_keys()?;
         Ok(self.conn.execute_batch("COMMIT")?)
     }
     fn rollback(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("ROLLBACK")?;
         }
+        self.unkeyed = [None; 2];
         Ok(())
     }
 
@@ -663,7 +781,9 @@ impl Store for SqliteStore {
         file_id: Option<i64>,
         hold_id: Option<i64>,
     ) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(
+        self.insert_keyed(
+            CHANGES,
+            "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 r.change_id,
                 run_id,
@@ -674,18 +794,15 @@ impl Store for SqliteStore {
                 r.member_id,
                 json
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn change(&mut self, change_id: &str) -> Result<Option<ChangeRecord>> {
+        self.flush_keys()?;
         let json: Option<String> = self
             .conn
-            .query_row(
-                "SELECT record FROM changes WHERE change_id = ?1",
-                [change_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT c.record FROM change_keys k JOIN changes c ON c.rowid = k.row WHERE k.change_id = ?1")?
+            .query_row([change_id], |r| r.get(0))
             .optional()?;
         Ok(match json {
             Some(j) => Some(serde_json::from_str(&j)?),
@@ -711,7 +828,9 @@ impl Store for SqliteStore {
         run_id: i64,
         reason: &str,
     ) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
+        self.insert_keyed(
+            TRANSACTIONS,
+            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 r.change_id,
                 r.group_id,
@@ -735,13 +854,14 @@ impl Store for SqliteStore {
         at: &str,
         reason: &str,
     ) -> Result<()> {
-        let from: Option<String> = self
+        self.flush_keys()?;
+        let found: Option<(i64, String)> = self
             .conn
-            .prepare_cached("SELECT status FROM transactions WHERE change_id = ?1")?
-            .query_row([change_id], |r| r.get(0))
+            .prepare_cached("SELECT t.rowid, t.status FROM transaction_keys k JOIN transactions t ON t.rowid = k.row WHERE k.change_id = ?1")?
+            .query_row([change_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let from = match from {
-            Some(f) => status_from(&f)?,
+        let (row, from) = match found {
+            Some((row, f)) => (row, status_from(&f)?),
             None => return Err(StoreError::NotFound(change_id.to_string())),
         };
         if !from.can_become(to) {
@@ -752,8 +872,8 @@ impl Store for SqliteStore {
             });
         }
         self.conn
-            .prepare_cached("UPDATE transactions SET status = ?2 WHERE change_id = ?1")?
-            .execute(params![change_id, to.as_str()])?;
+            .prepare_cached("UPDATE transactions SET status = ?2 WHERE rowid = ?1")?
+            .execute(params![row, to.as_str()])?;
         self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
             params![change_id, from.as_str(), to.as_str(), at, reason],
         )?;
@@ -761,8 +881,9 @@ impl Store for SqliteStore {
     }
 
     fn set_batch(&mut self, change_id: &str, run_id: i64) -> Result<()> {
+        self.flush_keys()?;
         self.conn
-            .prepare_cached("UPDATE transactions SET batch_run_id = ?2 WHERE change_id = ?1")?
+            .prepare_cached("UPDATE transactions SET batch_run_id = ?2 WHERE rowid = (SELECT row FROM transaction_keys WHERE change_id = ?1)")?
             .execute(params![change_id, run_id])?;
         Ok(())
     }
@@ -783,7 +904,9 @@ impl Store for SqliteStore {
             TransactionStatus::Submitted.as_str(),
         );
         let date = date.to_string();
-        self.conn.prepare_cached("INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")?.execute(
+        self.insert_keyed(
+            TRANSACTIONS,
+            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             params![
                 r.change_id,
                 r.group_id,
@@ -824,11 +947,18 @@ impl Store for SqliteStore {
     }
 
     fn purge(&mut self, before: NaiveDate) -> Result<u64> {
+        self.flush_keys()?;
         let b = before.to_string();
         self.conn.prepare_cached("DELETE FROM transaction_log WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
             [&b],
         )?;
-        self.conn.prepare_cached("DELETE FROM changes WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
+        self.conn.prepare_cached("DELETE FROM changes WHERE rowid IN (SELECT row FROM change_keys WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1))")?.execute(
+            [&b],
+        )?;
+        self.conn.prepare_cached("DELETE FROM change_keys WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
+            [&b],
+        )?;
+        self.conn.prepare_cached("DELETE FROM transaction_keys WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
             [&b],
         )?;
         let n = self
@@ -1054,6 +1184,99 @@ mod tests {
         assert_eq!(tx_tables(&fast).len(), 3 + 5);
     }
 
+    /// A store written by the first schema (ids as `TEXT PRIMARY KEY`) upgrades in place: the
+    /// same rows under the same rowids, and found by id.
+    #[test]
+    fn migration_2_keeps_rows_and_rowids_and_finds_them_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        let (a, b) = (rec("A"), rec("B"));
+        for (rowid, r) in [(7, &a), (3, &b)] {
+            c.execute(
+                "INSERT INTO changes (rowid, change_id, run_id, kind, member_id, record) VALUES (?1, ?2, 1, 'k', ?3, ?4)",
+                params![rowid, r.change_id, r.member_id, serde_json::to_string(r).unwrap()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO transactions (rowid, change_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, 'k', 'Pending', '2025-01-10', 1)",
+                params![rowid, r.change_id, r.member_id],
+            )
+            .unwrap();
+        }
+        drop(c);
+        let mut s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(s.change(&a.change_id).unwrap(), Some(a.clone()));
+        assert_eq!(s.change(&b.change_id).unwrap(), Some(b.clone()));
+        s.set_status(&b.change_id, Submitted, "x", "t").unwrap();
+        let rows: Vec<(i64, String, String)> = s
+            .conn
+            .prepare("SELECT rowid, member_id, status FROM transactions ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (3, "B".to_string(), "Submitted".to_string()),
+                (7, "A".to_string(), "Pending".to_string())
+            ]
+        );
+    }
+
+    /// Ids written in an open transaction are found before it commits, and an id recorded
+    /// twice is refused: at commit inside a transaction, at once outside one, leaving nothing.
+    #[test]
+    fn ids_are_found_before_commit_and_a_repeated_id_is_refused() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let (a, b) = (rec("A"), rec("B"));
+        s.begin().unwrap();
+        s.insert_change(&a, 1, None, None).unwrap();
+        s.insert_transaction(&a, Pending, d("2025-01-10"), 1, "t")
+            .unwrap();
+        assert_eq!(s.change(&a.change_id).unwrap(), Some(a.clone()));
+        s.insert_change(&b, 1, None, None).unwrap();
+        s.insert_submitted(&b, d("2025-01-10"), 1, "r", "x", "t")
+            .unwrap();
+        s.set_status(&a.change_id, Submitted, "x", "t").unwrap();
+        s.set_batch(&a.change_id, 1).unwrap();
+        s.commit().unwrap();
+        let all = s.transactions(&TransactionFilter::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|t| t.status == Submitted));
+        assert_eq!(all[0].batch_run_id, Some(1));
+
+        assert!(s.insert_change(&a, 2, None, None).is_err());
+        assert!(s
+            .insert_transaction(&b, Pending, d("2025-01-11"), 2, "t")
+            .is_err());
+        let count = |s: &SqliteStore, t: &str| -> i64 {
+            s.conn
+                .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count(&s, "changes"), count(&s, "change_keys")), (2, 2));
+        assert_eq!(
+            (count(&s, "transactions"), count(&s, "transaction_keys")),
+            (2, 2)
+        );
+
+        s.begin().unwrap();
+        s.insert_change(&a, 2, None, None).unwrap();
+        assert!(s.commit().is_err());
+        s.rollback().unwrap();
+        assert_eq!(count(&s, "changes"), 2);
+        s.begin().unwrap();
+        s.insert_change(&rec("C"), 2, None, None).unwrap();
+        s.commit().unwrap();
+        assert_eq!((count(&s, "changes"), count(&s, "change_keys")), (3, 3));
+    }
+
     #[test]
     fn purge_removes_old_transactions_only() {
         let mut s = SqliteStore::in_memory().unwrap();
@@ -1064,10 +1287,18 @@ mod tests {
             .unwrap();
         s.insert_transaction(&new, Submitted, d("2025-01-01"), run, "t")
             .unwrap();
+        s.insert_change(&old, run, None, None).unwrap();
+        s.insert_change(&new, run, None, None).unwrap();
         assert_eq!(s.purge(d("2023-01-10")).unwrap(), 1);
         let all = s.transactions(&TransactionFilter::default()).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].member_id, "NEW");
+        assert_eq!(s.change(&old.change_id).unwrap(), None);
+        assert_eq!(s.change(&new.change_id).unwrap(), Some(new.clone()));
+        assert!(matches!(
+            s.set_status(&old.change_id, Completed, "x", "t"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]

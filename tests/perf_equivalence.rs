@@ -83,3 +83,43 @@ fn change_records_are_unchanged() {
         golden(&format!("{name}.jsonl"), &w.into_inner().unwrap());
     }
 }
+
+/// The run's batch CSV row, built from the JSON it already wrote for the record
+/// (`Encoder::encode_csv_from_json`), is byte for byte the row `Encoder::encode` gives, with and
+/// without the rules' verdict, for generated change and full files.
+#[test]
+fn csv_rows_from_written_json_equal_encoded_rows() {
+    use eligo::batch::Encoder;
+    use eligo::changes::ChangeRecord;
+    use eligo::lifecycle::TransactionStatus;
+    let engine = Engine::embedded();
+    let mut n = 0;
+    for (seed, full) in [(31u64, false), (32, true)] {
+        let input = generated(0.3, seed, 0.0, full, 2);
+        let mut w = ChangeWriter::new(Vec::new(), Format::Jsonl).unwrap();
+        convert_x12(&engine, "perf.x12", input.as_slice(), &mut w).unwrap();
+        let lines = w.into_inner().unwrap();
+        for (i, line) in lines
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let mut r: ChangeRecord = serde_json::from_slice(line).unwrap();
+            if i % 3 == 1 {
+                r.status = Some(TransactionStatus::Pending);
+                r.invoice_period = Some("2025-02".into());
+            }
+            let mut enc = Encoder::new(Format::Csv);
+            let expected = enc.encode(&r).unwrap().to_vec();
+            let mut json = Vec::new();
+            let spans = r.write_json(&mut json).unwrap();
+            let mut enc2 = Encoder::new(Format::Csv);
+            assert_eq!(
+                enc2.encode_csv_from_json(&r, &json, &spans).unwrap(),
+                expected
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 500, "{n} records");
+}
