@@ -13,7 +13,7 @@ pub mod situational;
 pub mod structure;
 
 use crate::finding::{Ack, Finding, Location, Trigger};
-use crate::lexer::Segment;
+use crate::lexer::{Fields, Segment, Splitter};
 use crate::schema::{CodeSets, Schema, SegmentIds, Usage};
 use element::ElementCtx;
 use record::Record;
@@ -135,6 +135,9 @@ pub struct SetValidator<'s> {
     /// The open member is a stand-in for the unseen member before a piece of the set checked
     /// on its own ([`SetValidator::boundary_fork`]): closing it reports nothing.
     phantom: bool,
+    /// Scratch: the element separators of the segment being checked, found once and shared
+    /// by the walker, the element checks and the record. Not state (rewritten per segment).
+    splitter: Splitter,
 }
 
 impl<'s> SetValidator<'s> {
@@ -167,6 +170,7 @@ impl<'s> SetValidator<'s> {
             state: situational::SetState::default(),
             unlisted: 0,
             phantom: false,
+            splitter: Splitter::default(),
         }
     }
 
@@ -313,8 +317,11 @@ impl<'s> SetValidator<'s> {
         };
         self.open.clear();
         self.open.extend(self.walker.open_loops());
-        self.header.push(st, root_st, 1, &self.open, 0);
-        self.check_elements(root_st, st);
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let fields = splitter.split(st.raw(), st.delimiters().element);
+        self.header.push(st, &fields, root_st, 1, &self.open, 0);
+        self.check_elements(root_st, st, &fields);
+        self.splitter = splitter;
         self.flush_header_findings(sink);
     }
 
@@ -344,7 +351,7 @@ impl<'s> SetValidator<'s> {
         self.pending.push(f);
     }
 
-    fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>) {
+    fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
         let mut out = std::mem::take(&mut self.errors);
         out.clear();
         let def = &self.std.schema.segments[seg_ix];
@@ -367,7 +374,7 @@ impl<'s> SetValidator<'s> {
             f.location = make_loc();
             out.push(f);
         } else {
-            element::check_segment_and_periods(&ctx, def, seg, &mut out);
+            element::check_segment_and_periods(&ctx, def, seg, fields, &mut out);
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
             let envelope_elements = match def.id.as_slice() {
@@ -412,9 +419,11 @@ impl<'s> SetValidator<'s> {
         self.position = self.position.saturating_add(1);
         self.last_at = seg.position();
         let schema = &self.std.schema;
-        let id = seg.id();
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let fields = splitter.split(seg.raw(), seg.delimiters().element);
+        let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
-        let first = seg.element(1);
+        let first = fields.element(1);
         let first = match crate::lexer::find_byte(seg.delimiters().component, first) {
             Some(i) => &first[..i],
             None => first,
@@ -488,7 +497,7 @@ impl<'s> SetValidator<'s> {
                     self.unit_depth = Some(depth - 1);
                     self.member.clear(seg.delimiters());
                     self.tally.members += 1;
-                    match seg.element(1) {
+                    match fields.element(1) {
                         b"Y" => self.tally.subscribers += 1,
                         b"N" => self.tally.dependents += 1,
                         _ => {}
@@ -502,8 +511,8 @@ impl<'s> SetValidator<'s> {
                 if opened > 0 && depth > rd + 1 {
                     rec.new_instance_at(depth - 1 - rd);
                 }
-                rec.push(seg, seg_ix, position, &self.open, rd);
-                self.check_elements(seg_ix, seg);
+                rec.push(seg, &fields, seg_ix, position, &self.open, rd);
+                self.check_elements(seg_ix, seg, &fields);
                 if !self.in_member {
                     self.flush_header_findings(sink);
                 }
@@ -514,6 +523,7 @@ impl<'s> SetValidator<'s> {
             // whose findings otherwise pile up until the next placed one).
             self.flush_header_findings(sink);
         }
+        self.splitter = splitter;
     }
 
     fn report_missing(&mut self, seg: &Segment<'_>, missing: &[Missing]) {
