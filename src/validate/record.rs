@@ -154,10 +154,14 @@ impl Record {
         if n == 0 || n > r.sep_n as usize {
             return b"";
         }
-        let seps = &self.seps[r.sep_lo as usize..(r.sep_lo + r.sep_n) as usize];
-        let from = (r.start + seps[n - 1] + 1) as usize;
-        let to = seps.get(n).map_or(r.end, |&e| r.start + e) as usize;
-        &self.buf[from..to]
+        let at = r.sep_lo as usize + n;
+        let from = (r.start + self.seps[at - 1] + 1) as usize;
+        let to = if n < r.sep_n as usize {
+            (r.start + self.seps[at]) as usize
+        } else {
+            r.end as usize
+        };
+        self.buf.get(from..to).unwrap_or_default()
     }
 
     /// Segments with their record entries.
