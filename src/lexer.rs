@@ -269,12 +269,35 @@ pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
     }
 }
 
-/// Counts `\n` in a segment: a plain loop (which the compiler vectorizes) for the short
-/// segments X12 has, `memchr` for long ones.
+/// Counts `\n` in a segment: eight bytes at a time ([`zero_bytes`]) for the short segments
+/// X12 has, where a line break is rare enough that only a chunk holding one is counted;
+/// `memchr` for long ones.
 #[inline]
 fn count_newlines(s: &[u8]) -> u64 {
-    if s.len() < 256 {
+    const NL: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let load = |i: usize| {
+        let c = &s[i..i + 8];
+        u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ NL
+    };
+    let len = s.len();
+    if len < 8 {
         s.iter().filter(|b| **b == b'\n').count() as u64
+    } else if len < 256 {
+        let mut n = 0u64;
+        let mut i = 0;
+        while i + 8 <= len {
+            let z = zero_bytes(load(i));
+            if z != 0 {
+                n += u64::from(z.count_ones());
+            }
+            i += 8;
+        }
+        if i < len {
+            // The last eight bytes, without those already counted.
+            let z = zero_bytes(load(len - 8)) & (u64::MAX << (8 * (8 - (len - i))));
+            n += u64::from(z.count_ones());
+        }
+        n
     } else {
         memchr_iter(b'\n', s).count() as u64
     }
@@ -985,6 +1008,25 @@ mod tests {
         assert_eq!(c, vec![&b""[..], b"B", b"C"]);
         let bare = Segment::new(b"SE", d, Position::default());
         assert_eq!(bare.elements().count(), 0);
+    }
+
+    #[test]
+    fn newlines_are_counted_at_every_position() {
+        let mut seed = 5u64;
+        for len in 0..300usize {
+            for _ in 0..30 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        [b'\n', b'A', 0x8A, b'\r'][(seed >> 62) as usize]
+                    })
+                    .collect();
+                let want = s.iter().filter(|b| **b == b'\n').count() as u64;
+                assert_eq!(count_newlines(&s), want, "{s:?}");
+            }
+        }
     }
 
     #[test]
