@@ -110,6 +110,129 @@ impl<'a> Segment<'a> {
     }
 }
 
+/// Finds every element separator of a segment once: [`Fields`] then hands out any element
+/// without scanning again. The validator splits each segment so once and shares the result
+/// between the walker, the element checks and the member record, which used to scan the
+/// segment each on their own. Keeps its buffer from segment to segment.
+#[derive(Debug, Clone, Default)]
+pub struct Splitter {
+    /// At least as long as the longest segment split so far (a segment of `n` bytes has at
+    /// most `n` separators), so the scan writes without growing it.
+    buf: Vec<u32>,
+}
+
+impl Splitter {
+    /// `raw` split at the element separator `sep`.
+    pub fn split<'a>(&'a mut self, raw: &'a [u8], sep: u8) -> Fields<'a> {
+        if self.buf.len() < raw.len() {
+            self.buf.resize(raw.len(), 0);
+        }
+        let out = &mut self.buf[..raw.len()];
+        let mut n = 0usize;
+        // Eight bytes at a time: a byte of `x ^ pattern` is zero exactly where `raw` holds
+        // `sep`; `zero_bytes` sets the high bit of those bytes and of no other.
+        let pattern = u64::from_ne_bytes([sep; 8]);
+        let load = |i: usize| {
+            let c = &raw[i..i + 8];
+            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pattern
+        };
+        let mut put = |base: usize, mut zero: u64| {
+            while zero != 0 {
+                out[n] = (base + zero.trailing_zeros() as usize / 8) as u32;
+                n += 1;
+                zero &= zero - 1;
+            }
+        };
+        let len = raw.len();
+        if len < 8 {
+            for (i, b) in raw.iter().enumerate() {
+                if *b == sep {
+                    put(i, 0x80);
+                }
+            }
+        } else {
+            let mut i = 0;
+            while i + 8 <= len {
+                put(i, zero_bytes(load(i)));
+                i += 8;
+            }
+            if i < len {
+                // The last eight bytes, without those the loop above already looked at.
+                let seen = 8 - (len - i);
+                put(
+                    len - 8,
+                    zero_bytes(load(len - 8)) & (u64::MAX << (8 * seen)),
+                );
+            }
+        }
+        Fields {
+            raw,
+            seps: &self.buf[..n],
+        }
+    }
+}
+
+/// The high bit of every byte of `x` that is zero, and no other bit: the low seven bits are
+/// added to 0x7f (so a byte with any of them set carries into its high bit, and no carry
+/// crosses into the next byte), then the byte's own high bit is or-ed in.
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// A segment with its element separators found ([`Splitter`]): the same values as
+/// [`Segment::id`], [`Segment::element`] and [`Segment::elements`], without a scan per call.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    raw: &'a [u8],
+    seps: &'a [u32],
+}
+
+impl<'a> Fields<'a> {
+    pub fn id(&self) -> &'a [u8] {
+        match self.seps.first() {
+            Some(&i) => &self.raw[..i as usize],
+            None => self.raw,
+        }
+    }
+
+    /// The element separators' offsets in the segment.
+    pub fn separators(&self) -> &'a [u32] {
+        self.seps
+    }
+
+    /// The number of elements after the ID (a trailing separator counts an empty one).
+    pub fn len(&self) -> usize {
+        self.seps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seps.is_empty()
+    }
+
+    /// Element `n` (1-based), or an empty slice when the segment is shorter.
+    #[inline]
+    pub fn element(&self, n: usize) -> &'a [u8] {
+        if n == 0 || n > self.seps.len() {
+            return b"";
+        }
+        let start = self.seps[n - 1] as usize + 1;
+        let end = self.seps.get(n).map_or(self.raw.len(), |&e| e as usize);
+        &self.raw[start..end]
+    }
+
+    /// The elements after the ID, element 1 first.
+    pub fn elements(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (raw, seps) = (self.raw, self.seps);
+        (1..=seps.len()).map(move |n| {
+            let start = seps[n - 1] as usize + 1;
+            let end = seps.get(n).map_or(raw.len(), |&e| e as usize);
+            &raw[start..end]
+        })
+    }
+}
+
 /// Iterator over a segment's elements.
 #[derive(Debug, Clone)]
 pub struct Elements<'a> {
@@ -146,12 +269,35 @@ pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
     }
 }
 
-/// Counts `\n` in a segment: a plain loop (which the compiler vectorizes) for the short
-/// segments X12 has, `memchr` for long ones.
+/// Counts `\n` in a segment: eight bytes at a time ([`zero_bytes`]) for the short segments
+/// X12 has, where a line break is rare enough that only a chunk holding one is counted;
+/// `memchr` for long ones.
 #[inline]
 fn count_newlines(s: &[u8]) -> u64 {
-    if s.len() < 256 {
+    const NL: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let load = |i: usize| {
+        let c = &s[i..i + 8];
+        u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ NL
+    };
+    let len = s.len();
+    if len < 8 {
         s.iter().filter(|b| **b == b'\n').count() as u64
+    } else if len < 256 {
+        let mut n = 0u64;
+        let mut i = 0;
+        while i + 8 <= len {
+            let z = zero_bytes(load(i));
+            if z != 0 {
+                n += u64::from(z.count_ones());
+            }
+            i += 8;
+        }
+        if i < len {
+            // The last eight bytes, without those already counted.
+            let z = zero_bytes(load(len - 8)) & (u64::MAX << (8 * (8 - (len - i))));
+            n += u64::from(z.count_ones());
+        }
+        n
     } else {
         memchr_iter(b'\n', s).count() as u64
     }
@@ -862,5 +1008,56 @@ mod tests {
         assert_eq!(c, vec![&b""[..], b"B", b"C"]);
         let bare = Segment::new(b"SE", d, Position::default());
         assert_eq!(bare.elements().count(), 0);
+    }
+
+    #[test]
+    fn newlines_are_counted_at_every_position() {
+        let mut seed = 5u64;
+        for len in 0..300usize {
+            for _ in 0..30 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        [b'\n', b'A', 0x8A, b'\r'][(seed >> 62) as usize]
+                    })
+                    .collect();
+                let want = s.iter().filter(|b| **b == b'\n').count() as u64;
+                assert_eq!(count_newlines(&s), want, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fields_split_like_segment() {
+        let d = Delimiters::DEFAULT;
+        // Every length up to 40 and every mix of the separator, the bytes next to it and
+        // high bytes, so that each position of the eight-byte chunks and the tail is covered.
+        let alphabet = [b'*', b'A', b')', b'+', 0x80, 0xAA, 0xFF, 0x00];
+        let mut seed = 7u64;
+        let mut splitter = Splitter::default();
+        for len in 0..40usize {
+            for _ in 0..200 {
+                let raw: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        alphabet[(seed >> 60) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let s = Segment::new(&raw, d, Position::default());
+                let f = splitter.split(&raw, d.element);
+                assert_eq!(f.id(), s.id());
+                let a: Vec<&[u8]> = f.elements().collect();
+                let b: Vec<&[u8]> = s.elements().collect();
+                assert_eq!(a, b, "{raw:?}");
+                assert_eq!(f.len(), b.len());
+                for n in 0..len + 2 {
+                    assert_eq!(f.element(n), s.element(n));
+                }
+            }
+        }
     }
 }

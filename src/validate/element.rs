@@ -3,7 +3,7 @@
 //! between elements. Each failure becomes one finding with its IK403 code.
 
 use crate::finding::{Ack, ElementPos, Finding, Location};
-use crate::lexer::{find_byte, split, Segment};
+use crate::lexer::{find_byte, split, Fields, Segment};
 use crate::schema::{self, CodeSets, ElementType, SyntaxKind, Usage};
 use chrono::NaiveDate;
 
@@ -38,25 +38,26 @@ fn finding(
 const SMALL: usize = 24;
 
 /// Checks every element of `seg` against `def`, then the date/period elements against their
-/// qualifiers, splitting the segment into elements once; pushes findings to `out`.
+/// qualifiers; pushes findings to `out`. `fields` is `seg` split into elements.
 pub fn check_segment_and_periods(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     seg: &Segment<'_>,
+    fields: &Fields<'_>,
     out: &mut Vec<Finding>,
 ) {
     if def.elements.len() < SMALL {
         let mut values: [&[u8]; SMALL] = [b""; SMALL];
-        check_segment_values(ctx, def, seg, &mut values, out);
+        check_segment_values(ctx, def, seg, fields, &mut values, out);
         // Every element `def` defines fits in `values`.
         periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
     } else {
         let mut values: [&[u8]; 64] = [b""; 64];
-        let split = check_segment_values(ctx, def, seg, &mut values, out);
+        let split = check_segment_values(ctx, def, seg, fields, &mut values, out);
         if split {
             periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
         } else {
-            periods(ctx, def, |n| seg.element(n), out);
+            periods(ctx, def, |n| fields.element(n), out);
         }
     }
 }
@@ -69,6 +70,7 @@ fn check_segment_values<'v, const N: usize>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     seg: &Segment<'v>,
+    fields: &Fields<'v>,
     values: &mut [&'v [u8]; N],
     out: &mut Vec<Finding>,
 ) -> bool {
@@ -77,7 +79,7 @@ fn check_segment_values<'v, const N: usize>(
     let complete = def.elements.len() < N;
     let mut count = 0usize;
     let mut trailing_empty = false;
-    for (i, value) in seg.elements().enumerate() {
+    for (i, value) in fields.elements().enumerate() {
         count = i + 1;
         trailing_empty = value.is_empty();
         let seq = i + 1;

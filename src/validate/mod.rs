@@ -13,7 +13,7 @@ pub mod situational;
 pub mod structure;
 
 use crate::finding::{Ack, Finding, Location, Trigger};
-use crate::lexer::Segment;
+use crate::lexer::{Fields, Segment, Splitter};
 use crate::schema::{CodeSets, Schema, SegmentIds, Usage};
 use element::ElementCtx;
 use record::Record;
@@ -102,6 +102,25 @@ impl Additive {
     }
 }
 
+/// Where a finding about segment `seg` (ID `id`, in loop `loop_ix`) is: the set's `base`
+/// (ISA13/GS06/ST02) and the segment's position.
+fn location_in(
+    std: &Standards,
+    base: &Location,
+    position: u32,
+    seg: &Segment<'_>,
+    id: &[u8],
+    loop_ix: Option<usize>,
+) -> Location {
+    let mut loc = base.clone();
+    loc.line = seg.position().line;
+    loc.offset = seg.position().offset;
+    loc.segment_position = Some(position);
+    loc.segment_id = Some(String::from_utf8_lossy(id).into_owned());
+    loc.loop_id = loop_ix.map(|l| std.schema.loops[l].id.clone());
+    loc
+}
+
 /// Validates one transaction set, segment by segment.
 #[derive(Clone)]
 pub struct SetValidator<'s> {
@@ -135,6 +154,9 @@ pub struct SetValidator<'s> {
     /// The open member is a stand-in for the unseen member before a piece of the set checked
     /// on its own ([`SetValidator::boundary_fork`]): closing it reports nothing.
     phantom: bool,
+    /// Scratch: the element separators of the segment being checked, found once and shared
+    /// by the walker, the element checks and the record. Not state (rewritten per segment).
+    splitter: Splitter,
 }
 
 impl<'s> SetValidator<'s> {
@@ -167,6 +189,7 @@ impl<'s> SetValidator<'s> {
             state: situational::SetState::default(),
             unlisted: 0,
             phantom: false,
+            splitter: Splitter::default(),
         }
     }
 
@@ -313,19 +336,16 @@ impl<'s> SetValidator<'s> {
         };
         self.open.clear();
         self.open.extend(self.walker.open_loops());
-        self.header.push(st, root_st, 1, &self.open, 0);
-        self.check_elements(root_st, st);
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let fields = splitter.split(st.raw(), st.delimiters().element);
+        self.header.push(st, &fields, root_st, 1, &self.open, 0);
+        self.check_elements(root_st, st, &fields);
+        self.splitter = splitter;
         self.flush_header_findings(sink);
     }
 
     fn location(&self, seg: &Segment<'_>, id: &[u8], loop_ix: Option<usize>) -> Location {
-        let mut loc = self.base.clone();
-        loc.line = seg.position().line;
-        loc.offset = seg.position().offset;
-        loc.segment_position = Some(self.position);
-        loc.segment_id = Some(String::from_utf8_lossy(id).into_owned());
-        loc.loop_id = loop_ix.map(|l| self.std.schema.loops[l].id.clone());
-        loc
+        location_in(self.std, &self.base, self.position, seg, id, loop_ix)
     }
 
     fn emit(&mut self, mut f: Finding) {
@@ -344,15 +364,19 @@ impl<'s> SetValidator<'s> {
         self.pending.push(f);
     }
 
-    fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>) {
-        let mut out = std::mem::take(&mut self.errors);
-        out.clear();
-        let def = &self.std.schema.segments[seg_ix];
-        let make_loc = || self.location(seg, &def.id, Some(def.loop_ix));
+    fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
+        // Checked into `self.errors` in place (not taken and put back: that cost a call per
+        // segment to drop the empty vector left behind).
+        let std = self.std;
+        let def = &std.schema.segments[seg_ix];
+        let (base, position) = (&self.base, self.position);
+        let make_loc = || location_in(std, base, position, seg, &def.id, Some(def.loop_ix));
         let ctx = ElementCtx {
-            codesets: &self.std.codesets,
+            codesets: &std.codesets,
             loc: &make_loc,
         };
+        let out = &mut self.errors;
+        out.clear();
         if def.usage == Usage::NotUsed {
             let mut f = Finding::new(
                 "IG-S-NOT-USED",
@@ -367,11 +391,11 @@ impl<'s> SetValidator<'s> {
             f.location = make_loc();
             out.push(f);
         } else {
-            element::check_segment_and_periods(&ctx, def, seg, &mut out);
+            element::check_segment_and_periods(&ctx, def, seg, fields, out);
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
             let envelope_elements = match def.id.as_slice() {
-                b"ST" | b"SE" if def.loop_ix == self.std.schema.root() => def.elements.len(),
+                b"ST" | b"SE" if def.loop_ix == std.schema.root() => def.elements.len(),
                 _ => 0,
             };
             if envelope_elements > 0 {
@@ -395,6 +419,7 @@ impl<'s> SetValidator<'s> {
         }
         // Nearly every segment is clean: skip the ordering and hand-over then.
         if !out.is_empty() {
+            let mut out = std::mem::take(&mut self.errors);
             out.sort_by_key(|f| {
                 f.location
                     .element
@@ -403,8 +428,8 @@ impl<'s> SetValidator<'s> {
             for f in out.drain(..) {
                 self.emit(f);
             }
+            self.errors = out;
         }
-        self.errors = out;
     }
 
     /// Feeds one segment between ST and SE (SE included).
@@ -412,9 +437,11 @@ impl<'s> SetValidator<'s> {
         self.position = self.position.saturating_add(1);
         self.last_at = seg.position();
         let schema = &self.std.schema;
-        let id = seg.id();
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let fields = splitter.split(seg.raw(), seg.delimiters().element);
+        let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
-        let first = seg.element(1);
+        let first = fields.element(1);
         let first = match crate::lexer::find_byte(seg.delimiters().component, first) {
             Some(i) => &first[..i],
             None => first,
@@ -488,7 +515,7 @@ impl<'s> SetValidator<'s> {
                     self.unit_depth = Some(depth - 1);
                     self.member.clear(seg.delimiters());
                     self.tally.members += 1;
-                    match seg.element(1) {
+                    match fields.element(1) {
                         b"Y" => self.tally.subscribers += 1,
                         b"N" => self.tally.dependents += 1,
                         _ => {}
@@ -502,8 +529,8 @@ impl<'s> SetValidator<'s> {
                 if opened > 0 && depth > rd + 1 {
                     rec.new_instance_at(depth - 1 - rd);
                 }
-                rec.push(seg, seg_ix, position, &self.open, rd);
-                self.check_elements(seg_ix, seg);
+                rec.push(seg, &fields, seg_ix, position, &self.open, rd);
+                self.check_elements(seg_ix, seg, &fields);
                 if !self.in_member {
                     self.flush_header_findings(sink);
                 }
@@ -514,6 +541,7 @@ impl<'s> SetValidator<'s> {
             // whose findings otherwise pile up until the next placed one).
             self.flush_header_findings(sink);
         }
+        self.splitter = splitter;
     }
 
     fn report_missing(&mut self, seg: &Segment<'_>, missing: &[Missing]) {
@@ -591,17 +619,22 @@ impl<'s> SetValidator<'s> {
             self.unlisted = 0;
         }
         self.fill_base();
-        let bu = self.std.unit.as_ref().and_then(|u| {
-            let key = crate::schema::pack(&u.segment);
-            self.member.segs.iter().enumerate().find_map(|(i, rs)| {
-                if key.is_some_and(|k| k != rs.key) {
-                    return None;
-                }
-                let s = self.member.segment(i);
-                (s.id() == u.segment.as_slice() && s.element(1) == u.qualifier.as_slice())
-                    .then(|| String::from_utf8_lossy(s.element(u.element)).into_owned())
+        // The business unit is looked up only for a member with findings (most have none).
+        let bu = if self.pending.is_empty() {
+            None
+        } else {
+            self.std.unit.as_ref().and_then(|u| {
+                let key = crate::schema::pack(&u.segment);
+                self.member.segs.iter().enumerate().find_map(|(i, rs)| {
+                    if key.is_some_and(|k| k != rs.key) {
+                        return None;
+                    }
+                    let s = self.member.segment(i);
+                    (s.id() == u.segment.as_slice() && s.element(1) == u.qualifier.as_slice())
+                        .then(|| String::from_utf8_lossy(s.element(u.element)).into_owned())
+                })
             })
-        });
+        };
         let mut pending = std::mem::take(&mut self.pending);
         for mut f in pending.drain(..) {
             f.location.member = bu.clone();

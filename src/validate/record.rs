@@ -3,7 +3,7 @@
 //! normalizer can look at the whole member after it ends; memory is bounded by the largest
 //! member loop, and the buffers are reused from member to member.
 
-use crate::lexer::{Delimiters, Position, Segment};
+use crate::lexer::{Delimiters, Fields, Position, Segment};
 use crate::schema::{LoopIx, Schema, SegIx};
 
 /// Most segments one record keeps. The largest member the 834 guide allows is far smaller.
@@ -32,9 +32,10 @@ pub struct RecSeg {
     pub at: Position,
     start: u32,
     end: u32,
-    /// Where element 1 starts in the record's buffer; `end + 1` when the segment has no
-    /// elements (no separator after the ID).
-    first: u32,
+    /// The segment's element separators (offsets from `start`) are
+    /// `Record::seps[sep_lo..sep_lo + sep_n]`: elements are found without scanning.
+    sep_lo: u32,
+    sep_n: u32,
 }
 
 /// The header or one member of a set.
@@ -46,6 +47,8 @@ pub struct Record {
     pub delims: Delimiters,
     /// Instance open at each depth while recording (loop stack mirror).
     open: Vec<u32>,
+    /// Element separator offsets of every segment, in order ([`RecSeg::sep_lo`]).
+    seps: Vec<u32>,
 }
 
 impl Default for Record {
@@ -56,6 +59,7 @@ impl Default for Record {
             instances: Vec::new(),
             delims: Delimiters::DEFAULT,
             open: Vec::new(),
+            seps: Vec::new(),
         }
     }
 }
@@ -66,6 +70,7 @@ impl Record {
         self.segs.clear();
         self.instances.clear();
         self.open.clear();
+        self.seps.clear();
         self.delims = delims;
     }
 
@@ -75,10 +80,11 @@ impl Record {
 
     /// Records a segment placed in the loops `open_loops` (outermost first, from the walker).
     /// `record_depth` is how many of the outer loops lie above this record (they are not part of
-    /// it).
+    /// it). `fields` is `seg` split with the record's element separator.
     pub fn push(
         &mut self,
         seg: &Segment<'_>,
+        fields: &Fields<'_>,
         seg_ix: SegIx,
         position: u32,
         open_loops: &[LoopIx],
@@ -106,22 +112,13 @@ impl Record {
             self.open.push((self.instances.len() - 1) as u32);
         }
         let start = self.buf.len() as u32;
-        let raw = seg.raw();
-        self.buf.extend_from_slice(raw);
+        self.buf.extend_from_slice(seg.raw());
         let end = self.buf.len() as u32;
-        // Element 1 (after the ID, as [`Segment::elements`] splits) and its packed value.
-        // The record's delimiters, which [`Record::segment`] splits with.
-        let sep = self.delims.element;
-        let (first, qual) = match raw.iter().position(|b| *b == sep) {
-            Some(i) => {
-                let rest = &raw[i + 1..];
-                let e1 = &rest[..rest.iter().position(|b| *b == sep).unwrap_or(rest.len())];
-                (start + i as u32 + 1, crate::schema::pack(e1))
-            }
-            None => (end + 1, crate::schema::pack(b"")),
-        };
+        let sep_lo = self.seps.len() as u32;
+        self.seps.extend_from_slice(fields.separators());
+        let qual = crate::schema::pack(fields.element(1));
         self.segs.push(RecSeg {
-            key: crate::schema::pack(seg.id()).unwrap_or(u64::MAX),
+            key: crate::schema::pack(fields.id()).unwrap_or(u64::MAX),
             qual: qual.unwrap_or(u64::MAX),
             seg_ix,
             instance: self.open.last().copied().unwrap_or(u32::MAX),
@@ -129,7 +126,8 @@ impl Record {
             at: seg.position(),
             start,
             end,
-            first,
+            sep_lo,
+            sep_n: fields.len() as u32,
         });
     }
 
@@ -148,26 +146,22 @@ impl Record {
         )
     }
 
-    /// Element `n` (1-based) of segment `i`, as [`Segment::element`] gives it, without
-    /// looking for the end of the ID again.
+    /// Element `n` (1-based) of segment `i`, as [`Segment::element`] gives it, from the
+    /// separators found when it was recorded.
     #[inline]
     pub fn element(&self, i: usize, n: usize) -> &[u8] {
         let r = &self.segs[i];
-        if n == 0 || r.first > r.end {
+        if n == 0 || n > r.sep_n as usize {
             return b"";
         }
-        let sep = self.delims.element;
-        let mut rest = &self.buf[r.first as usize..r.end as usize];
-        for _ in 1..n {
-            match rest.iter().position(|b| *b == sep) {
-                Some(p) => rest = &rest[p + 1..],
-                None => return b"",
-            }
-        }
-        match rest.iter().position(|b| *b == sep) {
-            Some(p) => &rest[..p],
-            None => rest,
-        }
+        let at = r.sep_lo as usize + n;
+        let from = (r.start + self.seps[at - 1] + 1) as usize;
+        let to = if n < r.sep_n as usize {
+            (r.start + self.seps[at]) as usize
+        } else {
+            r.end as usize
+        };
+        self.buf.get(from..to).unwrap_or_default()
     }
 
     /// Segments with their record entries.

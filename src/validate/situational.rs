@@ -179,7 +179,8 @@ struct RulesFile {
 #[derive(Debug, Clone)]
 enum Scope {
     Header,
-    Loop(String, Option<u64>),
+    /// The loop ID, packed, and its number in [`RuleSet::scope_loops`] (when it packs).
+    Loop(String, Option<u64>, usize),
     /// The segment ID, packed, and the [`Target`] that finds it.
     Segment(String, Option<u64>, usize),
 }
@@ -299,6 +300,8 @@ pub struct Index {
     hits: Vec<Vec<u32>>,
     /// For each loop instance of the record, its loop's packed ID.
     instance_keys: Vec<u64>,
+    /// For each of [`RuleSet::scope_loops`], the record's instances of that loop, in order.
+    scopes: Vec<Vec<u32>>,
     /// For each schema segment, its packed ID and the range of [`RuleSet::by_key`] entries for
     /// that ID: looked up once per set rather than once per recorded segment (a recorded
     /// segment whose ID differs from its schema segment's is looked up itself).
@@ -341,6 +344,13 @@ impl Index {
         self.instance_keys.clear();
         self.instance_keys
             .extend(rec.instances.iter().map(|i| schema.loops[i.loop_ix].key));
+        self.scopes.resize_with(rules.scope_loops.len(), Vec::new);
+        self.scopes.iter_mut().for_each(Vec::clear);
+        for (n, k) in self.instance_keys.iter().enumerate() {
+            if let Some(s) = rules.scope_loops.iter().position(|x| x == k) {
+                self.scopes[s].push(n as u32);
+            }
+        }
     }
 
     /// Instances of the loop `id` (packed: `key`), in order.
@@ -380,6 +390,9 @@ pub struct RuleSet {
     /// match. A target for any qualifier has [`ANY_QUAL`]; one with a qualifier too long to pack
     /// has [`UNPACKED_QUAL`] (and is matched by its bytes).
     by_key: Vec<(u64, u64, usize)>,
+    /// The packed IDs of the loops that are rule scopes: [`Index::scopes`] lists each one's
+    /// instances once per member instead of every rule filtering all instances.
+    scope_loops: Vec<u64>,
     /// Whether the 834 cross-member and balancing rules in code apply.
     enrollment: bool,
 }
@@ -406,6 +419,7 @@ impl RuleSet {
         }
         let mut rules = Vec::new();
         let mut targets = Vec::new();
+        let mut scope_loops = Vec::new();
         for mut def in f.rules {
             if let Some(w) = &mut def.when {
                 intern_cond(&mut targets, w);
@@ -431,7 +445,20 @@ impl RuleSet {
                     );
                     Scope::Segment(id.to_string(), key, target)
                 }
-                s => Scope::Loop(s.to_string(), crate::schema::pack(s.as_bytes())),
+                s => {
+                    let key = crate::schema::pack(s.as_bytes());
+                    let n = match key {
+                        Some(k) => match scope_loops.iter().position(|x| *x == k) {
+                            Some(n) => n,
+                            None => {
+                                scope_loops.push(k);
+                                scope_loops.len() - 1
+                            }
+                        },
+                        None => usize::MAX,
+                    };
+                    Scope::Loop(s.to_string(), key, n)
+                }
             };
             let ack_code = match &def.report {
                 Report::MissingSegment { .. } => "I6",
@@ -470,6 +497,7 @@ impl RuleSet {
             rules,
             targets,
             by_key,
+            scope_loops,
             enrollment: true,
         })
     }
@@ -511,8 +539,13 @@ impl RuleSet {
         for rule in &self.rules {
             match &rule.scope {
                 Scope::Header => {}
-                Scope::Loop(id, key) => {
-                    for inst in index.instances(schema, member, id, *key) {
+                Scope::Loop(_, Some(_), n) => {
+                    for &inst in &index.scopes[*n] {
+                        ctx.apply(rule, Some(inst), None, out);
+                    }
+                }
+                Scope::Loop(id, None, _) => {
+                    for inst in index.instances(schema, member, id, None) {
                         ctx.apply(rule, Some(inst), None, out);
                     }
                 }
