@@ -449,6 +449,11 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // Only a new, empty database takes a page size (an existing one keeps its own). 16 KiB
+        // pages halve the B-tree work and the WAL frames of a large run: `eligo run` on a
+        // 100 MB file spent about a fifth less CPU than with SQLite's default 4 KiB
+        // (docs/performance.md); 64 KiB gained nothing more.
+        conn.pragma_update(None, "page_size", 16384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
