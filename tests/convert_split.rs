@@ -4,30 +4,16 @@
 //! tiny pieces so that each file is cut hundreds of times, on files where the guesses must fail
 //! (damage at piece boundaries), and through the command line.
 
+mod pieces;
 mod util;
 
 use eligo::batch::{convert_x12, convert_x12_file, ChangeWriter, ConvertSummary, Format};
 use eligo::check::Engine;
 use eligo::finding::Severity;
 use eligo::split::{SplitOptions, SplitStats};
-use std::io::Write;
+use pieces::{boundary_damages, file_with, opts, subscriber_starts};
 use std::process::Command;
 use util::generated;
-
-fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(bytes).unwrap();
-    f.flush().unwrap();
-    f
-}
-
-fn opts(piece: u64) -> SplitOptions {
-    SplitOptions {
-        jobs: 2,
-        piece,
-        min_set: piece * 4,
-    }
-}
 
 fn sequential(engine: &Engine, bytes: &[u8], format: Format) -> (Vec<u8>, ConvertSummary) {
     let mut w = ChangeWriter::new(Vec::new(), format).unwrap();
@@ -131,13 +117,6 @@ fn lenient() -> Engine {
 }
 
 /// Offsets of every `INS*Y*` segment start (the places pieces are cut).
-fn subscriber_starts(bytes: &[u8]) -> Vec<usize> {
-    memchr::memmem::find_iter(bytes, b"INS*Y*")
-        .filter(|&i| i > 0 && matches!(bytes[i - 1], b'~' | b'\n'))
-        .collect()
-}
-
-type Damage = dyn Fn(&mut Vec<u8>, usize);
 
 #[test]
 fn corruptions_at_piece_boundaries_convert_the_same() {
@@ -146,46 +125,14 @@ fn corruptions_at_piece_boundaries_convert_the_same() {
     let clean = generated(0.3, 21, 0.0, false, 1);
     let starts = subscriber_starts(&clean);
     assert!(starts.len() > 100);
-    let variants: Vec<(&str, Box<Damage>)> = vec![
-        // A dependent whose subscriber is another one's: S3 needs the member before.
-        (
-            "dependent of an unseen subscriber",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                let ins = b"INS*N*19*021*28*A***FT~REF*0F*ZZZ999999~REF*1L*G1~NM1*IL*1*DOE*JO~DMG*D8*20100101*M~HD*021**HLT*PLAN1*DEP~DTP*348*D8*20250101~";
-                b.splice(at..at, ins.iter().copied());
-            }),
-        ),
-        // A segment the walker cannot place in the middle of a member.
-        (
-            "unplaceable segment",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b.splice(at..at, b"BGN*00*X*20250101*1200****2~".iter().copied());
-            }),
-        ),
-        // A missing required segment (the subscriber's REF*0F): the guess fails.
-        (
-            "required segment missing",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                let next = memchr::memchr(b'~', &b[at..]).unwrap() + at + 1;
-                let end = memchr::memchr(b'~', &b[next..]).unwrap() + next + 1;
-                b.drain(next..end);
-            }),
-        ),
-        // Line breaks after terminators.
-        (
-            "line breaks",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b.splice(at..at, b"\r\n\n".iter().copied());
-            }),
-        ),
-        // A relationship code that cannot be converted: an issue, reported in order.
-        (
-            "unconvertible member",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b[at + 6..at + 8].copy_from_slice(b"99");
-            }),
-        ),
-    ];
+    let mut variants = boundary_damages();
+    // A relationship code that cannot be converted: an issue, reported in order.
+    variants.push((
+        "unconvertible member",
+        Box::new(|b: &mut Vec<u8>, at: usize| {
+            b[at + 6..at + 8].copy_from_slice(b"99");
+        }),
+    ));
     for (name, damage) in &variants {
         let mut bytes = clean.clone();
         for &at in starts.iter().rev().step_by(7) {

@@ -4,6 +4,7 @@
 //! cut hundreds of times, and on files where the guesses must fail (corruptions right at piece
 //! boundaries, dependents without their subscriber).
 
+mod pieces;
 mod util;
 
 use eligo::ack::{AckSettings, AckWriter};
@@ -13,7 +14,7 @@ use eligo::check::{
 };
 use eligo::finding::Finding;
 use eligo::split::{check_file, SplitOptions, SplitStats};
-use std::io::Write;
+use pieces::{boundary_damages, file_with, opts, subscriber_starts};
 use util::generated;
 
 /// Records every event an observer gets, as text.
@@ -49,21 +50,6 @@ impl Observer for Events {
     fn set_end(&mut self, r: &SetResult) {
         self.0
             .push(format!("SE {}", serde_json::to_string(r).unwrap()));
-    }
-}
-
-fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(bytes).unwrap();
-    f.flush().unwrap();
-    f
-}
-
-fn opts(piece: u64) -> SplitOptions {
-    SplitOptions {
-        jobs: 2,
-        piece,
-        min_set: piece * 4,
     }
 }
 
@@ -155,14 +141,6 @@ fn the_999_is_the_same_in_pieces() {
 }
 
 /// Offsets of every `INS*Y*` segment start (the places pieces are cut).
-fn subscriber_starts(bytes: &[u8]) -> Vec<usize> {
-    memchr::memmem::find_iter(bytes, b"INS*Y*")
-        .filter(|&i| i > 0 && matches!(bytes[i - 1], b'~' | b'\n'))
-        .collect()
-}
-
-/// Damages a file at one offset.
-type Damage = dyn Fn(&mut Vec<u8>, usize);
 
 #[test]
 fn corruptions_at_piece_boundaries_change_nothing() {
@@ -172,46 +150,14 @@ fn corruptions_at_piece_boundaries_change_nothing() {
     assert!(starts.len() > 100);
     // Each variant damages the file right before or at subscriber boundaries, where the
     // guessed state is most likely to be wrong.
-    let variants: Vec<(&str, Box<Damage>)> = vec![
-        // A dependent whose subscriber is another one's: S3 needs the member before.
-        (
-            "dependent of an unseen subscriber",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                let ins = b"INS*N*19*021*28*A***FT~REF*0F*ZZZ999999~REF*1L*G1~NM1*IL*1*DOE*JO~DMG*D8*20100101*M~HD*021**HLT*PLAN1*DEP~DTP*348*D8*20250101~";
-                b.splice(at..at, ins.iter().copied());
-            }),
-        ),
-        // A segment the walker cannot place in the middle of a member.
-        (
-            "unplaceable segment",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b.splice(at..at, b"BGN*00*X*20250101*1200****2~".iter().copied());
-            }),
-        ),
-        // A missing required segment: the INS that follows reports it.
-        (
-            "required segment missing",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                let next = memchr::memchr(b'~', &b[at..]).unwrap() + at + 1;
-                let end = memchr::memchr(b'~', &b[next..]).unwrap() + next + 1;
-                b.drain(next..end);
-            }),
-        ),
-        // Line breaks after terminators (line numbers must still come out right).
-        (
-            "line breaks",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b.splice(at..at, b"\r\n\n".iter().copied());
-            }),
-        ),
-        // A bad byte inside the subscriber's INS.
-        (
-            "bad element",
-            Box::new(|b: &mut Vec<u8>, at: usize| {
-                b[at + 6] = b'#';
-            }),
-        ),
-    ];
+    let mut variants = boundary_damages();
+    // A bad byte inside the subscriber's INS.
+    variants.push((
+        "bad element",
+        Box::new(|b: &mut Vec<u8>, at: usize| {
+            b[at + 6] = b'#';
+        }),
+    ));
     for (name, damage) in &variants {
         let mut bytes = clean.clone();
         // Damage every 7th boundary, from the end so offsets stay valid.
