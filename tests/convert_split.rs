@@ -11,7 +11,7 @@ use eligo::batch::{convert_x12, convert_x12_file, ChangeWriter, ConvertSummary, 
 use eligo::check::Engine;
 use eligo::finding::Severity;
 use eligo::split::{SplitOptions, SplitStats};
-use pieces::{boundary_damages, file_with, opts, subscriber_starts};
+use pieces::{boundary_damages, broken_envelopes, file_with, opts, subscriber_starts};
 use std::process::Command;
 use util::generated;
 
@@ -157,20 +157,7 @@ fn truncated_and_multi_interchange_files_convert_the_same() {
     let engine = lenient();
     let one = generated(0.3, 31, 0.05, false, 1);
     let two = generated(0.3, 32, 0.05, true, 2);
-    let mut joined = one.clone();
-    joined.extend_from_slice(b"\n");
-    joined.extend_from_slice(&two);
-    let truncated = one[..one.len() * 2 / 3].to_vec();
-    let mut no_se = one.clone();
-    if let Some(i) = memchr::memmem::rfind(&no_se, b"~SE*") {
-        let end = memchr::memchr(b'~', &no_se[i + 1..]).unwrap() + i + 2;
-        no_se.drain(i + 1..end);
-    }
-    for (name, bytes) in [
-        ("joined", joined),
-        ("truncated", truncated),
-        ("no SE", no_se),
-    ] {
+    for (name, bytes) in broken_envelopes(&one, &two) {
         let (_, stats) = assert_same_in_pieces(name, &engine, &bytes, &[2_500, 9_000]);
         assert!(stats.iter().all(|s| s.pieces > 1), "{name}: {stats:?}");
     }

@@ -14,7 +14,7 @@ use eligo::check::{
 };
 use eligo::finding::Finding;
 use eligo::split::{check_file, SplitOptions, SplitStats};
-use pieces::{boundary_damages, file_with, opts, subscriber_starts};
+use pieces::{boundary_damages, broken_envelopes, file_with, opts, subscriber_starts};
 use util::generated;
 
 /// Records every event an observer gets, as text.
@@ -183,20 +183,7 @@ fn truncated_and_multi_interchange_files_are_the_same_in_pieces() {
     let engine = Engine::embedded();
     let one = generated(0.3, 31, 0.05, false, 1);
     let two = generated(0.3, 32, 0.05, false, 2);
-    let mut joined = one.clone();
-    joined.extend_from_slice(b"\n");
-    joined.extend_from_slice(&two);
-    let truncated = one[..one.len() * 2 / 3].to_vec();
-    let mut no_se = one.clone();
-    if let Some(i) = memchr::memmem::rfind(&no_se, b"~SE*") {
-        let end = memchr::memchr(b'~', &no_se[i + 1..]).unwrap() + i + 2;
-        no_se.drain(i + 1..end);
-    }
-    for (name, bytes) in [
-        ("joined", joined),
-        ("truncated", truncated),
-        ("no SE", no_se),
-    ] {
+    for (name, bytes) in broken_envelopes(&one, &two) {
         let want = sequential(&engine, &bytes);
         for piece in [2_500, 9_000] {
             let (got, stats) = split(&engine, &bytes, opts(piece));

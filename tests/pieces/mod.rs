@@ -71,3 +71,22 @@ pub fn boundary_damages() -> Vec<(&'static str, Box<Damage>)> {
         ),
     ]
 }
+
+/// `one` and `two` joined into one file of two interchanges, `one` cut off two thirds in, and
+/// `one` without its last SE: where the envelope, not a member, ends a piece.
+pub fn broken_envelopes(one: &[u8], two: &[u8]) -> [(&'static str, Vec<u8>); 3] {
+    let mut joined = one.to_vec();
+    joined.extend_from_slice(b"\n");
+    joined.extend_from_slice(two);
+    let truncated = one[..one.len() * 2 / 3].to_vec();
+    let mut no_se = one.to_vec();
+    if let Some(i) = memchr::memmem::rfind(&no_se, b"~SE*") {
+        let end = memchr::memchr(b'~', &no_se[i + 1..]).unwrap() + i + 2;
+        no_se.drain(i + 1..end);
+    }
+    [
+        ("joined", joined),
+        ("truncated", truncated),
+        ("no SE", no_se),
+    ]
+}
