@@ -39,32 +39,49 @@ pub struct FieldDifference {
 impl GroupDiscrepancy {
     /// Builds the report section of one comparison.
     pub fn from_comparison(file: &str, group_id: &str, cmp: &Comparison) -> GroupDiscrepancy {
-        let mut d = GroupDiscrepancy {
+        let mut d = GroupDiscrepancy::new(file, group_id, cmp.active_before);
+        for r in &cmp.changes {
+            d.change(r);
+        }
+        d.reported(&cmp.omitted_reported);
+        d
+    }
+
+    /// An empty section for a group that had `enrolled` active members before the file; the
+    /// comparison's changes and reported omissions are added one by one, as they are derived
+    /// (the run streams a full file rather than holding it).
+    pub fn new(file: &str, group_id: &str, enrolled: usize) -> GroupDiscrepancy {
+        GroupDiscrepancy {
             file: file.to_string(),
             group_id: group_id.to_string(),
-            enrolled: cmp.active_before,
+            enrolled,
             ..Default::default()
-        };
-        for r in &cmp.changes {
-            match r.kind {
-                ChangeKind::AddSubscriber | ChangeKind::AddDependent => d
-                    .not_enrolled
-                    .push((r.member_id.clone(), r.subscriber_id.clone())),
-                ChangeKind::MemberChange => {
-                    if let Some(old) = &r.old {
-                        d.differences
-                            .extend(field_differences(&r.member_id, old, &r.new));
-                    }
-                }
-                ChangeKind::TerminateMember if is_implied(r) => {
-                    d.not_on_file.push((r.member_id.clone(), "terminated"))
-                }
-                _ => {}
-            }
         }
-        d.not_on_file
-            .extend(cmp.omitted_reported.iter().map(|m| (m.clone(), "reported")));
-        d
+    }
+
+    /// Adds one change the comparison gave.
+    pub fn change(&mut self, r: &ChangeRecord) {
+        match r.kind {
+            ChangeKind::AddSubscriber | ChangeKind::AddDependent => self
+                .not_enrolled
+                .push((r.member_id.clone(), r.subscriber_id.clone())),
+            ChangeKind::MemberChange => {
+                if let Some(old) = &r.old {
+                    self.differences
+                        .extend(field_differences(&r.member_id, old, &r.new));
+                }
+            }
+            ChangeKind::TerminateMember if is_implied(r) => {
+                self.not_on_file.push((r.member_id.clone(), "terminated"))
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds the omitted members the policy only reports.
+    pub fn reported(&mut self, members: &[String]) {
+        self.not_on_file
+            .extend(members.iter().map(|m| (m.clone(), "reported")));
     }
 
     pub fn is_empty(&self) -> bool {

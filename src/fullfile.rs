@@ -51,6 +51,10 @@ pub fn termination_date(file_date: NaiveDate, lookback_days: u32) -> NaiveDate {
 ///
 /// `listed` are the file's records for the group (audit records become adds or changes; other
 /// kinds pass through). `trace` is the source trace given to implied terminations.
+///
+/// This is the whole comparison in memory, the reference for the run's streamed one, which
+/// uses the same pieces ([`against`], [`omitted`], [`implied_termination`]) without holding
+/// the file or the enrollment.
 pub fn compare(
     policy: OmissionPolicy,
     lookback_days: u32,
@@ -66,73 +70,102 @@ pub fn compare(
         active_before: current.iter().filter(|e| e.active).count(),
         ..Default::default()
     };
-    let group = current.first().map(|e| e.group_id.clone());
-    for mut r in listed {
+    for r in listed {
         seen.insert(r.member_id.clone());
-        if r.kind != ChangeKind::Audit {
-            out.changes.push(r);
-            continue;
-        }
-        match by_id.get(r.member_id.as_str()).filter(|e| e.active) {
-            None => {
-                r.kind = if r.relationship == Relationship::SelfSubscriber {
-                    ChangeKind::AddSubscriber
-                } else {
-                    ChangeKind::AddDependent
-                };
-                r.effective_date = r.effective_date.or(Some(file_date));
-                out.changes.push(r.seal());
-            }
-            Some(e) if e.data != r.new => {
-                r.kind = ChangeKind::MemberChange;
-                r.old = Some(e.data.clone());
-                r.effective_date = Some(file_date);
-                out.changes.push(r.seal());
-            }
-            Some(_) => {}
-        }
+        let enrolled = by_id.get(r.member_id.as_str()).copied();
+        out.changes.extend(against(r, enrolled, file_date));
     }
-    let mut omitted: Vec<&Enrolled> = current
-        .iter()
-        .filter(|e| e.active && !seen.contains(&e.member_id))
-        .collect();
-    omitted.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    let omitted = omitted(
+        current.iter().filter(|e| e.active).map(|e| &e.member_id),
+        &seen,
+    );
     match policy {
         OmissionPolicy::Never => {}
-        OmissionPolicy::Report => {
-            out.omitted_reported = omitted.iter().map(|e| e.member_id.clone()).collect()
-        }
+        OmissionPolicy::Report => out.omitted_reported = omitted,
         OmissionPolicy::Terminate => {
             let eff = termination_date(file_date, lookback_days);
-            for e in omitted {
-                let r = ChangeRecord {
-                    schema: crate::changes::SCHEMA_VERSION.to_string(),
-                    change_id: String::new(),
-                    kind: ChangeKind::TerminateMember,
-                    effective_date: Some(eff),
-                    group_id: group.clone(),
-                    division: e.data.division.clone(),
-                    subscriber_id: e.subscriber_id.clone(),
-                    member_id: e.member_id.clone(),
-                    relationship: e.relationship,
-                    reason: None,
-                    new: MemberData {
-                        coverages: e.data.coverages.clone(),
-                        ..MemberData::default()
-                    },
-                    old: None,
-                    source: trace.clone(),
-                    broker_license: None,
-                    status: None,
-                    invoice_period: None,
-                }
-                .seal();
-                out.changes.push(r);
+            for m in omitted {
+                let e = by_id[m.as_str()];
+                out.changes.push(implied_termination(e, eff, trace));
                 out.implied_terminations += 1;
             }
         }
     }
     out
+}
+
+/// What one record of a full file gives against the member's enrollment before the file
+/// (`enrolled`: the member's row, active or not, if the plan has one): an audit record of a
+/// member not actively enrolled is an add, of one whose data differ a `member_change` (with
+/// the old data), of one whose data are the same nothing; other kinds pass through.
+pub fn against(
+    mut r: ChangeRecord,
+    enrolled: Option<&Enrolled>,
+    file_date: NaiveDate,
+) -> Option<ChangeRecord> {
+    if r.kind != ChangeKind::Audit {
+        return Some(r);
+    }
+    match enrolled.filter(|e| e.active) {
+        None => {
+            r.kind = if r.relationship == Relationship::SelfSubscriber {
+                ChangeKind::AddSubscriber
+            } else {
+                ChangeKind::AddDependent
+            };
+            r.effective_date = r.effective_date.or(Some(file_date));
+            Some(r.seal())
+        }
+        Some(e) if e.data != r.new => {
+            r.kind = ChangeKind::MemberChange;
+            r.old = Some(e.data.clone());
+            r.effective_date = Some(file_date);
+            Some(r.seal())
+        }
+        Some(_) => None,
+    }
+}
+
+/// The active members (`active`, any order) that the file does not list (`listed`), sorted by
+/// member id: the order implied terminations and reported omissions take.
+pub fn omitted<'a>(
+    active: impl IntoIterator<Item = &'a String>,
+    listed: &HashSet<String>,
+) -> Vec<String> {
+    let mut v: Vec<String> = active
+        .into_iter()
+        .filter(|m| !listed.contains(*m))
+        .cloned()
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The termination implied for an active member the file omits, effective `eff`
+/// ([`termination_date`]); `trace` names the file and set, without a segment range.
+pub fn implied_termination(e: &Enrolled, eff: NaiveDate, trace: &SourceTrace) -> ChangeRecord {
+    ChangeRecord {
+        schema: crate::changes::SCHEMA_VERSION.to_string(),
+        change_id: String::new(),
+        kind: ChangeKind::TerminateMember,
+        effective_date: Some(eff),
+        group_id: Some(e.group_id.clone()),
+        division: e.data.division.clone(),
+        subscriber_id: e.subscriber_id.clone(),
+        member_id: e.member_id.clone(),
+        relationship: e.relationship,
+        reason: None,
+        new: MemberData {
+            coverages: e.data.coverages.clone(),
+            ..MemberData::default()
+        },
+        old: None,
+        source: trace.clone(),
+        broker_license: None,
+        status: None,
+        invoice_period: None,
+    }
+    .seal()
 }
 
 /// The enrollment after a submitted change (None: the change does not touch enrollment).

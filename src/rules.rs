@@ -199,7 +199,17 @@ pub fn rule_info(id: &str) -> Option<&'static RuleInfo> {
 /// Assesses the changes of one file or batch, in order (family context: subscriber before
 /// dependents, duplicates). The result has the same order and length as `changes`.
 pub fn assess(ctx: &RuleContext, changes: &[ChangeRecord]) -> Vec<Assessment> {
-    let mut a = Assessor::default();
+    assess_with(&mut Assessor::default(), ctx, changes)
+}
+
+/// [`assess`] with the rules' memory of the file so far: `changes` continue a file whose
+/// earlier changes `a` has seen. They must start at a family boundary (a family cut in two
+/// would lose its subscriber), so the caller hands over whole families.
+pub fn assess_with(
+    a: &mut Assessor,
+    ctx: &RuleContext,
+    changes: &[ChangeRecord],
+) -> Vec<Assessment> {
     let mut out = Vec::with_capacity(changes.len());
     let mut start = 0;
     for i in 1..=changes.len() {

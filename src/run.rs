@@ -32,7 +32,7 @@ use crate::check::{
     check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
     Ta1Result,
 };
-use crate::config::Config;
+use crate::config::{Config, OmissionPolicy};
 use crate::finding::{Finding, Severity};
 use crate::fsio;
 use crate::lifecycle::TransactionStatus;
@@ -43,7 +43,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -65,7 +65,8 @@ pub const CRASH_POINTS: &[&str] = &[
 
 /// The state store's page cache during a run, in MiB. The run's other memory is ≈25 MB on
 /// change files of any size (one member loop per file, the reject page's first entries,
-/// streamed outputs), plus, for a full file, its group's enrollment; the cache adds a fixed
+/// streamed outputs), plus, for a full file, its group's member ids and discrepancy report
+/// (see [`Ctx::apply_x12`]); the cache adds a fixed
 /// amount to that, and SQLite's sorter as much again while it sorts the run's change ids at
 /// commit, never an amount that grows with the file. The run's rows are appended in rowid
 /// order and their ids filed sorted (see [`SqliteStore::set_cache_limit`]), so a larger cache
@@ -355,7 +356,11 @@ fn sniff(path: &Path) -> io::Result<Sniff> {
 struct SetHead {
     full: bool,
     group: Option<String>,
+    /// The file's effective date (DTP*007): a full file's members are compared as of it.
     file_date: Option<NaiveDate>,
+    /// The day the sender created the file (GS04): the rules' retroactive and future windows
+    /// count from it, as in `eligo convert --config`.
+    created: Option<NaiveDate>,
 }
 
 type SetKey = (String, String, String);
@@ -388,6 +393,8 @@ struct Tee<'a> {
     heads: HashMap<SetKey, SetHead>,
     rejects: Vec<RejectRow>,
     ids: (String, String, String),
+    /// GS04 of the current group.
+    created: Option<NaiveDate>,
     header: Option<HeaderContext>,
     rules: Vec<&'static str>,
     group_rules: Vec<&'static str>,
@@ -441,6 +448,7 @@ impl Observer for Tee<'_> {
     }
     fn group_start(&mut self, g: &GroupInfo) {
         self.ids.1 = g.gs06.clone();
+        self.created = crate::validate::element::parse_date(g.gs04.as_bytes());
         self.group_rules.clear();
         self.accepted_in_group = 0;
         self.ack.group_start(g);
@@ -485,6 +493,7 @@ impl Observer for Tee<'_> {
                 full,
                 group: h.group_id.clone(),
                 file_date: h.file_effective,
+                created: self.created,
             },
         );
         self.header = Some(h);
@@ -659,6 +668,7 @@ fn parse_content<R: Read>(
         heads: HashMap::new(),
         rejects: Vec::new(),
         ids: Default::default(),
+        created: None,
         header: None,
         rules: Vec::new(),
         group_rules: Vec::new(),
@@ -702,6 +712,126 @@ fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeReco
         let l = l?;
         serde_json::from_str::<ChangeRecord>(&l).map_err(io::Error::other)
     }))
+}
+
+/// The set a spooled X12 record came from.
+fn set_key(r: &ChangeRecord) -> SetKey {
+    match &r.source {
+        SourceTrace::X12 {
+            isa13, gs06, st02, ..
+        } => (isa13.clone(), gs06.clone(), st02.clone()),
+        _ => Default::default(),
+    }
+}
+
+/// The spooled records of one set, read again from the start of the spool.
+fn set_records(
+    spool: &File,
+    key: &SetKey,
+) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
+    let key = key.clone();
+    Ok(spooled(spool.try_clone()?)?.filter(move |r| match r {
+        Ok(r) => set_key(r) == key,
+        Err(_) => true,
+    }))
+}
+
+/// Changes handed to [`Ctx::emit`] at a time.
+const CHUNK: usize = 1024;
+
+/// Cuts a file's changes into chunks for [`Ctx::emit`]: about [`CHUNK`] changes each, cut only
+/// where a family ends and wherever the set changes, so the rules see each family whole and
+/// each chunk has one reference day (the set's GS04).
+#[derive(Default)]
+struct Chunks {
+    records: Vec<ChangeRecord>,
+    set: SetKey,
+    day: Option<NaiveDate>,
+}
+
+impl Chunks {
+    /// Takes `r` (from `set`, whose rules count from `day`); returns the chunk to emit before
+    /// it when `r` starts a new one.
+    fn push(
+        &mut self,
+        r: ChangeRecord,
+        set: SetKey,
+        day: Option<NaiveDate>,
+    ) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
+        let cut = self.records.last().is_some_and(|last| {
+            self.set != set || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
+        });
+        let done = cut.then(|| (std::mem::take(&mut self.records), self.day));
+        self.set = set;
+        self.day = day;
+        self.records.push(r);
+        done
+    }
+
+    /// The last chunk, if any.
+    fn finish(self) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
+        (!self.records.is_empty()).then_some((self.records, self.day))
+    }
+}
+
+/// Where a full set's derived changes go: to a hold (recorded, not applied), or to the batch
+/// in chunks, through a spool first when the set lists a member twice; each also goes to the
+/// group's discrepancy report.
+struct Derived {
+    report: crate::discrepancy::GroupDiscrepancy,
+    hold: Option<i64>,
+    spool: Option<BufWriter<File>>,
+    chunks: Chunks,
+    key: SetKey,
+    day: Option<NaiveDate>,
+    /// Changes applied or held so far.
+    emitted: u64,
+}
+
+impl Derived {
+    fn take(
+        &mut self,
+        ctx: &mut Ctx,
+        file: &FileRow,
+        sender: Option<&str>,
+        c: ChangeRecord,
+    ) -> Result<(), RunError> {
+        self.report.change(&c);
+        if let Some(hold) = self.hold {
+            ctx.store
+                .insert_change(&c, ctx.run_id, Some(file.id), Some(hold))?;
+            ctx.summary.changes_waiting += 1;
+        } else if let Some(w) = &mut self.spool {
+            serde_json::to_writer(&mut *w, &c).map_err(io::Error::other)?;
+            io::Write::write_all(w, b"\n")?;
+        } else if let Some((chunk, day)) = self.chunks.push(c, self.key.clone(), self.day) {
+            self.emitted += ctx.emit(file, sender, day, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Emits what is left (and the spool, if any); returns the number of changes emitted, and
+    /// hands the group's discrepancy report to the run.
+    fn finish(
+        mut self,
+        ctx: &mut Ctx,
+        file: &FileRow,
+        sender: Option<&str>,
+    ) -> Result<u64, RunError> {
+        if let Some(w) = self.spool.take() {
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            for r in spooled(f)? {
+                if let Some((chunk, day)) = self.chunks.push(r?, self.key.clone(), self.day) {
+                    self.emitted += ctx.emit(file, sender, day, chunk)?;
+                }
+            }
+        }
+        if let Some((chunk, day)) = self.chunks.finish() {
+            self.emitted += ctx.emit(file, sender, day, chunk)?;
+        }
+        ctx.discrepancies.push(self.report);
+        Ok(if self.hold.is_some() { 0 } else { self.emitted })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,6 +974,10 @@ struct Ctx<'a> {
     reject_rows: BufWriter<File>,
     /// The JSON of the change being recorded (a buffer kept from change to change).
     json: Vec<u8>,
+    /// The business rules' memory of the file being applied (members and subscribers seen):
+    /// a dependent's subscriber and a repeated member are found wherever the file has them,
+    /// as `eligo convert --config` finds them, whatever the chunks the run emits.
+    assessor: crate::rules::Assessor,
 }
 
 /// The member-level reject report of a run: the changes the page shows, and every change's CSV
@@ -959,7 +1093,7 @@ impl Ctx<'_> {
             sender,
             file_date,
         };
-        let assessed = crate::rules::assess(&actx, &changes);
+        let assessed = crate::rules::assess_with(&mut self.assessor, &actx, &changes);
         let mut n = 0;
         for (mut r, a) in changes.into_iter().zip(assessed) {
             let r0 = &r;
@@ -1097,6 +1231,15 @@ impl Ctx<'_> {
     }
 
     /// Applies one X12 file's spooled changes: change sets directly, full sets by compare.
+    ///
+    /// Memory stays bounded for full files too: a full set's records are read from the spool
+    /// twice, once for the member ids it lists (which give the omitted members, hence the hold
+    /// decision) and once to derive its changes, each against the member's enrollment row as
+    /// it was before the file (read one at a time). Derived changes go straight to the batch,
+    /// except in a set that lists a member twice: there a change applied early would alter
+    /// what a later record is compared with, so its changes are spooled first and emitted
+    /// after, as [`crate::fullfile::compare`] does in memory. What grows with the group is its
+    /// member ids and its discrepancy report, not its members' data.
     fn apply_x12(
         &mut self,
         file: &FileRow,
@@ -1105,45 +1248,86 @@ impl Ctx<'_> {
     ) -> Result<(u64, bool), RunError> {
         let mut total = 0;
         let mut held = false;
-        let mut chunk: Vec<ChangeRecord> = Vec::new();
-        let mut full: Vec<(SetKey, Vec<ChangeRecord>)> = Vec::new();
         let sender = file.sender.clone();
+        let sender = sender.as_deref();
+        let reread = spool.try_clone()?;
+        let mut chunks = Chunks::default();
+        // Full sets, in the order they first appear: the member ids each lists, and whether
+        // one is listed twice.
+        let mut full: Vec<(SetKey, HashSet<String>, bool)> = Vec::new();
         for r in spooled(spool)? {
             let r = r?;
-            let key = match &r.source {
-                SourceTrace::X12 {
-                    isa13, gs06, st02, ..
-                } => (isa13.clone(), gs06.clone(), st02.clone()),
-                _ => Default::default(),
-            };
+            let key = set_key(&r);
             let head = heads.get(&key);
             if head.is_some_and(|h| h.full) {
-                match full.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => v.push(r),
-                    None => full.push((key, vec![r])),
+                match full.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
+                    None => full.push((key, HashSet::from([r.member_id]), false)),
                 }
                 continue;
             }
-            chunk.push(r);
-            if chunk.len() >= 1024 {
-                let fd = head.and_then(|h| h.file_date);
-                total += self.emit(file, sender.as_deref(), fd, std::mem::take(&mut chunk))?;
+            let created = head.and_then(|h| h.created);
+            if let Some((c, day)) = chunks.push(r, key, created) {
+                total += self.emit(file, sender, day, c)?;
             }
         }
-        if !chunk.is_empty() {
-            total += self.emit(file, sender.as_deref(), None, chunk)?;
+        if let Some((c, day)) = chunks.finish() {
+            total += self.emit(file, sender, day, c)?;
         }
-        for (key, listed) in full {
+        for (key, listed, twice) in full {
             let head = &heads[&key];
+            let records = set_records(&reread, &key)?;
             let Some(gid) = head.group.clone() else {
-                total += self.emit(file, sender.as_deref(), head.file_date, listed)?;
+                let mut chunks = Chunks::default();
+                for r in records {
+                    if let Some((c, day)) = chunks.push(r?, key.clone(), head.created) {
+                        total += self.emit(file, sender, day, c)?;
+                    }
+                }
+                if let Some((c, day)) = chunks.finish() {
+                    total += self.emit(file, sender, day, c)?;
+                }
                 continue;
             };
             let group = self.cfg.groups.iter().find(|g| g.id == gid);
             let policy = group.map(|g| g.omission).unwrap_or_default();
             let lookback = group.map(|g| g.omission_lookback_days).unwrap_or(0);
             let file_date = head.file_date.unwrap_or(self.as_of);
-            let current = self.store.enrollment(&gid)?;
+            let active = self.store.active_members(&gid)?;
+            let active_before = active.len();
+            let omitted = crate::fullfile::omitted(&active, &listed);
+            drop((active, listed));
+            let implied = match policy {
+                OmissionPolicy::Terminate => omitted.len(),
+                _ => 0,
+            };
+            let exceeds = crate::fullfile::Comparison {
+                implied_terminations: implied,
+                active_before,
+                ..Default::default()
+            }
+            .exceeds(self.cfg.run.hold_termination_share);
+            let hold = if exceeds {
+                let hold = self.store.insert_hold(
+                    file.id,
+                    self.run_id,
+                    &gid,
+                    active_before as i64,
+                    implied as i64,
+                )?;
+                tracing::warn!(file = %file.name, group = %gid, hold, terminations = implied, active = active_before, "full file held: it would terminate too large a share of the group");
+                self.summary.held.push(HoldReport {
+                    hold_id: hold,
+                    file: file.name.clone(),
+                    group: gid.clone(),
+                    active_members: active_before as u64,
+                    implied_terminations: implied as u64,
+                });
+                held = true;
+                Some(hold)
+            } else {
+                None
+            };
             let trace = SourceTrace::X12 {
                 file: file.name.clone(),
                 isa13: key.0.clone(),
@@ -1152,49 +1336,53 @@ impl Ctx<'_> {
                 first_segment: 0,
                 last_segment: 0,
             };
-            let cmp =
-                crate::fullfile::compare(policy, lookback, file_date, &current, listed, &trace);
-            self.discrepancies
-                .push(crate::discrepancy::GroupDiscrepancy::from_comparison(
-                    &file.name, &gid, &cmp,
-                ));
-            for m in &cmp.omitted_reported {
-                self.omissions
-                    .push((file.name.clone(), gid.clone(), m.clone()));
-            }
-            self.summary.omitted_reported += cmp.omitted_reported.len() as u64;
-            if cmp.exceeds(self.cfg.run.hold_termination_share) {
-                let hold = self.store.insert_hold(
-                    file.id,
-                    self.run_id,
-                    &gid,
-                    cmp.active_before as i64,
-                    cmp.implied_terminations as i64,
-                )?;
-                for r in &cmp.changes {
-                    self.store
-                        .insert_change(r, self.run_id, Some(file.id), Some(hold))?;
+            let mut derived = Derived {
+                report: crate::discrepancy::GroupDiscrepancy::new(&file.name, &gid, active_before),
+                hold,
+                spool: if twice && hold.is_none() {
+                    Some(BufWriter::new(tempfile::tempfile()?))
+                } else {
+                    None
+                },
+                chunks: Chunks::default(),
+                key: key.clone(),
+                day: Some(file_date),
+                emitted: 0,
+            };
+            for r in records {
+                let r = r?;
+                let enrolled = match r.kind {
+                    ChangeKind::Audit => self.store.member(&gid, &r.member_id)?,
+                    _ => None,
+                };
+                if let Some(c) = crate::fullfile::against(r, enrolled.as_ref(), file_date) {
+                    derived.take(self, file, sender, c)?;
                 }
-                self.summary.changes_waiting += cmp.changes.len() as u64;
-                tracing::warn!(file = %file.name, group = %gid, hold, terminations = cmp.implied_terminations, active = cmp.active_before, "full file held: it would terminate too large a share of the group");
-                self.summary.held.push(HoldReport {
-                    hold_id: hold,
-                    file: file.name.clone(),
-                    group: gid,
-                    active_members: cmp.active_before as u64,
-                    implied_terminations: cmp.implied_terminations as u64,
-                });
-                held = true;
-                continue;
             }
-            let mut changes = cmp.changes.into_iter();
-            loop {
-                let c: Vec<ChangeRecord> = changes.by_ref().take(1024).collect();
-                if c.is_empty() {
-                    break;
+            match policy {
+                OmissionPolicy::Never => {}
+                OmissionPolicy::Report => {
+                    derived.report.reported(&omitted);
+                    for m in &omitted {
+                        self.omissions
+                            .push((file.name.clone(), gid.clone(), m.clone()));
+                    }
+                    self.summary.omitted_reported += omitted.len() as u64;
                 }
-                total += self.emit(file, sender.as_deref(), Some(file_date), c)?;
+                OmissionPolicy::Terminate => {
+                    let eff = crate::fullfile::termination_date(file_date, lookback);
+                    for m in &omitted {
+                        // Listed as active above, in this same store transaction, and no
+                        // change of this file has touched a member it does not list.
+                        let e = self.store.member(&gid, m)?.ok_or_else(|| {
+                            io::Error::other(format!("enrolled member vanished: group {gid}"))
+                        })?;
+                        let c = crate::fullfile::implied_termination(&e, eff, &trace);
+                        derived.take(self, file, sender, c)?;
+                    }
+                }
             }
+            total += derived.finish(self, file, sender)?;
         }
         Ok((total, held))
     }
@@ -1470,6 +1658,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         wanted: Vec::new(),
         reject_rows: BufWriter::new(tempfile::tempfile()?),
         json: Vec::new(),
+        assessor: Default::default(),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
@@ -1582,6 +1771,8 @@ fn apply_all(
     let mut rejects = Vec::new();
     for (f, p) in files.iter().zip(parsed) {
         let p = p?;
+        // The rules' "in this file" (repeated members, dependents' subscribers) is per file.
+        ctx.assessor = Default::default();
         let mut rep = FileReport {
             name: f.name.clone(),
             kind: f.kind.clone(),
@@ -1658,14 +1849,15 @@ fn apply_all(
                 }
                 rejects.extend(rj);
                 let mut total = 0;
-                let mut chunk = Vec::new();
+                let mut chunks = Chunks::default();
                 for r in spooled(spool)? {
-                    chunk.push(r?);
-                    if chunk.len() >= 1024 {
-                        total += ctx.emit(f, Some("PORTAL"), None, std::mem::take(&mut chunk))?;
+                    if let Some((c, _)) = chunks.push(r?, SetKey::default(), None) {
+                        total += ctx.emit(f, Some("PORTAL"), None, c)?;
                     }
                 }
-                total += ctx.emit(f, Some("PORTAL"), None, chunk)?;
+                if let Some((c, _)) = chunks.finish() {
+                    total += ctx.emit(f, Some("PORTAL"), None, c)?;
+                }
                 ("processed", total)
             }
         };

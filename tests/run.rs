@@ -703,3 +703,127 @@ fn the_run_reject_report_shows_the_members_segments() {
     // The finding sits on the child's DMG (position 36 in the set), as `eligo check` says.
     assert!(age.contains(",36,DMG,2,"), "{age}");
 }
+
+/// The business rejects of a file's changes, as (member, rule, change kind, effective date),
+/// counted: the reject CSV's business rows.
+fn business_rejects(csv_path: &Path) -> BTreeMap<(String, String, String, String), usize> {
+    let mut out = BTreeMap::new();
+    let mut r = csv::Reader::from_path(csv_path).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (kind, member, rule, change, eff) = (
+        col("kind"),
+        col("member_id"),
+        col("rule_id"),
+        col("change_kind"),
+        col("effective_date"),
+    );
+    for row in r.records() {
+        let row = row.unwrap();
+        if &row[kind] == "business" {
+            let k = (
+                row[member].to_string(),
+                row[rule].to_string(),
+                row[change].to_string(),
+                row[eff].to_string(),
+            );
+            *out.entry(k).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_run_rejects_what_convert_with_rules_rejects_however_many_changes_a_file_has() {
+    // Thousands of changes: the run hands them to the rules in chunks, which once cut
+    // families in two (a dependent without its subscriber, BR-NO-SUBSCRIBER) and forgot
+    // the members of earlier chunks.
+    let mut x12 = Vec::new();
+    let o = eligo::gen::GenOptions {
+        size_mb: 1.5,
+        seed: 11,
+        full: false,
+        error_rate: 0.0,
+        sets: 2,
+    };
+    eligo::gen::generate(&o, &mut x12).unwrap();
+    // The generated files name their sponsor 069990001.
+    let env = Env::new(|t| no_fhs(t).replace("\"GRP1001\"", "\"069990001\""));
+    env.drop_in("big.x12", &x12);
+    env.ok(&["run", "--as-of", "2025-01-11"]);
+    let report = env.path("convert-report");
+    let o = Command::new(env!("CARGO_BIN_EXE_eligo"))
+        .arg("convert")
+        .arg("--config")
+        .arg(env.path("eligo.toml"))
+        .args(["--as-of", "2025-01-11", "--report"])
+        .arg(&report)
+        .arg(env.path("var/archive/run-000001/big.x12"))
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let changes = env.batch(1).len() + env.statuses().len();
+    assert!(changes > 3 * 1024, "only {changes} changes");
+    let run = business_rejects(&env.path("var/reports/run-000001.reject.csv"));
+    let convert = business_rejects(&report.join("reject.csv"));
+    assert!(run.len() > 100, "{} rejects", run.len());
+    assert!(!run.keys().any(|k| k.1 == "BR-NO-SUBSCRIBER"));
+    assert_eq!(run, convert);
+}
+
+#[test]
+fn a_full_file_listing_a_member_twice_compares_both_with_the_enrollment_before_it() {
+    let env = Env::new(terminate_policy);
+    env.drop_in(
+        "full1.x12",
+        &full_834(7001, &["900000001", "900000002", "900000003"]),
+    );
+    env.ok(&["run"]);
+    // 900000002 listed twice with a new name each time, 900000003 omitted (one of three is
+    // more than the hold share: raise it), 900000004 new.
+    let f2 = String::from_utf8(full_834(
+        7002,
+        &["900000001", "900000002", "900000002", "900000004"],
+    ))
+    .unwrap()
+    .replacen(
+        "NM1*IL*1*SMITH*ANN****ZZ*900000002",
+        "NM1*IL*1*SMITH*ANNE****ZZ*900000002",
+        2,
+    );
+    env.drop_in("full2.x12", f2.as_bytes());
+    let cfg = env.path("eligo.toml");
+    let t = fs::read_to_string(&cfg).unwrap();
+    fs::write(
+        &cfg,
+        t.replace(
+            "hold_termination_share = 0.2",
+            "hold_termination_share = 0.5",
+        ),
+    )
+    .unwrap();
+    env.ok(&["run"]);
+    let got: Vec<(String, String)> = env
+        .batch(2)
+        .iter()
+        .map(|r| (r.kind.label().to_string(), r.member_id.clone()))
+        .collect();
+    // Both loops of 900000002 differ from the enrollment before the file, so both are member
+    // changes (compared with the enrollment after the first, the second would be nothing).
+    // Back to back in one set they count as one member loop, so the rules let both through.
+    assert_eq!(
+        got,
+        vec![
+            ("member_change".to_string(), "900000002".to_string()),
+            ("member_change".to_string(), "900000002".to_string()),
+            ("add_subscriber".to_string(), "900000004".to_string()),
+            ("terminate_member".to_string(), "900000003".to_string()),
+        ]
+    );
+}
