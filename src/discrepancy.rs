@@ -3,32 +3,47 @@
 //! in our enrollment, members in our enrollment but not on the file, and field-level differences
 //! (name, birth date, gender, address, plan, coverage level, division, PCP), with counts.
 //!
-//! Pure: the run hands it each comparison and writes the CSV and HTML it renders. Member data is
-//! masked unless asked otherwise, like the reject report.
+//! The run hands it each derived change as it streams a full file, and writes the CSV and HTML
+//! it renders. Member data is masked unless asked otherwise, like the reject report. Memory is
+//! bounded whatever the group's size: the CSV rows are rendered as entries arrive and spill to
+//! an anonymous temporary file past a megabyte ([`crate::fsio::Spill`]); the page shows the
+//! first [`MAX_SHOWN`] entries of each list with the counts of all, as the reject page does.
 
 use crate::changes::{ChangeKind, ChangeRecord};
 use crate::enrollment::{Coverage, MemberData};
 use crate::finding::mask;
+use crate::fsio::Spill;
 use crate::fullfile::Comparison;
-use serde::Serialize;
+use std::io::{self, Write};
+
+/// Entries of each list the page shows per group (the CSV has them all).
+pub const MAX_SHOWN: usize = 1_000;
 
 /// What one full file showed for one group.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct GroupDiscrepancy {
     pub file: String,
     pub group_id: String,
     /// Active members we held before the file.
     pub enrolled: usize,
-    /// On the file, not (actively) enrolled with us: (member id, subscriber id).
+    /// Names, birth dates and addresses in clear (fixed before the first entry: the CSV rows
+    /// are rendered as entries arrive).
+    unmask: bool,
+    /// On the file, not (actively) enrolled with us: (member id, subscriber id); the first
+    /// [`MAX_SHOWN`].
     pub not_enrolled: Vec<(String, String)>,
     /// Enrolled with us, missing from the file, and what happened to them
-    /// (`terminated`, `reported`).
+    /// (`terminated`, `reported`); the first [`MAX_SHOWN`].
     pub not_on_file: Vec<(String, &'static str)>,
-    /// Field-level differences of members on both sides.
+    /// Field-level differences of members on both sides; the first [`MAX_SHOWN`].
     pub differences: Vec<FieldDifference>,
+    /// How many entries each list has in all: not enrolled, not on file, differences.
+    pub counts: [usize; 3],
+    /// Each list's CSV rows, in order.
+    rows: [Spill; 3],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldDifference {
     pub member_id: String,
     pub field: &'static str,
@@ -38,13 +53,17 @@ pub struct FieldDifference {
 
 impl GroupDiscrepancy {
     /// Builds the report section of one comparison.
-    pub fn from_comparison(file: &str, group_id: &str, cmp: &Comparison) -> GroupDiscrepancy {
+    pub fn from_comparison(
+        file: &str,
+        group_id: &str,
+        cmp: &Comparison,
+    ) -> io::Result<GroupDiscrepancy> {
         let mut d = GroupDiscrepancy::new(file, group_id, cmp.active_before);
         for r in &cmp.changes {
-            d.change(r);
+            d.change(r)?;
         }
-        d.reported(&cmp.omitted_reported);
-        d
+        d.reported(&cmp.omitted_reported)?;
+        Ok(d)
     }
 
     /// An empty section for a group that had `enrolled` active members before the file; the
@@ -59,33 +78,85 @@ impl GroupDiscrepancy {
         }
     }
 
+    /// Shows names, birth dates and addresses in clear; only before the first entry.
+    pub fn unmasked(mut self) -> GroupDiscrepancy {
+        debug_assert_eq!(self.counts, [0; 3]);
+        self.unmask = true;
+        self
+    }
+
     /// Adds one change the comparison gave.
-    pub fn change(&mut self, r: &ChangeRecord) {
+    pub fn change(&mut self, r: &ChangeRecord) -> io::Result<()> {
         match r.kind {
-            ChangeKind::AddSubscriber | ChangeKind::AddDependent => self
-                .not_enrolled
-                .push((r.member_id.clone(), r.subscriber_id.clone())),
-            ChangeKind::MemberChange => {
-                if let Some(old) = &r.old {
-                    self.differences
-                        .extend(field_differences(&r.member_id, old, &r.new));
-                }
+            ChangeKind::AddSubscriber | ChangeKind::AddDependent => {
+                self.not_enrolled_member(&r.member_id, &r.subscriber_id)
             }
+            ChangeKind::MemberChange => match &r.old {
+                Some(old) => field_differences(&r.member_id, old, &r.new)
+                    .into_iter()
+                    .try_for_each(|d| self.difference(d)),
+                None => Ok(()),
+            },
             ChangeKind::TerminateMember if is_implied(r) => {
-                self.not_on_file.push((r.member_id.clone(), "terminated"))
+                self.not_on_file_member(&r.member_id, "terminated")
             }
-            _ => {}
+            _ => Ok(()),
         }
     }
 
     /// Adds the omitted members the policy only reports.
-    pub fn reported(&mut self, members: &[String]) {
-        self.not_on_file
-            .extend(members.iter().map(|m| (m.clone(), "reported")));
+    pub fn reported(&mut self, members: &[String]) -> io::Result<()> {
+        members
+            .iter()
+            .try_for_each(|m| self.not_on_file_member(m, "reported"))
+    }
+
+    fn not_enrolled_member(&mut self, member: &str, subscriber: &str) -> io::Result<()> {
+        self.row(0, &["on_file_not_enrolled", member, subscriber, "", "", ""])?;
+        if self.not_enrolled.len() < MAX_SHOWN {
+            self.not_enrolled
+                .push((member.to_string(), subscriber.to_string()));
+        }
+        Ok(())
+    }
+
+    fn not_on_file_member(&mut self, member: &str, what: &'static str) -> io::Result<()> {
+        self.row(1, &["enrolled_not_on_file", member, "", what, "", ""])?;
+        if self.not_on_file.len() < MAX_SHOWN {
+            self.not_on_file.push((member.to_string(), what));
+        }
+        Ok(())
+    }
+
+    /// Adds one field-level difference.
+    pub fn difference(&mut self, d: FieldDifference) -> io::Result<()> {
+        let ours = shown(d.field, &d.ours, self.unmask);
+        let file = shown(d.field, &d.file, self.unmask);
+        self.row(
+            2,
+            &["field_difference", &d.member_id, "", d.field, &ours, &file],
+        )?;
+        if self.differences.len() < MAX_SHOWN {
+            self.differences.push(d);
+        }
+        Ok(())
+    }
+
+    /// One CSV row of list `list` (the columns after file and group).
+    fn row(&mut self, list: usize, cols: &[&str]) -> io::Result<()> {
+        let mut line = Vec::with_capacity(128);
+        let all: Vec<&str> = [self.file.as_str(), self.group_id.as_str()]
+            .into_iter()
+            .chain(cols.iter().copied())
+            .collect();
+        crate::csvrow::write(&mut line, &all, crate::csvrow::Formulas::Keep);
+        self.rows[list].write_all(&line)?;
+        self.counts[list] += 1;
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.not_enrolled.is_empty() && self.not_on_file.is_empty() && self.differences.is_empty()
+        self.counts == [0; 3]
     }
 }
 
@@ -213,50 +284,23 @@ fn shown(field: &str, v: &str, unmask: bool) -> String {
     }
 }
 
-/// One CSV for the run: `file,group_id,kind,member_id,field,ours,file_value`.
-pub fn csv(sections: &[GroupDiscrepancy], unmask: bool) -> Vec<u8> {
-    let mut out = b"file,group_id,kind,member_id,subscriber_id,field,ours,on_file\r\n".to_vec();
-    let mut row =
-        |cols: &[&str]| crate::csvrow::write(&mut out, cols, crate::csvrow::Formulas::Keep);
+/// One CSV for the run: `file,group_id,kind,member_id,subscriber_id,field,ours,on_file`, every
+/// entry of every group (masked as each group was built).
+pub fn write_csv(sections: &mut [GroupDiscrepancy], out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"file,group_id,kind,member_id,subscriber_id,field,ours,on_file\r\n")?;
     for s in sections {
-        for (m, sub) in &s.not_enrolled {
-            row(&[
-                &s.file,
-                &s.group_id,
-                "on_file_not_enrolled",
-                m,
-                sub,
-                "",
-                "",
-                "",
-            ]);
-        }
-        for (m, what) in &s.not_on_file {
-            row(&[
-                &s.file,
-                &s.group_id,
-                "enrolled_not_on_file",
-                m,
-                "",
-                what,
-                "",
-                "",
-            ]);
-        }
-        for d in &s.differences {
-            row(&[
-                &s.file,
-                &s.group_id,
-                "field_difference",
-                &d.member_id,
-                "",
-                d.field,
-                &shown(d.field, &d.ours, unmask),
-                &shown(d.field, &d.file, unmask),
-            ]);
+        for rows in &mut s.rows {
+            rows.copy_to(out)?;
         }
     }
-    out
+    Ok(())
+}
+
+/// [`write_csv`] into memory (small reports, tests).
+pub fn csv(sections: &mut [GroupDiscrepancy]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_csv(sections, &mut out)?;
+    Ok(out)
 }
 
 fn esc(v: &str) -> String {
@@ -267,7 +311,8 @@ fn esc(v: &str) -> String {
 }
 
 /// One self-contained HTML page (no scripts or fetches needed to read it).
-pub fn html(sections: &[GroupDiscrepancy], as_of: &str, unmask: bool) -> String {
+pub fn html(sections: &[GroupDiscrepancy], as_of: &str) -> String {
+    let unmask = sections.iter().any(|s| s.unmask);
     let mut b = String::new();
     b.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>eligo full-file discrepancies</title><style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}.n{text-align:right}h2{margin-top:2em}.muted{color:#777}</style></head><body>");
     b.push_str(&format!(
@@ -282,9 +327,9 @@ pub fn html(sections: &[GroupDiscrepancy], as_of: &str, unmask: bool) -> String 
             esc(&s.file),
             esc(&s.group_id),
             s.enrolled,
-            s.not_enrolled.len(),
-            s.not_on_file.len(),
-            s.differences.len()
+            s.counts[0],
+            s.counts[1],
+            s.counts[2]
         ));
     }
     b.push_str("</table>");
@@ -304,6 +349,7 @@ pub fn html(sections: &[GroupDiscrepancy], as_of: &str, unmask: bool) -> String 
                 ));
             }
             b.push_str("</table>");
+            more(&mut b, s.counts[0], s.not_enrolled.len());
         }
         if !s.not_on_file.is_empty() {
             b.push_str("<h3>In our enrollment, not on the file</h3><table><tr><th>Member</th><th>Outcome (group policy)</th></tr>");
@@ -311,6 +357,7 @@ pub fn html(sections: &[GroupDiscrepancy], as_of: &str, unmask: bool) -> String 
                 b.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(m), what));
             }
             b.push_str("</table>");
+            more(&mut b, s.counts[1], s.not_on_file.len());
         }
         if !s.differences.is_empty() {
             b.push_str("<h3>Field differences</h3><table class=\"diffs\"><tr><th>Member</th><th>Field</th><th>Ours</th><th>On the file</th></tr>");
@@ -319,15 +366,26 @@ pub fn html(sections: &[GroupDiscrepancy], as_of: &str, unmask: bool) -> String 
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&d.member_id),
                     d.field,
-                    esc(&shown(d.field, &d.ours, unmask)),
-                    esc(&shown(d.field, &d.file, unmask))
+                    esc(&shown(d.field, &d.ours, s.unmask)),
+                    esc(&shown(d.field, &d.file, s.unmask))
                 ));
             }
             b.push_str("</table>");
+            more(&mut b, s.counts[2], s.differences.len());
         }
     }
     b.push_str("</body></html>\n");
     b
+}
+
+/// The note under a list the page cut short.
+fn more(b: &mut String, all: usize, shown: usize) {
+    if all > shown {
+        b.push_str(&format!(
+            "<p class=\"muted\">… and {} more: the CSV lists all {all}.</p>",
+            all - shown
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -368,24 +426,54 @@ mod tests {
 
     #[test]
     fn member_data_is_masked_unless_asked() {
-        let s = GroupDiscrepancy {
-            file: "f.x12".into(),
-            group_id: "G".into(),
-            enrolled: 1,
-            differences: field_differences(
+        let diffs = || {
+            field_differences(
                 "9001",
                 &person("SMITH", "1980-01-01"),
                 &person("SMITH", "1981-02-03"),
-            ),
-            ..Default::default()
+            )
         };
-        let masked = String::from_utf8(csv(std::slice::from_ref(&s), false)).unwrap();
-        assert!(
-            masked.contains("birth_date,9999-99-99,9999-99-99"),
-            "{masked}"
+        let mut masked = GroupDiscrepancy::new("f.x12", "G", 1);
+        let mut open = GroupDiscrepancy::new("f.x12", "G", 1).unmasked();
+        for d in diffs() {
+            masked.difference(d.clone()).unwrap();
+            open.difference(d).unwrap();
+        }
+        let m = String::from_utf8(csv(std::slice::from_mut(&mut masked)).unwrap()).unwrap();
+        assert!(m.contains("birth_date,9999-99-99,9999-99-99"), "{m}");
+        assert!(!m.contains("1981"));
+        assert!(!html(&[masked], "2025-01-11").contains("1981"));
+        let o = String::from_utf8(csv(std::slice::from_mut(&mut open)).unwrap()).unwrap();
+        assert!(o.contains("birth_date,1980-01-01,1981-02-03"), "{o}");
+        assert!(html(&[open], "2025-01-11").contains("1981-02-03"));
+    }
+
+    #[test]
+    fn a_large_group_is_listed_whole_in_the_csv_and_cut_short_on_the_page() {
+        let n = MAX_SHOWN + 250;
+        let mut d = GroupDiscrepancy::new("f.x12", "G", 0);
+        for i in 0..n {
+            d.not_enrolled_member(&format!("M{i:06}"), "S").unwrap();
+        }
+        d.reported(&["GONE".to_string()]).unwrap();
+        assert_eq!(d.counts, [n, 1, 0]);
+        assert_eq!(d.not_enrolled.len(), MAX_SHOWN);
+        let mut sections = [d];
+        let csv = String::from_utf8(csv(&mut sections).unwrap()).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 1 + n + 1);
+        assert_eq!(lines[1], "f.x12,G,on_file_not_enrolled,M000000,S,,,");
+        assert_eq!(
+            lines[n],
+            format!("f.x12,G,on_file_not_enrolled,M{:06},S,,,", n - 1)
         );
-        assert!(!masked.contains("1981"));
-        let open = String::from_utf8(csv(&[s], true)).unwrap();
-        assert!(open.contains("birth_date,1980-01-01,1981-02-03"), "{open}");
+        assert_eq!(
+            lines[n + 1],
+            "f.x12,G,enrolled_not_on_file,GONE,,reported,,"
+        );
+        let page = html(&sections, "2025-01-11");
+        assert!(page.contains(&format!("<td class=n>{n}</td>")), "{page}");
+        assert!(page.contains("… and 250 more: the CSV lists all 1250."));
+        assert!(page.contains("M000999") && !page.contains("M001000"));
     }
 }

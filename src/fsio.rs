@@ -3,7 +3,7 @@
 //! one, never a partial one. Files that may hold PHI are created with mode 0600.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::Path;
 
 /// Writes `data` to `path` atomically. `private` creates the file with mode 0600.
@@ -92,6 +92,55 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes written now and read back later, in order: kept in memory up to [`Spill::AT`], then
+/// in an anonymous temporary file (the OS removes it when it is dropped or the process dies),
+/// so a report section of any length costs a fixed amount of memory.
+#[derive(Debug, Default)]
+pub struct Spill {
+    mem: Vec<u8>,
+    file: Option<io::BufWriter<fs::File>>,
+}
+
+impl Spill {
+    /// Bytes kept in memory before the rest goes to disk.
+    pub const AT: usize = 1 << 20;
+
+    /// Writes everything written so far to `out`; the spill can go on growing after.
+    pub fn copy_to(&mut self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.mem)?;
+        if let Some(w) = &mut self.file {
+            w.flush()?;
+            let f = w.get_mut();
+            f.rewind()?;
+            io::copy(f, out)?;
+            f.seek(io::SeekFrom::End(0))?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Spill {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.file.is_none() && self.mem.len() + b.len() > Spill::AT {
+            self.file = Some(io::BufWriter::new(tempfile::tempfile()?));
+        }
+        match &mut self.file {
+            Some(w) => w.write(b),
+            None => {
+                self.mem.extend_from_slice(b);
+                Ok(b.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +160,28 @@ mod tests {
         }
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_spill_gives_back_what_was_written_in_order_in_memory_or_on_disk() {
+        for chunk in [1usize, 1000, Spill::AT - 1, Spill::AT + 7] {
+            let mut s = Spill::default();
+            let mut want = Vec::new();
+            for i in 0..5u8 {
+                let part = vec![b'a' + i; chunk];
+                s.write_all(&part).unwrap();
+                want.extend_from_slice(&part);
+            }
+            let mut got = Vec::new();
+            s.copy_to(&mut got).unwrap();
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "chunk {chunk}");
+            // Copied twice and grown after: still everything, in order.
+            s.write_all(b"end").unwrap();
+            want.extend_from_slice(b"end");
+            let mut again = Vec::new();
+            s.copy_to(&mut again).unwrap();
+            assert!(again == want, "chunk {chunk}, second copy");
+        }
     }
 }

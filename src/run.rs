@@ -796,7 +796,7 @@ impl Derived {
         sender: Option<&str>,
         c: ChangeRecord,
     ) -> Result<(), RunError> {
-        self.report.change(&c);
+        self.report.change(&c)?;
         if let Some(hold) = self.hold {
             ctx.store
                 .insert_change(&c, ctx.run_id, Some(file.id), Some(hold))?;
@@ -1362,7 +1362,7 @@ impl Ctx<'_> {
             match policy {
                 OmissionPolicy::Never => {}
                 OmissionPolicy::Report => {
-                    derived.report.reported(&omitted);
+                    derived.report.reported(&omitted)?;
                     for m in &omitted {
                         self.omissions
                             .push((file.name.clone(), gid.clone(), m.clone()));
@@ -1663,21 +1663,21 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
     fill_report_segments(&mut report, &ctx.wanted);
-    let discrepancies = std::mem::take(&mut ctx.discrepancies);
+    let mut discrepancies = std::mem::take(&mut ctx.discrepancies);
     let reject_rows =
         std::mem::replace(&mut ctx.reject_rows, BufWriter::new(tempfile::tempfile()?));
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;
         let reject_rows = reject_rows.into_inner().map_err(|e| e.into_error())?;
         if !discrepancies.is_empty() {
-            stage.write(
-                cfg.paths.reports.join(format!("{rid}.discrepancies.csv")),
-                &crate::discrepancy::csv(&discrepancies, false),
-                true,
-            )?;
+            let p = stage.path(cfg.paths.reports.join(format!("{rid}.discrepancies.csv")));
+            let mut out = BufWriter::with_capacity(1 << 16, fsio::AtomicFile::create(&p, true)?);
+            crate::discrepancy::write_csv(&mut discrepancies, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.commit()?;
+            crash_point("mid-stage");
             stage.write(
                 cfg.paths.reports.join(format!("{rid}.discrepancies.html")),
-                crate::discrepancy::html(&discrepancies, &as_of.to_string(), false).as_bytes(),
+                crate::discrepancy::html(&discrepancies, &as_of.to_string()).as_bytes(),
                 true,
             )?;
         }
