@@ -10,8 +10,9 @@
 //!    hash, sender, ISA13, duplicate verdict and a block of our control numbers. If a run is
 //!    found open (a crash before its commit), it is resumed instead: same inputs, same clock,
 //!    same control numbers, so the same outputs.
-//! 4. **Parse** every input in parallel (rayon): validation, acknowledgement, change records
-//!    spooled to temporary files (bounded memory).
+//! 4. **Parse** every input in parallel (rayon), and a large set of one in pieces on every core
+//!    ([`crate::split`]): validation, acknowledgement, change records spooled to temporary
+//!    files (bounded memory).
 //! 5. **Apply** in file-name order inside one store transaction: full-file compare, holds,
 //!    assessment, changes, transactions, enrollment; the batch is written to the run's staging
 //!    folder as it goes, then the acknowledgements, reject report and summary.
