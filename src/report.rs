@@ -162,6 +162,62 @@ fn csv_row(out: &mut Vec<u8>, fields: &[String]) {
     crate::csvrow::write(out, fields, crate::csvrow::Formulas::Neutralize);
 }
 
+/// The CSV rows of one change's findings (`kind` business), as [`RejectReport::csv`] writes
+/// them. Fields are borrowed where the entry holds them: a bad night has a row per finding of
+/// every rejected change.
+fn business_rows(out: &mut Vec<u8>, e: &Entry, opts: ReportOptions) {
+    use std::borrow::Cow;
+    fn o(v: &Option<String>) -> Cow<'_, str> {
+        Cow::Borrowed(v.as_deref().unwrap_or(""))
+    }
+    fn b(v: &str) -> Cow<'_, str> {
+        Cow::Borrowed(v)
+    }
+    for f in &e.findings {
+        let l = &f.location;
+        csv_row_cow(
+            out,
+            &[
+                b("business"),
+                b(&e.file),
+                o(&e.sender),
+                o(&e.group_id),
+                o(&e.division),
+                o(&l.isa13),
+                o(&l.gs06),
+                o(&l.st02),
+                l.segment_position
+                    .map(|p| Cow::Owned(p.to_string()))
+                    .unwrap_or_default(),
+                o(&l.segment_id),
+                l.element
+                    .map(|p| Cow::Owned(p.to_string()))
+                    .unwrap_or_default(),
+                e.row.map(|r| Cow::Owned(r.to_string())).unwrap_or_default(),
+                b(&e.subscriber_id),
+                b(&e.member_id),
+                b(e.change_kind),
+                e.effective_date
+                    .map(|d| Cow::Owned(d.to_string()))
+                    .unwrap_or_default(),
+                b(f.id),
+                Cow::Owned(f.snip.to_string()),
+                b(severity(f.severity)),
+                b(e.disposition()),
+                b(e.status),
+                b(&f.message),
+                Cow::Owned(shown_value(f, opts)),
+                rule_info(f.id).map(|r| b(r.fix)).unwrap_or_default(),
+                b(&e.change_id),
+            ],
+        );
+    }
+}
+
+fn csv_row_cow(out: &mut Vec<u8>, fields: &[std::borrow::Cow<'_, str>]) {
+    crate::csvrow::write(out, fields, crate::csvrow::Formulas::Neutralize);
+}
+
 /// The CSV header.
 pub const CSV_COLUMNS: &[&str] = &[
     "kind",
@@ -259,6 +315,25 @@ impl RejectReport {
         });
     }
 
+    /// Appends to `out` the CSV rows [`RejectReport::csv`] would write for this change, had
+    /// it been added with [`RejectReport::add_change`] (no header, no entry kept): a run
+    /// writes the rows of the changes beyond those its page shows this way.
+    pub fn change_csv_rows(
+        &self,
+        file: &str,
+        sender: Option<&str>,
+        r: &ChangeRecord,
+        a: &Assessment,
+        opts: ReportOptions,
+        out: &mut Vec<u8>,
+    ) {
+        let mut one = RejectReport::new(self.as_of);
+        one.add_change(file, sender, r, a, &[]);
+        for e in &one.entries {
+            business_rows(out, e, opts);
+        }
+    }
+
     pub fn add_set_reject(&mut self, s: SetReject) {
         self.set_rejects.push(s);
     }
@@ -280,43 +355,7 @@ impl RejectReport {
         csv_row(&mut out, &header);
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         for e in &self.entries {
-            for f in &e.findings {
-                let l = &f.location;
-                csv_row(
-                    &mut out,
-                    &[
-                        "business".into(),
-                        e.file.clone(),
-                        o(&e.sender),
-                        o(&e.group_id),
-                        o(&e.division),
-                        o(&l.isa13),
-                        o(&l.gs06),
-                        o(&l.st02),
-                        l.segment_position
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        o(&l.segment_id),
-                        l.element.map(|p| p.to_string()).unwrap_or_default(),
-                        e.row.map(|r| r.to_string()).unwrap_or_default(),
-                        e.subscriber_id.clone(),
-                        e.member_id.clone(),
-                        e.change_kind.to_string(),
-                        e.effective_date.map(|d| d.to_string()).unwrap_or_default(),
-                        f.id.to_string(),
-                        f.snip.to_string(),
-                        severity(f.severity).into(),
-                        e.disposition().into(),
-                        e.status.into(),
-                        f.message.clone(),
-                        shown_value(f, opts),
-                        rule_info(f.id)
-                            .map(|r| r.fix.to_string())
-                            .unwrap_or_default(),
-                        e.change_id.clone(),
-                    ],
-                );
-            }
+            business_rows(&mut out, e, opts);
         }
         for s in &self.set_rejects {
             let summary = Finding::new(

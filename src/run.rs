@@ -10,8 +10,9 @@
 //!    hash, sender, ISA13, duplicate verdict and a block of our control numbers. If a run is
 //!    found open (a crash before its commit), it is resumed instead: same inputs, same clock,
 //!    same control numbers, so the same outputs.
-//! 4. **Parse** every input in parallel (rayon): validation, acknowledgement, change records
-//!    spooled to temporary files (bounded memory).
+//! 4. **Parse** every input in parallel (rayon), and a large set of one in pieces on every core
+//!    ([`crate::split`]): validation, acknowledgement, change records spooled to temporary
+//!    files (bounded memory).
 //! 5. **Apply** in file-name order inside one store transaction: full-file compare, holds,
 //!    assessment, changes, transactions, enrollment; the batch is written to the run's staging
 //!    folder as it goes, then the acknowledgements, reject report and summary.
@@ -526,6 +527,48 @@ impl Observer for Tee<'_> {
     }
 }
 
+/// What a piece of a set parsed on another thread ([`crate::split`]) gives the run: the
+/// converter's piece, and the piece's findings in order. Between two members the [`Tee`] only
+/// collects error ids and hands findings to the acknowledgement writer (which uses no member
+/// records), so keeping the findings and replaying them at merge time makes the same ack, the
+/// same reject rows and the same change records as a sequential read.
+struct TeePiece {
+    conv: batch::ConvertPiece,
+    findings: Vec<Finding>,
+}
+
+impl Observer for TeePiece {
+    fn finding(&mut self, f: Finding) {
+        self.conv.finding(f.clone());
+        self.findings.push(f);
+    }
+    fn member(&mut self, rec: &Record, std: &Standards) {
+        self.conv.member(rec, std);
+    }
+}
+
+impl crate::split::Split for Tee<'_> {
+    type Piece = TeePiece;
+    fn piece(&mut self) -> Option<TeePiece> {
+        self.conv.piece().map(|conv| TeePiece {
+            conv,
+            findings: Vec::new(),
+        })
+    }
+    fn merge(&mut self, piece: TeePiece) {
+        self.conv.merge(piece.conv);
+        for f in piece.findings {
+            // What `Tee::finding` does, less the converter's part (its piece counted them).
+            if f.severity == Severity::Error {
+                self.rules.push(f.id);
+                self.group_rules.push(f.id);
+                self.ic_rules.push(f.id);
+            }
+            self.ack.finding(f);
+        }
+    }
+}
+
 /// Writes only the TA1 `025` (duplicate interchange) for each interchange of a duplicate file.
 struct DuplicateAck(AckWriter<Vec<u8>>);
 
@@ -560,30 +603,42 @@ fn ack_settings(cfg: &Config, f: &FileRow, now: NaiveDateTime) -> AckSettings {
     s
 }
 
+/// `jobs`: threads that may parse pieces of the file's large sets ([`crate::split`]).
 fn parse_file(
     engine: &Engine,
     cfg: &Config,
     f: &FileRow,
     now: NaiveDateTime,
+    jobs: usize,
 ) -> io::Result<Parsed> {
     let file = match File::open(&f.path) {
-        Ok(i) => BufReader::with_capacity(1 << 16, i),
+        Ok(i) => i,
         Err(e) => return Ok(Parsed::Quarantine(format!("cannot read: {}", e.kind()))),
     };
-    // The content is hashed again as it is parsed: a file that changed since it was registered
-    // (a sender still writing, or rewriting it) is quarantined, never applied half old, half new.
-    let mut hashing = Hashing {
-        inner: file,
-        h: Sha256::new(),
+    // The content is hashed again: a file that changed since it was registered (a sender still
+    // writing, or rewriting it) is quarantined, never applied half old, half new.
+    let h = if f.kind != "portal" && f.duplicate_of.is_none() {
+        // An interchange to apply is parsed in pieces on several threads, with positional
+        // reads, and hashed afterwards through the same handle: a byte changed before the
+        // parse read it, or after, is still changed when the hash reads it, so the digest
+        // differs from the registered one either way.
+        let parsed = parse_x12(engine, cfg, f, now, &file, jobs)?;
+        let mut h = Sha256::new();
+        let mut r = &file;
+        r.rewind()?;
+        io::copy(&mut BufReader::with_capacity(1 << 16, r), &mut h)?;
+        (parsed, h)
+    } else {
+        let mut hashing = Hashing {
+            inner: BufReader::with_capacity(1 << 16, file),
+            h: Sha256::new(),
+        };
+        let parsed = parse_content(engine, cfg, f, now, &mut hashing)?;
+        io::copy(&mut hashing, &mut io::sink())?;
+        (parsed, hashing.h)
     };
-    let parsed = parse_content(engine, cfg, f, now, &mut hashing)?;
-    io::copy(&mut hashing, &mut io::sink())?;
-    let digest: String = hashing
-        .h
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (parsed, h) = h;
+    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if digest != f.sha256 {
         return Ok(Parsed::Quarantine(
             "changed while being read: its content differs from when it was registered".into(),
@@ -606,6 +661,7 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Parses a portal export, or a duplicate X12 file (its TA1s only).
 fn parse_content<R: Read>(
     engine: &Engine,
     cfg: &Config,
@@ -646,16 +702,27 @@ fn parse_content<R: Read>(
             rows_ok: s.records,
         });
     }
-    if f.duplicate_of.is_some() {
-        let mut d = DuplicateAck(AckWriter::new(Vec::new(), ack_settings(cfg, f, now)));
-        check_stream(engine, input, &mut d);
-        let written = d.0.written;
-        let ack = d.0.into_inner()?;
-        if written == 0 {
-            return Ok(Parsed::Quarantine("no interchange could be read".into()));
-        }
-        return Ok(Parsed::Duplicate { ack });
+    // A duplicate X12 file (an X12 file to apply goes to `parse_x12`).
+    let mut d = DuplicateAck(AckWriter::new(Vec::new(), ack_settings(cfg, f, now)));
+    check_stream(engine, input, &mut d);
+    let written = d.0.written;
+    let ack = d.0.into_inner()?;
+    if written == 0 {
+        return Ok(Parsed::Quarantine("no interchange could be read".into()));
     }
+    Ok(Parsed::Duplicate { ack })
+}
+
+/// Parses an X12 file to apply: acknowledgement, reject rows, set headers and spooled change
+/// records, with its large sets cut into pieces parsed on `jobs` threads.
+fn parse_x12(
+    engine: &Engine,
+    cfg: &Config,
+    f: &FileRow,
+    now: NaiveDateTime,
+    input: &File,
+    jobs: usize,
+) -> io::Result<Parsed> {
     let spool = tempfile::tempfile()?;
     let mut w = ChangeWriter::new(
         BufWriter::with_capacity(1 << 16, spool),
@@ -678,7 +745,13 @@ fn parse_content<R: Read>(
         accepted: 0,
         rejected: 0,
     };
-    check_stream(engine, input, &mut tee);
+    let stats = crate::split::split_file(
+        engine,
+        input,
+        &mut tee,
+        crate::split::SplitOptions::new(jobs),
+    );
+    tracing::debug!(file = %f.name, regions = stats.regions, pieces = stats.pieces, fallbacks = stats.fallbacks, "parsed");
     let Tee {
         ack,
         conv,
@@ -708,7 +781,7 @@ fn parse_content<R: Read>(
 /// Reads back spooled JSON Lines records, one at a time.
 fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
     f.rewind()?;
-    Ok(BufReader::new(f).lines().map(|l| {
+    Ok(BufReader::with_capacity(1 << 16, f).lines().map(|l| {
         let l = l?;
         serde_json::from_str::<ChangeRecord>(&l).map_err(io::Error::other)
     }))
@@ -832,6 +905,42 @@ impl Derived {
         ctx.discrepancies.push(self.report);
         Ok(if self.hold.is_some() { 0 } else { self.emitted })
     }
+}
+
+/// Spooled records read back per channel message.
+const READ_AHEAD_CHUNK: usize = 256;
+
+/// Gives `apply` the spooled records in order, read back and decoded on a thread of their own
+/// a few chunks ahead: decoding a record's JSON costs about as much as a quarter of applying
+/// it, and the apply (one store transaction) runs on one thread. At most 4 chunks wait, so
+/// memory stays bounded; the first error ends the reading. If `apply` stops early, the
+/// reader's next send fails and it stops too.
+fn with_spooled<T>(
+    spool: File,
+    apply: impl FnOnce(&mut dyn Iterator<Item = io::Result<ChangeRecord>>) -> T,
+) -> io::Result<T> {
+    let records = spooled(spool)?;
+    Ok(std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<ChangeRecord>>>(4);
+        s.spawn(move || {
+            let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+            for r in records {
+                let failed = r.is_err();
+                chunk.push(r);
+                if chunk.len() >= READ_AHEAD_CHUNK || failed {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
+                    if tx.send(full).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+        });
+        let mut records = rx.into_iter().flatten();
+        apply(&mut records)
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -978,6 +1087,8 @@ struct Ctx<'a> {
     /// a dependent's subscriber and a repeated member are found wherever the file has them,
     /// as `eligo convert --config` finds them, whatever the chunks the run emits.
     assessor: crate::rules::Assessor,
+    /// The reject CSV rows of the change being recorded (a buffer kept likewise).
+    rows: Vec<u8>,
 }
 
 /// The member-level reject report of a run: the changes the page shows, and every change's CSV
@@ -1103,14 +1214,18 @@ impl Ctx<'_> {
                 // shows them with their segments); the rest go straight to the CSV, spilled to
                 // disk, so memory stays bounded on a bad night.
                 if self.report.entries.len() >= MAX_REPORT_ENTRIES {
-                    let mut one = crate::report::RejectReport::new(self.as_of);
-                    one.add_change(&file.name, sender, r0, &a, &[]);
-                    let rows = one.csv(crate::report::ReportOptions::default());
-                    let body = rows
-                        .iter()
-                        .position(|b| *b == b'\n')
-                        .map_or(&rows[..0], |i| &rows[i + 1..]);
-                    io::Write::write_all(&mut self.reject_rows, body)?;
+                    let mut rows = std::mem::take(&mut self.rows);
+                    rows.clear();
+                    self.report.change_csv_rows(
+                        &file.name,
+                        sender,
+                        r0,
+                        &a,
+                        crate::report::ReportOptions::default(),
+                        &mut rows,
+                    );
+                    io::Write::write_all(&mut self.reject_rows, &rows)?;
+                    self.rows = rows;
                     self.report.not_shown += 1;
                     continue_report = false;
                 } else {
@@ -1255,22 +1370,25 @@ impl Ctx<'_> {
         // Full sets, in the order they first appear: the member ids each lists, and whether
         // one is listed twice.
         let mut full: Vec<(SetKey, HashSet<String>, bool)> = Vec::new();
-        for r in spooled(spool)? {
-            let r = r?;
-            let key = set_key(&r);
-            let head = heads.get(&key);
-            if head.is_some_and(|h| h.full) {
-                match full.iter_mut().find(|(k, _, _)| *k == key) {
-                    Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
-                    None => full.push((key, HashSet::from([r.member_id]), false)),
+        with_spooled(spool, |records| -> Result<(), RunError> {
+            for r in records {
+                let r = r?;
+                let key = set_key(&r);
+                let head = heads.get(&key);
+                if head.is_some_and(|h| h.full) {
+                    match full.iter_mut().find(|(k, _, _)| *k == key) {
+                        Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
+                        None => full.push((key, HashSet::from([r.member_id]), false)),
+                    }
+                    continue;
                 }
-                continue;
+                let created = head.and_then(|h| h.created);
+                if let Some((c, day)) = chunks.push(r, key, created) {
+                    total += self.emit(file, sender, day, c)?;
+                }
             }
-            let created = head.and_then(|h| h.created);
-            if let Some((c, day)) = chunks.push(r, key, created) {
-                total += self.emit(file, sender, day, c)?;
-            }
-        }
+            Ok(())
+        })??;
         if let Some((c, day)) = chunks.finish() {
             total += self.emit(file, sender, day, c)?;
         }
@@ -1605,10 +1723,17 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         indicatif::ProgressBar::hidden()
     };
     bar.set_message("parsing");
+    // Each file's large sets are parsed in pieces on this many threads (besides rayon's
+    // threads parsing several files at once): one big file, the usual night, uses every core.
+    let jobs = std::env::var("ELIGO_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let parsed: Vec<io::Result<Parsed>> = files
         .par_iter()
         .map(|f| {
-            let r = parse_file(&engine, cfg, f, now);
+            let r = parse_file(&engine, cfg, f, now, jobs);
             bar.inc(1);
             r
         })
@@ -1659,6 +1784,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         reject_rows: BufWriter::new(tempfile::tempfile()?),
         json: Vec::new(),
         assessor: Default::default(),
+        rows: Vec::new(),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
@@ -1850,11 +1976,14 @@ fn apply_all(
                 rejects.extend(rj);
                 let mut total = 0;
                 let mut chunks = Chunks::default();
-                for r in spooled(spool)? {
-                    if let Some((c, _)) = chunks.push(r?, SetKey::default(), None) {
-                        total += ctx.emit(f, Some("PORTAL"), None, c)?;
+                with_spooled(spool, |records| -> Result<(), RunError> {
+                    for r in records {
+                        if let Some((c, _)) = chunks.push(r?, SetKey::default(), None) {
+                            total += ctx.emit(f, Some("PORTAL"), None, c)?;
+                        }
                     }
-                }
+                    Ok(())
+                })??;
                 if let Some((c, _)) = chunks.finish() {
                     total += ctx.emit(f, Some("PORTAL"), None, c)?;
                 }
@@ -2030,12 +2159,12 @@ mod tests {
         // Unchanged since registration: parsed.
         let same = sniff(&p).unwrap().sha256;
         assert!(matches!(
-            parse_file(&engine, &cfg, &row(&p, same), now).unwrap(),
+            parse_file(&engine, &cfg, &row(&p, same), now, 2).unwrap(),
             Parsed::X12 { .. }
         ));
         // Registered with the content it had before the sender rewrote it.
         let before = "0".repeat(64);
-        match parse_file(&engine, &cfg, &row(&p, before), now).unwrap() {
+        match parse_file(&engine, &cfg, &row(&p, before), now, 2).unwrap() {
             Parsed::Quarantine(why) => assert!(why.contains("changed while being read"), "{why}"),
             _ => panic!("a changed file must be quarantined"),
         }

@@ -827,3 +827,48 @@ fn a_full_file_listing_a_member_twice_compares_both_with_the_enrollment_before_i
         ]
     );
 }
+
+/// A large set is parsed in pieces on several threads (`crate::split`): the run's outputs
+/// (batch, acknowledgement, reject reports, summary) and its transactions are those of a
+/// sequential parse. Small pieces (`ELIGO_SPLIT_PIECE`) cut a 1 MB file into many; errors in
+/// a few members reject two of its eight sets inside the pieces (999 findings, reject rows).
+#[test]
+fn a_file_parsed_in_pieces_gives_the_outputs_of_a_sequential_parse() {
+    let mut data = Vec::new();
+    let opts = eligo::gen::GenOptions {
+        size_mb: 1.0,
+        seed: 7,
+        error_rate: 0.1,
+        sets: 8,
+        ..Default::default()
+    };
+    eligo::gen::generate(&opts, &mut data).unwrap();
+    let run = |jobs: &str| {
+        // The generator's group, so that most changes pass the business rules.
+        let env = Env::new(|t| t.replace("GRP1001", "069990001"));
+        env.drop_in("big.x12", &data);
+        let o = Command::new(env!("CARGO_BIN_EXE_eligo"))
+            .args(["run", "--config"])
+            .arg(env.path("eligo.toml"))
+            .current_dir(env.dir.path())
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env("ELIGO_JOBS", jobs)
+            .env("ELIGO_SPLIT_PIECE", "2000")
+            .env_remove("ELIGO_CRASH_AT")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (env.tree(), env.statuses())
+    };
+    let (seq_tree, seq_tx) = run("1");
+    let (split_tree, split_tx) = run("2");
+    assert!(seq_tx.len() > 100, "{}", seq_tx.len());
+    assert_eq!(
+        seq_tree.keys().collect::<Vec<_>>(),
+        split_tree.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &seq_tree {
+        assert!(split_tree[k] == *v, "{k} differs");
+    }
+    assert_eq!(seq_tx, split_tx);
+}
