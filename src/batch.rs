@@ -9,7 +9,7 @@
 //!
 //! This module writes bytes to a [`Write`] it is given; it does not open or name output files.
 
-use crate::changes::{self, ChangeRecord, HeaderContext};
+use crate::changes::{self, ChangeRecord, HeaderContext, RecordView, SourceView};
 use crate::check::{
     GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult, Ta1Result,
 };
@@ -99,18 +99,23 @@ impl Encoder {
 
     /// Encodes one record, as it is (its `change_id` already set).
     pub fn encode(&mut self, r: &ChangeRecord) -> io::Result<&[u8]> {
-        self.encode_with(r, false)
+        self.encode_with(&r.view(), false)
     }
 
     /// Encodes one record with the `change_id` its content gives, whatever `r.change_id` says:
     /// the same bytes as `encode(&r.clone().seal())`, with the record serialized once instead
     /// of twice (see [`ChangeRecord::write_json_sealing`]).
     pub fn encode_sealing(&mut self, r: &ChangeRecord) -> io::Result<&[u8]> {
+        self.encode_with(&r.view(), true)
+    }
+
+    /// [`Encoder::encode_sealing`] of a borrowed record ([`changes::derive_views`]).
+    pub fn encode_view_sealing(&mut self, r: &RecordView<'_>) -> io::Result<&[u8]> {
         self.encode_with(r, true)
     }
 
-    fn encode_with(&mut self, r: &ChangeRecord, seal: bool) -> io::Result<&[u8]> {
-        let write = |r: &ChangeRecord, out: &mut Vec<u8>| {
+    fn encode_with(&mut self, r: &RecordView<'_>, seal: bool) -> io::Result<&[u8]> {
+        let write = |r: &RecordView<'_>, out: &mut Vec<u8>| {
             if seal {
                 r.write_json_sealing(out)
             } else {
@@ -147,13 +152,13 @@ impl Encoder {
         spans: &changes::JsonSpans,
     ) -> io::Result<&[u8]> {
         self.buf.clear();
-        self.csv_into_buf(r, json, spans)?;
+        self.csv_into_buf(&r.view(), json, spans)?;
         Ok(&self.buf)
     }
 
     fn csv_into_buf(
         &mut self,
-        r: &ChangeRecord,
+        r: &RecordView<'_>,
         json: &[u8],
         spans: &changes::JsonSpans,
     ) -> io::Result<()> {
@@ -169,8 +174,8 @@ impl Encoder {
             None => "",
         };
         self.text.clear();
-        let sfile = match &r.source {
-            changes::SourceTrace::X12 {
+        let sfile = match r.source {
+            SourceView::X12 {
                 file,
                 isa13,
                 gs06,
@@ -184,7 +189,7 @@ impl Encoder {
                 );
                 file
             }
-            changes::SourceTrace::Portal {
+            SourceView::Portal {
                 file,
                 first_row,
                 last_row,
@@ -203,7 +208,7 @@ impl Encoder {
 /// record's `change_id` and JSON values, `sref` its source reference.
 fn csv_row(
     out: &mut Vec<u8>,
-    r: &ChangeRecord,
+    r: &RecordView<'_>,
     id: &str,
     sfile: &str,
     sref: &str,
@@ -211,17 +216,17 @@ fn csv_row(
     old: &str,
 ) {
     let mut row = CsvRow { out, first: true };
-    let name = r.new.name.as_ref();
-    let demo = r.new.demographics.as_ref();
-    let addr = r.new.residence.as_ref().or(r.new.mailing.as_ref());
+    let name = r.new.name;
+    let demo = r.new.demographics;
+    let addr = r.new.residence.or(r.new.mailing);
     let cov = r.new.coverages.first();
     row.field(id);
     row.field(r.kind.label());
     row.date(r.effective_date.as_ref());
-    row.field(r.group_id.as_deref().unwrap_or_default());
-    row.field(r.division.as_deref().unwrap_or_default());
-    row.field(&r.subscriber_id);
-    row.field(&r.member_id);
+    row.field(r.group_id.unwrap_or_default());
+    row.field(r.division.unwrap_or_default());
+    row.field(r.subscriber_id);
+    row.field(r.member_id);
     row.field(r.relationship.label());
     row.field(r.reason.map(|x| x.label()).unwrap_or_default());
     row.field(name.map(|n| n.last.as_str()).unwrap_or_default());
@@ -257,15 +262,15 @@ fn csv_row(
             .unwrap_or_default(),
     );
     row.field(match r.source {
-        changes::SourceTrace::X12 { .. } => "x12",
-        changes::SourceTrace::Portal { .. } => "portal",
+        SourceView::X12 { .. } => "x12",
+        SourceView::Portal { .. } => "portal",
     });
     row.field(sfile);
     row.field(sref);
     row.field(new);
     row.field(old);
     row.field(r.status.map(|s| s.as_str()).unwrap_or_default());
-    row.field(r.invoice_period.as_deref().unwrap_or_default());
+    row.field(r.invoice_period.unwrap_or_default());
     crate::csvrow::end(row.out);
 }
 
@@ -460,7 +465,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             if s.assessment.status.is_held() {
                 self.summary.held += 1;
             }
-            let res = self.write_spooled(&s.record, false);
+            let res = self.write_spooled(&s.record.view(), false);
             self.io(res);
         }
     }
@@ -484,13 +489,9 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
     }
 
     /// Spools one record; `seal` computes its id while encoding it (its `change_id` is empty).
-    fn write_spooled(&mut self, r: &ChangeRecord, seal: bool) -> io::Result<()> {
+    fn write_spooled(&mut self, r: &RecordView<'_>, seal: bool) -> io::Result<()> {
         self.spool()?;
-        let bytes = if seal {
-            self.encoder.encode_sealing(r)?
-        } else {
-            self.encoder.encode(r)?
-        };
+        let bytes = self.encoder.encode_with(r, seal)?;
         let spool = self
             .spool
             .as_mut()
@@ -622,30 +623,29 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = self.header.take() else { return };
-        // Without rules nothing needs the ids before they are written: the encoder computes
-        // each from the JSON it writes (one serialization per record instead of two).
-        let sealed = self.screen.is_some();
-        let result = changes::member_loop(rec, std).and_then(|m| {
-            if sealed {
-                changes::derive(&h, &m)
-            } else {
-                changes::derive_unsealed(&h, m)
-            }
-        });
+        let result = match self.screen.is_some() {
+            // The rules look at owned, sealed records.
+            true => changes::member_loop(rec, std)
+                .and_then(|m| changes::derive(&h, &m))
+                .map(|records| {
+                    if let Some(screen) = &mut self.screen {
+                        let out = screen.member(records, rec);
+                        self.write_screened(out);
+                    }
+                }),
+            // Without rules nothing needs the ids before they are written: each record is
+            // encoded from a view into the member loop and the header, its id computed from
+            // the JSON written (one serialization, no owned record).
+            false => changes::member_loop(rec, std).and_then(|m| {
+                changes::derive_views(&h, &m, &mut |v| {
+                    let res = self.write_spooled(&v, true);
+                    self.io(res);
+                })
+            }),
+        };
         self.header = Some(h);
         match result {
-            Ok(records) => match &mut self.screen {
-                Some(screen) => {
-                    let out = screen.member(records, rec);
-                    self.write_screened(out);
-                }
-                None => {
-                    for r in &records {
-                        let res = self.write_spooled(r, true);
-                        self.io(res);
-                    }
-                }
-            },
+            Ok(()) => {}
             Err(error) => self.summary.issues.push(ConvertIssue {
                 file: self.file.clone(),
                 isa13: self.isa13.clone(),
@@ -699,23 +699,27 @@ impl Observer for ConvertPiece {
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = &self.header else { return };
-        let result = changes::member_loop(rec, std).and_then(|m| changes::derive_unsealed(h, m));
-        match result {
-            Ok(records) => {
-                for r in &records {
-                    match self.encoder.encode_sealing(r) {
-                        Ok(bytes) => {
-                            self.bytes.extend_from_slice(bytes);
-                            self.records += 1;
-                        }
-                        Err(e) => {
-                            if self.error.is_none() {
-                                self.error = Some(e);
-                            }
-                        }
+        let (encoder, bytes, records, error) = (
+            &mut self.encoder,
+            &mut self.bytes,
+            &mut self.records,
+            &mut self.error,
+        );
+        let result = changes::member_loop(rec, std).and_then(|m| {
+            changes::derive_views(h, &m, &mut |v| match encoder.encode_view_sealing(&v) {
+                Ok(b) => {
+                    bytes.extend_from_slice(b);
+                    *records += 1;
+                }
+                Err(e) => {
+                    if error.is_none() {
+                        *error = Some(e);
                     }
                 }
-            }
+            })
+        });
+        match result {
+            Ok(()) => {}
             Err(error) => self.issues.push(ConvertIssue {
                 file: self.file.clone(),
                 isa13: self.isa13.clone(),
