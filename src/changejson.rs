@@ -12,7 +12,7 @@
 //!
 //! This module only formats values; [`crate::changes`] owns the record and its id.
 
-use crate::changes::{ChangeKind, PortalLayout, SourceTrace};
+use crate::changes::{ChangeKind, PortalLayout, SourceTrace, SourceView};
 use crate::enrollment::*;
 use crate::lifecycle::TransactionStatus;
 use chrono::NaiveDate;
@@ -156,7 +156,21 @@ impl<T: Json> Json for Option<T> {
     }
 }
 
+/// A borrowed value has the JSON of the value (serde serializes through references too).
+impl<T: Json + ?Sized> Json for &T {
+    #[inline]
+    fn json(&self, out: &mut Vec<u8>) {
+        (**self).json(out)
+    }
+}
+
 impl<T: Json> Json for Vec<T> {
+    fn json(&self, out: &mut Vec<u8>) {
+        self.as_slice().json(out)
+    }
+}
+
+impl<T: Json> Json for [T] {
     fn json(&self, out: &mut Vec<u8>) {
         out.push(b'[');
         for (i, v) in self.iter().enumerate() {
@@ -256,7 +270,7 @@ impl<'a> Object<'a> {
 
     /// A field with `skip_serializing_if = "Vec::is_empty"`.
     #[inline]
-    pub fn items<T: Json>(&mut self, key: &str, v: &Vec<T>) {
+    pub fn items<T: Json>(&mut self, key: &str, v: &[T]) {
         if !v.is_empty() {
             self.field(key, v);
         }
@@ -359,18 +373,24 @@ impl Json for Coverage {
 
 impl Json for MemberData {
     fn json(&self, out: &mut Vec<u8>) {
+        DataView::from(self).json(out)
+    }
+}
+
+impl Json for DataView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
         o.some("name", &self.name);
         o.some("ssn", &self.ssn);
         o.some("demographics", &self.demographics);
         o.some("residence", &self.residence);
         o.some("mailing", &self.mailing);
-        o.items("contacts", &self.contacts);
+        o.items("contacts", self.contacts);
         o.some("employment_status", &self.employment_status);
         o.some("student_status", &self.student_status);
         o.some("handicapped", &self.handicapped);
-        o.items("disabilities", &self.disabilities);
-        o.items("coverages", &self.coverages);
+        o.items("disabilities", self.disabilities);
+        o.items("coverages", self.coverages);
         o.some("division", &self.division);
         o.end();
     }
@@ -379,9 +399,15 @@ impl Json for MemberData {
 /// Internally tagged (`"type"` first), snake_case variant names.
 impl Json for SourceTrace {
     fn json(&self, out: &mut Vec<u8>) {
+        SourceView::from(self).json(out)
+    }
+}
+
+impl Json for SourceView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        match self {
-            SourceTrace::X12 {
+        match *self {
+            SourceView::X12 {
                 file,
                 isa13,
                 gs06,
@@ -394,10 +420,10 @@ impl Json for SourceTrace {
                 o.field("isa13", isa13);
                 o.field("gs06", gs06);
                 o.field("st02", st02);
-                o.field("first_segment", first_segment);
-                o.field("last_segment", last_segment);
+                o.field("first_segment", &first_segment);
+                o.field("last_segment", &last_segment);
             }
-            SourceTrace::Portal {
+            SourceView::Portal {
                 file,
                 layout,
                 first_row,
@@ -407,11 +433,11 @@ impl Json for SourceTrace {
             } => {
                 o.field("type", "portal");
                 o.field("file", file);
-                o.field("layout", layout);
-                o.field("first_row", first_row);
-                o.field("last_row", last_row);
-                o.some("transaction_id", transaction_id);
-                o.some("status", status);
+                o.field("layout", &layout);
+                o.field("first_row", &first_row);
+                o.field("last_row", &last_row);
+                o.some("transaction_id", &transaction_id);
+                o.some("status", &status);
             }
         }
         o.end();

@@ -33,7 +33,6 @@
 //! - An INS03 `001` loop that says nothing above becomes a `member_change` with all its values.
 
 use crate::enrollment::*;
-use crate::lexer::Segment;
 use crate::validate::record::Record;
 use crate::validate::Standards;
 use chrono::NaiveDate;
@@ -154,6 +153,102 @@ pub enum SourceTrace {
     },
 }
 
+/// [`SourceTrace`] borrowed (see [`RecordView`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceView<'a> {
+    X12 {
+        file: &'a str,
+        isa13: &'a str,
+        gs06: &'a str,
+        st02: &'a str,
+        first_segment: u32,
+        last_segment: u32,
+    },
+    Portal {
+        file: &'a str,
+        layout: PortalLayout,
+        first_row: u64,
+        last_row: u64,
+        transaction_id: Option<&'a str>,
+        status: Option<PortalStatus>,
+    },
+}
+
+impl<'a> From<&'a SourceTrace> for SourceView<'a> {
+    fn from(t: &'a SourceTrace) -> SourceView<'a> {
+        match t {
+            SourceTrace::X12 {
+                file,
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+            } => SourceView::X12 {
+                file,
+                isa13,
+                gs06,
+                st02,
+                first_segment: *first_segment,
+                last_segment: *last_segment,
+            },
+            SourceTrace::Portal {
+                file,
+                layout,
+                first_row,
+                last_row,
+                transaction_id,
+                status,
+            } => SourceView::Portal {
+                file,
+                layout: *layout,
+                first_row: *first_row,
+                last_row: *last_row,
+                transaction_id: transaction_id.as_deref(),
+                status: *status,
+            },
+        }
+    }
+}
+
+impl SourceView<'_> {
+    /// The owned trace.
+    pub fn to_trace(&self) -> SourceTrace {
+        match *self {
+            SourceView::X12 {
+                file,
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+            } => SourceTrace::X12 {
+                file: file.to_string(),
+                isa13: isa13.to_string(),
+                gs06: gs06.to_string(),
+                st02: st02.to_string(),
+                first_segment,
+                last_segment,
+            },
+            SourceView::Portal {
+                file,
+                layout,
+                first_row,
+                last_row,
+                transaction_id,
+                status,
+            } => SourceTrace::Portal {
+                file: file.to_string(),
+                layout,
+                first_row,
+                last_row,
+                transaction_id: transaction_id.map(str::to_string),
+                status,
+            },
+        }
+    }
+}
+
 /// One normalized change. See `schemas/change-record.v1.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRecord {
@@ -182,6 +277,32 @@ pub struct ChangeRecord {
     /// of the change id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoice_period: Option<String>,
+}
+
+/// A change record borrowed: the same fields, pointing into the values they come from.
+///
+/// [`derive_views`] gives these, borrowed from the member loop and the set's header, so that
+/// converting writes each record's JSON (and CSV row) without first copying a dozen strings
+/// and the member's values into an owned [`ChangeRecord`] only to drop it; [`ChangeRecord`]
+/// writes its JSON through its view ([`ChangeRecord::view`]), so both give the same bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    pub schema: &'a str,
+    pub change_id: &'a str,
+    pub kind: ChangeKind,
+    pub effective_date: Option<NaiveDate>,
+    pub group_id: Option<&'a str>,
+    pub division: Option<&'a str>,
+    pub subscriber_id: &'a str,
+    pub member_id: &'a str,
+    pub relationship: Relationship,
+    pub reason: Option<MaintenanceReason>,
+    pub new: DataView<'a>,
+    pub old: Option<DataView<'a>>,
+    pub source: SourceView<'a>,
+    pub broker_license: Option<&'a str>,
+    pub status: Option<crate::lifecycle::TransactionStatus>,
+    pub invoice_period: Option<&'a str>,
 }
 
 /// Where the parts of a record's JSON are, as byte ranges of the buffer
@@ -235,6 +356,87 @@ impl ChangeRecord {
     /// does) instead of `self.change_id`, which is ignored. Same bytes as `self.seal()` then
     /// [`ChangeRecord::write_json`], with one serialization instead of two.
     pub fn write_json_sealing(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        self.view().write_json_sealing(out)
+    }
+
+    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        self.view().write_json_with_id(id, out)
+    }
+
+    /// The record borrowed.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            schema: &self.schema,
+            change_id: &self.change_id,
+            kind: self.kind,
+            effective_date: self.effective_date,
+            group_id: self.group_id.as_deref(),
+            division: self.division.as_deref(),
+            subscriber_id: &self.subscriber_id,
+            member_id: &self.member_id,
+            relationship: self.relationship,
+            reason: self.reason,
+            new: DataView::from(&self.new),
+            old: self.old.as_ref().map(DataView::from),
+            source: SourceView::from(&self.source),
+            broker_license: self.broker_license.as_deref(),
+            status: self.status,
+            invoice_period: self.invoice_period.as_deref(),
+        }
+    }
+
+    /// The record without what depends on where it came from (id, trace, and the sending
+    /// file's broker, which only an 834 header names): two sources describing the same change
+    /// give equal values.
+    pub fn content(&self) -> ChangeRecord {
+        let mut c = self.clone();
+        c.change_id.clear();
+        c.broker_license = None;
+        c.status = None;
+        c.invoice_period = None;
+        c.source = SourceTrace::Portal {
+            file: String::new(),
+            layout: PortalLayout::Transactions,
+            first_row: 0,
+            last_row: 0,
+            transaction_id: None,
+            status: None,
+        };
+        c
+    }
+}
+
+impl RecordView<'_> {
+    /// The owned record.
+    pub fn to_record(&self) -> ChangeRecord {
+        ChangeRecord {
+            schema: self.schema.to_string(),
+            change_id: self.change_id.to_string(),
+            kind: self.kind,
+            effective_date: self.effective_date,
+            group_id: self.group_id.map(str::to_string),
+            division: self.division.map(str::to_string),
+            subscriber_id: self.subscriber_id.to_string(),
+            member_id: self.member_id.to_string(),
+            relationship: self.relationship,
+            reason: self.reason,
+            new: self.new.to_data(),
+            old: self.old.as_ref().map(DataView::to_data),
+            source: self.source.to_trace(),
+            broker_license: self.broker_license.map(str::to_string),
+            status: self.status,
+            invoice_period: self.invoice_period.map(str::to_string),
+        }
+    }
+
+    /// [`ChangeRecord::write_json`] of the record viewed.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+        self.write_json_with_id(self.change_id, out)
+    }
+
+    /// [`ChangeRecord::write_json_sealing`] of the record viewed: `change_id` is computed from
+    /// the JSON written, whatever `self.change_id` says.
+    pub fn write_json_sealing(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
         let spans = self.write_json_with_id(ID_PLACEHOLDER, out)?;
         let id = id_hex(&[
             &out[spans.record.start..spans.change_id.start],
@@ -249,7 +451,7 @@ impl ChangeRecord {
         use crate::changejson::{Json, Object};
         let start = out.len();
         let mut o = Object::begin(out);
-        o.field("schema", &self.schema);
+        o.field("schema", self.schema);
         o.key("change_id");
         let id_start = o.out.len() + 1;
         crate::changejson::string(o.out, id);
@@ -258,8 +460,8 @@ impl ChangeRecord {
         o.field("effective_date", &self.effective_date);
         o.field("group_id", &self.group_id);
         o.field("division", &self.division);
-        o.field("subscriber_id", &self.subscriber_id);
-        o.field("member_id", &self.member_id);
+        o.field("subscriber_id", self.subscriber_id);
+        o.field("member_id", self.member_id);
         o.field("relationship", &self.relationship);
         o.field("reason", &self.reason);
         o.key("new");
@@ -286,7 +488,7 @@ impl ChangeRecord {
         #[cfg(debug_assertions)]
         {
             // The derive is the definition: check every record debug builds write against it.
-            let mut probe = self.clone();
+            let mut probe = self.to_record();
             probe.change_id = id.to_string();
             let want = serde_json::to_vec(&probe)?;
             debug_assert!(
@@ -297,26 +499,6 @@ impl ChangeRecord {
             );
         }
         Ok(spans)
-    }
-
-    /// The record without what depends on where it came from (id, trace, and the sending
-    /// file's broker, which only an 834 header names): two sources describing the same change
-    /// give equal values.
-    pub fn content(&self) -> ChangeRecord {
-        let mut c = self.clone();
-        c.change_id.clear();
-        c.broker_license = None;
-        c.status = None;
-        c.invoice_period = None;
-        c.source = SourceTrace::Portal {
-            file: String::new(),
-            layout: PortalLayout::Transactions,
-            first_row: 0,
-            last_row: 0,
-            transaction_id: None,
-            status: None,
-        };
-        c
     }
 }
 
@@ -391,8 +573,12 @@ pub fn normalize_broker_license(v: &str) -> String {
     }
 }
 
+/// An element as text; invalid UTF-8 (which the validator reports) becomes U+FFFD.
 fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
+    match std::str::from_utf8(v) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(v).into_owned(),
+    }
 }
 
 fn opt(v: &[u8]) -> Option<String> {
@@ -433,11 +619,11 @@ impl HeaderContext {
     }
 }
 
-/// One 2300 loop as read.
+/// One 2300 loop as read: what the change table needs beside the coverage itself, which is
+/// `member.data.coverages` at the same index.
 #[derive(Debug, Clone)]
 pub struct CoverageLoop {
     pub action: MaintenanceType,
-    pub coverage: Coverage,
     /// 2300 DTP*303.
     pub maintenance_effective: Option<NaiveDate>,
     /// PLA03.
@@ -462,53 +648,59 @@ pub struct MemberLoop {
     pub last: u32,
 }
 
-/// A segment with its first elements found once: [`Segment::element`] scans from the start of
-/// the segment at every call, and reading a member takes up to ten elements of a segment.
-struct Split<'a> {
-    seg: Segment<'a>,
-    els: [&'a [u8]; SPLIT],
+/// Packed segment and loop IDs ([`crate::schema::pack`]) that [`member_loop`] matches on: the
+/// record keeps every segment's ID packed, so a match compares integers, not strings.
+mod key {
+    use crate::schema::pack_const as p;
+    pub const L2000: u64 = p(b"2000");
+    pub const L2100A: u64 = p(b"2100A");
+    pub const L2100B: u64 = p(b"2100B");
+    pub const L2100C: u64 = p(b"2100C");
+    pub const L2200: u64 = p(b"2200");
+    pub const L2300: u64 = p(b"2300");
+    pub const L2310: u64 = p(b"2310");
+    pub const L2700: u64 = p(b"2700");
+    pub const L2750: u64 = p(b"2750");
+    pub const LS_LOOP: u64 = p(b"LS_LOOP");
+    pub const INS: u64 = p(b"INS");
+    pub const REF: u64 = p(b"REF");
+    pub const DTP: u64 = p(b"DTP");
+    pub const NM1: u64 = p(b"NM1");
+    pub const PER: u64 = p(b"PER");
+    pub const N3: u64 = p(b"N3");
+    pub const N4: u64 = p(b"N4");
+    pub const DMG: u64 = p(b"DMG");
+    pub const DSB: u64 = p(b"DSB");
+    pub const HD: u64 = p(b"HD");
+    pub const N1: u64 = p(b"N1");
+    pub const IDC: u64 = p(b"IDC");
+    pub const PLA: u64 = p(b"PLA");
 }
 
-const SPLIT: usize = 20;
-
-impl<'a> Split<'a> {
-    fn new(seg: Segment<'a>) -> Split<'a> {
-        let mut els = [&b""[..]; SPLIT];
-        for (slot, e) in els.iter_mut().zip(seg.elements()) {
-            *slot = e;
-        }
-        Split { seg, els }
-    }
-
-    fn id(&self) -> &'a [u8] {
-        self.seg.id()
-    }
-
-    /// The same as [`Segment::element`].
-    fn element(&self, n: usize) -> &'a [u8] {
-        match n.checked_sub(1) {
-            Some(i) if i < SPLIT => self.els[i],
-            _ => self.seg.element(n),
-        }
-    }
-}
-
+/// One segment of a member record being read: its elements come from the separators the
+/// validator found when it recorded the segment ([`Record::element`]), without scanning it.
 struct Reader<'a> {
-    seg: Split<'a>,
+    rec: &'a Record,
+    i: usize,
     position: u32,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Element `n` (1-based), as [`crate::lexer::Segment::element`] gives it.
+    #[inline]
+    fn element(&self, n: usize) -> &'a [u8] {
+        self.rec.element(self.i, n)
+    }
     fn err(&self, element: u8, kind: DeriveErrorKind) -> DeriveError {
         DeriveError {
             position: self.position,
-            segment: text(self.seg.id()),
+            segment: text(self.rec.segment(self.i).id()),
             element,
             kind,
         }
     }
     fn code<T>(&self, n: u8, f: fn(&str) -> Option<T>) -> Result<Option<T>, DeriveError> {
-        let v = self.seg.element(n as usize);
+        let v = self.element(n as usize);
         if v.is_empty() {
             return Ok(None);
         }
@@ -522,7 +714,7 @@ impl Reader<'_> {
             .ok_or_else(|| self.err(n, DeriveErrorKind::Missing))
     }
     fn date(&self, n: u8) -> Result<Option<NaiveDate>, DeriveError> {
-        let v = self.seg.element(n as usize);
+        let v = self.element(n as usize);
         if v.is_empty() {
             return Ok(None);
         }
@@ -532,11 +724,11 @@ impl Reader<'_> {
     }
     fn name(&self) -> PersonName {
         PersonName {
-            last: text(self.seg.element(3)),
-            first: opt(self.seg.element(4)),
-            middle: opt(self.seg.element(5)),
-            prefix: opt(self.seg.element(6)),
-            suffix: opt(self.seg.element(7)),
+            last: text(self.element(3)),
+            first: opt(self.element(4)),
+            middle: opt(self.element(5)),
+            prefix: opt(self.element(6)),
+            suffix: opt(self.element(7)),
         }
     }
     fn demographics(&self) -> Result<Demographics, DeriveError> {
@@ -548,13 +740,13 @@ impl Reader<'_> {
     }
 }
 
-fn set_street(addr: &mut Option<Address>, seg: &Split<'_>) {
+fn set_street(addr: &mut Option<Address>, seg: &Reader<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.line1 = text(seg.element(1));
     a.line2 = opt(seg.element(2));
 }
 
-fn set_city(addr: &mut Option<Address>, seg: &Split<'_>) {
+fn set_city(addr: &mut Option<Address>, seg: &Reader<'_>) {
     let a = addr.get_or_insert_with(Address::default);
     a.city = text(seg.element(1));
     a.state = opt(seg.element(2));
@@ -564,6 +756,7 @@ fn set_city(addr: &mut Option<Address>, seg: &Split<'_>) {
 
 /// Reads one member loop (as recorded by the validator) into the model.
 pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveError> {
+    use key::*;
     let schema = &std.schema;
     let mut m = MemberLoop {
         member: Member {
@@ -589,40 +782,41 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     let mut ref_dx = None;
     let mut in_coverage = false;
     let mut saw_ins = false;
-    for (r, seg) in rec.iter() {
-        let rd = Reader {
-            seg: Split::new(seg),
+    for (i, r) in rec.segs.iter().enumerate() {
+        let seg = &Reader {
+            rec,
+            i,
             position: r.position,
         };
-        let seg = &rd.seg;
         if m.first == 0 {
             m.first = r.position;
         }
         m.last = r.position;
-        let loop_id = schema
+        let lp = schema
             .segments
             .get(r.seg_ix)
-            .and_then(|s| schema.loops.get(s.loop_ix))
-            .map(|l| l.id.as_str())
-            .unwrap_or("");
+            .and_then(|s| schema.loops.get(s.loop_ix));
+        // A loop ID longer than 7 bytes does not pack (its key is u64::MAX) and matches no key
+        // below; the coverage arm looks at the ID itself.
+        let loop_key = lp.map_or(u64::MAX, |l| l.key);
         let q = seg.element(1);
         let d = &mut m.member.data;
-        match (loop_id, seg.id()) {
-            ("2000", b"INS") => {
+        match (loop_key, r.key) {
+            (L2000, INS) => {
                 saw_ins = true;
-                m.member.relationship = rd.required(2, Relationship::from_code)?;
-                m.member.maintenance = rd.required(3, MaintenanceType::from_code)?;
-                m.member.reason = rd.code(4, MaintenanceReason::from_code)?;
-                d.employment_status = rd.code(8, EmploymentStatus::from_code)?;
-                d.student_status = rd.code(9, StudentStatus::from_code)?;
+                m.member.relationship = seg.required(2, Relationship::from_code)?;
+                m.member.maintenance = seg.required(3, MaintenanceType::from_code)?;
+                m.member.reason = seg.code(4, MaintenanceReason::from_code)?;
+                d.employment_status = seg.code(8, EmploymentStatus::from_code)?;
+                d.student_status = seg.code(9, StudentStatus::from_code)?;
                 d.handicapped = match seg.element(10) {
                     b"Y" => Some(true),
                     b"N" => Some(false),
                     b"" => None,
-                    _ => return Err(rd.err(10, DeriveErrorKind::UnknownCode)),
+                    _ => return Err(seg.err(10, DeriveErrorKind::UnknownCode)),
                 };
             }
-            ("2000", b"REF") => match q {
+            (L2000, REF) => match q {
                 b"0F" => m.member.subscriber_id = text(seg.element(2)),
                 b"DX" => ref_dx = opt(seg.element(2)),
                 b"17" => m.member.reporting_categories.push(ReportingCategory {
@@ -632,15 +826,15 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                 }),
                 _ => {}
             },
-            ("2000", b"DTP") => match q {
-                b"303" => m.maintenance_effective = rd.date(3)?,
-                b"356" => m.eligibility_begin = rd.date(3)?,
-                b"357" => m.eligibility_end = rd.date(3)?,
+            (L2000, DTP) => match q {
+                b"303" => m.maintenance_effective = seg.date(3)?,
+                b"356" => m.eligibility_begin = seg.date(3)?,
+                b"357" => m.eligibility_end = seg.date(3)?,
                 _ => {}
             },
-            ("2100A", b"NM1") => {
+            (L2100A, NM1) => {
                 m.corrected_name = q == b"74";
-                d.name = Some(rd.name());
+                d.name = Some(seg.name());
                 let id = opt(seg.element(9));
                 if seg.element(8) == b"34" {
                     d.ssn = id;
@@ -648,9 +842,9 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     m.member.member_id = id;
                 }
             }
-            ("2100A", b"PER") => {
+            (L2100A, PER) => {
                 for (k, v) in [(3u8, 4usize), (5, 6), (7, 8)] {
-                    if let Some(kind) = rd.code(k, ContactKind::from_code)? {
+                    if let Some(kind) = seg.code(k, ContactKind::from_code)? {
                         d.contacts.push(Contact {
                             kind,
                             value: text(seg.element(v)),
@@ -658,20 +852,20 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     }
                 }
             }
-            ("2100A", b"N3") => set_street(&mut d.residence, seg),
-            ("2100A", b"N4") => set_city(&mut d.residence, seg),
-            ("2100A", b"DMG") => d.demographics = Some(rd.demographics()?),
-            ("2100B", b"NM1") => m.member.prior_name = Some(rd.name()),
-            ("2100B", b"DMG") => m.member.prior_demographics = Some(rd.demographics()?),
-            ("2100C", b"N3") => set_street(&mut d.mailing, seg),
-            ("2100C", b"N4") => set_city(&mut d.mailing, seg),
-            ("2200", b"DSB") => d.disabilities.push(Disability {
-                kind: rd.code(1, DisabilityType::from_code)?,
+            (L2100A, N3) => set_street(&mut d.residence, seg),
+            (L2100A, N4) => set_city(&mut d.residence, seg),
+            (L2100A, DMG) => d.demographics = Some(seg.demographics()?),
+            (L2100B, NM1) => m.member.prior_name = Some(seg.name()),
+            (L2100B, DMG) => m.member.prior_demographics = Some(seg.demographics()?),
+            (L2100C, N3) => set_street(&mut d.mailing, seg),
+            (L2100C, N4) => set_city(&mut d.mailing, seg),
+            (L2200, DSB) => d.disabilities.push(Disability {
+                kind: seg.code(1, DisabilityType::from_code)?,
                 start: None,
                 end: None,
             }),
-            ("2200", b"DTP") => {
-                let date = rd.date(3)?;
+            (L2200, DTP) => {
+                let date = seg.date(3)?;
                 if let Some(dis) = d.disabilities.last_mut() {
                     match q {
                         b"360" => dis.start = date,
@@ -680,71 +874,72 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     }
                 }
             }
-            ("2300", b"HD") => {
+            (L2300, HD) => {
                 in_coverage = true;
-                let mut c = Coverage::new(rd.required(3, InsuranceLine::from_code)?);
+                let mut c = Coverage::new(seg.required(3, InsuranceLine::from_code)?);
                 c.plan = opt(seg.element(4));
-                c.coverage_level = rd.code(5, CoverageLevel::from_code)?;
+                c.coverage_level = seg.code(5, CoverageLevel::from_code)?;
                 m.coverages.push(CoverageLoop {
-                    action: rd.required(1, MaintenanceType::from_code)?,
-                    coverage: c,
+                    action: seg.required(1, MaintenanceType::from_code)?,
                     maintenance_effective: None,
                     pcp_effective: None,
                     first: r.position,
                     last: r.position,
                 });
+                d.coverages.push(c);
             }
-            ("LS_LOOP" | "2700" | "2750", _) => {
+            (LS_LOOP | L2700 | L2750, _) => {
                 in_coverage = false;
-                match (loop_id, seg.id()) {
-                    ("2750", b"N1") => m.member.reporting_categories.push(ReportingCategory {
-                        name: text(seg.element(2)),
-                        value: None,
-                        date: None,
-                    }),
-                    ("2750", b"REF") => {
-                        if let Some(cat) = m.member.reporting_categories.last_mut() {
-                            cat.value = opt(seg.element(2));
-                            if q == b"19" || cat.name.eq_ignore_ascii_case("DIVISION") {
-                                m.division = cat.value.clone();
+                if loop_key == L2750 {
+                    match r.key {
+                        N1 => m.member.reporting_categories.push(ReportingCategory {
+                            name: text(seg.element(2)),
+                            value: None,
+                            date: None,
+                        }),
+                        REF => {
+                            if let Some(cat) = m.member.reporting_categories.last_mut() {
+                                cat.value = opt(seg.element(2));
+                                if q == b"19" || cat.name.eq_ignore_ascii_case("DIVISION") {
+                                    m.division = cat.value.clone();
+                                }
                             }
                         }
-                    }
-                    ("2750", b"DTP") => {
-                        let date = rd.date(3)?;
-                        if let Some(cat) = m.member.reporting_categories.last_mut() {
-                            cat.date = date;
+                        DTP => {
+                            let date = seg.date(3)?;
+                            if let Some(cat) = m.member.reporting_categories.last_mut() {
+                                cat.date = date;
+                            }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
-            (l, id) if in_coverage && l.starts_with("23") => {
-                let Some(cl) = m.coverages.last_mut() else {
+            (l, id) if in_coverage && lp.is_some_and(|lp| lp.id.starts_with("23")) => {
+                let (Some(cl), Some(c)) = (m.coverages.last_mut(), d.coverages.last_mut()) else {
                     continue;
                 };
                 cl.last = r.position;
-                let c = &mut cl.coverage;
                 match (l, id) {
-                    ("2300", b"DTP") => match q {
-                        b"348" => c.begin = rd.date(3)?,
-                        b"349" => c.end = rd.date(3)?,
-                        b"303" => cl.maintenance_effective = rd.date(3)?,
+                    (L2300, DTP) => match q {
+                        b"348" => c.begin = seg.date(3)?,
+                        b"349" => c.end = seg.date(3)?,
+                        b"303" => cl.maintenance_effective = seg.date(3)?,
                         _ => {}
                     },
-                    ("2300", b"IDC") => c.id_cards.push(IdCard {
-                        card_type: rd.required(2, CardType::from_code)?,
+                    (L2300, IDC) => c.id_cards.push(IdCard {
+                        card_type: seg.required(2, CardType::from_code)?,
                         plan: opt(seg.element(1)),
                         count: std::str::from_utf8(seg.element(3))
                             .ok()
                             .and_then(|s| s.parse::<f64>().ok())
                             .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n < 1e6)
                             .map(|n| n as u32),
-                        action: rd.code(4, CardAction::from_code)?,
+                        action: seg.code(4, CardAction::from_code)?,
                     }),
-                    ("2310", b"NM1") if q == b"P3" => {
+                    (L2310, NM1) if q == b"P3" => {
                         let mut p = Provider {
-                            name: rd.name(),
+                            name: seg.name(),
                             ..Provider::default()
                         };
                         match seg.element(8) {
@@ -753,9 +948,9 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                         }
                         c.pcp = Some(p);
                     }
-                    ("2310", b"PLA") => {
-                        cl.pcp_effective = rd.date(3)?;
-                        let reason = rd.code(5, MaintenanceReason::from_code)?;
+                    (L2310, PLA) => {
+                        cl.pcp_effective = seg.date(3)?;
+                        let reason = seg.code(5, MaintenanceReason::from_code)?;
                         if let Some(p) = &mut c.pcp {
                             p.change_reason = reason;
                         }
@@ -788,69 +983,62 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
     if m.division.is_none() {
         m.division = ref_dx;
     }
-    m.member.data.coverages = m.coverages.iter().map(|c| c.coverage.clone()).collect();
     Ok(m)
 }
 
 /// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
 pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
-    Ok(derive_records(h, m, None)?
-        .into_iter()
-        .map(ChangeRecord::seal)
-        .collect())
+    let mut out = Vec::new();
+    derive_views(h, m, &mut |v| out.push(v.to_record().seal()))?;
+    Ok(out)
 }
 
 /// [`derive`] without the ids: every `change_id` is empty. For writers that compute the id
-/// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]). Takes the loop so
-/// that its values move into the record instead of being copied.
-pub fn derive_unsealed(
-    h: &HeaderContext,
-    mut m: MemberLoop,
-) -> Result<Vec<ChangeRecord>, DeriveError> {
-    // Only a change (INS03 001) reads the member's values piecemeal; any other loop gives
-    // them, whole or its coverages, to one record.
-    let data = (m.member.maintenance != MaintenanceType::Change)
-        .then(|| std::mem::take(&mut m.member.data));
-    derive_records(h, &m, data)
+/// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]).
+pub fn derive_unsealed(h: &HeaderContext, m: MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
+    let mut out = Vec::new();
+    derive_views(h, &m, &mut |v| out.push(v.to_record()))?;
+    Ok(out)
 }
 
-/// The table itself. `taken` is the member's values moved out of `m` (then `m.member.data` is
-/// empty), or `None` to copy them from `m`.
-fn derive_records(
-    h: &HeaderContext,
-    m: &MemberLoop,
-    mut taken: Option<MemberData>,
-) -> Result<Vec<ChangeRecord>, DeriveError> {
-    // The member values an add or audit carries: everything the sender said about the member.
-    let mut snapshot = || taken.take().unwrap_or_else(|| m.member.data.clone());
+/// The table itself: hands each change, in order, to `emit` as a view borrowed from `h` and
+/// `m` (its `change_id` empty), which a writer encodes without copying the values
+/// ([`RecordView::write_json_sealing`]). All or nothing: when the loop cannot be converted the
+/// error comes before any change is emitted.
+pub fn derive_views<'a>(
+    h: &'a HeaderContext,
+    m: &'a MemberLoop,
+    emit: &mut dyn FnMut(RecordView<'a>),
+) -> Result<(), DeriveError> {
     let mem = &m.member;
+    let data = &mem.data;
     let record = |kind: ChangeKind,
                   eff: Option<NaiveDate>,
-                  new: MemberData,
-                  old: Option<MemberData>,
+                  new: DataView<'a>,
+                  old: Option<DataView<'a>>,
                   (first, last): (u32, u32)| {
-        ChangeRecord {
-            schema: SCHEMA_VERSION.to_string(),
-            change_id: String::new(),
+        RecordView {
+            schema: SCHEMA_VERSION,
+            change_id: "",
             kind,
             effective_date: eff,
-            group_id: h.group_id.clone(),
-            division: m.division.clone(),
-            subscriber_id: mem.subscriber_id.clone(),
-            member_id: mem.member_id.clone(),
+            group_id: h.group_id.as_deref(),
+            division: m.division.as_deref(),
+            subscriber_id: &mem.subscriber_id,
+            member_id: &mem.member_id,
             relationship: mem.relationship,
             reason: mem.reason,
             new,
             old,
-            source: SourceTrace::X12 {
-                file: h.file.clone(),
-                isa13: h.isa13.clone(),
-                gs06: h.gs06.clone(),
-                st02: h.st02.clone(),
+            source: SourceView::X12 {
+                file: &h.file,
+                isa13: &h.isa13,
+                gs06: &h.gs06,
+                st02: &h.st02,
                 first_segment: first,
                 last_segment: last,
             },
-            broker_license: h.broker_license.clone(),
+            broker_license: h.broker_license.as_deref(),
             status: None,
             invoice_period: None,
         }
@@ -866,14 +1054,20 @@ fn derive_records(
         .maintenance_effective
         .or(h.maintenance_effective)
         .or(h.file_effective);
-    let earliest_begin = m.coverages.iter().filter_map(|c| c.coverage.begin).min();
+    let earliest_begin = data.coverages.iter().filter_map(|c| c.begin).min();
     let only = |allowed: MaintenanceType| -> Result<(), DeriveError> {
         match m.coverages.iter().find(|c| c.action != allowed) {
             Some(c) => Err(contradiction(c)),
             None => Ok(()),
         }
     };
-    let mut out = Vec::new();
+    // The member values an add or audit carries: everything the sender said about the member;
+    // a termination or reinstatement carries the coverages.
+    let snapshot = DataView::from(data);
+    let coverages = DataView {
+        coverages: &data.coverages,
+        ..DataView::default()
+    };
     match mem.maintenance {
         MaintenanceType::Addition => {
             only(MaintenanceType::Addition)?;
@@ -883,118 +1077,109 @@ fn derive_records(
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            out.push(record(kind, eff, snapshot(), None, whole));
+            emit(record(kind, eff, snapshot, None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            out.push(record(ChangeKind::Audit, eff, snapshot(), None, whole));
+            emit(record(ChangeKind::Audit, eff, snapshot, None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
-            let latest_end = m.coverages.iter().filter_map(|c| c.coverage.end).max();
+            let latest_end = data.coverages.iter().filter_map(|c| c.end).max();
             let eff = m.eligibility_end.or(latest_end).or(member_eff);
-            let new = MemberData {
-                coverages: snapshot().coverages,
-                ..MemberData::default()
-            };
-            out.push(record(ChangeKind::TerminateMember, eff, new, None, whole));
+            emit(record(
+                ChangeKind::TerminateMember,
+                eff,
+                coverages,
+                None,
+                whole,
+            ));
         }
         MaintenanceType::Reinstatement => {
             only(MaintenanceType::Reinstatement)?;
             let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
-            let new = MemberData {
-                coverages: snapshot().coverages,
-                ..MemberData::default()
-            };
-            out.push(record(ChangeKind::Reinstate, eff, new, None, whole));
+            emit(record(ChangeKind::Reinstate, eff, coverages, None, whole));
         }
         MaintenanceType::Change => {
-            member_changes(m, member_eff, &mut |k, e, n, o| {
-                out.push(record(k, e, n, o, whole))
+            // The first coverage the table has no change for fails the whole loop: found
+            // before anything is emitted.
+            let refused = m.coverages.iter().find(|c| {
+                matches!(
+                    c.action,
+                    MaintenanceType::Audit | MaintenanceType::EmployeeInformationNotApplicable
+                )
             });
-            for c in &m.coverages {
+            if let Some(c) = refused {
+                return Err(match c.action {
+                    MaintenanceType::Audit => contradiction(c),
+                    _ => DeriveError {
+                        kind: DeriveErrorKind::Unsupported,
+                        ..contradiction(c)
+                    },
+                });
+            }
+            let mut emitted = 0usize;
+            member_changes(m, member_eff, &mut |k, e, n, o| {
+                emitted += 1;
+                emit(record(k, e, n, o, whole))
+            });
+            for (c, cov) in m.coverages.iter().zip(&data.coverages) {
                 let span = (c.first, c.last);
-                let cov = |c: &CoverageLoop| MemberData {
-                    coverages: vec![c.coverage.clone()],
-                    ..MemberData::default()
+                let one = DataView {
+                    coverages: std::slice::from_ref(cov),
+                    ..DataView::default()
+                };
+                let mut put = |kind: ChangeKind, eff: Option<NaiveDate>| {
+                    emitted += 1;
+                    emit(record(kind, eff, one, None, span))
                 };
                 let eff_303 = c.maintenance_effective.or(member_eff);
                 match c.action {
-                    MaintenanceType::Addition => out.push(record(
-                        ChangeKind::AddCoverage,
-                        c.coverage.begin.or(eff_303),
-                        cov(c),
-                        None,
-                        span,
-                    )),
-                    MaintenanceType::Termination => out.push(record(
-                        ChangeKind::TerminateCoverage,
-                        c.coverage.end.or(eff_303),
-                        cov(c),
-                        None,
-                        span,
-                    )),
-                    MaintenanceType::Reinstatement => out.push(record(
-                        ChangeKind::Reinstate,
-                        c.coverage.begin.or(eff_303),
-                        cov(c),
-                        None,
-                        span,
-                    )),
-                    MaintenanceType::Delete => out.push(record(
+                    MaintenanceType::Addition => {
+                        put(ChangeKind::AddCoverage, cov.begin.or(eff_303));
+                    }
+                    MaintenanceType::Termination => {
+                        put(ChangeKind::TerminateCoverage, cov.end.or(eff_303));
+                    }
+                    MaintenanceType::Reinstatement => {
+                        put(ChangeKind::Reinstate, cov.begin.or(eff_303));
+                    }
+                    MaintenanceType::Delete => put(
                         ChangeKind::Cancel,
-                        c.maintenance_effective.or(c.coverage.begin).or(member_eff),
-                        cov(c),
-                        None,
-                        span,
-                    )),
-                    MaintenanceType::Correction => out.push(record(
+                        c.maintenance_effective.or(cov.begin).or(member_eff),
+                    ),
+                    MaintenanceType::Correction => put(
                         ChangeKind::CoverageCorrection,
-                        c.maintenance_effective.or(c.coverage.begin).or(member_eff),
-                        cov(c),
-                        None,
-                        span,
-                    )),
+                        c.maintenance_effective.or(cov.begin).or(member_eff),
+                    ),
                     MaintenanceType::Change => {
-                        let eff = eff_303.or(c.coverage.begin);
+                        let eff = eff_303.or(cov.begin);
                         let mut any = false;
-                        if c.coverage.pcp.is_some() {
-                            let e = c.pcp_effective.or(eff);
-                            out.push(record(ChangeKind::PcpChange, e, cov(c), None, span));
+                        if cov.pcp.is_some() {
+                            put(ChangeKind::PcpChange, c.pcp_effective.or(eff));
                             any = true;
                         }
-                        if !c.coverage.id_cards.is_empty() {
-                            out.push(record(ChangeKind::IdCardOrder, eff, cov(c), None, span));
+                        if !cov.id_cards.is_empty() {
+                            put(ChangeKind::IdCardOrder, eff);
                             any = true;
                         }
-                        if !any && c.coverage.plan.is_some() {
-                            out.push(record(ChangeKind::PlanChange, eff, cov(c), None, span));
+                        if !any && cov.plan.is_some() {
+                            put(ChangeKind::PlanChange, eff);
                         }
-                        if !any && c.coverage.coverage_level.is_some() {
-                            out.push(record(
-                                ChangeKind::CoverageLevelChange,
-                                eff,
-                                cov(c),
-                                None,
-                                span,
-                            ));
+                        if !any && cov.coverage_level.is_some() {
+                            put(ChangeKind::CoverageLevelChange, eff);
                         }
                     }
-                    MaintenanceType::Audit => return Err(contradiction(c)),
-                    MaintenanceType::EmployeeInformationNotApplicable => {
-                        return Err(DeriveError {
-                            kind: DeriveErrorKind::Unsupported,
-                            ..contradiction(c)
-                        })
-                    }
+                    // Refused above.
+                    MaintenanceType::Audit | MaintenanceType::EmployeeInformationNotApplicable => {}
                 }
             }
-            if out.is_empty() {
-                out.push(record(
+            if emitted == 0 {
+                emit(record(
                     ChangeKind::MemberChange,
                     member_eff,
-                    snapshot(),
+                    snapshot,
                     None,
                     whole,
                 ));
@@ -1011,14 +1196,14 @@ fn derive_records(
             })
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The member-level changes of an INS03 `001` loop (name, demographics, address, division).
-fn member_changes(
-    m: &MemberLoop,
+fn member_changes<'a>(
+    m: &'a MemberLoop,
     eff: Option<NaiveDate>,
-    emit: &mut dyn FnMut(ChangeKind, Option<NaiveDate>, MemberData, Option<MemberData>),
+    emit: &mut dyn FnMut(ChangeKind, Option<NaiveDate>, DataView<'a>, Option<DataView<'a>>),
 ) {
     let d = &m.member.data;
     let prior = m.member.prior_name.as_ref();
@@ -1027,13 +1212,13 @@ fn member_changes(
             emit(
                 ChangeKind::NameChange,
                 eff,
-                MemberData {
-                    name: Some(name.clone()),
-                    ..MemberData::default()
+                DataView {
+                    name: Some(name),
+                    ..DataView::default()
                 },
-                prior.map(|p| MemberData {
-                    name: Some(p.clone()),
-                    ..MemberData::default()
+                prior.map(|p| DataView {
+                    name: Some(p),
+                    ..DataView::default()
                 }),
             );
         }
@@ -1049,13 +1234,13 @@ fn member_changes(
             emit(
                 ChangeKind::DemographicChange,
                 eff,
-                MemberData {
-                    demographics: Some(demo.clone()),
-                    ..MemberData::default()
+                DataView {
+                    demographics: Some(demo),
+                    ..DataView::default()
                 },
-                old.map(|o| MemberData {
-                    demographics: Some(o.clone()),
-                    ..MemberData::default()
+                old.map(|o| DataView {
+                    demographics: Some(o),
+                    ..DataView::default()
                 }),
             );
         }
@@ -1064,11 +1249,11 @@ fn member_changes(
         emit(
             ChangeKind::AddressChange,
             eff,
-            MemberData {
-                residence: d.residence.clone(),
-                mailing: d.mailing.clone(),
-                contacts: d.contacts.clone(),
-                ..MemberData::default()
+            DataView {
+                residence: d.residence.as_ref(),
+                mailing: d.mailing.as_ref(),
+                contacts: &d.contacts,
+                ..DataView::default()
             },
             None,
         );
@@ -1077,9 +1262,9 @@ fn member_changes(
         emit(
             ChangeKind::DivisionChange,
             eff,
-            MemberData {
-                division: Some(div.clone()),
-                ..MemberData::default()
+            DataView {
+                division: Some(div),
+                ..DataView::default()
             },
             None,
         );

@@ -506,6 +506,65 @@ impl MemberData {
     }
 }
 
+/// [`MemberData`] borrowed: the values a change carries, pointing into the member loop they
+/// were read from. Deriving changes gives views, so that a member's values are not copied into
+/// every record only to be written and dropped; the JSON of a view is the JSON of the
+/// [`MemberData`] with the same values ([`MemberData`]'s own JSON is written through its view).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DataView<'a> {
+    pub name: Option<&'a PersonName>,
+    pub ssn: Option<&'a str>,
+    pub demographics: Option<&'a Demographics>,
+    pub residence: Option<&'a Address>,
+    pub mailing: Option<&'a Address>,
+    pub contacts: &'a [Contact],
+    pub employment_status: Option<EmploymentStatus>,
+    pub student_status: Option<StudentStatus>,
+    pub handicapped: Option<bool>,
+    pub disabilities: &'a [Disability],
+    pub coverages: &'a [Coverage],
+    pub division: Option<&'a str>,
+}
+
+impl<'a> From<&'a MemberData> for DataView<'a> {
+    fn from(d: &'a MemberData) -> DataView<'a> {
+        DataView {
+            name: d.name.as_ref(),
+            ssn: d.ssn.as_deref(),
+            demographics: d.demographics.as_ref(),
+            residence: d.residence.as_ref(),
+            mailing: d.mailing.as_ref(),
+            contacts: &d.contacts,
+            employment_status: d.employment_status,
+            student_status: d.student_status,
+            handicapped: d.handicapped,
+            disabilities: &d.disabilities,
+            coverages: &d.coverages,
+            division: d.division.as_deref(),
+        }
+    }
+}
+
+impl DataView<'_> {
+    /// The owned values.
+    pub fn to_data(&self) -> MemberData {
+        MemberData {
+            name: self.name.cloned(),
+            ssn: self.ssn.map(str::to_string),
+            demographics: self.demographics.cloned(),
+            residence: self.residence.cloned(),
+            mailing: self.mailing.cloned(),
+            contacts: self.contacts.to_vec(),
+            employment_status: self.employment_status,
+            student_status: self.student_status,
+            handicapped: self.handicapped,
+            disabilities: self.disabilities.to_vec(),
+            coverages: self.coverages.to_vec(),
+            division: self.division.map(str::to_string),
+        }
+    }
+}
+
 /// One member (subscriber or dependent) as a sender describes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

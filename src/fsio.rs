@@ -50,6 +50,12 @@ impl AtomicFile {
         })
     }
 
+    /// The temporary file being written (for writers that rewrite what they wrote, such as
+    /// [`crate::batch::ConvertObserver::direct`]).
+    pub fn as_file(&self) -> &fs::File {
+        self.tmp.as_file()
+    }
+
     /// Flushes to disk and renames into place.
     pub fn commit(self) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;

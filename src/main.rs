@@ -554,13 +554,17 @@ fn cmd_convert(
 ) -> ExitCode {
     let result = match output {
         Some(p) => eligo::fsio::AtomicFile::create(p, true).and_then(|f| {
-            let (status, f) =
-                convert_all(files, format, BufWriter::with_capacity(1 << 16, f), plan)?;
+            // The output file is only renamed into place when complete: records may go
+            // straight to it rather than through a spool (eligo::batch::ConvertObserver::direct).
+            let direct = f.as_file().try_clone()?;
+            let out = BufWriter::with_capacity(1 << 16, f);
+            let (status, f) = convert_all(files, format, out, plan, Some(&direct))?;
             f.into_inner().map_err(|e| e.into_error())?.commit()?;
             Ok(status)
         }),
         None => {
-            convert_all(files, format, BufWriter::new(io::stdout().lock()), plan).map(|(s, _)| s)
+            let out = BufWriter::new(io::stdout().lock());
+            convert_all(files, format, out, plan, None).map(|(s, _)| s)
         }
     };
     match result {
@@ -573,14 +577,16 @@ fn cmd_convert(
 }
 
 /// Converts every input into one batch; returns the exit status and the flushed writer.
+/// `direct` is a handle to the file `out` writes to, if records may be written straight to it.
 fn convert_all<W: Write>(
     files: &[PathBuf],
     format: eligo::batch::Format,
     out: W,
     plan: Option<&RulePlan>,
+    direct: Option<&std::fs::File>,
 ) -> io::Result<(u8, W)> {
     if plan.is_none() {
-        return convert_without_rules(files, format, out);
+        return convert_without_rules(files, format, out, direct);
     }
     let engine = engine_for(plan);
     let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
@@ -694,6 +700,7 @@ fn convert_without_rules<W: Write>(
     files: &[PathBuf],
     format: eligo::batch::Format,
     out: W,
+    direct: Option<&std::fs::File>,
 ) -> io::Result<(u8, W)> {
     let engine = Engine::embedded();
     let mut writer = eligo::batch::ChangeWriter::new(out, format)?;
@@ -703,7 +710,7 @@ fn convert_without_rules<W: Write>(
         // One file at a time: its large sets are cut into pieces converted on every core.
         let inside = jobs();
         for path in files {
-            let (s, messages) = convert_file(&engine, path, &mut writer, inside)?;
+            let (s, messages) = convert_file(&engine, path, &mut writer, inside, direct)?;
             eprint!("{messages}");
             status = status.max(s);
         }
@@ -721,7 +728,7 @@ fn convert_without_rules<W: Write>(
                     encoder: eligo::batch::Encoder::new(format),
                     records: 0,
                 };
-                let r = convert_file(&engine, &files[i], &mut w, 1);
+                let r = convert_file(&engine, &files[i], &mut w, 1, None);
                 (r, w)
             },
             |_, (r, w)| {
@@ -744,12 +751,14 @@ fn convert_without_rules<W: Write>(
 
 /// Converts one file into `writer`; returns its exit status and the messages for standard
 /// error (returned rather than printed, so that parallel conversions print them in order).
-/// `jobs` threads may convert pieces of an X12 file's large sets.
+/// `jobs` threads may convert pieces of an X12 file's large sets. `direct`: see
+/// [`convert_all`].
 fn convert_file<W: Write>(
     engine: &Engine,
     path: &Path,
     writer: &mut eligo::batch::ChangeWriter<W>,
     jobs: usize,
+    direct: Option<&std::fs::File>,
 ) -> io::Result<(u8, String)> {
     use std::fmt::Write as _;
     let mut msg = String::new();
@@ -788,7 +797,7 @@ fn convert_file<W: Write>(
         let s = match input {
             Input::File(f) => {
                 let opts = eligo::split::SplitOptions::new(jobs);
-                eligo::batch::convert_x12_file(engine, &name, &f, writer, opts)?.0
+                eligo::batch::convert_x12_file_to(engine, &name, &f, writer, opts, direct)?.0
             }
             Input::Stdin => eligo::batch::convert_x12(engine, &name, input.reader(), writer)?,
         };
