@@ -227,12 +227,32 @@ pub fn same_family(a: &ChangeRecord, b: &ChangeRecord) -> bool {
 }
 
 /// The rules' memory across the families of one file.
+///
+/// It grows with the file's members, so it keeps a 128-bit fingerprint of each key rather
+/// than the key's strings: about 20 bytes a member instead of ~150 (a 1 GB change file has
+/// millions of members). Two keys share a fingerprint with a probability near 2^-128 per pair,
+/// far below any other failure; the fingerprint uses fixed keys, so runs stay deterministic.
 #[derive(Debug, Default)]
 pub struct Assessor {
     /// Members already seen (group, subscriber, member key).
-    members: HashSet<(Option<String>, String, String)>,
+    members: HashSet<u128>,
     /// Subscribers whose own loop has been seen (group, subscriber id).
-    subscribers: HashSet<(Option<String>, String)>,
+    subscribers: HashSet<u128>,
+}
+
+/// A 128-bit fingerprint of `parts` (two SipHash-2-4 passes with fixed keys and distinct
+/// domain tags; the parts are length-prefixed so ("ab", "c") and ("a", "bc") differ).
+fn fingerprint(parts: &[Option<&str>]) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |tag: u8| {
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(0x656c_6967_6f00 + u64::from(tag), 0);
+        for p in parts {
+            p.hash(&mut h);
+        }
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 /// Which occurrence of a member a change comes from: the X12 set, or the portal row.
@@ -300,14 +320,17 @@ impl Assessor {
         let mut out: Vec<Assessment> = Vec::with_capacity(family.len());
         for &(s, e) in &runs {
             let first = &family[s];
-            let key = (
-                first.group_id.clone(),
-                first.subscriber_id.clone(),
-                member_key(first),
-            );
+            let key = fingerprint(&[
+                first.group_id.as_deref(),
+                Some(first.subscriber_id.as_str()),
+                Some(member_key(first).as_str()),
+            ]);
             let duplicate = !self.members.insert(key);
             let is_sub = first.relationship == Relationship::SelfSubscriber;
-            let sub_key = (first.group_id.clone(), first.subscriber_id.clone());
+            let sub_key = fingerprint(&[
+                first.group_id.as_deref(),
+                Some(first.subscriber_id.as_str()),
+            ]);
             let orphan = if is_sub {
                 self.subscribers.insert(sub_key);
                 false
@@ -1038,6 +1061,15 @@ mod tests {
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn fingerprints_keep_keys_apart() {
+        let f = |p: &[Option<&str>]| fingerprint(p);
+        assert_ne!(f(&[Some("ab"), Some("c")]), f(&[Some("a"), Some("bc")]));
+        assert_ne!(f(&[None, Some("1")]), f(&[Some(""), Some("1")]));
+        assert_ne!(f(&[Some("G"), Some("1")]), f(&[Some("G"), Some("2")]));
+        assert_eq!(f(&[Some("G"), Some("1")]), f(&[Some("G"), Some("1")]));
     }
 
     #[test]
