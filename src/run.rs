@@ -828,14 +828,18 @@ impl Chunks {
     fn push(
         &mut self,
         r: ChangeRecord,
-        set: SetKey,
+        set: &SetKey,
         day: Option<NaiveDate>,
     ) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
         let cut = self.records.last().is_some_and(|last| {
-            self.set != set || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
+            self.set != *set
+                || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
         });
         let done = cut.then(|| (std::mem::take(&mut self.records), self.day));
-        self.set = set;
+        if self.set != *set {
+            // Only where the set changes: not three strings cloned per change.
+            self.set = set.clone();
+        }
         self.day = day;
         self.records.push(r);
         done
@@ -877,7 +881,7 @@ impl Derived {
         } else if let Some(w) = &mut self.spool {
             serde_json::to_writer(&mut *w, &c).map_err(io::Error::other)?;
             io::Write::write_all(w, b"\n")?;
-        } else if let Some((chunk, day)) = self.chunks.push(c, self.key.clone(), self.day) {
+        } else if let Some((chunk, day)) = self.chunks.push(c, &self.key, self.day) {
             self.emitted += ctx.emit(file, sender, day, chunk)?;
         }
         Ok(())
@@ -894,7 +898,7 @@ impl Derived {
         if let Some(w) = self.spool.take() {
             let f = w.into_inner().map_err(|e| e.into_error())?;
             for r in spooled(f)? {
-                if let Some((chunk, day)) = self.chunks.push(r?, self.key.clone(), self.day) {
+                if let Some((chunk, day)) = self.chunks.push(r?, &self.key, self.day) {
                     self.emitted += ctx.emit(file, sender, day, chunk)?;
                 }
             }
@@ -1383,7 +1387,7 @@ impl Ctx<'_> {
                     continue;
                 }
                 let created = head.and_then(|h| h.created);
-                if let Some((c, day)) = chunks.push(r, key, created) {
+                if let Some((c, day)) = chunks.push(r, &key, created) {
                     total += self.emit(file, sender, day, c)?;
                 }
             }
@@ -1398,7 +1402,7 @@ impl Ctx<'_> {
             let Some(gid) = head.group.clone() else {
                 let mut chunks = Chunks::default();
                 for r in records {
-                    if let Some((c, day)) = chunks.push(r?, key.clone(), head.created) {
+                    if let Some((c, day)) = chunks.push(r?, &key, head.created) {
                         total += self.emit(file, sender, day, c)?;
                     }
                 }
@@ -1978,7 +1982,7 @@ fn apply_all(
                 let mut chunks = Chunks::default();
                 with_spooled(spool, |records| -> Result<(), RunError> {
                     for r in records {
-                        if let Some((c, _)) = chunks.push(r?, SetKey::default(), None) {
+                        if let Some((c, _)) = chunks.push(r?, &SetKey::default(), None) {
                             total += ctx.emit(f, Some("PORTAL"), None, c)?;
                         }
                     }
