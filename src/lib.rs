@@ -15,6 +15,7 @@ pub mod fullfile;
 pub mod gen;
 pub mod lexer;
 pub mod lifecycle;
+pub mod member_segments;
 pub mod output;
 pub mod parallel;
 pub mod portal;

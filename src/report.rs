@@ -106,24 +106,93 @@ pub struct RejectReport {
     pub not_shown: usize,
 }
 
+/// A segment as received, as [`locate`] sees it: the report's copy ([`RawSegment`]) or one
+/// read again from the input ([`crate::member_segments::Received`]).
+pub trait ReceivedSegment {
+    fn position(&self) -> u32;
+    fn line(&self) -> u64;
+    fn id(&self) -> &[u8];
+    /// Element `n` (1-based); `None` when the segment is shorter.
+    fn element(&self, n: usize) -> Option<&[u8]>;
+}
+
+impl<T: ReceivedSegment> ReceivedSegment for &T {
+    fn position(&self) -> u32 {
+        (**self).position()
+    }
+    fn line(&self) -> u64 {
+        (**self).line()
+    }
+    fn id(&self) -> &[u8] {
+        (**self).id()
+    }
+    fn element(&self, n: usize) -> Option<&[u8]> {
+        (**self).element(n)
+    }
+}
+
+impl ReceivedSegment for RawSegment {
+    fn position(&self) -> u32 {
+        self.position
+    }
+    fn line(&self) -> u64 {
+        self.line
+    }
+    fn id(&self) -> &[u8] {
+        self.id.as_bytes()
+    }
+    fn element(&self, n: usize) -> Option<&[u8]> {
+        n.checked_sub(1)
+            .and_then(|i| self.elements.get(i))
+            .map(String::as_bytes)
+    }
+}
+
+impl ReceivedSegment for crate::member_segments::Received<'_> {
+    fn position(&self) -> u32 {
+        self.position
+    }
+    fn line(&self) -> u64 {
+        self.segment.position().line
+    }
+    fn id(&self) -> &[u8] {
+        self.segment.id()
+    }
+    fn element(&self, n: usize) -> Option<&[u8]> {
+        self.segment.elements().nth(n.checked_sub(1)?)
+    }
+}
+
 /// Points a business finding at the exact segment of the member loop: the first segment with
 /// the finding's segment id whose element holds the finding's value (or the first with that id).
 pub fn locate(f: &mut Finding, raw: &[RawSegment]) {
+    locate_in(f, raw.iter());
+}
+
+/// [`locate`] over any segments as received, in order.
+pub fn locate_in<S: ReceivedSegment>(f: &mut Finding, segs: impl Iterator<Item = S>) {
     let (Some(id), Some(el)) = (f.location.segment_id.as_deref(), f.location.element) else {
         return;
     };
     let lo = f.location.segment_position.unwrap_or(0);
-    let in_span = |s: &&RawSegment| s.id == id && s.position >= lo;
-    let by_value = f.value.as_deref().and_then(|v| {
-        raw.iter().filter(in_span).find(|s| {
-            s.elements
-                .get(el.element as usize - 1)
-                .is_some_and(|e| e == v)
-        })
-    });
-    if let Some(s) = by_value.or_else(|| raw.iter().find(in_span)) {
-        f.location.segment_position = Some(s.position);
-        f.location.line = s.line;
+    let value = f.value.as_deref().map(str::as_bytes);
+    let mut first_in_span = None;
+    let mut by_value = None;
+    for s in segs {
+        if s.id() != id.as_bytes() || s.position() < lo {
+            continue;
+        }
+        if value.is_some() && s.element(el.element as usize) == value {
+            by_value = Some((s.position(), s.line()));
+            break;
+        }
+        if first_in_span.is_none() {
+            first_in_span = Some((s.position(), s.line()));
+        }
+    }
+    if let Some((position, line)) = by_value.or(first_in_span) {
+        f.location.segment_position = Some(position);
+        f.location.line = line;
     }
 }
 

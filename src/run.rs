@@ -37,6 +37,7 @@ use crate::config::{Config, OmissionPolicy};
 use crate::finding::{Finding, Severity};
 use crate::fsio;
 use crate::lifecycle::TransactionStatus;
+use crate::member_segments::{LoopIndex, Mark, SegmentReader, SetMarks};
 use crate::store::{FileRow, SqliteStore, Store, StoreError};
 use crate::validate::record::Record;
 use crate::validate::Standards;
@@ -378,6 +379,8 @@ enum Parsed {
         rejects: Vec<RejectRow>,
         accepted: u64,
         rejected: u64,
+        /// Where member loops start, to read a rejected change's segments again.
+        loops: LoopIndex,
     },
     Portal {
         spool: File,
@@ -404,6 +407,22 @@ struct Tee<'a> {
     accepted_in_ic: u64,
     accepted: u64,
     rejected: u64,
+    /// Member loop starts of the current set, and of the sets before it.
+    marks: SetMarks,
+    loops: LoopIndex,
+}
+
+/// Notes where the member loop `rec` starts.
+fn note_member(marks: &mut SetMarks, rec: &Record) {
+    if let Some(first) = rec.segs.first() {
+        marks.note(
+            rec.delims,
+            Mark {
+                position: first.position,
+                at: first.at,
+            },
+        );
+    }
 }
 
 fn joined(v: &[&'static str]) -> String {
@@ -477,6 +496,7 @@ impl Observer for Tee<'_> {
         self.ids.2 = s.st02.clone();
         self.rules.clear();
         self.header = None;
+        self.marks = SetMarks::default();
         self.ack.set_start(s);
         self.conv.set_start(s);
     }
@@ -502,10 +522,13 @@ impl Observer for Tee<'_> {
         self.conv.header(rec, std);
     }
     fn member(&mut self, rec: &Record, std: &Standards) {
+        note_member(&mut self.marks, rec);
         self.ack.member(rec, std);
         self.conv.member(rec, std);
     }
     fn set_end(&mut self, r: &SetResult) {
+        self.loops
+            .insert(self.ids.clone(), std::mem::take(&mut self.marks));
         if r.code == 'R' {
             self.rejected += 1;
             self.rejects.push(RejectRow {
@@ -535,6 +558,7 @@ impl Observer for Tee<'_> {
 struct TeePiece {
     conv: batch::ConvertPiece,
     findings: Vec<Finding>,
+    marks: SetMarks,
 }
 
 impl Observer for TeePiece {
@@ -543,6 +567,7 @@ impl Observer for TeePiece {
         self.findings.push(f);
     }
     fn member(&mut self, rec: &Record, std: &Standards) {
+        note_member(&mut self.marks, rec);
         self.conv.member(rec, std);
     }
 }
@@ -553,10 +578,12 @@ impl crate::split::Split for Tee<'_> {
         self.conv.piece().map(|conv| TeePiece {
             conv,
             findings: Vec::new(),
+            marks: SetMarks::default(),
         })
     }
     fn merge(&mut self, piece: TeePiece) {
         self.conv.merge(piece.conv);
+        self.marks.append(piece.marks);
         for f in piece.findings {
             // What `Tee::finding` does, less the converter's part (its piece counted them).
             if f.severity == Severity::Error {
@@ -744,6 +771,8 @@ fn parse_x12(
         accepted_in_ic: 0,
         accepted: 0,
         rejected: 0,
+        marks: SetMarks::default(),
+        loops: LoopIndex::default(),
     };
     let stats = crate::split::split_file(
         engine,
@@ -759,6 +788,7 @@ fn parse_x12(
         rejects,
         accepted,
         rejected,
+        loops,
         ..
     } = tee;
     conv.finish()?;
@@ -775,6 +805,7 @@ fn parse_x12(
         rejects,
         accepted,
         rejected,
+        loops,
     })
 }
 
@@ -1081,8 +1112,8 @@ struct Ctx<'a> {
     report: crate::report::RejectReport,
     /// What each full file showed against the enrollment, per group.
     discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
-    /// Segments to show, as received, for the report's entries.
-    wanted: Vec<Wanted>,
+    /// The input being applied, to read a change's segments again for the reject report.
+    segments: Option<SegmentReader>,
     /// The reject CSV's business rows, for every change with findings.
     reject_rows: BufWriter<File>,
     /// The JSON of the change being recorded (a buffer kept from change to change).
@@ -1105,95 +1136,54 @@ struct RejectOutputs {
 /// Changes with findings the reject page shows whole (the CSV has them all).
 const MAX_REPORT_ENTRIES: usize = 2_000;
 
-/// The member segments (a set's positions `first..=last`) a report entry shows.
-struct Wanted {
-    entry: usize,
-    path: PathBuf,
-    set: (String, String, String),
-    first: u32,
-    last: u32,
-}
-
-/// Most report entries that get their segments (the CSV lists every reject; the page shows the
-/// first ones whole, so that a night with tens of thousands of rejects still gives a page a
-/// browser opens).
-const MAX_SEGMENT_ENTRIES: usize = 2_000;
-
-/// Reads each input that has rejected members once more and gives the report entries their
-/// members' segments as received, so that the analyst sees the offending segment and element
-/// highlighted. Memory holds only those members' segments; each input is read once, and each
-/// segment is matched against the wanted ranges of its set in order (positions only grow).
-fn fill_report_segments(report: &mut crate::report::RejectReport, wanted: &[Wanted]) {
-    use crate::lexer::{Lexer, Token};
-    type SetKey = (String, String, String);
-    let wanted = &wanted[..wanted.len().min(MAX_SEGMENT_ENTRIES)];
-    let mut by_path: BTreeMap<&PathBuf, HashMap<SetKey, Vec<&Wanted>>> = BTreeMap::new();
-    for w in wanted {
-        by_path
-            .entry(&w.path)
-            .or_default()
-            .entry(w.set.clone())
-            .or_default()
-            .push(w);
-    }
-    for (path, mut sets) in by_path {
-        for v in sets.values_mut() {
-            v.sort_by_key(|w| (w.first, w.last));
-        }
-        let Ok(file) = File::open(path) else { continue };
-        let mut lexer = Lexer::new(BufReader::with_capacity(1 << 16, file));
-        let (mut isa13, mut gs06) = (String::new(), String::new());
-        let mut current: Option<(&Vec<&Wanted>, usize)> = None;
-        let mut position = 0u32;
-        while let Some(tok) = lexer.next_token() {
-            let Token::Segment(seg) = tok else { continue };
-            let text = |n: usize| String::from_utf8_lossy(seg.element(n)).into_owned();
-            match seg.id() {
-                b"ISA" => isa13 = text(13),
-                b"GS" => gs06 = text(6),
-                b"ST" => {
-                    current = sets
-                        .get(&(isa13.clone(), gs06.clone(), text(2)))
-                        .map(|v| (v, 0));
-                    position = 0;
-                }
-                _ => {}
-            }
-            position = position.saturating_add(1);
-            let Some((ranges, next)) = current.as_mut() else {
-                continue;
-            };
-            while *next < ranges.len() && ranges[*next].last < position {
-                *next += 1;
-            }
-            for w in ranges[*next..].iter().take_while(|w| w.first <= position) {
-                if w.last < position {
-                    continue;
-                }
-                if let Some(e) = report.entries.get_mut(w.entry) {
-                    e.segments.push(crate::report::RawSegment {
-                        position,
-                        line: seg.position().line,
-                        id: String::from_utf8_lossy(seg.id()).into_owned(),
-                        elements: seg
-                            .elements()
-                            .map(|x| String::from_utf8_lossy(x).into_owned())
-                            .collect(),
-                    });
-                }
-            }
-        }
-    }
-    for e in &mut report.entries {
-        let raw = std::mem::take(&mut e.segments);
-        for f in &mut e.findings {
-            crate::report::locate(f, &raw);
-        }
-        e.segments = raw;
-    }
-}
-
 impl Ctx<'_> {
+    /// Points `findings` of change `r` at the segments that hold their values, read again
+    /// from the input; returns the change's segments as received when `keep` (the reject page
+    /// shows them). A change without X12 segments, or whose input cannot be read again, keeps
+    /// the position of its loop's first segment and shows none.
+    fn locate(
+        &mut self,
+        r: &ChangeRecord,
+        findings: &mut [Finding],
+        keep: bool,
+    ) -> Vec<crate::report::RawSegment> {
+        let (
+            Some(reader),
+            SourceTrace::X12 {
+                isa13,
+                gs06,
+                st02,
+                first_segment,
+                last_segment,
+                ..
+            },
+        ) = (self.segments.as_mut(), &r.source)
+        else {
+            return Vec::new();
+        };
+        let (first, last) = (*first_segment, *last_segment);
+        if first == 0 {
+            return Vec::new();
+        }
+        let set = (isa13.clone(), gs06.clone(), st02.clone());
+        let segs = match reader.read(&set, first, last) {
+            Ok(Some(segs)) => segs,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e.kind(), "cannot read an input again for the reject report's segments");
+                return Vec::new();
+            }
+        };
+        for f in findings.iter_mut() {
+            crate::report::locate_in(f, segs.range(first, last));
+        }
+        if keep {
+            segs.range(first, last).map(|s| s.to_raw()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Assesses, records and (when Pending) submits changes; returns how many were recorded.
     fn emit(
         &mut self,
@@ -1210,14 +1200,18 @@ impl Ctx<'_> {
         };
         let assessed = crate::rules::assess_with(&mut self.assessor, &actx, &changes);
         let mut n = 0;
-        for (mut r, a) in changes.into_iter().zip(assessed) {
+        for (mut r, mut a) in changes.into_iter().zip(assessed) {
             let r0 = &r;
-            let mut continue_report = true;
             if !a.findings.is_empty() {
                 // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
                 // shows them with their segments); the rest go straight to the CSV, spilled to
-                // disk, so memory stays bounded on a bad night.
-                if self.report.entries.len() >= MAX_REPORT_ENTRIES {
+                // disk, so memory stays bounded on a bad night. Both point each finding at the
+                // segment that holds its value.
+                let on_page = self.report.entries.len() < MAX_REPORT_ENTRIES;
+                let raw = self.locate(r0, &mut a.findings, on_page);
+                if on_page {
+                    self.report.add_change(&file.name, sender, r0, &a, &raw);
+                } else {
                     let mut rows = std::mem::take(&mut self.rows);
                     rows.clear();
                     self.report.change_csv_rows(
@@ -1231,30 +1225,6 @@ impl Ctx<'_> {
                     io::Write::write_all(&mut self.reject_rows, &rows)?;
                     self.rows = rows;
                     self.report.not_shown += 1;
-                    continue_report = false;
-                } else {
-                    self.report.add_change(&file.name, sender, r0, &a, &[]);
-                }
-            }
-            if continue_report && !a.findings.is_empty() {
-                if let SourceTrace::X12 {
-                    isa13,
-                    gs06,
-                    st02,
-                    first_segment,
-                    last_segment,
-                    ..
-                } = &r0.source
-                {
-                    if *first_segment > 0 {
-                        self.wanted.push(Wanted {
-                            entry: self.report.entries.len() - 1,
-                            path: PathBuf::from(&file.path),
-                            set: (isa13.clone(), gs06.clone(), st02.clone()),
-                            first: *first_segment,
-                            last: *last_segment,
-                        });
-                    }
                 }
             }
             r.status = Some(a.status);
@@ -1784,15 +1754,14 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         omissions: Vec::new(),
         report: crate::report::RejectReport::new(as_of),
         discrepancies: Vec::new(),
-        wanted: Vec::new(),
+        segments: None,
         reject_rows: BufWriter::new(tempfile::tempfile()?),
         json: Vec::new(),
         assessor: Default::default(),
         rows: Vec::new(),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
-    let mut report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
-    fill_report_segments(&mut report, &ctx.wanted);
+    let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
     let mut discrepancies = std::mem::take(&mut ctx.discrepancies);
     let reject_rows =
         std::mem::replace(&mut ctx.reject_rows, BufWriter::new(tempfile::tempfile()?));
@@ -1943,6 +1912,7 @@ fn apply_all(
                 rejects: rj,
                 accepted,
                 rejected,
+                loops,
             } => {
                 stage.write(sender_dir.join(ack_name(f)), &ack, true)?;
                 rep.acknowledgement = Some(ack_name(f));
@@ -1957,7 +1927,13 @@ fn apply_all(
                     }
                 }
                 rejects.extend(rj);
-                let (n, held) = ctx.apply_x12(f, spool, &heads)?;
+                // A file that cannot be opened again only costs the report its segments.
+                ctx.segments = File::open(&f.path)
+                    .ok()
+                    .map(|input| SegmentReader::new(input, loops));
+                let applied = ctx.apply_x12(f, spool, &heads);
+                ctx.segments = None;
+                let (n, held) = applied?;
                 (if held { "held" } else { "processed" }, n)
             }
             Parsed::Portal {

@@ -239,14 +239,14 @@ pub fn split_file<S: Split>(
 }
 
 /// Reads `[pos, end)` of a file with positional reads: several readers share one handle.
-struct RangeReader<'f> {
+pub(crate) struct RangeReader<'f> {
     file: &'f File,
     pos: u64,
     end: u64,
 }
 
 impl<'f> RangeReader<'f> {
-    fn new(file: &'f File, pos: u64, end: u64) -> Self {
+    pub(crate) fn new(file: &'f File, pos: u64, end: u64) -> Self {
         RangeReader { file, pos, end }
     }
 }

@@ -775,6 +775,75 @@ fn the_run_rejects_what_convert_with_rules_rejects_however_many_changes_a_file_h
     assert!(run.len() > 100, "{} rejects", run.len());
     assert!(!run.keys().any(|k| k.1 == "BR-NO-SUBSCRIBER"));
     assert_eq!(run, convert);
+    // Every business finding points at the segment that holds its value, also for the
+    // changes beyond the first the page shows (whose rows once kept their loop's first
+    // segment): the segment convert --config points at, with the finding's segment id.
+    let page = std::fs::read_to_string(env.path("var/reports/run-000001.reject.html")).unwrap();
+    assert!(
+        page.contains("more are listed in the CSV beside it"),
+        "the file has too few rejects to go beyond the page"
+    );
+    let run_at = business_positions(&env.path("var/reports/run-000001.reject.csv"));
+    let convert_at = business_positions(&report.join("reject.csv"));
+    assert_eq!(run_at, convert_at);
+    let input = std::fs::read(env.path("var/archive/run-000001/big.x12")).unwrap();
+    let ids = segment_ids(&input);
+    for ((st02, position, id, _, _), n) in &run_at {
+        assert_eq!(
+            ids.get(&(st02.clone(), *position)),
+            Some(id),
+            "{n} finding(s) at ST02 {st02} segment {position}"
+        );
+    }
+}
+
+/// Business rows of a reject CSV by (ST02, segment position, segment id, member, rule).
+fn business_positions(csv_path: &Path) -> BTreeMap<(String, u32, String, String, String), usize> {
+    let mut out = BTreeMap::new();
+    let mut r = csv::Reader::from_path(csv_path).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (kind, st02, pos, id, member, rule) = (
+        col("kind"),
+        col("st02"),
+        col("segment_position"),
+        col("segment_id"),
+        col("member_id"),
+        col("rule_id"),
+    );
+    for row in r.records() {
+        let row = row.unwrap();
+        if &row[kind] == "business" {
+            let k = (
+                row[st02].to_string(),
+                row[pos].parse().unwrap(),
+                row[id].to_string(),
+                row[member].to_string(),
+                row[rule].to_string(),
+            );
+            *out.entry(k).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The id of every segment of a one-interchange file by (ST02, position in the set, ST = 1).
+fn segment_ids(x12: &[u8]) -> BTreeMap<(String, u32), String> {
+    let (sep, term) = (x12[3], x12[105]);
+    let mut out = BTreeMap::new();
+    let (mut st02, mut position) = (String::new(), 0u32);
+    for seg in x12.split(|b| *b == term) {
+        let seg = String::from_utf8_lossy(seg).trim().to_string();
+        let mut el = seg.split(sep as char);
+        let id = el.next().unwrap_or_default().to_string();
+        if id == "ST" {
+            st02 = el.nth(1).unwrap_or_default().to_string();
+            position = 0;
+        }
+        position += 1;
+        out.insert((st02.clone(), position), id);
+    }
+    out
 }
 
 #[test]
