@@ -283,3 +283,159 @@ impl SegmentReader {
         Ok(Some(&self.segments))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Every segment of the file by (set key, position), and the marks a parse would note
+    /// (one at each INS: the member loops' first segments).
+    /// Line and bytes of each segment by set and position.
+    type Segs = HashMap<(SetKey, u32), (u64, Vec<u8>)>;
+
+    fn sequential(x12: &[u8]) -> (Segs, LoopIndex) {
+        let mut lexer = Lexer::new(x12);
+        let mut all = HashMap::new();
+        let mut index = LoopIndex::default();
+        let (mut isa13, mut gs06, mut key) = (String::new(), String::new(), SetKey::default());
+        let mut marks = SetMarks::default();
+        let mut position = 0u32;
+        while let Some(tok) = lexer.next_token() {
+            let Token::Segment(seg) = tok else { continue };
+            let text = |n| String::from_utf8_lossy(seg.element(n)).into_owned();
+            match seg.id() {
+                b"ISA" => isa13 = text(13),
+                b"GS" => gs06 = text(6),
+                b"ST" => {
+                    key = (isa13.clone(), gs06.clone(), text(2));
+                    position = 0;
+                }
+                _ => {}
+            }
+            position += 1;
+            if seg.id() == b"INS" {
+                marks.note(
+                    seg.delimiters(),
+                    Mark {
+                        position,
+                        at: seg.position(),
+                    },
+                );
+            }
+            if seg.id() == b"SE" {
+                index.insert(key.clone(), std::mem::take(&mut marks));
+            }
+            all.insert(
+                (key.clone(), position),
+                (seg.position().line, seg.raw().to_vec()),
+            );
+        }
+        (all, index)
+    }
+
+    #[test]
+    fn ranges_read_again_equal_a_sequential_read_in_any_order() {
+        let mut x12 = Vec::new();
+        let o = crate::gen::GenOptions {
+            size_mb: 0.4,
+            seed: 5,
+            full: false,
+            error_rate: 0.0,
+            sets: 2,
+        };
+        crate::gen::generate(&o, &mut x12).unwrap();
+        // Line breaks after every terminator: lines must come out right too.
+        let term = x12[105];
+        let x12: Vec<u8> = x12
+            .iter()
+            .flat_map(|&b| {
+                if b == term {
+                    vec![b, b'\r', b'\n']
+                } else {
+                    vec![b]
+                }
+            })
+            .collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&x12).unwrap();
+        let (all, index) = sequential(&x12);
+        let keys: Vec<SetKey> = index.sets.keys().cloned().collect();
+        assert_eq!(keys.len(), 2);
+        assert!(
+            index.sets.values().all(|m| m.marks.len() > 5),
+            "too few marks"
+        );
+        let mut reader = SegmentReader::new(file, index);
+        // Forward, backward, within the last range, across marks, in both sets.
+        let mut seed = 7u64;
+        let mut next = |n: u32| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % u64::from(n)) as u32
+        };
+        for i in 0..400 {
+            let set = &keys[(i / 50) % 2];
+            let max = all
+                .keys()
+                .filter(|(k, _)| k == set)
+                .map(|(_, p)| *p)
+                .max()
+                .unwrap();
+            let first = if i % 7 == 3 {
+                5 + next(20)
+            } else {
+                5 + next(max - 40)
+            };
+            let last = first + next(30);
+            let Some(segs) = reader.read(set, first, last).unwrap() else {
+                // Only a range before the set's first member has no mark.
+                assert!(first < 20, "no segments for {first}..={last}");
+                continue;
+            };
+            let got: Vec<(u32, u64, Vec<u8>)> = segs
+                .range(first, last)
+                .map(|s| {
+                    (
+                        s.position,
+                        s.segment.position().line,
+                        s.segment.raw().to_vec(),
+                    )
+                })
+                .collect();
+            let want: Vec<(u32, u64, Vec<u8>)> = (first..=last)
+                .filter_map(|p| all.get(&(set.clone(), p)).map(|(l, r)| (p, *l, r.clone())))
+                .collect();
+            assert_eq!(got, want, "{first}..={last}");
+        }
+    }
+
+    #[test]
+    fn marks_keep_their_distance_and_order() {
+        let d = Delimiters::DEFAULT;
+        let at = |offset| Position { offset, line: 1 };
+        let mut m = SetMarks::default();
+        for (position, offset) in [(5, 100), (9, 200), (20, 100 + SPACING), (15, 300 + SPACING)] {
+            m.note(
+                d,
+                Mark {
+                    position,
+                    at: at(offset),
+                },
+            );
+        }
+        let kept: Vec<u32> = m.marks.iter().map(|m| m.position).collect();
+        assert_eq!(kept, [5, 20]);
+        let mut piece = SetMarks::default();
+        piece.note(
+            d,
+            Mark {
+                position: 30,
+                at: at(100 + 2 * SPACING),
+            },
+        );
+        m.append(piece);
+        assert_eq!(m.marks.len(), 3);
+    }
+}
