@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# eligo check against pyx12's x12valid on the same generated 834 files (issue 6: "ahead of
+# every 834 validator we know of by three orders of magnitude").
+#
+#   tools/bench-pyx12.sh                  # 1 MB and 10 MB
+#   GEN_SIZES="1" tools/bench-pyx12.sh
+#
+# pyx12 (BSD, the validator whose maps eligo's schemas are generated from) is installed from
+# PyPI into a throw-away virtualenv under the bench directory (BENCH_DIR, removed afterwards
+# unless KEEP=1); PYX12_VERSION pins it (default 4.0.0). Each file is validated once by
+# `x12valid -q` (it also writes a 997 beside the input) and REPEAT times (default 3, fastest
+# kept) by `eligo check` with one job and with every core. pyx12 runs about 0.15 MB/s, so a
+# 10 MB file takes about a minute; larger sizes are possible but slow.
+set -euo pipefail
+
+SIZES=${GEN_SIZES:-"1 10"}
+REPEAT=${REPEAT:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bins
+bin=$CARGO_TARGET_DIR/release
+dir=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$dir"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$dir"' EXIT
+
+if [ ! -x "$dir/venv/bin/x12valid" ]; then
+    python3 -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install --quiet "pyx12==${PYX12_VERSION:-4.0.0}"
+fi
+
+# seconds CMD... : wall time of one run, from bash's microsecond clock.
+seconds() {
+    local t0 t1
+    t0=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1 || true
+    t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", b - a}'
+}
+
+# best CMD... : the fastest of REPEAT runs.
+best() {
+    local b="" s i
+    for ((i = 0; i < REPEAT; i++)); do
+        s=$(seconds "$@")
+        if [ -z "$b" ] || awk -v a="$s" -v b="$b" 'BEGIN {exit !(a < b)}'; then b=$s; fi
+    done
+    echo "$b"
+}
+
+echo "pyx12 $("$dir/venv/bin/pip" show pyx12 | awk '/^Version/ {print $2}'), eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %-18s %9s %9s %14s\n' size command seconds MB/s "x pyx12 speed"
+for mb in $SIZES; do
+    f=$dir/change-$mb.x12
+    [ -f "$f" ] || "$bin/eligo-gen" --size-mb "$mb" --seed 1 -o "$f" 2>/dev/null
+    bytes=$(stat -c %s "$f")
+    cat "$f" >/dev/null
+    py=$(seconds "$dir/venv/bin/x12valid" -q "$f")
+    one=$(best env ELIGO_JOBS=1 "$bin/eligo" check "$f")
+    all=$(best "$bin/eligo" check "$f")
+    row() {
+        awk -v mb="$mb" -v c="$1" -v s="$2" -v n="$bytes" -v e="$3" \
+            'BEGIN {printf "%-8s %-18s %9.3f %9.2f %14.0f\n", mb " MB", c, s, n / s / 1e6, e}'
+    }
+    ratio() { awk -v p="$py" -v a="$1" 'BEGIN {print p / a}'; }
+    row "pyx12 x12valid" "$py" 1
+    row "eligo check, 1 job" "$one" "$(ratio "$one")"
+    row "eligo check" "$all" "$(ratio "$all")"
+done
