@@ -33,10 +33,6 @@ fn finding(
     f
 }
 
-/// Element slots for the segments most guides define (the 834's longest has 17 elements):
-/// a smaller array to fill per segment than the 64 that any segment may need.
-const SMALL: usize = 24;
-
 /// Checks every element of `seg` against `def`, then the date/period elements against their
 /// qualifiers; pushes findings to `out`. `fields` is `seg` split into elements.
 pub fn check_segment_and_periods(
@@ -46,37 +42,35 @@ pub fn check_segment_and_periods(
     fields: &Fields<'_>,
     out: &mut Vec<Finding>,
 ) {
-    if def.elements.len() < SMALL {
-        let mut values: [&[u8]; SMALL] = [b""; SMALL];
-        check_segment_values(ctx, def, seg, fields, &mut values, out);
-        // Every element `def` defines fits in `values`.
-        periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
+    // The syntax notes and periods read elements through `fields` (an index, no scan) rather
+    // than from a per-segment array of values, which cost more to fill than they read. They see
+    // the elements the checks went through: none past the last one `def` defines (the checks
+    // stop at a segment with too many), as the array held them.
+    let seen = check_segment_values(ctx, def, seg, fields, out);
+    let limit = if def.elements.len() < 64 {
+        seen.min(def.elements.len())
     } else {
-        let mut values: [&[u8]; 64] = [b""; 64];
-        let split = check_segment_values(ctx, def, seg, fields, &mut values, out);
-        if split {
-            periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
-        } else {
-            periods(ctx, def, |n| fields.element(n), out);
-        }
-    }
+        usize::MAX
+    };
+    periods(
+        ctx,
+        def,
+        |n| if n <= limit { fields.element(n) } else { b"" },
+        out,
+    );
 }
 
-/// The element checks of [`check_segment_and_periods`]; leaves element `n` (1-based, below `N`) in `values[n]`.
-/// Returns true when `values` holds every element of the segment up to the last one `def`
-/// defines (false when the segment has elements past `N - 1`). An element is present when its
-/// slot is not empty.
-fn check_segment_values<'v, const N: usize>(
+/// The element checks of [`check_segment_and_periods`]. Returns how many elements the segment
+/// has, as far as the checks went (one past those `def` defines when it has too many).
+fn check_segment_values(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
-    seg: &Segment<'v>,
-    fields: &Fields<'v>,
-    values: &mut [&'v [u8]; N],
+    seg: &Segment<'_>,
+    fields: &Fields<'_>,
     out: &mut Vec<Finding>,
-) -> bool {
+) -> usize {
     let d = seg.delimiters();
     let seps = Separators::new(d.repetition, d.component);
-    let complete = def.elements.len() < N;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in fields.elements().enumerate() {
@@ -101,11 +95,8 @@ fn check_segment_values<'v, const N: usize>(
                 ..Default::default()
             });
             out.push(f.with_value(value, false));
-            return complete;
+            return count;
         };
-        if seq < N {
-            values[seq] = value;
-        }
         let pos = ElementPos {
             element: seq as u8,
             ..Default::default()
@@ -162,12 +153,16 @@ fn check_segment_values<'v, const N: usize>(
         f.location = (ctx.loc)();
         out.push(f);
     }
-    for note in &def.syntax {
-        check_syntax_note(ctx, def, note, values, out);
+    if !def.syntax.is_empty() {
+        let limit = count.min(63);
+        let value = |n: usize| if n <= limit { fields.element(n) } else { b"" };
+        for note in &def.syntax {
+            check_syntax_note(ctx, def, note, &value, out);
+        }
     }
     // Required elements beyond the last one sent.
     if count >= def.required_through {
-        return complete;
+        return count;
     }
     for ed in def.elements.iter().skip(count) {
         if ed.usage == Usage::Required {
@@ -186,7 +181,7 @@ fn check_segment_values<'v, const N: usize>(
             ));
         }
     }
-    complete
+    count
 }
 
 #[inline(never)]
@@ -466,6 +461,10 @@ fn check_classified(
 /// type, length, trailing spaces, code list, external code set.
 #[inline(always)]
 fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> Option<Fault> {
+    // Half the values are codes: one lookup settles those that are valid.
+    if ed.is_passing_code(value) {
+        return None;
+    }
     if mask & CTRL != 0 {
         if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
             return Some(Fault::Character(*b));
@@ -665,14 +664,14 @@ fn check_period(
     }
 }
 
-fn check_syntax_note<const N: usize>(
+fn check_syntax_note<'v>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     note: &schema::SyntaxNote,
-    values: &[&[u8]; N],
+    value: &impl Fn(usize) -> &'v [u8],
     out: &mut Vec<Finding>,
 ) {
-    let is = |s: u8| values.get(s as usize).is_some_and(|v| !v.is_empty());
+    let is = |s: u8| !value(s as usize).is_empty();
     let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
     let rule = || {
         let name: String = note.seqs.iter().map(|s| format!("{s:02}")).collect();
@@ -745,7 +744,7 @@ fn check_syntax_note<const N: usize>(
                                 rule()
                             ),
                         )
-                        .with_value(values[*second as usize], ed.phi),
+                        .with_value(value(*second as usize), ed.phi),
                     );
                 }
             }

@@ -150,6 +150,11 @@ impl Walker {
         missing: &mut Vec<Missing>,
     ) {
         let lp = &schema.loops[f.loop_ix];
+        // Most stretches skipped or closed hold no required child: nothing to look at then.
+        let required = |i: usize| lp.required_before.get(i).copied().unwrap_or(0);
+        if range.is_empty() || required(range.end) == required(range.start) {
+            return;
+        }
         for ci in range {
             if f.counts[ci] > 0 {
                 continue;
