@@ -204,10 +204,11 @@ pub struct Element {
     /// in a hash set, so a lookup is one multiply and usually one comparison rather than a
     /// binary search's unpredictable branches.
     packed: Option<CodeTable>,
-    /// True when a value found in `packed` has no fault at all: every code is printable, of an
-    /// allowed length, of a type with no further check (ID, or AN without trailing spaces) and
-    /// there is no external code set. A value that is one of the codes is then valid after one
-    /// lookup; the others go through every check, in order.
+    /// True when a value found in `packed` has no fault at all: every code is letters, digits
+    /// and spaces, of an allowed length, of a type with no further check (ID, or AN without
+    /// trailing spaces) and there is no external code set. A value that is one of the codes is
+    /// then valid after one lookup (and holds no separator unless a separator is a letter,
+    /// digit or space); the others go through every check, in order.
     codes_pass: bool,
     pub external: Option<String>,
     pub phi: bool,
@@ -522,7 +523,7 @@ fn compile_element(d: &ElementDef) -> Element {
         && matches!(d.ty, ElementType::ID | ElementType::AN)
         && codes.iter().flatten().all(|c| {
             let len = c.len() as u32;
-            c.iter().all(|b| (0x20..0x7f).contains(b))
+            c.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ')
                 && len >= d.min
                 && (d.max == 0 || len <= d.max)
                 && !(d.ty == ElementType::AN && len > d.min.max(1) && c.last() == Some(&b' '))

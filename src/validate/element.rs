@@ -133,6 +133,11 @@ fn check_segment_values(
             );
             continue;
         }
+        // Half the values are codes: one lookup settles those that are valid, before any scan
+        // of their bytes (a code holds no separator that is punctuation).
+        if !seps.always && ed.is_passing_code(value) {
+            continue;
+        }
         let mask = classify(value);
         if ed.ty != ElementType::C && !seps.may_split(mask) {
             // The common case: one simple value, no repetitions or components.
