@@ -446,24 +446,27 @@ impl<'s> SetValidator<'s> {
             Some(i) => &first[..i],
             None => first,
         };
-        let mut errors = std::mem::take(&mut self.errors);
-        errors.clear();
+        self.errors.clear();
         self.missing.clear();
-        let mut missing = std::mem::take(&mut self.missing);
         let placement = self
             .walker
-            .place(schema, id, first, &mut missing, &mut errors);
-        self.report_missing(seg, &missing);
-        self.missing = missing;
+            .place(schema, id, first, &mut self.missing, &mut self.errors);
+        // Nearly every segment places cleanly, with nothing missing before it: the scratch
+        // vectors are taken out of `self` (to report from them) only when they hold something.
+        if !self.missing.is_empty() {
+            let missing = std::mem::take(&mut self.missing);
+            self.report_missing(seg, &missing);
+            self.missing = missing;
+        }
         let loop_now = self.walker.current_loop();
-        // Nearly every segment places cleanly: an empty drain still costs its guard's drop.
-        if !errors.is_empty() {
+        if !self.errors.is_empty() {
+            let mut errors = std::mem::take(&mut self.errors);
             for mut f in errors.drain(..) {
                 f.location = self.location(seg, id, loop_now);
                 self.emit(f);
             }
+            self.errors = errors;
         }
-        self.errors = errors;
         match placement {
             Placement::Unplaced => {
                 if !schema.knows_segment(id) {
