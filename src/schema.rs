@@ -454,6 +454,9 @@ impl Schema {
     ) -> bool {
         let s = &self.segments[six];
         match (&s.qualifier_keys, &s.qualifier, strict) {
+            // Most segments have a handful of qualifiers: a straight scan beats a binary
+            // search's unpredictable branches there.
+            (Some(k), _, true) if k.len() <= 16 => first_key.is_some_and(|f| k.contains(&f)),
             (Some(k), _, true) => first_key.is_some_and(|f| k.binary_search(&f).is_ok()),
             (None, Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
             _ => true,
