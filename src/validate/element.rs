@@ -3,13 +3,16 @@
 //! between elements. Each failure becomes one finding with its IK403 code.
 
 use crate::finding::{Ack, ElementPos, Finding, Location};
-use crate::lexer::{find_byte, split, Fields, Segment};
+use crate::lexer::{find_byte, split, Delimiters, Fields, Segment};
 use crate::schema::{self, CodeSets, ElementType, SyntaxKind, Usage};
 use chrono::NaiveDate;
 
 /// Everything an element check needs besides the segment.
 pub struct ElementCtx<'a> {
     pub codesets: &'a CodeSets,
+    /// The segment's repetition and component separators ([`Separators::new`]), worked out
+    /// once per set rather than per segment.
+    pub seps: &'a Separators,
     /// Builds the location (set, segment position, loop) that findings start from; called only
     /// when there is a finding, so clean segments allocate nothing.
     pub loc: &'a dyn Fn() -> Location,
@@ -69,8 +72,8 @@ fn check_segment_values(
     fields: &Fields<'_>,
     out: &mut Vec<Finding>,
 ) -> usize {
-    let d = seg.delimiters();
-    let seps = Separators::new(d.repetition, d.component);
+    debug_assert!(ctx.seps.is_for(seg.delimiters()));
+    let seps = ctx.seps;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in fields.elements().enumerate() {
@@ -146,7 +149,7 @@ fn check_segment_values(
             }
             continue;
         }
-        check_repetitions(ctx, ed, value, mask, pos, &seps, out);
+        check_repetitions(ctx, ed, value, mask, pos, seps, out);
     }
     if count > 0 && trailing_empty {
         let mut f = Finding::new(
@@ -385,7 +388,8 @@ fn may_hold(mask: u8, sep: u8) -> bool {
 }
 
 /// The repetition and component separators of the segment being checked.
-struct Separators {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Separators {
     repetition: Option<u8>,
     component: u8,
     /// The classes (control, punctuation) of both separators: a value whose mask has none of
@@ -396,7 +400,8 @@ struct Separators {
 }
 
 impl Separators {
-    fn new(repetition: Option<u8>, component: u8) -> Self {
+    pub fn new(d: Delimiters) -> Self {
+        let (repetition, component) = (d.repetition, d.component);
         let class = |b: u8| CLASS[b as usize] & (CTRL | PUNCT);
         let rep = repetition.map(class);
         let comp = class(component);
@@ -406,6 +411,12 @@ impl Separators {
             bits: rep.unwrap_or(0) | comp,
             always: rep == Some(0) || comp == 0,
         }
+    }
+
+    /// True when these are the separators of delimiters `d`.
+    #[inline]
+    pub fn is_for(&self, d: Delimiters) -> bool {
+        self.repetition == d.repetition && self.component == d.component
     }
 
     /// False when a value with class `mask` holds neither separator.

@@ -157,6 +157,9 @@ pub struct SetValidator<'s> {
     /// Scratch: the element separators of the segment being checked, found once and shared
     /// by the walker, the element checks and the record. Not state (rewritten per segment).
     splitter: Splitter,
+    /// Scratch: the element checks' view of the set's separators, kept while the delimiters
+    /// stay the same (they are an interchange's).
+    seps: element::Separators,
 }
 
 impl<'s> SetValidator<'s> {
@@ -190,6 +193,7 @@ impl<'s> SetValidator<'s> {
             unlisted: 0,
             phantom: false,
             splitter: Splitter::default(),
+            seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
         }
     }
 
@@ -368,11 +372,15 @@ impl<'s> SetValidator<'s> {
         // Checked into `self.errors` in place (not taken and put back: that cost a call per
         // segment to drop the empty vector left behind).
         let std = self.std;
+        if !self.seps.is_for(seg.delimiters()) {
+            self.seps = element::Separators::new(seg.delimiters());
+        }
         let def = &std.schema.segments[seg_ix];
         let (base, position) = (&self.base, self.position);
         let make_loc = || location_in(std, base, position, seg, &def.id, Some(def.loop_ix));
         let ctx = ElementCtx {
             codesets: &std.codesets,
+            seps: &self.seps,
             loc: &make_loc,
         };
         let out = &mut self.errors;
