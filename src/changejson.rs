@@ -27,11 +27,8 @@ pub trait Json {
 /// non-ASCII).
 pub fn string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    // Almost every value needs no escape: one branch-free pass to find out, then one copy.
-    let plain = b
-        .iter()
-        .fold(true, |ok, &c| ok & (c >= 0x20) & (c != b'"') & (c != b'\\'));
-    if plain {
+    // Almost every value needs no escape: one pass to find out, then one copy.
+    if !needs_escape(b) {
         out.reserve(b.len() + 2);
         out.push(b'"');
         out.extend_from_slice(b);
@@ -66,6 +63,32 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&b[from..]);
     out.push(b'"');
+}
+
+/// True when `b` holds a byte [`string`] escapes (a control character, `"` or `\\`). Eight
+/// bytes at a time: this runs over every value of every record.
+#[inline]
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of a byte is set in `(x - n) & !x` when some byte of `x` is below `n` (`n`
+    // at most 0x80; bytes from 0x80 up never count): control characters directly, `"` and
+    // `\` as the zero bytes of `x` xor-ed with them.
+    let bad = |x: u64| {
+        let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x;
+        let (q, s) = (x ^ (ONES * b'"' as u64), x ^ (ONES * b'\\' as u64));
+        (below(x, 0x20) | below(q, 1) | below(s, 1)) & HIGH != 0
+    };
+    let word = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    if b.len() < 8 {
+        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    }
+    let mut chunks = b.chunks_exact(8);
+    if chunks.any(|c| bad(word(c))) {
+        return true;
+    }
+    // The last eight bytes, some of them seen already.
+    bad(word(&b[b.len() - 8..]))
 }
 
 /// Appends an unsigned integer in decimal.
@@ -447,6 +470,23 @@ impl Json for SourceView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn needs_escape_agrees_with_a_byte_scan() {
+        let slow = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for len in 0..20 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    assert_eq!(needs_escape(&v), slow(&v), "{v:?}");
+                    v[at] = 0x9f;
+                    v[len - 1 - at] = c;
+                    assert_eq!(needs_escape(&v), slow(&v), "{v:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {

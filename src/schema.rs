@@ -154,6 +154,10 @@ pub struct Loop {
     /// For each child, the packed ID of the segment that matches it (the segment itself, or a
     /// loop's trigger): the walker compares these before looking at qualifiers.
     pub child_keys: Vec<u64>,
+    /// `required_before[i]`: how many of the first `i` children are required (one entry more
+    /// than children), so the walker can tell that a stretch of children it skipped or closed
+    /// holds nothing required without looking at each.
+    pub required_before: Vec<u32>,
 }
 
 /// A segment in the compiled arena.
@@ -200,6 +204,12 @@ pub struct Element {
     /// in a hash set, so a lookup is one multiply and usually one comparison rather than a
     /// binary search's unpredictable branches.
     packed: Option<CodeTable>,
+    /// True when a value found in `packed` has no fault at all: every code is letters, digits
+    /// and spaces, of an allowed length, of a type with no further check (ID, or AN without
+    /// trailing spaces) and there is no external code set. A value that is one of the codes is
+    /// then valid after one lookup (and holds no separator unless a separator is a letter,
+    /// digit or space); the others go through every check, in order.
+    codes_pass: bool,
     pub external: Option<String>,
     pub phi: bool,
     pub format_qualifier: Option<u8>,
@@ -213,6 +223,16 @@ impl Element {
             (Some(p), _) => pack(v).is_some_and(|k| p.contains(k)),
             (None, Some(c)) => c.binary_search_by(|x| x.as_slice().cmp(v)).is_ok(),
             (None, None) => true,
+        }
+    }
+
+    /// True when `v` is one of the codes and so has no fault (see `codes_pass`); false says
+    /// nothing.
+    #[inline]
+    pub fn is_passing_code(&self, v: &[u8]) -> bool {
+        match &self.packed {
+            Some(p) if self.codes_pass => pack(v).is_some_and(|k| p.contains(k)),
+            _ => false,
         }
     }
 }
@@ -326,6 +346,7 @@ impl Schema {
             bounded: def.id == "LS_LOOP",
             key: pack(def.id.as_bytes()).unwrap_or(u64::MAX),
             child_keys: Vec::new(),
+            required_before: Vec::new(),
         });
         let mut children = Vec::with_capacity(def.children.len());
         for (child_ix, node) in def.children.iter().enumerate() {
@@ -390,8 +411,20 @@ impl Schema {
                 Child::Loop(l) => self.segments[self.loops[l].trigger].key,
             })
             .collect();
+        let mut required_before = Vec::with_capacity(children.len() + 1);
+        let mut n = 0u32;
+        required_before.push(n);
+        for c in &children {
+            let usage = match *c {
+                Child::Segment(s) => self.segments[s].usage,
+                Child::Loop(l) => self.loops[l].usage,
+            };
+            n += u32::from(usage == Usage::Required);
+            required_before.push(n);
+        }
         self.loops[ix].children = children;
         self.loops[ix].child_keys = child_keys;
+        self.loops[ix].required_before = required_before;
         self.loops[ix].trigger = trigger;
         Ok(ix)
     }
@@ -421,6 +454,9 @@ impl Schema {
     ) -> bool {
         let s = &self.segments[six];
         match (&s.qualifier_keys, &s.qualifier, strict) {
+            // Most segments have a handful of qualifiers: a straight scan beats a binary
+            // search's unpredictable branches there.
+            (Some(k), _, true) if k.len() <= 16 => first_key.is_some_and(|f| k.contains(&f)),
             (Some(k), _, true) => first_key.is_some_and(|f| k.binary_search(&f).is_ok()),
             (None, Some(q), true) => q.binary_search_by(|x| x.as_slice().cmp(first)).is_ok(),
             _ => true,
@@ -442,14 +478,24 @@ impl Schema {
 /// "A" and "A\0" apart). `None` for longer values.
 #[inline]
 pub fn pack(v: &[u8]) -> Option<u64> {
-    if v.len() > 7 {
-        return None;
-    }
-    let mut k = 0u64;
-    for (i, b) in v.iter().enumerate() {
-        k |= (*b as u64) << (56 - 8 * i);
-    }
-    Some(k | v.len() as u64)
+    // Every code and qualifier of every segment goes through here: a few overlapping loads
+    // instead of a loop over the bytes. Bytes loaded twice land on the same place, so or-ing
+    // them is harmless.
+    let n = v.len();
+    let k = match v {
+        [] => 0,
+        [a] => (*a as u64) << 56,
+        [a, b] => (*a as u64) << 56 | (*b as u64) << 48,
+        [a, b, c] => (*a as u64) << 56 | (*b as u64) << 48 | (*c as u64) << 40,
+        [a, b, c, d, ..] if n <= 7 => {
+            let head = u32::from_be_bytes([*a, *b, *c, *d]) as u64;
+            let t = &v[n - 4..];
+            let tail = u32::from_be_bytes([t[0], t[1], t[2], t[3]]) as u64;
+            head << 32 | tail << (8 * (8 - n))
+        }
+        _ => return None,
+    };
+    Some(k | n as u64)
 }
 
 /// [`pack`] for IDs known at compile time (at most 7 bytes).
@@ -475,8 +521,19 @@ fn compile_element(d: &ElementDef) -> Element {
         let p: Vec<u64> = c.iter().map(|v| pack(v)).collect::<Option<_>>()?;
         Some(CodeTable::new(&p))
     });
+    let codes_pass = packed.is_some()
+        && d.external.is_none()
+        && matches!(d.ty, ElementType::ID | ElementType::AN)
+        && codes.iter().flatten().all(|c| {
+            let len = c.len() as u32;
+            c.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ')
+                && len >= d.min
+                && (d.max == 0 || len <= d.max)
+                && !(d.ty == ElementType::AN && len > d.min.max(1) && c.last() == Some(&b' '))
+        });
     Element {
         packed,
+        codes_pass,
         seq: d.seq,
         id: d.id.clone(),
         de: d.de.clone(),
@@ -570,6 +627,52 @@ pub mod embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_places_each_byte_as_the_byte_loop_did() {
+        let by_loop = |v: &[u8]| -> Option<u64> {
+            if v.len() > 7 {
+                return None;
+            }
+            let mut k = 0u64;
+            for (i, b) in v.iter().enumerate() {
+                k |= (*b as u64) << (56 - 8 * i);
+            }
+            Some(k | v.len() as u64)
+        };
+        let bytes: Vec<u8> = (0..=255u8)
+            .rev()
+            .chain(b"0F1LAZ*:~ ".iter().copied())
+            .collect();
+        for len in 0..=9 {
+            for start in 0..bytes.len() - 9 {
+                let v = &bytes[start..start + len];
+                assert_eq!(pack(v), by_loop(v), "{v:?}");
+                if len <= 7 {
+                    assert_eq!(pack(v), Some(pack_const(v)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_passing_code_is_one_without_any_fault() {
+        let s = Schema::from_json(embedded::X220A1).unwrap();
+        let mut passing = 0;
+        for e in s.segments.iter().flat_map(|s| &s.elements) {
+            for c in e.codes.iter().flatten() {
+                if e.is_passing_code(c) {
+                    passing += 1;
+                    assert!(
+                        e.external.is_none() && matches!(e.ty, ElementType::ID | ElementType::AN)
+                    );
+                    assert!(c.len() as u32 >= e.min && (e.max == 0 || c.len() as u32 <= e.max));
+                }
+            }
+            assert!(!e.is_passing_code(b"not a code"));
+        }
+        assert!(passing > 100, "{passing}");
+    }
 
     #[test]
     fn code_tables_hold_exactly_their_codes() {

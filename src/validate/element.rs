@@ -3,13 +3,16 @@
 //! between elements. Each failure becomes one finding with its IK403 code.
 
 use crate::finding::{Ack, ElementPos, Finding, Location};
-use crate::lexer::{find_byte, split, Fields, Segment};
+use crate::lexer::{find_byte, split, Delimiters, Fields, Segment};
 use crate::schema::{self, CodeSets, ElementType, SyntaxKind, Usage};
 use chrono::NaiveDate;
 
 /// Everything an element check needs besides the segment.
 pub struct ElementCtx<'a> {
     pub codesets: &'a CodeSets,
+    /// The segment's repetition and component separators ([`Separators::new`]), worked out
+    /// once per set rather than per segment.
+    pub seps: &'a Separators,
     /// Builds the location (set, segment position, loop) that findings start from; called only
     /// when there is a finding, so clean segments allocate nothing.
     pub loc: &'a dyn Fn() -> Location,
@@ -33,10 +36,6 @@ fn finding(
     f
 }
 
-/// Element slots for the segments most guides define (the 834's longest has 17 elements):
-/// a smaller array to fill per segment than the 64 that any segment may need.
-const SMALL: usize = 24;
-
 /// Checks every element of `seg` against `def`, then the date/period elements against their
 /// qualifiers; pushes findings to `out`. `fields` is `seg` split into elements.
 pub fn check_segment_and_periods(
@@ -46,37 +45,35 @@ pub fn check_segment_and_periods(
     fields: &Fields<'_>,
     out: &mut Vec<Finding>,
 ) {
-    if def.elements.len() < SMALL {
-        let mut values: [&[u8]; SMALL] = [b""; SMALL];
-        check_segment_values(ctx, def, seg, fields, &mut values, out);
-        // Every element `def` defines fits in `values`.
-        periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
+    // The syntax notes and periods read elements through `fields` (an index, no scan) rather
+    // than from a per-segment array of values, which cost more to fill than they read. They see
+    // the elements the checks went through: none past the last one `def` defines (the checks
+    // stop at a segment with too many), as the array held them.
+    let seen = check_segment_values(ctx, def, seg, fields, out);
+    let limit = if def.elements.len() < 64 {
+        seen.min(def.elements.len())
     } else {
-        let mut values: [&[u8]; 64] = [b""; 64];
-        let split = check_segment_values(ctx, def, seg, fields, &mut values, out);
-        if split {
-            periods(ctx, def, |n| values.get(n).copied().unwrap_or(b""), out);
-        } else {
-            periods(ctx, def, |n| fields.element(n), out);
-        }
-    }
+        usize::MAX
+    };
+    periods(
+        ctx,
+        def,
+        |n| if n <= limit { fields.element(n) } else { b"" },
+        out,
+    );
 }
 
-/// The element checks of [`check_segment_and_periods`]; leaves element `n` (1-based, below `N`) in `values[n]`.
-/// Returns true when `values` holds every element of the segment up to the last one `def`
-/// defines (false when the segment has elements past `N - 1`). An element is present when its
-/// slot is not empty.
-fn check_segment_values<'v, const N: usize>(
+/// The element checks of [`check_segment_and_periods`]. Returns how many elements the segment
+/// has, as far as the checks went (one past those `def` defines when it has too many).
+fn check_segment_values(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
-    seg: &Segment<'v>,
-    fields: &Fields<'v>,
-    values: &mut [&'v [u8]; N],
+    seg: &Segment<'_>,
+    fields: &Fields<'_>,
     out: &mut Vec<Finding>,
-) -> bool {
-    let d = seg.delimiters();
-    let seps = Separators::new(d.repetition, d.component);
-    let complete = def.elements.len() < N;
+) -> usize {
+    debug_assert!(ctx.seps.is_for(seg.delimiters()));
+    let seps = ctx.seps;
     let mut count = 0usize;
     let mut trailing_empty = false;
     for (i, value) in fields.elements().enumerate() {
@@ -101,11 +98,8 @@ fn check_segment_values<'v, const N: usize>(
                 ..Default::default()
             });
             out.push(f.with_value(value, false));
-            return complete;
+            return count;
         };
-        if seq < N {
-            values[seq] = value;
-        }
         let pos = ElementPos {
             element: seq as u8,
             ..Default::default()
@@ -142,6 +136,11 @@ fn check_segment_values<'v, const N: usize>(
             );
             continue;
         }
+        // Half the values are codes: one lookup settles those that are valid, before any scan
+        // of their bytes (a code holds no separator that is punctuation).
+        if !seps.always && ed.is_passing_code(value) {
+            continue;
+        }
         let mask = classify(value);
         if ed.ty != ElementType::C && !seps.may_split(mask) {
             // The common case: one simple value, no repetitions or components.
@@ -150,7 +149,7 @@ fn check_segment_values<'v, const N: usize>(
             }
             continue;
         }
-        check_repetitions(ctx, ed, value, mask, pos, &seps, out);
+        check_repetitions(ctx, ed, value, mask, pos, seps, out);
     }
     if count > 0 && trailing_empty {
         let mut f = Finding::new(
@@ -162,12 +161,16 @@ fn check_segment_values<'v, const N: usize>(
         f.location = (ctx.loc)();
         out.push(f);
     }
-    for note in &def.syntax {
-        check_syntax_note(ctx, def, note, values, out);
+    if !def.syntax.is_empty() {
+        let limit = count.min(63);
+        let value = |n: usize| if n <= limit { fields.element(n) } else { b"" };
+        for note in &def.syntax {
+            check_syntax_note(ctx, def, note, &value, out);
+        }
     }
     // Required elements beyond the last one sent.
     if count >= def.required_through {
-        return complete;
+        return count;
     }
     for ed in def.elements.iter().skip(count) {
         if ed.usage == Usage::Required {
@@ -186,7 +189,7 @@ fn check_segment_values<'v, const N: usize>(
             ));
         }
     }
-    complete
+    count
 }
 
 #[inline(never)]
@@ -385,7 +388,8 @@ fn may_hold(mask: u8, sep: u8) -> bool {
 }
 
 /// The repetition and component separators of the segment being checked.
-struct Separators {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Separators {
     repetition: Option<u8>,
     component: u8,
     /// The classes (control, punctuation) of both separators: a value whose mask has none of
@@ -396,7 +400,8 @@ struct Separators {
 }
 
 impl Separators {
-    fn new(repetition: Option<u8>, component: u8) -> Self {
+    pub fn new(d: Delimiters) -> Self {
+        let (repetition, component) = (d.repetition, d.component);
         let class = |b: u8| CLASS[b as usize] & (CTRL | PUNCT);
         let rep = repetition.map(class);
         let comp = class(component);
@@ -406,6 +411,12 @@ impl Separators {
             bits: rep.unwrap_or(0) | comp,
             always: rep == Some(0) || comp == 0,
         }
+    }
+
+    /// True when these are the separators of delimiters `d`.
+    #[inline]
+    pub fn is_for(&self, d: Delimiters) -> bool {
+        self.repetition == d.repetition && self.component == d.component
     }
 
     /// False when a value with class `mask` holds neither separator.
@@ -466,6 +477,10 @@ fn check_classified(
 /// type, length, trailing spaces, code list, external code set.
 #[inline(always)]
 fn fault(codesets: &CodeSets, ed: &schema::Element, value: &[u8], mask: u8) -> Option<Fault> {
+    // Half the values are codes: one lookup settles those that are valid.
+    if ed.is_passing_code(value) {
+        return None;
+    }
     if mask & CTRL != 0 {
         if let Some(b) = value.iter().find(|b| !allowed_byte(**b)) {
             return Some(Fault::Character(*b));
@@ -665,14 +680,14 @@ fn check_period(
     }
 }
 
-fn check_syntax_note<const N: usize>(
+fn check_syntax_note<'v>(
     ctx: &ElementCtx<'_>,
     def: &schema::Segment,
     note: &schema::SyntaxNote,
-    values: &[&[u8]; N],
+    value: &impl Fn(usize) -> &'v [u8],
     out: &mut Vec<Finding>,
 ) {
-    let is = |s: u8| values.get(s as usize).is_some_and(|v| !v.is_empty());
+    let is = |s: u8| !value(s as usize).is_empty();
     let elem = |s: u8| def.elements.get((s as usize).wrapping_sub(1));
     let rule = || {
         let name: String = note.seqs.iter().map(|s| format!("{s:02}")).collect();
@@ -745,7 +760,7 @@ fn check_syntax_note<const N: usize>(
                                 rule()
                             ),
                         )
-                        .with_value(values[*second as usize], ed.phi),
+                        .with_value(value(*second as usize), ed.phi),
                     );
                 }
             }

@@ -157,6 +157,9 @@ pub struct SetValidator<'s> {
     /// Scratch: the element separators of the segment being checked, found once and shared
     /// by the walker, the element checks and the record. Not state (rewritten per segment).
     splitter: Splitter,
+    /// Scratch: the element checks' view of the set's separators, kept while the delimiters
+    /// stay the same (they are an interchange's).
+    seps: element::Separators,
 }
 
 impl<'s> SetValidator<'s> {
@@ -190,6 +193,7 @@ impl<'s> SetValidator<'s> {
             unlisted: 0,
             phantom: false,
             splitter: Splitter::default(),
+            seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
         }
     }
 
@@ -368,11 +372,15 @@ impl<'s> SetValidator<'s> {
         // Checked into `self.errors` in place (not taken and put back: that cost a call per
         // segment to drop the empty vector left behind).
         let std = self.std;
+        if !self.seps.is_for(seg.delimiters()) {
+            self.seps = element::Separators::new(seg.delimiters());
+        }
         let def = &std.schema.segments[seg_ix];
         let (base, position) = (&self.base, self.position);
         let make_loc = || location_in(std, base, position, seg, &def.id, Some(def.loop_ix));
         let ctx = ElementCtx {
             codesets: &std.codesets,
+            seps: &self.seps,
             loc: &make_loc,
         };
         let out = &mut self.errors;
@@ -446,21 +454,27 @@ impl<'s> SetValidator<'s> {
             Some(i) => &first[..i],
             None => first,
         };
-        let mut errors = std::mem::take(&mut self.errors);
-        errors.clear();
+        self.errors.clear();
         self.missing.clear();
-        let mut missing = std::mem::take(&mut self.missing);
         let placement = self
             .walker
-            .place(schema, id, first, &mut missing, &mut errors);
-        self.report_missing(seg, &missing);
-        self.missing = missing;
-        let loop_now = self.walker.current_loop();
-        for mut f in errors.drain(..) {
-            f.location = self.location(seg, id, loop_now);
-            self.emit(f);
+            .place(schema, id, first, &mut self.missing, &mut self.errors);
+        // Nearly every segment places cleanly, with nothing missing before it: the scratch
+        // vectors are taken out of `self` (to report from them) only when they hold something.
+        if !self.missing.is_empty() {
+            let missing = std::mem::take(&mut self.missing);
+            self.report_missing(seg, &missing);
+            self.missing = missing;
         }
-        self.errors = errors;
+        let loop_now = self.walker.current_loop();
+        if !self.errors.is_empty() {
+            let mut errors = std::mem::take(&mut self.errors);
+            for mut f in errors.drain(..) {
+                f.location = self.location(seg, id, loop_now);
+                self.emit(f);
+            }
+            self.errors = errors;
+        }
         match placement {
             Placement::Unplaced => {
                 if !schema.knows_segment(id) {
@@ -676,6 +690,9 @@ impl<'s> SetValidator<'s> {
     }
 
     fn flush_header_findings<S: SetSink>(&mut self, sink: &mut S) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         for mut f in pending.drain(..) {
             if self.admit(&mut f) {

@@ -119,11 +119,19 @@ impl Walker {
             }
             // A loop's own trigger never repeats inside the instance: a second one starts the
             // next repetition, found one level up.
-            let start = start.max(usize::from(d > 0));
-            for ci in start..lp.children.len() {
-                if lp.child_keys[ci] == key.id && key.accepts(schema, lp.children[ci], strict) {
+            let mut ci = start.max(usize::from(d > 0));
+            // A scan over the packed IDs alone (most children have another ID), then the
+            // qualifiers of each child whose ID matches.
+            while let Some(k) = lp
+                .child_keys
+                .get(ci..)
+                .and_then(|ks| ks.iter().position(|&k| k == key.id))
+            {
+                ci += k;
+                if key.accepts(schema, lp.children[ci], strict) {
                     return Some((d, ci));
                 }
+                ci += 1;
             }
         }
         None
@@ -150,6 +158,11 @@ impl Walker {
         missing: &mut Vec<Missing>,
     ) {
         let lp = &schema.loops[f.loop_ix];
+        // Most stretches skipped or closed hold no required child: nothing to look at then.
+        let required = |i: usize| lp.required_before.get(i).copied().unwrap_or(0);
+        if range.is_empty() || required(range.end) == required(range.start) {
+            return;
+        }
         for ci in range {
             if f.counts[ci] > 0 {
                 continue;
