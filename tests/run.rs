@@ -293,6 +293,39 @@ fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted()
     }
 }
 
+/// A change the business rules reject is never submitted and nothing reads it back: the store
+/// keeps its row without JSON, and the reject CSV lists it by change id.
+#[test]
+fn rejected_changes_keep_no_json_and_are_in_the_reject_csv() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/business-rejects.x12");
+    env.ok(&["run"]);
+    let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
+    let mut st = db
+        .prepare("SELECT change_id FROM changes WHERE record = '' AND batch_offset IS NULL")
+        .unwrap();
+    let rejected: Vec<String> = st
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect();
+    assert!(!rejected.is_empty());
+    let csv = fs::read_to_string(env.path("var/reports/run-000001.reject.csv")).unwrap();
+    let mut store = env.store();
+    for id in &rejected {
+        assert!(csv.contains(id.as_str()), "{id} not in the reject CSV");
+        let tx: i64 = db
+            .query_row(
+                "SELECT count(*) FROM transactions WHERE change_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tx, 0);
+        assert!(store.change(id).is_err());
+    }
+}
+
 #[test]
 fn crash_at_any_point_then_rerun_gives_the_same_outputs() {
     let setup = |env: &Env| {
