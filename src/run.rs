@@ -1069,11 +1069,18 @@ impl Stage {
 struct Batch {
     jsonl: ChangeWriter<BufWriter<File>>,
     csv: ChangeWriter<BufWriter<File>>,
+    /// Bytes of JSON Lines written so far: where the next record starts, which the store
+    /// keeps instead of the record (see [`Store::insert_change_unstored`]).
+    offset: u64,
 }
 
 impl Batch {
     fn add(&mut self, r: &ChangeRecord) -> io::Result<()> {
-        self.jsonl.change(r)?;
+        let w = &mut self.jsonl;
+        let bytes = w.encoder.encode(r)?;
+        self.offset += bytes.len() as u64;
+        io::Write::write_all(&mut w.inner, bytes)?;
+        w.records += 1;
         self.csv.change(r)
     }
     /// [`Batch::add`] with the record's JSON already encoded: `json` and `spans` are what
@@ -1084,6 +1091,7 @@ impl Batch {
         io::Write::write_all(&mut w.inner, json.as_bytes())?;
         io::Write::write_all(&mut w.inner, b"\n")?;
         w.records += 1;
+        self.offset += json.len() as u64 + 1;
         let c = &mut self.csv;
         let row = c.encoder.encode_csv_from_json(r, json.as_bytes(), spans)?;
         io::Write::write_all(&mut c.inner, row)?;
@@ -1237,8 +1245,21 @@ impl Ctx<'_> {
             buf.clear();
             let spans = r.write_json(&mut buf).map_err(io::Error::other)?;
             let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
-            self.store
-                .insert_change_json(r, json, self.run_id, Some(file.id), None)?;
+            // Only a change that waits is read from the store again (by the run that submits
+            // it): a change submitted now keeps where its batch line starts, a rejected one
+            // (never submitted; the reject CSV lists it) nothing.
+            let submit_now = !a.rejected && a.status == TransactionStatus::Pending;
+            if submit_now || a.rejected {
+                self.store.insert_change_unstored(
+                    r,
+                    self.run_id,
+                    Some(file.id),
+                    submit_now.then_some(self.batch.offset),
+                )?;
+            } else {
+                self.store
+                    .insert_change_json(r, json, self.run_id, Some(file.id), None)?;
+            }
             n += 1;
             *self
                 .summary
@@ -1255,7 +1276,7 @@ impl Ctx<'_> {
                 }
             }
             if !a.rejected {
-                if a.status == TransactionStatus::Pending {
+                if submit_now {
                     self.receive_and_submit(r, json, &spans)?;
                 } else {
                     self.store.insert_transaction(
@@ -1736,8 +1757,13 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let batch = Batch {
         jsonl: ChangeWriter::new(open(&jsonl_path)?, batch::Format::Jsonl)?,
         csv: ChangeWriter::new(open(&csv_path)?, batch::Format::Csv)?,
+        offset: 0,
     };
     store.begin()?;
+    // Absolute, so that the store's references hold from any working directory.
+    let published = cfg.paths.batches.join(format!("{rid}.changes.jsonl"));
+    let published = std::path::absolute(&published).unwrap_or(published);
+    store.set_run_batch(run_id, &published.to_string_lossy())?;
     let mut ctx = Ctx {
         cfg,
         store: &mut store,
@@ -1983,6 +2009,7 @@ fn apply_all(
         Batch {
             jsonl: ChangeWriter::new(BufWriter::new(tempfile::tempfile()?), batch::Format::Jsonl)?,
             csv: ChangeWriter::new(BufWriter::new(tempfile::tempfile()?), batch::Format::Csv)?,
+            offset: 0,
         },
     );
     Ok((

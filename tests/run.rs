@@ -218,27 +218,43 @@ fn run_processes_the_samples_and_a_second_run_does_nothing_new() {
     assert_eq!(env.store().runs().unwrap().len(), 1);
 }
 
-/// The run records each change once and writes the same record to its batch: every batch line
-/// is, byte for byte, the stored record, and its transaction went Pending then Submitted.
+/// The run records each change once and writes the same record to its batch: a change
+/// submitted in the run keeps no JSON in the store, only where its batch line starts, and is
+/// found there, byte for byte; its transaction went Pending then Submitted.
 #[test]
 fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted() {
     let env = Env::new(|t| t);
     env.drop_sample("samples/834/clean-change.x12");
     env.drop_sample("samples/portal/transactions-20250110.csv");
     env.ok(&["run"]);
-    let lines = fs::read_to_string(env.path("var/batches/run-000001.changes.jsonl")).unwrap();
+    let batch_file = env.path("var/batches/run-000001.changes.jsonl");
+    let lines = fs::read_to_string(&batch_file).unwrap();
     assert!(lines.lines().count() > 0);
     let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
+    let published: String = db
+        .query_row("SELECT batch_file FROM runs WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        fs::canonicalize(&published).unwrap(),
+        fs::canonicalize(&batch_file).unwrap()
+    );
+    let mut store = env.store();
+    let mut offset = 0;
     for line in lines.lines() {
         let r: ChangeRecord = serde_json::from_str(line).unwrap();
-        let stored: String = db
+        let (stored, at): (String, Option<i64>) = db
             .query_row(
-                "SELECT record FROM changes WHERE change_id = ?1",
+                "SELECT record, batch_offset FROM changes WHERE change_id = ?1",
                 [&r.change_id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .unwrap();
-        assert_eq!(stored, line);
+        assert_eq!((stored.as_str(), at), ("", Some(offset)));
+        assert_eq!(&lines[offset as usize..][..line.len()], line);
+        offset += line.len() as i64 + 1;
+        assert_eq!(store.change(&r.change_id).unwrap(), Some(r.clone()));
         let (status, batch): (String, Option<i64>) = db
             .query_row(
                 "SELECT status, batch_run_id FROM transactions WHERE change_id = ?1",
@@ -274,6 +290,39 @@ fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted()
                 ),
             ]
         );
+    }
+}
+
+/// A change the business rules reject is never submitted and nothing reads it back: the store
+/// keeps its row without JSON, and the reject CSV lists it by change id.
+#[test]
+fn rejected_changes_keep_no_json_and_are_in_the_reject_csv() {
+    let env = Env::new(|t| t);
+    env.drop_sample("samples/834/business-rejects.x12");
+    env.ok(&["run"]);
+    let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
+    let mut st = db
+        .prepare("SELECT change_id FROM changes WHERE record = '' AND batch_offset IS NULL")
+        .unwrap();
+    let rejected: Vec<String> = st
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect();
+    assert!(!rejected.is_empty());
+    let csv = fs::read_to_string(env.path("var/reports/run-000001.reject.csv")).unwrap();
+    let mut store = env.store();
+    for id in &rejected {
+        assert!(csv.contains(id.as_str()), "{id} not in the reject CSV");
+        let tx: i64 = db
+            .query_row(
+                "SELECT count(*) FROM transactions WHERE change_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tx, 0);
+        assert!(store.change(id).is_err());
     }
 }
 
@@ -499,6 +548,20 @@ fn a_full_file_terminating_too_many_is_held_then_released_or_rejected() {
         "{list}"
     );
 
+    // Held changes keep their JSON in the store: they are in no batch yet.
+    let held: Vec<ChangeRecord> = env.store().held_changes(1).unwrap();
+    assert_eq!(held.len(), 2);
+    let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
+    let kept: i64 = db
+        .query_row(
+            "SELECT count(*) FROM changes WHERE hold_id = 1 AND record <> '' AND batch_offset IS NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 2);
+    drop(db);
+
     env.ok(&["hold", "release", "1"]);
     assert_eq!(
         env.eligo(&["hold", "reject", "1"], None).status.code(),
@@ -509,6 +572,8 @@ fn a_full_file_terminating_too_many_is_held_then_released_or_rejected() {
     let b3 = env.batch(3);
     assert_eq!(b3.len(), 2);
     assert!(b3.iter().all(|r| r.kind.label() == "terminate_member"));
+    // Released the next night, they come out as they were held.
+    assert_eq!(b3, held);
     assert!(env.ok(&["run"]).contains("nothing to do"));
 
     // Rejected: nothing is ever applied.
