@@ -56,6 +56,13 @@ impl AtomicFile {
         self.tmp.as_file()
     }
 
+    /// Flushes to disk and renames to `path` instead of the path given at creation (it must be
+    /// in the same folder): for a file begun before its final name is known.
+    pub fn commit_to(mut self, path: &Path) -> io::Result<()> {
+        self.path = path.to_path_buf();
+        self.commit()
+    }
+
     /// Flushes to disk and renames into place.
     pub fn commit(self) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;

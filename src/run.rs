@@ -1122,8 +1122,11 @@ struct Ctx<'a> {
     discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
     /// The input being applied, to read a change's segments again for the reject report.
     segments: Option<SegmentReader>,
-    /// The reject CSV's business rows, for every change with findings.
-    reject_rows: BufWriter<File>,
+    /// The reject CSV, written as the run goes: its header, then every change's business rows
+    /// in order (the page's entries come first, and are final when added), in the staging
+    /// folder; the X12 set rejects are appended at the end.
+    /// (Taken when the apply is over.)
+    reject_rows: Option<BufWriter<fsio::AtomicFile>>,
     /// The JSON of the change being recorded (a buffer kept from change to change).
     json: Vec<u8>,
     /// The business rules' memory of the file being applied (members and subscribers seen):
@@ -1138,7 +1141,7 @@ struct Ctx<'a> {
 /// rows beyond them, spilled to a temporary file.
 struct RejectOutputs {
     report: crate::report::RejectReport,
-    reject_rows: File,
+    reject_rows: fsio::AtomicFile,
 }
 
 /// Changes with findings the reject page shows whole (the CSV has them all).
@@ -1217,21 +1220,23 @@ impl Ctx<'_> {
                 // segment that holds its value.
                 let on_page = self.report.entries.len() < MAX_REPORT_ENTRIES;
                 let raw = self.locate(r0, &mut a.findings, on_page);
+                let mut rows = std::mem::take(&mut self.rows);
+                rows.clear();
+                self.report.change_csv_rows(
+                    &file.name,
+                    sender,
+                    r0,
+                    &a,
+                    crate::report::ReportOptions::default(),
+                    &mut rows,
+                );
+                if let Some(out) = self.reject_rows.as_mut() {
+                    io::Write::write_all(out, &rows)?;
+                }
+                self.rows = rows;
                 if on_page {
                     self.report.add_change(&file.name, sender, r0, &a, &raw);
                 } else {
-                    let mut rows = std::mem::take(&mut self.rows);
-                    rows.clear();
-                    self.report.change_csv_rows(
-                        &file.name,
-                        sender,
-                        r0,
-                        &a,
-                        crate::report::ReportOptions::default(),
-                        &mut rows,
-                    );
-                    io::Write::write_all(&mut self.reject_rows, &rows)?;
-                    self.rows = rows;
                     self.report.not_shown += 1;
                 }
             }
@@ -1781,7 +1786,15 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         report: crate::report::RejectReport::new(as_of),
         discrepancies: Vec::new(),
         segments: None,
-        reject_rows: BufWriter::new(tempfile::tempfile()?),
+        reject_rows: Some(BufWriter::with_capacity(1 << 16, {
+            let mut f = fsio::AtomicFile::create(&stage.dir.join("reject.csv"), true)?;
+            io::Write::write_all(
+                &mut f,
+                &crate::report::RejectReport::new(as_of)
+                    .csv(crate::report::ReportOptions::default()),
+            )?;
+            f
+        })),
         json: Vec::new(),
         assessor: Default::default(),
         rows: Vec::new(),
@@ -1789,11 +1802,13 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
     let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
     let mut discrepancies = std::mem::take(&mut ctx.discrepancies);
-    let reject_rows =
-        std::mem::replace(&mut ctx.reject_rows, BufWriter::new(tempfile::tempfile()?));
+    let reject_rows = ctx.reject_rows.take();
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;
-        let reject_rows = reject_rows.into_inner().map_err(|e| e.into_error())?;
+        let reject_rows = reject_rows
+            .ok_or_else(|| io::Error::other("the reject CSV was taken twice"))?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
         if !discrepancies.is_empty() {
             let p = stage.path(cfg.paths.reports.join(format!("{rid}.discrepancies.csv")));
             let mut out = BufWriter::with_capacity(1 << 16, fsio::AtomicFile::create(&p, true)?);
@@ -2053,16 +2068,8 @@ fn finish_stage(
         });
     }
     let opts = crate::report::ReportOptions::default();
-    // reject.csv: the header, every business row (spilled as the run went), then the X12 set
-    // rejects; streamed, so its size does not cost memory.
-    let shown = crate::report::RejectReport {
-        as_of: report.as_of,
-        entries: std::mem::take(&mut report.entries),
-        set_rejects: Vec::new(),
-        not_shown: 0,
-    };
-    let shown_csv = shown.csv(opts);
-    report.entries = shown.entries;
+    // reject.csv: the header and every business row were written as the run went; the X12
+    // set rejects end it. Its size costs no memory and it is written once.
     let sets_only = crate::report::RejectReport {
         as_of: report.as_of,
         entries: Vec::new(),
@@ -2070,20 +2077,12 @@ fn finish_stage(
         not_shown: 0,
     };
     let sets_csv = sets_only.csv(opts);
-    let header_end = |v: &[u8]| {
-        v.iter()
-            .position(|b| *b == b'\n')
-            .map_or(v.len(), |i| i + 1)
-    };
-    let csv_path = stage.path(cfg.paths.reports.join(format!("{rid}.reject.csv")));
-    {
-        let mut out = fsio::AtomicFile::create(&csv_path, true)?;
-        io::Write::write_all(&mut out, &shown_csv)?;
-        reject_rows.rewind()?;
-        io::copy(&mut reject_rows, &mut out)?;
-        io::Write::write_all(&mut out, &sets_csv[header_end(&sets_csv)..])?;
-        out.commit()?;
-    }
+    let header_end = sets_csv
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(sets_csv.len(), |i| i + 1);
+    io::Write::write_all(&mut reject_rows, &sets_csv[header_end..])?;
+    reject_rows.commit_to(&stage.path(cfg.paths.reports.join(format!("{rid}.reject.csv"))))?;
     {
         // Streamed: the page's data is never held whole in memory.
         let p = stage.path(cfg.paths.reports.join(format!("{rid}.reject.html")));
