@@ -508,12 +508,16 @@ impl StoredChange {
             offset,
             why,
         };
+        let start = u64::try_from(offset).map_err(|_| fail("negative offset".into()))?;
+        // A change's line is a few kilobytes; a batch file replaced by something without line
+        // breaks must not be read into memory whole.
+        const MAX_LINE: u64 = 16 << 20;
         let read = || -> std::io::Result<Vec<u8>> {
-            use std::io::{BufRead, Seek};
-            let mut f = std::io::BufReader::new(std::fs::File::open(&file)?);
-            f.seek(std::io::SeekFrom::Start(u64::try_from(offset).unwrap_or(0)))?;
+            use std::io::{BufRead, Read, Seek};
+            let mut f = std::fs::File::open(&file)?;
+            f.seek(std::io::SeekFrom::Start(start))?;
             let mut line = Vec::new();
-            f.read_until(b'\n', &mut line)?;
+            std::io::BufReader::new(f.take(MAX_LINE)).read_until(b'\n', &mut line)?;
             Ok(line)
         };
         let line = read().map_err(|e| fail(e.to_string()))?;
