@@ -15,13 +15,8 @@ set -euo pipefail
 
 SIZES=${GEN_SIZES:-"10 100 1024"}
 REPEAT=${REPEAT:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bins
-bin=$CARGO_TARGET_DIR/release
-dir=${BENCH_DIR:-$(mktemp -d)}
-mkdir -p "$dir"
-[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$dir"' EXIT
+# shellcheck source=tools/bench-setup.sh
+. "$(dirname "$0")/bench-setup.sh"
 
 has_run=0
 if "$bin/eligo" run --help >/dev/null 2>&1; then has_run=1; fi
