@@ -1006,3 +1006,33 @@ fn a_file_parsed_in_pieces_gives_the_outputs_of_a_sequential_parse() {
     }
     assert_eq!(seq_tx, split_tx);
 }
+
+#[test]
+fn the_demo_copies_its_samples_once_and_waits_for_no_running_run() {
+    let env = Env::new(|t| t);
+    fs::create_dir_all(env.path("samples/inbound")).unwrap();
+    let sample =
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/clean-change.x12"))
+            .unwrap();
+    fs::write(env.path("samples/inbound/clean-change.x12"), &sample).unwrap();
+    fs::create_dir_all(env.path("var")).unwrap();
+    {
+        // A run in progress: the demo neither copies nor waits on the store.
+        let _held = eligo::run::lock(&env.path("var/eligo.db")).unwrap();
+        let o = env.eligo(&["run", "--demo"], None);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("another eligo run is in progress"));
+        assert!(!env.path("in/clean-change.x12").exists());
+    }
+    env.ok(&["run", "--demo"]);
+    assert!(
+        !env.path("in/clean-change.x12").exists(),
+        "taken by the run"
+    );
+    let applied = env.statuses();
+    assert!(!applied.is_empty());
+    // The ledger knows the sample: a second demo copies nothing and applies nothing.
+    assert!(env.ok(&["run", "--demo"]).contains("nothing to do"));
+    assert!(!env.path("in/clean-change.x12").exists());
+    assert_eq!(env.statuses(), applied);
+}

@@ -230,6 +230,10 @@ fn stage_demo(cfg: &Config) -> Result<(), String> {
     {
         std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
     }
+    // The run lock first: a run in progress holds the store's journal lock for minutes on a
+    // large night, and the ledger it is writing is not final; the demo says so at once
+    // instead of waiting on the store. The lock is released before the run takes it again.
+    let _lock = eligo::run::lock(&cfg.paths.state).map_err(|e| e.to_string())?;
     let mut store = SqliteStore::open(&cfg.paths.state).map_err(|e| e.to_string())?;
     let entries = std::fs::read_dir(src).map_err(|e| format!("{}: {e}", src.display()))?;
     let mut n = 0;
