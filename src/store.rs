@@ -389,6 +389,25 @@ pub trait Store {
     fn active_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>>;
     fn put_member(&mut self, e: &Enrolled) -> Result<()>;
+    /// Writes a member's row as [`crate::fullfile::apply`] leaves it after a change whose
+    /// update is [`crate::fullfile::Update::Set`], without reading it first: a member not yet
+    /// stored becomes `new`; a stored one keeps its subscriber id and relationship, takes
+    /// `new.active`, and takes `new.data` only when `replace_data` (otherwise it keeps its own
+    /// data, and `new.data` is what a new member starts with). Most submitted changes are
+    /// such changes, and reading the row meant decoding its data for nothing.
+    fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
+        let e = match self.member(&new.group_id, &new.member_id)? {
+            Some(mut cur) => {
+                cur.active = new.active;
+                if replace_data {
+                    cur.data = new.data.clone();
+                }
+                cur
+            }
+            None => new.clone(),
+        };
+        self.put_member(&e)
+    }
 
     // Changes and the transaction lifecycle.
     fn insert_change(
@@ -996,6 +1015,26 @@ impl Store for SqliteStore {
                 serde_json::to_string(&e.data)?
             ],
         )?;
+        Ok(())
+    }
+
+    fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
+        // One upsert; the conflict branch updates only what the change moves.
+        let sql = if replace_data {
+            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data"
+        } else {
+            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active"
+        };
+        self.conn.prepare_cached(sql)?.execute(params![
+            new.group_id,
+            new.member_id,
+            new.subscriber_id,
+            new.relationship.label(),
+            new.active,
+            serde_json::to_string(&new.data)?
+        ])?;
         Ok(())
     }
 
@@ -1797,6 +1836,75 @@ mod tests {
             s.set_status(&old.change_id, Completed, "x", "t"),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    /// `set_member` leaves the row that reading it, `fullfile::apply` and `put_member` leave,
+    /// for every change that updates without the row, on a stored member and on a new one.
+    #[test]
+    fn set_member_writes_what_apply_then_put_member_writes() {
+        use crate::enrollment::PersonName;
+        use crate::fullfile::{apply, update, Update};
+        let named = |last: &str| MemberData {
+            ssn: Some(last.into()),
+            name: Some(PersonName {
+                last: last.into(),
+                first: None,
+                middle: None,
+                prefix: None,
+                suffix: None,
+            }),
+            ..MemberData::default()
+        };
+        let (mut fast, mut slow) = (
+            SqliteStore::in_memory().unwrap(),
+            SqliteStore::in_memory().unwrap(),
+        );
+        let stored = Enrolled {
+            group_id: "G1".into(),
+            member_id: "M".into(),
+            subscriber_id: "S".into(),
+            relationship: Relationship::Spouse,
+            active: true,
+            data: named("STORED"),
+        };
+        for s in [&mut fast, &mut slow] {
+            s.put_member(&stored).unwrap();
+        }
+        let kinds = [
+            ChangeKind::TerminateMember,
+            ChangeKind::AddSubscriber,
+            ChangeKind::Reinstate,
+            ChangeKind::Cancel,
+            ChangeKind::MemberChange,
+            ChangeKind::AddDependent,
+            ChangeKind::Audit,
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            for member in ["M", &format!("NEW{i}")] {
+                let r = ChangeRecord {
+                    kind,
+                    new: named(&format!("NEW{i}")),
+                    ..rec(member)
+                };
+                let Update::Set { data, .. } = update(&r) else {
+                    panic!("{kind:?} updates without the row");
+                };
+                fast.set_member(&apply(None, &r).unwrap(), data.is_some())
+                    .unwrap();
+                let cur = slow.member("G1", member).unwrap();
+                slow.put_member(&apply(cur, &r).unwrap()).unwrap();
+                assert_eq!(
+                    fast.enrollment("G1").unwrap(),
+                    slow.enrollment("G1").unwrap()
+                );
+            }
+        }
+        let m = fast.member("G1", "M").unwrap().unwrap();
+        assert_eq!(
+            (m.subscriber_id.as_str(), m.relationship),
+            ("S", Relationship::Spouse)
+        );
+        assert_eq!(fast.enrollment("G1").unwrap().len(), 1 + kinds.len());
     }
 
     #[test]
