@@ -168,31 +168,74 @@ pub fn implied_termination(e: &Enrolled, eff: NaiveDate, trace: &SourceTrace) ->
     .seal()
 }
 
-/// The enrollment after a submitted change (None: the change does not touch enrollment).
-pub fn apply(current: Option<Enrolled>, r: &ChangeRecord) -> Option<Enrolled> {
-    let group = r.group_id.clone()?;
-    let mut e = current.unwrap_or_else(|| Enrolled {
-        group_id: group,
+/// What a submitted change does to its member's enrollment row, said without the row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Update<'a> {
+    /// The member becomes `active`, and with `data` the member's data is that (without, the
+    /// stored data stays). A store can write this without reading the row first (see
+    /// [`crate::store::Store::set_member`]): adds, audits and member changes replace the data,
+    /// terminations and reinstatements only flip `active`.
+    Set {
+        active: bool,
+        data: Option<&'a MemberData>,
+    },
+    /// A partial change (an address, a plan, a PCP...): merged into the stored data by
+    /// [`apply`], which needs the row.
+    Merge,
+}
+
+/// How change `r` updates its member's row (what [`apply`] does).
+pub fn update(r: &ChangeRecord) -> Update<'_> {
+    match r.kind {
+        ChangeKind::AddSubscriber
+        | ChangeKind::AddDependent
+        | ChangeKind::Audit
+        | ChangeKind::MemberChange => Update::Set {
+            active: true,
+            data: Some(&r.new),
+        },
+        ChangeKind::TerminateMember | ChangeKind::Cancel => Update::Set {
+            active: false,
+            data: None,
+        },
+        ChangeKind::Reinstate => Update::Set {
+            active: true,
+            data: None,
+        },
+        _ => Update::Merge,
+    }
+}
+
+/// The row of a member change `r` creates, when the store has none (None: the change has no
+/// group, so touches no enrollment): inactive, with no data, until [`apply`] moves it.
+fn new_member(r: &ChangeRecord) -> Option<Enrolled> {
+    Some(Enrolled {
+        group_id: r.group_id.clone()?,
         member_id: r.member_id.clone(),
         subscriber_id: r.subscriber_id.clone(),
         relationship: r.relationship,
         active: false,
         data: MemberData::default(),
-    });
-    let n = &r.new;
-    match r.kind {
-        ChangeKind::AddSubscriber
-        | ChangeKind::AddDependent
-        | ChangeKind::Audit
-        | ChangeKind::MemberChange => {
-            e.active = true;
-            e.data = n.clone();
+    })
+}
+
+/// The enrollment after a submitted change (None: the change does not touch enrollment).
+pub fn apply(current: Option<Enrolled>, r: &ChangeRecord) -> Option<Enrolled> {
+    r.group_id.as_ref()?;
+    let mut e = match current {
+        Some(e) => e,
+        None => new_member(r)?,
+    };
+    match update(r) {
+        Update::Set { active, data } => {
+            e.active = active;
+            if let Some(n) = data {
+                e.data = n.clone();
+            }
         }
-        ChangeKind::TerminateMember | ChangeKind::Cancel => e.active = false,
-        ChangeKind::Reinstate => e.active = true,
-        _ => {
+        Update::Merge => {
             // Partial changes carry only what changed: merge it.
-            let d = &mut e.data;
+            let (n, d) = (&r.new, &mut e.data);
             if n.name.is_some() {
                 d.name = n.name.clone();
             }

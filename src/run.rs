@@ -1336,10 +1336,22 @@ impl Ctx<'_> {
     /// What follows a change into the batch: the count, and the group's enrollment.
     fn submitted(&mut self, r: &ChangeRecord) -> Result<(), RunError> {
         self.summary.changes_submitted += 1;
-        if let Some(g) = r.group_id.as_deref() {
-            let cur = self.store.member(g, &r.member_id)?;
-            if let Some(e) = crate::fullfile::apply(cur, r) {
-                self.store.put_member(&e)?;
+        let Some(g) = r.group_id.as_deref() else {
+            return Ok(());
+        };
+        match crate::fullfile::update(r) {
+            // Written without reading (and decoding) the member's row first: the row the
+            // change gives a new member, which the store merges into a stored one.
+            crate::fullfile::Update::Set { data, .. } => {
+                if let Some(e) = crate::fullfile::apply(None, r) {
+                    self.store.set_member(&e, data.is_some())?;
+                }
+            }
+            crate::fullfile::Update::Merge => {
+                let cur = self.store.member(g, &r.member_id)?;
+                if let Some(e) = crate::fullfile::apply(cur, r) {
+                    self.store.put_member(&e)?;
+                }
             }
         }
         Ok(())

@@ -180,7 +180,107 @@ INSERT INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM trans
 ALTER TABLE changes ADD COLUMN batch_offset INTEGER;
 ALTER TABLE runs ADD COLUMN batch_file TEXT;
 "#,
+    // 4: a change id that is a SHA-256 in lowercase hex (every id eligo makes) is stored as its
+    // 32 bytes, a BLOB, instead of 64 characters of TEXT, in the five tables that hold ids.
+    // Each change wrote its id five times (its row, its transaction, two log rows and two
+    // key tables): about 160 bytes a change fewer, and the key tables' B-trees, sorted by id
+    // at every commit, half as deep in bytes. Any other id (none is expected) stays TEXT, as
+    // it was: a BLOB never equals a TEXT, so the two cannot collide, and the store reads both
+    // back as the same string ([`StoredId`]). The key tables are rebuilt in id order; the
+    // other tables keep their rows and rowids.
+    r#"
+UPDATE changes SET change_id = unhex(change_id)
+    WHERE length(change_id) = 64 AND change_id NOT GLOB '*[^0-9a-f]*';
+UPDATE transactions SET change_id = unhex(change_id)
+    WHERE length(change_id) = 64 AND change_id NOT GLOB '*[^0-9a-f]*';
+UPDATE transaction_log SET change_id = unhex(change_id)
+    WHERE length(change_id) = 64 AND change_id NOT GLOB '*[^0-9a-f]*';
+CREATE TABLE change_keys_v4 (change_id BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO change_keys_v4 (change_id, row) SELECT change_id, rowid FROM changes ORDER BY change_id;
+DROP TABLE change_keys;
+ALTER TABLE change_keys_v4 RENAME TO change_keys;
+CREATE TABLE transaction_keys_v4 (change_id BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO transaction_keys_v4 (change_id, row) SELECT change_id, rowid FROM transactions ORDER BY change_id;
+DROP TABLE transaction_keys;
+ALTER TABLE transaction_keys_v4 RENAME TO transaction_keys;
+"#,
 ];
+
+/// A change id as the store keeps it (migration 4): the 32 bytes of a lowercase hex SHA-256,
+/// or the text of any other id. Bound as a parameter without allocating.
+enum IdParam<'a> {
+    Sha([u8; 32]),
+    Text(&'a str),
+}
+
+impl<'a> IdParam<'a> {
+    fn new(id: &'a str) -> IdParam<'a> {
+        let mut out = [0u8; 32];
+        let hex = id.as_bytes();
+        if hex.len() != 64 {
+            return IdParam::Text(id);
+        }
+        // Any byte that is not a lowercase hex digit sets the high bit of `bad`.
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let (h, l) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+            bad |= h | l;
+            *o = h << 4 | (l & 15);
+        }
+        if bad & 0x80 != 0 {
+            return IdParam::Text(id);
+        }
+        IdParam::Sha(out)
+    }
+}
+
+/// Each byte's value as a lowercase hex digit, or 0xFF. Upper case is not the form eligo
+/// writes, so such an id stays text and reads back as written.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
+impl rusqlite::ToSql for IdParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            IdParam::Sha(b) => ValueRef::Blob(b),
+            IdParam::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
+/// A change id read back: a stored BLOB in lowercase hex, a TEXT as it is.
+struct StoredId(String);
+
+impl rusqlite::types::FromSql for StoredId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::ValueRef;
+        match v {
+            ValueRef::Blob(b) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut s = String::with_capacity(b.len() * 2);
+                for &x in b {
+                    s.push(HEX[usize::from(x >> 4)] as char);
+                    s.push(HEX[usize::from(x & 15)] as char);
+                }
+                Ok(StoredId(s))
+            }
+            _ => String::column_result(v).map(StoredId),
+        }
+    }
+}
 
 /// One run as recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -289,6 +389,25 @@ pub trait Store {
     fn active_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>>;
     fn put_member(&mut self, e: &Enrolled) -> Result<()>;
+    /// Writes a member's row as [`crate::fullfile::apply`] leaves it after a change whose
+    /// update is [`crate::fullfile::Update::Set`], without reading it first: a member not yet
+    /// stored becomes `new`; a stored one keeps its subscriber id and relationship, takes
+    /// `new.active`, and takes `new.data` only when `replace_data` (otherwise it keeps its own
+    /// data, and `new.data` is what a new member starts with). Most submitted changes are
+    /// such changes, and reading the row meant decoding its data for nothing.
+    fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
+        let e = match self.member(&new.group_id, &new.member_id)? {
+            Some(mut cur) => {
+                cur.active = new.active;
+                if replace_data {
+                    cur.data = new.data.clone();
+                }
+                cur
+            }
+            None => new.clone(),
+        };
+        self.put_member(&e)
+    }
 
     // Changes and the transaction lifecycle.
     fn insert_change(
@@ -456,7 +575,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 
 fn tx_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRow> {
     Ok(TransactionRow {
-        change_id: r.get(0)?,
+        change_id: r.get::<_, StoredId>(0)?.0,
         group_id: r.get(1)?,
         member_id: r.get(2)?,
         kind: r.get(3)?,
@@ -483,7 +602,7 @@ struct StoredChange {
 
 fn stored_change(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChange> {
     Ok(StoredChange {
-        change_id: r.get(0)?,
+        change_id: r.get::<_, StoredId>(0)?.0,
         record: r.get(1)?,
         batch_offset: r.get(2)?,
         batch_file: r.get(3)?,
@@ -899,6 +1018,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
+        // One upsert; the conflict branch updates only what the change moves.
+        let sql = if replace_data {
+            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data"
+        } else {
+            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active"
+        };
+        self.conn.prepare_cached(sql)?.execute(params![
+            new.group_id,
+            new.member_id,
+            new.subscriber_id,
+            new.relationship.label(),
+            new.active,
+            serde_json::to_string(&new.data)?
+        ])?;
+        Ok(())
+    }
+
     fn insert_change_json(
         &mut self,
         r: &ChangeRecord,
@@ -911,7 +1050,7 @@ impl Store for SqliteStore {
             CHANGES,
             "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
-                r.change_id,
+                IdParam::new(&r.change_id),
                 run_id,
                 file_id,
                 hold_id,
@@ -944,7 +1083,7 @@ impl Store for SqliteStore {
             CHANGES,
             "INSERT INTO changes (change_id, run_id, file_id, kind, group_id, member_id, record, batch_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)",
             params![
-                r.change_id,
+                IdParam::new(&r.change_id),
                 run_id,
                 file_id,
                 r.kind.label(),
@@ -967,7 +1106,7 @@ impl Store for SqliteStore {
         let row = self
             .conn
             .prepare_cached(&format!("SELECT {CHANGE_COLS} FROM change_keys k JOIN changes c ON c.rowid = k.row LEFT JOIN runs u ON u.id = c.run_id WHERE k.change_id = ?1"))?
-            .query_row([change_id], stored_change)
+            .query_row([IdParam::new(change_id)], stored_change)
             .optional()?;
         row.map(StoredChange::record).transpose()
     }
@@ -990,21 +1129,23 @@ impl Store for SqliteStore {
         run_id: i64,
         reason: &str,
     ) -> Result<()> {
+        let id = IdParam::new(&r.change_id);
+        let date = date.to_string();
         self.insert_keyed(
             TRANSACTIONS,
             "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                r.change_id,
+                id,
                 r.group_id,
                 r.member_id,
                 r.kind.label(),
                 status.as_str(),
-                date.to_string(),
+                date,
                 run_id
             ],
         )?;
         self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)")?.execute(
-            params![r.change_id, status.as_str(), date.to_string(), reason],
+            params![id, status.as_str(), date, reason],
         )?;
         Ok(())
     }
@@ -1017,10 +1158,11 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<()> {
         self.flush_keys()?;
+        let id = IdParam::new(change_id);
         let found: Option<(i64, String)> = self
             .conn
             .prepare_cached("SELECT t.rowid, t.status FROM transaction_keys k JOIN transactions t ON t.rowid = k.row WHERE k.change_id = ?1")?
-            .query_row([change_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (row, from) = match found {
             Some((row, f)) => (row, status_from(&f)?),
@@ -1037,7 +1179,7 @@ impl Store for SqliteStore {
             .prepare_cached("UPDATE transactions SET status = ?2 WHERE rowid = ?1")?
             .execute(params![row, to.as_str()])?;
         self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
-            params![change_id, from.as_str(), to.as_str(), at, reason],
+            params![id, from.as_str(), to.as_str(), at, reason],
         )?;
         Ok(())
     }
@@ -1046,7 +1188,7 @@ impl Store for SqliteStore {
         self.flush_keys()?;
         self.conn
             .prepare_cached("UPDATE transactions SET batch_run_id = ?2 WHERE rowid = (SELECT row FROM transaction_keys WHERE change_id = ?1)")?
-            .execute(params![change_id, run_id])?;
+            .execute(params![IdParam::new(change_id), run_id])?;
         Ok(())
     }
 
@@ -1065,12 +1207,13 @@ impl Store for SqliteStore {
             TransactionStatus::Pending.as_str(),
             TransactionStatus::Submitted.as_str(),
         );
+        let id = IdParam::new(&r.change_id);
         let date = date.to_string();
         self.insert_keyed(
             TRANSACTIONS,
             "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             params![
-                r.change_id,
+                id,
                 r.group_id,
                 r.member_id,
                 r.kind.label(),
@@ -1080,7 +1223,7 @@ impl Store for SqliteStore {
             ],
         )?;
         self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4), (?1, ?2, ?5, ?6, ?7)")?.execute(
-            params![r.change_id, pending, date, received, submitted, at, reason],
+            params![id, pending, date, received, submitted, at, reason],
         )?;
         Ok(())
     }
@@ -1422,6 +1565,161 @@ mod tests {
         );
     }
 
+    /// A store written at version 3 (ids as 64-character hex TEXT) upgrades in place: its ids
+    /// become 32-byte BLOBs, except one that is not lowercase hex, which stays as it was; every
+    /// change, transaction and log row reads back as before, found by id; a repeated id is
+    /// still refused.
+    #[test]
+    fn migration_4_stores_hex_ids_as_blobs_and_reads_everything_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let c = Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..3] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        let (kept, in_batch, rejected) = (rec("KEPT"), rec("BATCH"), rec("REJ"));
+        let odd = ChangeRecord {
+            change_id: "LEGACY-Id".into(),
+            ..rec("ODD")
+        };
+        let line = serde_json::to_string(&in_batch).unwrap();
+        let batch = dir.path().join("run-000001.changes.jsonl");
+        std::fs::write(&batch, format!("{line}\n")).unwrap();
+        c.execute(
+            "INSERT INTO runs (started, as_of, status, batch_file) VALUES ('t', '2025-01-10', 'done', ?1)",
+            [batch.to_string_lossy()],
+        )
+        .unwrap();
+        // The rows version 3 wrote: a waiting change with its JSON, one in the batch, a
+        // rejected one, and one under an id that is not a SHA-256.
+        let rows: [(&ChangeRecord, String, Option<i64>); 4] = [
+            (&kept, serde_json::to_string(&kept).unwrap(), None),
+            (&in_batch, String::new(), Some(0)),
+            (&rejected, String::new(), None),
+            (&odd, serde_json::to_string(&odd).unwrap(), None),
+        ];
+        for (r, record, offset) in &rows {
+            c.execute(
+                "INSERT INTO changes (change_id, run_id, kind, group_id, member_id, record, batch_offset) VALUES (?1, 1, 'add_subscriber', 'G1', ?2, ?3, ?4)",
+                params![r.change_id, r.member_id, record, offset],
+            )
+            .unwrap();
+        }
+        for (r, status) in [(&kept, PendingFhs), (&in_batch, Submitted), (&odd, Pending)] {
+            let status = status.as_str();
+            c.execute(
+                "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, 'G1', ?2, 'add_subscriber', ?3, '2025-01-10', 1)",
+                params![r.change_id, r.member_id, status],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, '2025-01-10', 'received')",
+                params![r.change_id, status],
+            )
+            .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO change_keys SELECT change_id, rowid FROM changes ORDER BY change_id;
+             INSERT INTO transaction_keys SELECT change_id, rowid FROM transactions ORDER BY change_id;",
+        )
+        .unwrap();
+        let before = tx_tables(&SqliteStore {
+            conn: c,
+            unkeyed: [None; 2],
+        });
+
+        let mut s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        let types: Vec<String> = s
+            .conn
+            .prepare("SELECT typeof(change_id) FROM change_keys ORDER BY change_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(types, ["text", "blob", "blob", "blob"]);
+        // The rows of the old store, under the same rowids, each id now its bytes.
+        let as_text = |row: &String| {
+            [&kept, &in_batch, &odd].iter().fold(row.clone(), |row, r| {
+                let IdParam::Sha(b) = IdParam::new(&r.change_id) else {
+                    return row;
+                };
+                row.replace(
+                    &format!("{:?}", rusqlite::types::Value::Blob(b.to_vec())),
+                    &format!("{:?}", rusqlite::types::Value::Text(r.change_id.clone())),
+                )
+            })
+        };
+        let after: Vec<String> = tx_tables(&s).iter().map(as_text).collect();
+        assert_eq!(after, before);
+        assert_ne!(tx_tables(&s), before);
+        // The same rows, ids read back as the hex they were.
+        let shown = |s: &SqliteStore| -> Vec<String> {
+            let mut st = s
+                .conn
+                .prepare("SELECT change_id FROM transaction_log ORDER BY rowid")
+                .unwrap();
+            st.query_map([], |r| r.get::<_, StoredId>(0).map(|i| i.0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            shown(&s),
+            [kept.change_id.as_str(), &in_batch.change_id, &odd.change_id]
+        );
+        let ids: Vec<String> = s
+            .transactions(&TransactionFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.change_id)
+            .collect();
+        assert_eq!(
+            ids,
+            [kept.change_id.as_str(), &in_batch.change_id, &odd.change_id]
+        );
+        assert_eq!(
+            s.unbatched(PendingFhs).unwrap()[0].change_id,
+            kept.change_id
+        );
+        assert_eq!(s.change(&kept.change_id).unwrap(), Some(kept.clone()));
+        assert_eq!(
+            s.change(&in_batch.change_id).unwrap(),
+            Some(in_batch.clone())
+        );
+        assert_eq!(s.change(&odd.change_id).unwrap(), Some(odd.clone()));
+        assert!(matches!(
+            s.change(&rejected.change_id),
+            Err(StoreError::NotKept(_))
+        ));
+        // Found by id for a move, and the old rows are not found under their hex text.
+        s.set_status(&kept.change_id, Pending, "x", "fhs").unwrap();
+        s.set_status(&odd.change_id, Submitted, "x", "t").unwrap();
+        s.set_batch(&odd.change_id, 1).unwrap();
+        let text: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM changes WHERE change_id = ?1",
+                [&kept.change_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(text, 0);
+        assert!(s.insert_change(&kept, 2, None, None).is_err());
+        assert!(s.insert_change(&odd, 2, None, None).is_err());
+        assert!(s
+            .insert_transaction(&in_batch, Pending, d("2025-01-11"), 2, "t")
+            .is_err());
+        assert_eq!(tx_tables(&s).len(), before.len() + 2);
+        assert_eq!(s.purge(d("2025-02-01")).unwrap(), 3);
+        assert!(s
+            .transactions(&TransactionFilter::default())
+            .unwrap()
+            .is_empty());
+    }
+
     /// Ids written in an open transaction are found before it commits, and an id recorded
     /// twice is refused: at commit inside a transaction, at once outside one, leaving nothing.
     #[test]
@@ -1538,6 +1836,75 @@ mod tests {
             s.set_status(&old.change_id, Completed, "x", "t"),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    /// `set_member` leaves the row that reading it, `fullfile::apply` and `put_member` leave,
+    /// for every change that updates without the row, on a stored member and on a new one.
+    #[test]
+    fn set_member_writes_what_apply_then_put_member_writes() {
+        use crate::enrollment::PersonName;
+        use crate::fullfile::{apply, update, Update};
+        let named = |last: &str| MemberData {
+            ssn: Some(last.into()),
+            name: Some(PersonName {
+                last: last.into(),
+                first: None,
+                middle: None,
+                prefix: None,
+                suffix: None,
+            }),
+            ..MemberData::default()
+        };
+        let (mut fast, mut slow) = (
+            SqliteStore::in_memory().unwrap(),
+            SqliteStore::in_memory().unwrap(),
+        );
+        let stored = Enrolled {
+            group_id: "G1".into(),
+            member_id: "M".into(),
+            subscriber_id: "S".into(),
+            relationship: Relationship::Spouse,
+            active: true,
+            data: named("STORED"),
+        };
+        for s in [&mut fast, &mut slow] {
+            s.put_member(&stored).unwrap();
+        }
+        let kinds = [
+            ChangeKind::TerminateMember,
+            ChangeKind::AddSubscriber,
+            ChangeKind::Reinstate,
+            ChangeKind::Cancel,
+            ChangeKind::MemberChange,
+            ChangeKind::AddDependent,
+            ChangeKind::Audit,
+        ];
+        for (i, kind) in kinds.into_iter().enumerate() {
+            for member in ["M", &format!("NEW{i}")] {
+                let r = ChangeRecord {
+                    kind,
+                    new: named(&format!("NEW{i}")),
+                    ..rec(member)
+                };
+                let Update::Set { data, .. } = update(&r) else {
+                    panic!("{kind:?} updates without the row");
+                };
+                fast.set_member(&apply(None, &r).unwrap(), data.is_some())
+                    .unwrap();
+                let cur = slow.member("G1", member).unwrap();
+                slow.put_member(&apply(cur, &r).unwrap()).unwrap();
+                assert_eq!(
+                    fast.enrollment("G1").unwrap(),
+                    slow.enrollment("G1").unwrap()
+                );
+            }
+        }
+        let m = fast.member("G1", "M").unwrap().unwrap();
+        assert_eq!(
+            (m.subscriber_id.as_str(), m.relationship),
+            ("S", Relationship::Spouse)
+        );
+        assert_eq!(fast.enrollment("G1").unwrap().len(), 1 + kinds.len());
     }
 
     #[test]

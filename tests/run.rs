@@ -230,6 +230,7 @@ fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted()
     let batch_file = env.path("var/batches/run-000001.changes.jsonl");
     let lines = fs::read_to_string(&batch_file).unwrap();
     assert!(lines.lines().count() > 0);
+    // The store keeps a change id as its 32 bytes (store.rs, migration 4): hence `unhex`.
     let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
     let published: String = db
         .query_row("SELECT batch_file FROM runs WHERE id = 1", [], |row| {
@@ -246,7 +247,7 @@ fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted()
         let r: ChangeRecord = serde_json::from_str(line).unwrap();
         let (stored, at): (String, Option<i64>) = db
             .query_row(
-                "SELECT record, batch_offset FROM changes WHERE change_id = ?1",
+                "SELECT record, batch_offset FROM changes WHERE change_id = unhex(?1)",
                 [&r.change_id],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
@@ -257,14 +258,14 @@ fn batch_lines_are_the_stored_records_and_their_log_is_received_then_submitted()
         assert_eq!(store.change(&r.change_id).unwrap(), Some(r.clone()));
         let (status, batch): (String, Option<i64>) = db
             .query_row(
-                "SELECT status, batch_run_id FROM transactions WHERE change_id = ?1",
+                "SELECT status, batch_run_id FROM transactions WHERE change_id = unhex(?1)",
                 [&r.change_id],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .unwrap();
         assert_eq!((status.as_str(), batch), ("Submitted", Some(1)));
         let mut st = db
-            .prepare("SELECT from_status, to_status, at, reason FROM transaction_log WHERE change_id = ?1 ORDER BY id")
+            .prepare("SELECT from_status, to_status, at, reason FROM transaction_log WHERE change_id = unhex(?1) ORDER BY id")
             .unwrap();
         let log: Vec<(Option<String>, String, String, String)> = st
             .query_map([&r.change_id], |row| {
@@ -300,9 +301,12 @@ fn rejected_changes_keep_no_json_and_are_in_the_reject_csv() {
     let env = Env::new(|t| t);
     env.drop_sample("samples/834/business-rejects.x12");
     env.ok(&["run"]);
+    // Ids are stored as their 32 bytes (store.rs, migration 4), shown here in hex.
     let db = rusqlite::Connection::open(env.path("var/eligo.db")).unwrap();
     let mut st = db
-        .prepare("SELECT change_id FROM changes WHERE record = '' AND batch_offset IS NULL")
+        .prepare(
+            "SELECT lower(hex(change_id)) FROM changes WHERE record = '' AND batch_offset IS NULL",
+        )
         .unwrap();
     let rejected: Vec<String> = st
         .query_map([], |row| row.get(0))
@@ -316,7 +320,7 @@ fn rejected_changes_keep_no_json_and_are_in_the_reject_csv() {
         assert!(csv.contains(id.as_str()), "{id} not in the reject CSV");
         let tx: i64 = db
             .query_row(
-                "SELECT count(*) FROM transactions WHERE change_id = ?1",
+                "SELECT count(*) FROM transactions WHERE change_id = unhex(?1)",
                 [id],
                 |row| row.get(0),
             )
