@@ -160,6 +160,8 @@ pub struct SetValidator<'s> {
     /// Scratch: the element checks' view of the set's separators, kept while the delimiters
     /// stay the same (they are an interchange's).
     seps: element::Separators,
+    /// Cache: segments the element checks found clean (not state: it only saves work).
+    clean: element::CleanSegments,
 }
 
 impl<'s> SetValidator<'s> {
@@ -194,6 +196,7 @@ impl<'s> SetValidator<'s> {
             phantom: false,
             splitter: Splitter::default(),
             seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
+            clean: element::CleanSegments::default(),
         }
     }
 
@@ -398,8 +401,11 @@ impl<'s> SetValidator<'s> {
             );
             f.location = make_loc();
             out.push(f);
-        } else {
+        } else if !self.clean.contains(seg.delimiters(), seg_ix, seg.raw()) {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
+            if out.is_empty() {
+                self.clean.insert(seg.delimiters(), seg_ix, seg.raw());
+            }
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
             let envelope_elements = match def.id.as_slice() {
