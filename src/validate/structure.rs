@@ -469,3 +469,69 @@ impl Walker {
         self.close_to(schema, 0, missing);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexer::{Lexer, Token};
+
+    /// The searches a walker remembers change no placement: at every segment of generated and
+    /// damaged files, a copy of the walker (which starts with nothing remembered) places the
+    /// segment as the walker itself does, and reports the same missing children and errors.
+    #[test]
+    fn remembered_searches_place_as_fresh_ones() {
+        let schema = Schema::from_json(crate::schema::embedded::X220A1).unwrap();
+        for seed in 1..=6u64 {
+            let o = crate::gen::GenOptions {
+                size_mb: 0.05,
+                seed,
+                full: seed % 2 == 0,
+                error_rate: 20.0,
+                sets: 2,
+            };
+            let mut x12 = Vec::new();
+            crate::gen::generate(&o, &mut x12).unwrap();
+            // Drop and repeat a few segments so that loops close early and segments misplace.
+            let text = String::from_utf8(x12).unwrap();
+            let damaged: Vec<&str> = text
+                .split('~')
+                .enumerate()
+                .flat_map(|(i, s)| match (i as u64 * seed) % 23 {
+                    _ if i < 4 => vec![s],
+                    0 => vec![],
+                    1 => vec![s, s],
+                    _ => vec![s],
+                })
+                .collect();
+            let damaged = damaged.join("~");
+            let mut lexer = Lexer::new(damaged.as_bytes());
+            let mut walker = Walker::new();
+            let mut placed = 0;
+            while let Some(tok) = lexer.next_token() {
+                let Token::Segment(seg) = tok else { continue };
+                let id = seg.id();
+                if id == b"ST" {
+                    walker.start(&schema);
+                    continue;
+                }
+                if walker.depth() == 0 || matches!(id, b"ISA" | b"GS" | b"GE" | b"IEA") {
+                    continue;
+                }
+                let first = seg.element(1);
+                let mut fresh = walker.clone();
+                let (mut m1, mut e1, mut m2, mut e2) = (vec![], vec![], vec![], vec![]);
+                let a = fresh.place(&schema, id, first, pack(first), &mut m1, &mut e1);
+                let b = walker.place(&schema, id, first, pack(first), &mut m2, &mut e2);
+                assert_eq!(a, b);
+                assert_eq!(
+                    m1.iter().map(|m| (m.seg, m.loop_ix)).collect::<Vec<_>>(),
+                    m2.iter().map(|m| (m.seg, m.loop_ix)).collect::<Vec<_>>()
+                );
+                assert_eq!(e1, e2);
+                assert!(fresh.same_except(&walker, usize::MAX, 0));
+                placed += 1;
+            }
+            assert!(placed > 1000);
+        }
+    }
+}
