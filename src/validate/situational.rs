@@ -944,14 +944,14 @@ impl RuleSet {
         state: &mut SetState,
         out: &mut Vec<Finding>,
     ) {
-        let mut index = std::mem::take(&mut state.index);
-        index.build(self, schema, header, member);
+        state.index.build(self, schema, header, member);
+        let index = &state.index;
         let ctx = Ctx {
             schema,
             header,
             member,
             rules: self,
-            index: &index,
+            index,
             closing_position,
         };
         for rule in &self.rules {
@@ -981,7 +981,6 @@ impl RuleSet {
                 }
             }
         }
-        state.index = index;
         if self.enrollment {
             same_subscriber_id(member, state, out);
         }
