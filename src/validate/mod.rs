@@ -121,6 +121,16 @@ fn location_in(
     loc
 }
 
+/// Tables a set validator fills that hold for every set checked against the same standards
+/// (the segments found clean, the walker's searches): handed from one set's validator to the
+/// next, so that a file of many small sets does not start an empty table for each.
+#[derive(Default, Clone)]
+pub struct Caches<'s> {
+    std: Option<&'s Standards>,
+    clean: element::CleanSegments,
+    searches: structure::SearchMemo,
+}
+
 /// Validates one transaction set, segment by segment.
 #[derive(Clone)]
 pub struct SetValidator<'s> {
@@ -197,6 +207,24 @@ impl<'s> SetValidator<'s> {
             splitter: Splitter::default(),
             seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
             clean: element::CleanSegments::default(),
+        }
+    }
+
+    /// Takes the tables this validator filled, for the next set's ([`SetValidator::adopt`]).
+    pub fn take_caches(&mut self) -> Caches<'s> {
+        Caches {
+            std: Some(self.std),
+            clean: std::mem::take(&mut self.clean),
+            searches: self.walker.take_memo(),
+        }
+    }
+
+    /// Uses the tables an earlier set's validator filled, if it checked against the same
+    /// standards (before [`SetValidator::start`]).
+    pub fn adopt(&mut self, c: Caches<'s>) {
+        if c.std.is_some_and(|s| std::ptr::eq(s, self.std)) {
+            self.clean = c.clean;
+            self.walker.put_memo(c.searches);
         }
     }
 

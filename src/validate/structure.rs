@@ -66,7 +66,9 @@ pub struct Walker {
 /// scan of the loop's children and their qualifiers. A direct-mapped table of fixed size (an
 /// entry takes its slot from the one before), kept only for qualifiers that pack.
 #[derive(Debug, Default)]
-struct SearchMemo {
+pub struct SearchMemo {
+    /// The schema the searches are of (its address: the walker started with it).
+    schema: usize,
     /// [`MEMO_SLOTS`] slots once the first search is remembered.
     slots: Vec<MemoSlot>,
 }
@@ -146,7 +148,11 @@ impl Walker {
     pub fn start(&mut self, schema: &Schema) {
         self.depth = 0;
         // The searches remembered are those of the schema the walker last started with.
-        self.memo.slots.clear();
+        let id = std::ptr::from_ref(schema) as usize;
+        if self.memo.schema != id {
+            self.memo.schema = id;
+            self.memo.slots.clear();
+        }
         self.push(schema, schema.root(), 0);
     }
 
@@ -405,6 +411,17 @@ impl Walker {
                 }
             }
         }
+    }
+
+    /// Takes the searches this walker remembers (for another walker of the same schema).
+    pub fn take_memo(&mut self) -> SearchMemo {
+        std::mem::take(&mut self.memo)
+    }
+
+    /// Remembers the searches of another walker (they are forgotten at [`Walker::start`] if
+    /// they were of another schema).
+    pub fn put_memo(&mut self, memo: SearchMemo) {
+        self.memo = memo;
     }
 
     /// Number of open loops.
