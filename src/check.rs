@@ -14,7 +14,7 @@ use crate::lexer::{
 use crate::schema::{embedded, CodeSets, Schema, SegmentIds};
 use crate::validate::record::Record;
 use crate::validate::situational::RuleSet;
-use crate::validate::{Additive, SetSink, SetValidator, Standards, UnitSpec};
+use crate::validate::{Additive, Caches, SetSink, SetValidator, Standards, UnitSpec};
 use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
@@ -236,6 +236,8 @@ pub struct Checker<'e> {
     set: Option<Set<'e>>,
     /// Where the input ended (or the last segment began): missing trailers are reported there.
     last: Position,
+    /// What the last set's validator remembered, for the next set's ([`Caches`]).
+    caches: Caches<'e>,
 }
 
 /// Forwards the set validator's output to the observer (the validator applied the policy).
@@ -267,6 +269,7 @@ impl<'e> Checker<'e> {
             group: None,
             set: None,
             last: Position::default(),
+            caches: Caches::default(),
         }
     }
 
@@ -1094,6 +1097,7 @@ impl<'e> Checker<'e> {
                 .map(|i| i.info.sender_id.clone())
                 .unwrap_or_default();
             let mut v = SetValidator::new(std, self.engine.policy.as_deref(), sender);
+            v.adopt(std::mem::take(&mut self.caches));
             let base = self.base_location(at);
             let mut bridge = Bridge { obs };
             v.start(seg, base, &mut bridge);
@@ -1156,6 +1160,7 @@ impl<'e> Checker<'e> {
             warnings = v.warnings;
             standard = v.standard_errors;
             members = v.tally.members;
+            self.caches = v.take_caches();
         }
         let code = if !s.errors.is_empty() || rejecting > 0 {
             'R'

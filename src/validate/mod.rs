@@ -16,7 +16,7 @@ use crate::finding::{Ack, Finding, Location, Trigger};
 use crate::lexer::{Fields, Segment, Splitter};
 use crate::schema::{CodeSets, Schema, SegmentIds, Usage};
 use element::ElementCtx;
-use record::Record;
+use record::{Placed, Record};
 use situational::RuleSet;
 use structure::{Missing, Placement, Walker};
 
@@ -121,6 +121,16 @@ fn location_in(
     loc
 }
 
+/// Tables a set validator fills that hold for every set checked against the same standards
+/// (the segments found clean, the walker's searches): handed from one set's validator to the
+/// next, so that a file of many small sets does not start an empty table for each.
+#[derive(Default, Clone)]
+pub struct Caches<'s> {
+    std: Option<&'s Standards>,
+    clean: element::CleanSegments,
+    searches: structure::SearchMemo,
+}
+
 /// Validates one transaction set, segment by segment.
 #[derive(Clone)]
 pub struct SetValidator<'s> {
@@ -160,6 +170,8 @@ pub struct SetValidator<'s> {
     /// Scratch: the element checks' view of the set's separators, kept while the delimiters
     /// stay the same (they are an interchange's).
     seps: element::Separators,
+    /// Cache: segments the element checks found clean (not state: it only saves work).
+    clean: element::CleanSegments,
 }
 
 impl<'s> SetValidator<'s> {
@@ -194,6 +206,25 @@ impl<'s> SetValidator<'s> {
             phantom: false,
             splitter: Splitter::default(),
             seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
+            clean: element::CleanSegments::default(),
+        }
+    }
+
+    /// Takes the tables this validator filled, for the next set's ([`SetValidator::adopt`]).
+    pub fn take_caches(&mut self) -> Caches<'s> {
+        Caches {
+            std: Some(self.std),
+            clean: std::mem::take(&mut self.clean),
+            searches: self.walker.take_memo(),
+        }
+    }
+
+    /// Uses the tables an earlier set's validator filled, if it checked against the same
+    /// standards (before [`SetValidator::start`]).
+    pub fn adopt(&mut self, c: Caches<'s>) {
+        if c.std.is_some_and(|s| std::ptr::eq(s, self.std)) {
+            self.clean = c.clean;
+            self.walker.put_memo(c.searches);
         }
     }
 
@@ -238,6 +269,8 @@ impl<'s> SetValidator<'s> {
             v.walker.truncate(parent + 1);
             v.walker.set_count(parent, child, 0);
         }
+        v.open.clear();
+        v.open.extend(v.walker.open_loops());
         v.member.clear(self.member.delims);
         v.phantom = true;
         v.pending.clear();
@@ -342,7 +375,13 @@ impl<'s> SetValidator<'s> {
         self.open.extend(self.walker.open_loops());
         let mut splitter = std::mem::take(&mut self.splitter);
         let fields = splitter.split(st.raw(), st.delimiters().element);
-        self.header.push(st, &fields, root_st, 1, &self.open, 0);
+        let placed = Placed {
+            seg_ix: root_st,
+            key: crate::schema::pack(fields.id()).unwrap_or(u64::MAX),
+            qual: crate::schema::pack(fields.element(1)).unwrap_or(u64::MAX),
+            position: 1,
+        };
+        self.header.push(st, &fields, placed, &self.open, 0);
         self.check_elements(root_st, st, &fields);
         self.splitter = splitter;
         self.flush_header_findings(sink);
@@ -398,8 +437,11 @@ impl<'s> SetValidator<'s> {
             );
             f.location = make_loc();
             out.push(f);
-        } else {
+        } else if !self.clean.contains(seg.delimiters(), seg_ix, seg.raw()) {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
+            if out.is_empty() {
+                self.clean.insert(seg.delimiters(), seg_ix, seg.raw());
+            }
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
             let envelope_elements = match def.id.as_slice() {
@@ -450,15 +492,22 @@ impl<'s> SetValidator<'s> {
         let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
         let first = fields.element(1);
+        let element1 = first;
         let first = match crate::lexer::find_byte(seg.delimiters().component, first) {
             Some(i) => &first[..i],
             None => first,
         };
+        let first_key = crate::schema::pack(first);
         self.errors.clear();
         self.missing.clear();
-        let placement = self
-            .walker
-            .place(schema, id, first, &mut self.missing, &mut self.errors);
+        let placement = self.walker.place(
+            schema,
+            id,
+            first,
+            first_key,
+            &mut self.missing,
+            &mut self.errors,
+        );
         // Nearly every segment places cleanly, with nothing missing before it: the scratch
         // vectors are taken out of `self` (to report from them) only when they hold something.
         if !self.missing.is_empty() {
@@ -506,10 +555,13 @@ impl<'s> SetValidator<'s> {
             Placement::Placed {
                 seg: seg_ix,
                 opened,
-                ..
+                closed,
             } => {
-                self.open.clear();
-                self.open.extend(self.walker.open_loops());
+                // The open loops change only when a placement opens or closes one.
+                if opened > 0 || closed > 0 {
+                    self.open.clear();
+                    self.open.extend(self.walker.open_loops());
+                }
                 let depth = self.open.len();
                 // Did a member loop end, or a new one begin?
                 let unit_loop = self.std.unit.as_ref().map(|u| u.loop_id.as_str());
@@ -543,7 +595,21 @@ impl<'s> SetValidator<'s> {
                 if opened > 0 && depth > rd + 1 {
                     rec.new_instance_at(depth - 1 - rd);
                 }
-                rec.push(seg, &fields, seg_ix, position, &self.open, rd);
+                // The walker matched the ID with the schema segment's: its packed ID is the
+                // segment's. Element 1 is the qualifier it packed unless a component
+                // separator cut that short.
+                let placed = Placed {
+                    seg_ix,
+                    key: schema.segments[seg_ix].key,
+                    qual: if first.len() == element1.len() {
+                        first_key
+                    } else {
+                        crate::schema::pack(element1)
+                    }
+                    .unwrap_or(u64::MAX),
+                    position,
+                };
+                rec.push(seg, &fields, placed, &self.open, rd);
                 self.check_elements(seg_ix, seg, &fields);
                 if !self.in_member {
                     self.flush_header_findings(sink);

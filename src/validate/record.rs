@@ -38,6 +38,18 @@ pub struct RecSeg {
     sep_n: u32,
 }
 
+/// What the validator knows of a segment it records besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed {
+    pub seg_ix: SegIx,
+    /// The segment ID packed ([`RecSeg::key`]): the schema segment's, which the walker matched.
+    pub key: u64,
+    /// Element 1 packed ([`RecSeg::qual`]).
+    pub qual: u64,
+    /// Position in the set, ST = 1.
+    pub position: u32,
+}
+
 /// The header or one member of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -85,8 +97,7 @@ impl Record {
         &mut self,
         seg: &Segment<'_>,
         fields: &Fields<'_>,
-        seg_ix: SegIx,
-        position: u32,
+        placed: Placed,
         open_loops: &[LoopIx],
         record_depth: usize,
     ) {
@@ -116,13 +127,12 @@ impl Record {
         let end = self.buf.len() as u32;
         let sep_lo = self.seps.len() as u32;
         self.seps.extend_from_slice(fields.separators());
-        let qual = crate::schema::pack(fields.element(1));
         self.segs.push(RecSeg {
-            key: crate::schema::pack(fields.id()).unwrap_or(u64::MAX),
-            qual: qual.unwrap_or(u64::MAX),
-            seg_ix,
+            key: placed.key,
+            qual: placed.qual,
+            seg_ix: placed.seg_ix,
             instance: self.open.last().copied().unwrap_or(u32::MAX),
-            position,
+            position: placed.position,
             at: seg.position(),
             start,
             end,

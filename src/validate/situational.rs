@@ -204,9 +204,13 @@ struct Qual {
 
 impl Qual {
     fn new(q: &str) -> Qual {
+        Qual::from_bytes(q.as_bytes())
+    }
+
+    fn from_bytes(q: &[u8]) -> Qual {
         Qual {
-            bytes: q.as_bytes().to_vec(),
-            key: crate::schema::pack(q.as_bytes()),
+            bytes: q.to_vec(),
+            key: crate::schema::pack(q),
         }
     }
 
@@ -434,41 +438,60 @@ fn need_of(s: &Slot, own: Option<u64>) -> Vec<Need> {
     }]
 }
 
+/// What a value test that only the codes `codes` pass needs: the segment of `s`, and, when `s`
+/// reads element 1 of a segment looked up by ID alone, a segment with that ID whose element 1
+/// is one of the codes (a [`Target`] interned for it, so the member's index answers it with
+/// one table read). The value is element 1 of a segment with that ID: the member (or header)
+/// holds a segment with that ID and qualifier whenever the test passes. Rules keyed on a
+/// qualifier (`INS01` is `Y`, `HD01` is `024`) are so skipped for the members without one.
+fn need_of_codes(
+    s: &Slot,
+    own: Option<u64>,
+    codes: &Codes,
+    targets: &mut Vec<Target>,
+) -> Vec<Need> {
+    let mut v = need_of(s, own);
+    if v.is_empty() || s.element != 1 || targets[s.target].quals.is_some() {
+        return v;
+    }
+    let quals = codes.0.iter().map(|c| Qual::from_bytes(c)).collect();
+    let target = intern(
+        targets,
+        Target {
+            key: s.key,
+            quals: Some(quals),
+        },
+    );
+    v.push(Need {
+        header: s.area == Area::Header,
+        target,
+    });
+    v
+}
+
+/// Adds the needs `add` to `v`, once each.
+fn add_needs(v: &mut Vec<Need>, add: Vec<Need>) {
+    for n in add {
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+}
+
 /// The segments that must be present for `p` to evaluate to `truth` (a necessary condition,
 /// not a sufficient one: an empty list says nothing). A missing element's value is empty, so a
-/// value test needs its segment only when the empty value fails it.
-fn needs(p: &Plan, truth: bool, own: Option<u64>) -> Vec<Need> {
-    let union = |ps: &[Plan]| {
-        let mut v: Vec<Need> = Vec::new();
-        for p in ps {
-            for n in needs(p, truth, own) {
-                if !v.contains(&n) {
-                    v.push(n);
-                }
-            }
-        }
-        v
-    };
-    let intersection = |ps: &[Plan]| {
-        let mut all = ps.iter().map(|p| needs(p, truth, own));
-        let first = all.next().unwrap_or_default();
-        all.fold(first, |acc, n| {
-            acc.into_iter().filter(|x| n.contains(x)).collect()
-        })
-    };
+/// value test needs its segment only when the empty value fails it. Qualified lookups the
+/// needs call for are interned in `targets`.
+fn needs(p: &Plan, truth: bool, own: Option<u64>, targets: &mut Vec<Target>) -> Vec<Need> {
     match (p, truth) {
         (Plan::Value { of, in_, .. }, true) => match in_ {
-            Some(c) if !c.contains(b"") => need_of(of, own),
+            Some(c) if !c.contains(b"") => need_of_codes(of, own, c, targets),
             _ => Vec::new(),
         },
         (Plan::Present(of), true) => need_of(of, own),
         (Plan::DateOrder(a, b), false) => {
             let mut v = need_of(a, own);
-            for n in need_of(b, own) {
-                if !v.contains(&n) {
-                    v.push(n);
-                }
-            }
+            add_needs(&mut v, need_of(b, own));
             v
         }
         (Plan::Segment(t), true) => vec![Need {
@@ -481,13 +504,47 @@ fn needs(p: &Plan, truth: bool, own: Option<u64>) -> Vec<Need> {
                 where_: Some(w), ..
             },
             true,
-        ) => needs(w, true, None),
+        ) => needs(w, true, None, targets),
         (Plan::Pattern(of, _), false) => need_of(of, own),
-        (Plan::All(ps), true) | (Plan::Any(ps), false) => union(ps),
-        (Plan::Any(ps), true) | (Plan::All(ps), false) => intersection(ps),
-        (Plan::Not(q), t) => needs(q, !t, own),
+        // Every part must hold: what any of them needs.
+        (Plan::All(ps), true) | (Plan::Any(ps), false) => {
+            let mut v = Vec::new();
+            for p in ps {
+                let n = needs(p, truth, own, targets);
+                add_needs(&mut v, n);
+            }
+            v
+        }
+        // One part is enough: what all of them need.
+        (Plan::Any(ps), true) | (Plan::All(ps), false) => {
+            let mut all = Vec::new();
+            for p in ps {
+                all.push(needs(p, truth, own, targets));
+            }
+            let mut all = all.into_iter();
+            let first = all.next().unwrap_or_default();
+            all.fold(first, |acc, n| {
+                acc.into_iter().filter(|x| n.contains(x)).collect()
+            })
+        }
+        (Plan::Not(q), t) => needs(q, !t, own, targets),
         _ => Vec::new(),
     }
+}
+
+/// `need` without the needs that another one implies: a segment with an ID is present when
+/// one with that ID and a given qualifier is.
+fn drop_implied(need: &mut Vec<Need>, targets: &[Target]) {
+    let all = need.clone();
+    need.retain(|n| {
+        let t = &targets[n.target];
+        t.quals.is_some()
+            || !all.iter().any(|m| {
+                m.header == n.header
+                    && targets[m.target].key == t.key
+                    && targets[m.target].quals.is_some()
+            })
+    });
 }
 
 /// True when `p` reads nothing but the set header: its value is the same for every scope.
@@ -784,12 +841,13 @@ impl RuleSet {
                 Scope::Segment(_, key, _) => Some(key.unwrap_or(u64::MAX)),
                 _ => None,
             };
-            let mut need = when.as_ref().map_or(Vec::new(), |w| needs(w, true, own));
-            for n in needs(&require, false, own) {
-                if !need.contains(&n) {
-                    need.push(n);
-                }
-            }
+            let mut need = match &when {
+                Some(w) => needs(w, true, own, &mut targets),
+                None => Vec::new(),
+            };
+            let also = needs(&require, false, own, &mut targets);
+            add_needs(&mut need, also);
+            drop_implied(&mut need, &targets);
             if matches!(scope, Scope::Segment(_, None, _)) {
                 // An ID that does not pack: its segments' keys are not their own.
                 need.clear();
@@ -840,6 +898,11 @@ impl RuleSet {
                 header_targets(w, &mut head);
             }
             header_targets(&p.require, &mut head);
+            for n in &p.need {
+                if n.header && !head.contains(&n.target) {
+                    head.push(n.target);
+                }
+            }
             for s in p.trigger.iter().chain(&p.of) {
                 if s.area == Area::Header && !head.contains(&s.target) {
                     head.push(s.target);
@@ -881,14 +944,14 @@ impl RuleSet {
         state: &mut SetState,
         out: &mut Vec<Finding>,
     ) {
-        let mut index = std::mem::take(&mut state.index);
-        index.build(self, schema, header, member);
+        state.index.build(self, schema, header, member);
+        let index = &state.index;
         let ctx = Ctx {
             schema,
             header,
             member,
             rules: self,
-            index: &index,
+            index,
             closing_position,
         };
         for rule in &self.rules {
@@ -918,7 +981,6 @@ impl RuleSet {
                 }
             }
         }
-        state.index = index;
         if self.enrollment {
             same_subscriber_id(member, state, out);
         }
@@ -1883,6 +1945,30 @@ mod tests {
         // ... but not one that an absent value passes, nor the rule's own segment.
         assert!(need("834-S23").is_empty());
         assert!(need("834-S22").is_empty());
+        // A value test on element 1 needs a segment with one of its codes there (and that
+        // implies the segment itself).
+        let ins = crate::schema::pack_const(b"INS");
+        let qualified = |id: &str| {
+            let r = rules.rules.iter().find(|r| r.id == id).unwrap();
+            r.plan
+                .need
+                .iter()
+                .map(|n| &rules.targets[n.target])
+                .map(|t| {
+                    (
+                        t.key,
+                        t.quals
+                            .as_ref()
+                            .map(|qs| qs.iter().map(|q| q.bytes.clone()).collect::<Vec<_>>()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(qualified("834-S1"), vec![(ins, Some(vec![b"Y".to_vec()]))]);
+        assert_eq!(qualified("834-S2B"), vec![(ins, Some(vec![b"N".to_vec()]))]);
+        // The rule's own segment answers element 1 of a segment scope: no member segment is
+        // needed (only the header's BGN, for BGN03).
+        assert!(need("834-S26").iter().all(|&(header, _)| header));
         // A header-only condition is evaluated once per member.
         let s4 = rules.rules.iter().find(|r| r.id == "834-S4").unwrap();
         assert!(s4.plan.when_header);

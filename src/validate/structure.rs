@@ -56,6 +56,78 @@ pub enum Placement {
 pub struct Walker {
     stack: Vec<Frame>,
     depth: usize,
+    memo: SearchMemo,
+}
+
+/// Cache: what the search of one open loop found, by (loop, cursor, segment ID, qualifier).
+///
+/// A loop's search depends on nothing else (the schema is the one the walker started with),
+/// and a set repeats the same few hundred of these for every member: one lookup instead of a
+/// scan of the loop's children and their qualifiers. A direct-mapped table of fixed size (an
+/// entry takes its slot from the one before), kept only for qualifiers that pack.
+#[derive(Debug, Default)]
+pub struct SearchMemo {
+    /// The schema the searches are of (its address: the walker started with it).
+    schema: usize,
+    /// [`MEMO_SLOTS`] slots once the first search is remembered.
+    slots: Vec<MemoSlot>,
+}
+
+/// A copy starts empty: it only saves work (a piece of a set checked on its own fills its own).
+impl Clone for SearchMemo {
+    fn clone(&self) -> Self {
+        SearchMemo::default()
+    }
+}
+
+const MEMO_SLOTS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemoSlot {
+    /// Loop, cursor, whether the loop is the root, strictness ([`SearchMemo::tag`]); `u64::MAX`
+    /// in an empty slot.
+    tag: u64,
+    id: u64,
+    first: u64,
+    /// The child found, plus one; 0 for none.
+    found: u32,
+}
+
+impl SearchMemo {
+    fn tag(loop_ix: LoopIx, cursor: usize, root: bool, strict: bool) -> u64 {
+        (loop_ix as u64) << 32 | (cursor as u64) << 2 | u64::from(root) << 1 | u64::from(strict)
+    }
+
+    fn slot(tag: u64, id: u64, first: u64) -> usize {
+        let h =
+            (tag ^ id.rotate_left(17) ^ first.rotate_left(41)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> (64 - MEMO_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// `Some(found)` when the search is remembered.
+    #[inline]
+    fn get(&self, tag: u64, id: u64, first: u64) -> Option<Option<usize>> {
+        let e = self.slots.get(Self::slot(tag, id, first))?;
+        (e.tag == tag && e.id == id && e.first == first).then(|| (e.found as usize).checked_sub(1))
+    }
+
+    fn put(&mut self, tag: u64, id: u64, first: u64, found: Option<usize>) {
+        if self.slots.is_empty() {
+            let empty = MemoSlot {
+                tag: u64::MAX,
+                id: 0,
+                first: 0,
+                found: 0,
+            };
+            self.slots.resize(MEMO_SLOTS, empty);
+        }
+        self.slots[Self::slot(tag, id, first)] = MemoSlot {
+            tag,
+            id,
+            first,
+            found: found.map_or(0, |c| c as u32 + 1),
+        };
+    }
 }
 
 /// A missing required child found while moving forward or closing a loop.
@@ -75,6 +147,12 @@ impl Walker {
     /// Starts a set: the root loop is open and its first child (ST) is matched.
     pub fn start(&mut self, schema: &Schema) {
         self.depth = 0;
+        // The searches remembered are those of the schema the walker last started with.
+        let id = std::ptr::from_ref(schema) as usize;
+        if self.memo.schema != id {
+            self.memo.schema = id;
+            self.memo.slots.clear();
+        }
         self.push(schema, schema.root(), 0);
     }
 
@@ -102,37 +180,66 @@ impl Walker {
         self.stack[..self.depth].iter().map(|f| f.loop_ix)
     }
 
-    fn search(&self, schema: &Schema, key: &Key<'_>, strict: bool) -> Option<(usize, usize)> {
+    fn search(&mut self, schema: &Schema, key: &Key<'_>, strict: bool) -> Option<(usize, usize)> {
         for d in (0..self.depth).rev() {
             let f = &self.stack[d];
-            let lp = &schema.loops[f.loop_ix];
-            // Siblings sharing a position may come in any order (REF*0F, REF*1L, REF*17...).
-            let mut start = f.cursor;
-            if let Child::Segment(s) = lp.children[f.cursor] {
-                let pos = schema.segments[s].pos;
-                while start > 0 {
-                    match lp.children[start - 1] {
-                        Child::Segment(p) if schema.segments[p].pos == pos => start -= 1,
-                        _ => break,
+            let found = match key.first_key {
+                // Cursors and loops fit the tag (a schema has far fewer than 2^30 children).
+                Some(first) if f.cursor < 1 << 30 => {
+                    let tag = SearchMemo::tag(f.loop_ix, f.cursor, d == 0, strict);
+                    match self.memo.get(tag, key.id, first) {
+                        Some(found) => found,
+                        None => {
+                            let found = Self::search_loop(schema, f, d, key, strict);
+                            self.memo.put(tag, key.id, first, found);
+                            found
+                        }
                     }
                 }
+                _ => Self::search_loop(schema, f, d, key, strict),
+            };
+            if let Some(ci) = found {
+                return Some((d, ci));
             }
-            // A loop's own trigger never repeats inside the instance: a second one starts the
-            // next repetition, found one level up.
-            let mut ci = start.max(usize::from(d > 0));
-            // A scan over the packed IDs alone (most children have another ID), then the
-            // qualifiers of each child whose ID matches.
-            while let Some(k) = lp
-                .child_keys
-                .get(ci..)
-                .and_then(|ks| ks.iter().position(|&k| k == key.id))
-            {
-                ci += k;
-                if key.accepts(schema, lp.children[ci], strict) {
-                    return Some((d, ci));
+        }
+        None
+    }
+
+    /// The child of the open loop `f` (at depth `d`) that accepts the segment, from its cursor on.
+    fn search_loop(
+        schema: &Schema,
+        f: &Frame,
+        d: usize,
+        key: &Key<'_>,
+        strict: bool,
+    ) -> Option<usize> {
+        let lp = &schema.loops[f.loop_ix];
+        // Siblings sharing a position may come in any order (REF*0F, REF*1L, REF*17...).
+        let mut start = f.cursor;
+        if let Child::Segment(s) = lp.children[f.cursor] {
+            let pos = schema.segments[s].pos;
+            while start > 0 {
+                match lp.children[start - 1] {
+                    Child::Segment(p) if schema.segments[p].pos == pos => start -= 1,
+                    _ => break,
                 }
-                ci += 1;
             }
+        }
+        // A loop's own trigger never repeats inside the instance: a second one starts the
+        // next repetition, found one level up.
+        let mut ci = start.max(usize::from(d > 0));
+        // A scan over the packed IDs alone (most children have another ID), then the
+        // qualifiers of each child whose ID matches.
+        while let Some(k) = lp
+            .child_keys
+            .get(ci..)
+            .and_then(|ks| ks.iter().position(|&k| k == key.id))
+        {
+            ci += k;
+            if key.accepts(schema, lp.children[ci], strict) {
+                return Some(ci);
+            }
+            ci += 1;
         }
         None
     }
@@ -202,18 +309,20 @@ impl Walker {
     /// Places one segment. Missing required children discovered on the way go to `missing`;
     /// structural errors about the segment itself go to `errors` (with only id, code and message
     /// filled in: the caller adds positions).
+    /// `first_key` is `pack(first)` (the caller keeps it for the record).
     pub fn place(
         &mut self,
         schema: &Schema,
         id: &[u8],
         first: &[u8],
+        first_key: Option<u64>,
         missing: &mut Vec<Missing>,
         errors: &mut Vec<Finding>,
     ) -> Placement {
         // An ID longer than 7 bytes is in no schema (pack gives None): it matches nothing.
         let key = pack(id).map(|id_key| Key {
             id: id_key,
-            first_key: pack(first),
+            first_key,
             first,
         });
         let found = key.as_ref().and_then(|k| {
@@ -304,6 +413,17 @@ impl Walker {
         }
     }
 
+    /// Takes the searches this walker remembers (for another walker of the same schema).
+    pub fn take_memo(&mut self) -> SearchMemo {
+        std::mem::take(&mut self.memo)
+    }
+
+    /// Remembers the searches of another walker (they are forgotten at [`Walker::start`] if
+    /// they were of another schema).
+    pub fn put_memo(&mut self, memo: SearchMemo) {
+        self.memo = memo;
+    }
+
     /// Number of open loops.
     pub fn depth(&self) -> usize {
         self.depth
@@ -364,5 +484,71 @@ impl Walker {
     /// Ends the set: closes every loop and reports required children never seen.
     pub fn finish(&mut self, schema: &Schema, missing: &mut Vec<Missing>) {
         self.close_to(schema, 0, missing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexer::{Lexer, Token};
+
+    /// The searches a walker remembers change no placement: at every segment of generated and
+    /// damaged files, a copy of the walker (which starts with nothing remembered) places the
+    /// segment as the walker itself does, and reports the same missing children and errors.
+    #[test]
+    fn remembered_searches_place_as_fresh_ones() {
+        let schema = Schema::from_json(crate::schema::embedded::X220A1).unwrap();
+        for seed in 1..=6u64 {
+            let o = crate::gen::GenOptions {
+                size_mb: 0.05,
+                seed,
+                full: seed % 2 == 0,
+                error_rate: 20.0,
+                sets: 2,
+            };
+            let mut x12 = Vec::new();
+            crate::gen::generate(&o, &mut x12).unwrap();
+            // Drop and repeat a few segments so that loops close early and segments misplace.
+            let text = String::from_utf8(x12).unwrap();
+            let damaged: Vec<&str> = text
+                .split('~')
+                .enumerate()
+                .flat_map(|(i, s)| match (i as u64 * seed) % 23 {
+                    _ if i < 4 => vec![s],
+                    0 => vec![],
+                    1 => vec![s, s],
+                    _ => vec![s],
+                })
+                .collect();
+            let damaged = damaged.join("~");
+            let mut lexer = Lexer::new(damaged.as_bytes());
+            let mut walker = Walker::new();
+            let mut placed = 0;
+            while let Some(tok) = lexer.next_token() {
+                let Token::Segment(seg) = tok else { continue };
+                let id = seg.id();
+                if id == b"ST" {
+                    walker.start(&schema);
+                    continue;
+                }
+                if walker.depth() == 0 || matches!(id, b"ISA" | b"GS" | b"GE" | b"IEA") {
+                    continue;
+                }
+                let first = seg.element(1);
+                let mut fresh = walker.clone();
+                let (mut m1, mut e1, mut m2, mut e2) = (vec![], vec![], vec![], vec![]);
+                let a = fresh.place(&schema, id, first, pack(first), &mut m1, &mut e1);
+                let b = walker.place(&schema, id, first, pack(first), &mut m2, &mut e2);
+                assert_eq!(a, b);
+                assert_eq!(
+                    m1.iter().map(|m| (m.seg, m.loop_ix)).collect::<Vec<_>>(),
+                    m2.iter().map(|m| (m.seg, m.loop_ix)).collect::<Vec<_>>()
+                );
+                assert_eq!(e1, e2);
+                assert!(fresh.same_except(&walker, usize::MAX, 0));
+                placed += 1;
+            }
+            assert!(placed > 1000);
+        }
     }
 }
