@@ -487,7 +487,9 @@ pub trait Store {
     fn transactions(&mut self, filter: &TransactionFilter) -> Result<Vec<TransactionRow>>;
     /// Transactions in `status` and in no batch yet, oldest first.
     fn unbatched(&mut self, status: TransactionStatus) -> Result<Vec<TransactionRow>>;
-    /// Deletes transactions (their log and changes) dated before `before`.
+    /// Deletes transactions (their log and changes) dated before `before`, and changes that
+    /// never became a transaction (rejected, or in a rejected hold) received by a run before
+    /// it; returns how many of both.
     fn purge(&mut self, before: NaiveDate) -> Result<u64>;
 
     // Holds.
@@ -1254,6 +1256,26 @@ impl Store for SqliteStore {
     fn purge(&mut self, before: NaiveDate) -> Result<u64> {
         self.flush_keys()?;
         let b = before.to_string();
+        // Changes that never became a transaction (rejected by the rules, or in a hold that was
+        // rejected) have no transaction date: they go by the day of the run that received
+        // them. A change in a hold still undecided stays, whatever its age.
+        // One pass over `changes` (the runs' set first: no index on `run_id` is needed), and a
+        // key lookup only for the rows of old runs.
+        const NEVER_SUBMITTED: &str = "FROM changes c
+            WHERE c.run_id IN (SELECT id FROM runs WHERE as_of < ?1)
+              AND NOT EXISTS (SELECT 1 FROM transaction_keys k WHERE k.change_id = c.change_id)
+              AND (c.hold_id IS NULL OR c.hold_id IN (SELECT id FROM holds WHERE status <> 'held'))";
+        self.conn
+            .prepare_cached(&format!(
+                "DELETE FROM change_keys WHERE change_id IN (SELECT c.change_id {NEVER_SUBMITTED})"
+            ))?
+            .execute([&b])?;
+        let never = self
+            .conn
+            .prepare_cached(&format!(
+                "DELETE FROM changes WHERE rowid IN (SELECT c.rowid {NEVER_SUBMITTED})"
+            ))?
+            .execute([&b])?;
         self.conn.prepare_cached("DELETE FROM transaction_log WHERE change_id IN (SELECT change_id FROM transactions WHERE transaction_date < ?1)")?.execute(
             [&b],
         )?;
@@ -1270,7 +1292,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached("DELETE FROM transactions WHERE transaction_date < ?1")?
             .execute([&b])?;
-        Ok(n as u64)
+        Ok((n + never) as u64)
     }
 
     fn insert_hold(
@@ -1812,6 +1834,73 @@ mod tests {
             s.change(&b.change_id),
             Err(StoreError::BatchRecord { .. })
         ));
+    }
+
+    #[test]
+    fn purge_removes_changes_never_submitted_by_their_run_day_except_in_an_open_hold() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let old_run = s.create_run("t", d("2022-01-10")).unwrap();
+        let new_run = s.create_run("t", d("2025-01-10")).unwrap();
+        let file = s
+            .insert_file(&FileRow {
+                id: 0,
+                run_id: old_run,
+                name: "f".into(),
+                path: "f".into(),
+                sha256: "00".into(),
+                kind: "x12".into(),
+                sender: None,
+                isa13: None,
+                isa13_base: 1,
+                gs06_base: 1,
+                duplicate_of: None,
+                status: "held".into(),
+                changes: 0,
+                archived: false,
+            })
+            .unwrap();
+        let open_hold = s.insert_hold(file, old_run, "G1", 10, 5).unwrap();
+        let rejected_hold = s.insert_hold(file, old_run, "G1", 10, 5).unwrap();
+        s.set_hold(rejected_hold, "rejected", "t").unwrap();
+        let rejected_old = rec("REJECTED-OLD");
+        let rejected_new = rec("REJECTED-NEW");
+        let in_open_hold = rec("HELD");
+        let in_rejected_hold = rec("HOLD-REJECTED");
+        let submitted_old = rec("SUBMITTED-OLD");
+        s.insert_change_unstored(&rejected_old, old_run, Some(file), None)
+            .unwrap();
+        s.insert_change_unstored(&rejected_new, new_run, Some(file), None)
+            .unwrap();
+        s.insert_change(&in_open_hold, old_run, Some(file), Some(open_hold))
+            .unwrap();
+        s.insert_change(&in_rejected_hold, old_run, Some(file), Some(rejected_hold))
+            .unwrap();
+        // Received long ago, but its transaction is recent (released late): it stays.
+        s.insert_change(&submitted_old, old_run, Some(file), None)
+            .unwrap();
+        s.insert_transaction(&submitted_old, Submitted, d("2025-01-01"), old_run, "t")
+            .unwrap();
+        assert_eq!(s.purge(d("2023-01-10")).unwrap(), 2);
+        let kept =
+            |s: &mut SqliteStore, r: &ChangeRecord| !matches!(s.change(&r.change_id), Ok(None));
+        assert!(!kept(&mut s, &rejected_old));
+        assert!(!kept(&mut s, &in_rejected_hold));
+        assert!(kept(&mut s, &rejected_new));
+        assert!(kept(&mut s, &in_open_hold));
+        assert!(kept(&mut s, &submitted_old));
+        assert_eq!(
+            s.held_changes(open_hold).unwrap(),
+            vec![in_open_hold.clone()]
+        );
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+            .unwrap();
+        let keys: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM change_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((rows, keys), (3, 3));
     }
 
     #[test]
