@@ -1178,7 +1178,9 @@ struct PreparedChange {
     fate: Fate,
 }
 
-/// A chunk of changes prepared, in order, for [`Ctx::record`].
+/// A chunk of changes prepared, in order, for [`Ctx::record`]. Its buffers go back to be
+/// prepared into again ([`Ctx::emit_spooled`]).
+#[derive(Default)]
 struct Prepared {
     changes: Vec<PreparedChange>,
     /// The changes' JSON, one after another.
@@ -1193,10 +1195,8 @@ struct Prepared {
 impl Prepared {
     fn failed(e: RunError) -> Prepared {
         Prepared {
-            changes: Vec::new(),
-            json: String::new(),
-            csv: Vec::new(),
             failed: Some(e),
+            ..Default::default()
         }
     }
 }
@@ -1261,21 +1261,20 @@ impl Prep {
         }
     }
 
-    /// Assesses a chunk of changes and prepares each for the store, in order; stops at the
-    /// first error (kept in [`Prepared::failed`]).
+    /// Assesses a chunk of changes and prepares each for the store, in order, into `p`'s
+    /// buffers (emptied first); stops at the first error (kept in [`Prepared::failed`]).
     fn prepare(
         &mut self,
         actx: &RuleContext,
         file: &FileRow,
         changes: Vec<ChangeRecord>,
+        mut p: Prepared,
     ) -> Prepared {
         let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
-        let mut p = Prepared {
-            changes: Vec::with_capacity(changes.len()),
-            json: String::with_capacity(changes.len() * 1024),
-            csv: Vec::with_capacity(changes.len() * 512),
-            failed: None,
-        };
+        p.changes.clear();
+        p.json.clear();
+        p.csv.clear();
+        p.failed = None;
         for (r, a) in changes.into_iter().zip(assessed) {
             if let Err(e) = self.prepare_one(file, actx.sender, r, a, &mut p) {
                 p.failed = Some(e);
@@ -1385,8 +1384,8 @@ impl Ctx<'_> {
             sender,
             file_date,
         };
-        let p = self.prep.prepare(&actx, file, changes);
-        self.record(file, p)
+        let mut p = self.prep.prepare(&actx, file, changes, Prepared::default());
+        self.record(file, &mut p)
     }
 
     /// [`Ctx::emit`] of a spool's records, in chunks ([`Chunks`]), as a pipeline over three
@@ -1409,6 +1408,9 @@ impl Ctx<'_> {
         let mut prep = std::mem::replace(&mut self.prep, Prep::new(as_of, None));
         let result = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
+            // Chunks recorded come back to be prepared into: their buffers are reused, not
+            // allocated (and page-faulted) afresh for each chunk.
+            let (spent, recycled) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD + 2);
             let prep = &mut prep;
             let stage = s.spawn(move || {
                 let read = with_spooled(spool, |records| {
@@ -1420,7 +1422,8 @@ impl Ctx<'_> {
                             sender,
                             file_date: day,
                         };
-                        let p = prep.prepare(&actx, file, c);
+                        let p =
+                            prep.prepare(&actx, file, c, recycled.try_recv().unwrap_or_default());
                         let failed = p.failed.is_some();
                         // A failed send means the store's side stopped on an error of its own,
                         // which it returns.
@@ -1452,9 +1455,13 @@ impl Ctx<'_> {
                 }
             });
             let mut total = 0;
-            let recorded = rx
-                .iter()
-                .try_for_each(|p| self.record(file, p).map(|n| total += n));
+            let recorded = rx.iter().try_for_each(|mut p| {
+                total += self.record(file, &mut p)?;
+                // Only a buffer to reuse: when the preparing thread is done or the way back is
+                // full, it is dropped here instead.
+                let _ = spent.try_send(p);
+                Ok::<(), RunError>(())
+            });
             // Unblocks the preparing thread if the store's side stopped early.
             drop(rx);
             let prepared = stage.join();
@@ -1472,9 +1479,9 @@ impl Ctx<'_> {
 
     /// Records prepared changes in the store and writes the submitted ones to the batch;
     /// returns how many were recorded.
-    fn record(&mut self, file: &FileRow, p: Prepared) -> Result<u64, RunError> {
+    fn record(&mut self, file: &FileRow, p: &mut Prepared) -> Result<u64, RunError> {
         let mut n = 0;
-        for c in p.changes {
+        for c in p.changes.drain(..) {
             let (r, a) = (&c.record, &c.assessment);
             let json = &p.json[c.json];
             // Only a change that waits is read from the store again (by the run that submits
@@ -1529,7 +1536,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        match p.failed {
+        match p.failed.take() {
             Some(e) => Err(e),
             None => Ok(n),
         }
