@@ -2399,4 +2399,73 @@ mod tests {
             _ => panic!("a changed file must be quarantined"),
         }
     }
+
+    /// The apply's pipeline loses no error: a spool that cannot be read back to its end fails
+    /// the apply with the reading's error, after the chunks before it are recorded (as applying
+    /// the records one by one did), never as a shorter file applied in full.
+    #[test]
+    fn a_spool_that_cannot_be_read_back_fails_the_apply_after_the_changes_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.x12");
+        let mut x12 = Vec::new();
+        let opts = crate::gen::GenOptions {
+            size_mb: 1.0,
+            ..Default::default()
+        };
+        crate::gen::generate(&opts, &mut x12).unwrap();
+        fs::write(&p, &x12).unwrap();
+        let cfg = Config::embedded();
+        let mut engine = Engine::embedded();
+        engine.receiver_ids = cfg.plan.receiver_ids.clone();
+        let now =
+            NaiveDateTime::parse_from_str("2025-01-11 06:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let as_of = now.date();
+        let mut store = SqliteStore::open(&d.path().join("state.db")).unwrap();
+        store.begin().unwrap();
+        let run_id = store.create_run(&now_string(now), as_of).unwrap();
+        let mut file = row(&p, sniff(&p).unwrap().sha256);
+        file.run_id = run_id;
+        store.insert_file(&file).unwrap();
+        let file = store.run_files(run_id).unwrap().remove(0);
+        let Parsed::X12 {
+            mut spool, heads, ..
+        } = parse_file(&engine, &cfg, &file, now, 1).unwrap()
+        else {
+            panic!("a generated change file parses");
+        };
+        let records = spooled(spool.try_clone().unwrap()).unwrap().count();
+        assert!(
+            records > 2 * CHUNK,
+            "{records} records: not enough for two chunks"
+        );
+        spool.seek(io::SeekFrom::End(0)).unwrap();
+        io::Write::write_all(&mut spool, b"not a change record\n").unwrap();
+        let tmp = || BufWriter::new(tempfile::tempfile().unwrap());
+        let mut ctx = Ctx {
+            cfg: &cfg,
+            store: &mut store,
+            run_id,
+            as_of,
+            at: now_string(now),
+            batch: Batch {
+                jsonl: ChangeWriter::new(tmp(), batch::Format::Jsonl).unwrap(),
+                csv: ChangeWriter::new(tmp(), batch::Format::Csv).unwrap(),
+                offset: 0,
+            },
+            summary: Summary::default(),
+            omissions: Vec::new(),
+            discrepancies: Vec::new(),
+            prep: Prep::new(as_of, None),
+        };
+        let err = ctx.apply_x12(&file, spool, &heads).unwrap_err();
+        assert!(
+            matches!(&err, RunError::Io(e) if e.to_string().contains("expected")),
+            "{err}"
+        );
+        let recorded: u64 = ctx.summary.changes_by_kind.values().sum();
+        assert!(
+            recorded >= CHUNK as u64 && recorded < records as u64,
+            "{recorded} of {records} recorded before the error"
+        );
+    }
 }
