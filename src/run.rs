@@ -1405,6 +1405,8 @@ impl Ctx<'_> {
         F: FnMut(ChangeRecord) -> Option<(ChangeRecord, SetKey, Option<NaiveDate>)> + Send,
     {
         let (cfg, as_of) = (self.cfg, self.as_of);
+        // The preparing thread has the run's `Prep` meanwhile (`record` never uses it); it is
+        // put back whatever happens.
         let mut prep = std::mem::replace(&mut self.prep, Prep::new(as_of, None));
         let result = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
