@@ -866,7 +866,12 @@ impl Chunks {
             self.set != *set
                 || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
         });
-        let done = cut.then(|| (std::mem::take(&mut self.records), self.day));
+        // The next chunk's vector is sized for a whole chunk (and a family beyond it): grown
+        // by doubling, it moved every record again at each step.
+        let done = cut.then(|| {
+            let next = Vec::with_capacity(CHUNK + CHUNK / 16);
+            (std::mem::replace(&mut self.records, next), self.day)
+        });
         if self.set != *set {
             // Only where the set changes: not three strings cloned per change.
             self.set = set.clone();
@@ -1169,10 +1174,9 @@ enum Fate {
     Submitted(io::Result<std::ops::Range<usize>>),
 }
 
-/// One change prepared: the record with the rules' verdict set, its assessment, where its JSON
-/// is in [`Prepared::json`], and what becomes of it.
-struct PreparedChange {
-    record: ChangeRecord,
+/// What preparing a change gave: its assessment, where its JSON is in [`Prepared::json`], and
+/// what becomes of it.
+struct Verdict {
     assessment: crate::rules::Assessment,
     json: std::ops::Range<usize>,
     fate: Fate,
@@ -1182,7 +1186,11 @@ struct PreparedChange {
 /// prepared into again ([`Ctx::emit_spooled`]).
 #[derive(Default)]
 struct Prepared {
-    changes: Vec<PreparedChange>,
+    /// The chunk's records, with the rules' verdict set; the first `verdicts.len()` are
+    /// prepared. (Kept where the chunk put them: a record is large, and moving each again
+    /// cost as much as a tenth of the apply.)
+    records: Vec<ChangeRecord>,
+    verdicts: Vec<Verdict>,
     /// The changes' JSON, one after another.
     json: String,
     /// The batch CSV rows of the changes submitted now, one after another.
@@ -1271,14 +1279,19 @@ impl Prep {
         mut p: Prepared,
     ) -> Prepared {
         let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
-        p.changes.clear();
+        p.records = changes;
+        p.verdicts.clear();
         p.json.clear();
         p.csv.clear();
         p.failed = None;
-        for (r, a) in changes.into_iter().zip(assessed) {
-            if let Err(e) = self.prepare_one(file, actx.sender, r, a, &mut p) {
-                p.failed = Some(e);
-                break;
+        for (r, a) in p.records.iter_mut().zip(assessed) {
+            let v = self.prepare_one(file, actx.sender, r, a, &mut p.json, &mut p.csv);
+            match v {
+                Ok(v) => p.verdicts.push(v),
+                Err(e) => {
+                    p.failed = Some(e);
+                    break;
+                }
             }
         }
         p
@@ -1288,23 +1301,24 @@ impl Prep {
         &mut self,
         file: &FileRow,
         sender: Option<&str>,
-        mut r: ChangeRecord,
+        r: &mut ChangeRecord,
         mut a: crate::rules::Assessment,
-        p: &mut Prepared,
-    ) -> Result<(), RunError> {
+        all_json: &mut String,
+        all_csv: &mut Vec<u8>,
+    ) -> Result<Verdict, RunError> {
         if !a.findings.is_empty() {
             // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
             // shows them with their segments); the rest go straight to the CSV, spilled to
             // disk, so memory stays bounded on a bad night. Both point each finding at the
             // segment that holds its value.
             let on_page = self.report.entries.len() < MAX_REPORT_ENTRIES;
-            let raw = self.locate(&r, &mut a.findings, on_page);
+            let raw = self.locate(r, &mut a.findings, on_page);
             let mut rows = std::mem::take(&mut self.rows);
             rows.clear();
             self.report.change_csv_rows(
                 &file.name,
                 sender,
-                &r,
+                r,
                 &a,
                 crate::report::ReportOptions::default(),
                 &mut rows,
@@ -1314,7 +1328,7 @@ impl Prep {
             }
             self.rows = rows;
             if on_page {
-                self.report.add_change(&file.name, sender, &r, &a, &raw);
+                self.report.add_change(&file.name, sender, r, &a, &raw);
             } else {
                 self.report.not_shown += 1;
             }
@@ -1340,28 +1354,26 @@ impl Prep {
                 return Err(e.into());
             }
         };
-        let start = p.json.len();
-        p.json.push_str(json);
-        let json = start..p.json.len();
+        let start = all_json.len();
+        all_json.push_str(json);
+        let json = start..all_json.len();
         let fate = if a.rejected {
             Fate::Rejected
         } else if a.status == TransactionStatus::Pending {
-            let start = p.csv.len();
-            Fate::Submitted(self.csv.encode_csv_from_json(&r, &buf, &spans).map(|row| {
-                p.csv.extend_from_slice(row);
-                start..p.csv.len()
+            let start = all_csv.len();
+            Fate::Submitted(self.csv.encode_csv_from_json(r, &buf, &spans).map(|row| {
+                all_csv.extend_from_slice(row);
+                start..all_csv.len()
             }))
         } else {
             Fate::Waits
         };
         self.json = buf;
-        p.changes.push(PreparedChange {
-            record: r,
+        Ok(Verdict {
             assessment: a,
             json,
             fate,
-        });
-        Ok(())
+        })
     }
 }
 
@@ -1483,8 +1495,8 @@ impl Ctx<'_> {
     /// returns how many were recorded.
     fn record(&mut self, file: &FileRow, p: &mut Prepared) -> Result<u64, RunError> {
         let mut n = 0;
-        for c in p.changes.drain(..) {
-            let (r, a) = (&c.record, &c.assessment);
+        for (r, c) in p.records.iter().zip(p.verdicts.drain(..)) {
+            let a = &c.assessment;
             let json = &p.json[c.json];
             // Only a change that waits is read from the store again (by the run that submits
             // it): a change submitted now keeps where its batch line starts, a rejected one
@@ -1538,6 +1550,7 @@ impl Ctx<'_> {
                 }
             }
         }
+        p.records.clear();
         match p.failed.take() {
             Some(e) => Err(e),
             None => Ok(n),
