@@ -28,7 +28,7 @@
 
 use crate::ack::{AckSettings, AckWriter};
 use crate::batch::{self, ChangeSink, ChangeWriter, ConvertObserver};
-use crate::changes::{ChangeKind, ChangeRecord, HeaderContext, JsonSpans, SourceTrace};
+use crate::changes::{ChangeKind, ChangeRecord, HeaderContext, SourceTrace};
 use crate::check::{
     check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
     Ta1Result,
@@ -866,7 +866,12 @@ impl Chunks {
             self.set != *set
                 || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
         });
-        let done = cut.then(|| (std::mem::take(&mut self.records), self.day));
+        // The next chunk's vector is sized for a whole chunk (and a family beyond it): grown
+        // by doubling, it moved every record again at each step.
+        let done = cut.then(|| {
+            let next = Vec::with_capacity(CHUNK + CHUNK / 16);
+            (std::mem::replace(&mut self.records, next), self.day)
+        });
         if self.set != *set {
             // Only where the set changes: not three strings cloned per change.
             self.set = set.clone();
@@ -947,7 +952,7 @@ const READ_AHEAD_CHUNK: usize = 256;
 
 /// Gives `apply` the spooled records in order, read back and decoded on a thread of their own
 /// a few chunks ahead: decoding a record's JSON costs about as much as a quarter of applying
-/// it, and the apply (one store transaction) runs on one thread. At most 4 chunks wait, so
+/// it, and the store's side of the apply (one store transaction) runs on one thread. At most 4 chunks wait, so
 /// memory stays bounded; the first error ends the reading. If `apply` stops early, the
 /// reader's next send fails and it stops too.
 fn with_spooled<T>(
@@ -1083,18 +1088,17 @@ impl Batch {
         w.records += 1;
         self.csv.change(r)
     }
-    /// [`Batch::add`] with the record's JSON already encoded: `json` and `spans` are what
-    /// `ChangeRecord::write_json` wrote (the bytes of `serde_json::to_string(r)`) and returned.
-    /// The CSV row takes its JSON columns from it instead of encoding the record again.
-    fn add_json(&mut self, r: &ChangeRecord, json: &str, spans: &JsonSpans) -> io::Result<()> {
+    /// [`Batch::add`] of a record already encoded: `json` is what `ChangeRecord::write_json`
+    /// wrote (the bytes of `serde_json::to_string(r)`), `row` its CSV row (taken from that JSON
+    /// by [`batch::Encoder::encode_csv_from_json`]) or why it could not be encoded.
+    fn add_encoded(&mut self, json: &str, row: io::Result<&[u8]>) -> io::Result<()> {
         let w = &mut self.jsonl;
         io::Write::write_all(&mut w.inner, json.as_bytes())?;
         io::Write::write_all(&mut w.inner, b"\n")?;
         w.records += 1;
         self.offset += json.len() as u64 + 1;
         let c = &mut self.csv;
-        let row = c.encoder.encode_csv_from_json(r, json.as_bytes(), spans)?;
-        io::Write::write_all(&mut c.inner, row)?;
+        io::Write::write_all(&mut c.inner, row?)?;
         c.records += 1;
         Ok(())
     }
@@ -1116,25 +1120,10 @@ struct Ctx<'a> {
     batch: Batch,
     summary: Summary,
     omissions: Vec<(String, String, String)>,
-    /// Member-level business rejects and warnings of the run.
-    report: crate::report::RejectReport,
     /// What each full file showed against the enrollment, per group.
     discrepancies: Vec<crate::discrepancy::GroupDiscrepancy>,
-    /// The input being applied, to read a change's segments again for the reject report.
-    segments: Option<SegmentReader>,
-    /// The reject CSV, written as the run goes: its header, then every change's business rows
-    /// in order (the page's entries come first, and are final when added), in the staging
-    /// folder; the X12 set rejects are appended at the end.
-    /// (Taken when the apply is over.)
-    reject_rows: Option<BufWriter<fsio::AtomicFile>>,
-    /// The JSON of the change being recorded (a buffer kept from change to change).
-    json: Vec<u8>,
-    /// The business rules' memory of the file being applied (members and subscribers seen):
-    /// a dependent's subscriber and a repeated member are found wherever the file has them,
-    /// as `eligo convert --config` finds them, whatever the chunks the run emits.
-    assessor: crate::rules::Assessor,
-    /// The reject CSV rows of the change being recorded (a buffer kept likewise).
-    rows: Vec<u8>,
+    /// The work on each change that needs no store, done ahead of it (see [`Prep`]).
+    prep: Prep,
 }
 
 /// The member-level reject report of a run: the changes the page shows, and every change's CSV
@@ -1147,7 +1136,92 @@ struct RejectOutputs {
 /// Changes with findings the reject page shows whole (the CSV has them all).
 const MAX_REPORT_ENTRIES: usize = 2_000;
 
-impl Ctx<'_> {
+/// The part of applying a change that does not need the store: the business rules, the reject
+/// report, and the record's bytes (its JSON, and its batch CSV row when it is submitted now).
+/// It keeps what that part remembers from change to change, so it can run on a thread of its
+/// own ahead of the store's statements ([`Ctx::emit_spooled`]), or inline ([`Ctx::emit`]); either
+/// way every change of the run goes through it once, in order.
+struct Prep {
+    /// The business rules' memory of the file being applied (members and subscribers seen):
+    /// a dependent's subscriber and a repeated member are found wherever the file has them,
+    /// as `eligo convert --config` finds them, whatever the chunks the run emits.
+    assessor: crate::rules::Assessor,
+    /// Member-level business rejects and warnings of the run.
+    report: crate::report::RejectReport,
+    /// The input being applied, to read a change's segments again for the reject report.
+    segments: Option<SegmentReader>,
+    /// The reject CSV, written as the run goes: its header, then every change's business rows
+    /// in order (the page's entries come first, and are final when added), in the staging
+    /// folder; the X12 set rejects are appended at the end.
+    /// (Taken when the apply is over.)
+    reject_rows: Option<BufWriter<fsio::AtomicFile>>,
+    /// The reject CSV rows of the change being prepared (a buffer kept from change to change).
+    rows: Vec<u8>,
+    /// The JSON of the change being prepared (a buffer kept likewise).
+    json: Vec<u8>,
+    /// Encodes the batch's CSV rows.
+    csv: batch::Encoder,
+}
+
+/// What becomes of a change assessed.
+enum Fate {
+    /// Rejected: recorded, never submitted (the reject CSV lists it).
+    Rejected,
+    /// Recorded to wait (for an FHS, a later day): the store keeps its JSON.
+    Waits,
+    /// Submitted in this run, with its batch CSV row (bytes of [`Prepared::csv`]), or why it
+    /// could not be encoded (the error surfaces where the row is written).
+    Submitted(io::Result<std::ops::Range<usize>>),
+}
+
+/// What preparing a change gave: its assessment, where its JSON is in [`Prepared::json`], and
+/// what becomes of it.
+struct Verdict {
+    assessment: crate::rules::Assessment,
+    json: std::ops::Range<usize>,
+    fate: Fate,
+}
+
+/// A chunk of changes prepared, in order, for [`Ctx::record`]. Its buffers go back to be
+/// prepared into again ([`Ctx::emit_spooled`]).
+#[derive(Default)]
+struct Prepared {
+    /// The chunk's records, with the rules' verdict set; the first `verdicts.len()` are
+    /// prepared. (Kept where the chunk put them: a record is large, and moving each again
+    /// cost as much as a tenth of the apply.)
+    records: Vec<ChangeRecord>,
+    verdicts: Vec<Verdict>,
+    /// The changes' JSON, one after another.
+    json: String,
+    /// The batch CSV rows of the changes submitted now, one after another.
+    csv: Vec<u8>,
+    /// The error that cut the chunk short: it surfaces after the changes before it are
+    /// recorded, where applying the changes one by one would have met it.
+    failed: Option<RunError>,
+}
+
+impl Prepared {
+    fn failed(e: RunError) -> Prepared {
+        Prepared {
+            failed: Some(e),
+            ..Default::default()
+        }
+    }
+}
+
+impl Prep {
+    fn new(as_of: NaiveDate, reject_rows: Option<BufWriter<fsio::AtomicFile>>) -> Prep {
+        Prep {
+            assessor: Default::default(),
+            report: crate::report::RejectReport::new(as_of),
+            segments: None,
+            reject_rows,
+            rows: Vec::new(),
+            json: Vec::new(),
+            csv: batch::Encoder::new(batch::Format::Csv),
+        }
+    }
+
     /// Points `findings` of change `r` at the segments that hold their values, read again
     /// from the input; returns the change's segments as received when `keep` (the reject page
     /// shows them). A change without X12 segments, or whose input cannot be read again, keeps
@@ -1195,6 +1269,119 @@ impl Ctx<'_> {
         }
     }
 
+    /// Assesses a chunk of changes and prepares each for the store, in order, into `p`'s
+    /// buffers (emptied first); stops at the first error (kept in [`Prepared::failed`]).
+    fn prepare(
+        &mut self,
+        actx: &RuleContext,
+        file: &FileRow,
+        changes: Vec<ChangeRecord>,
+        mut p: Prepared,
+    ) -> Prepared {
+        let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
+        p.records = changes;
+        p.verdicts.clear();
+        p.json.clear();
+        p.csv.clear();
+        p.failed = None;
+        for (r, a) in p.records.iter_mut().zip(assessed) {
+            let v = self.prepare_one(file, actx.sender, r, a, &mut p.json, &mut p.csv);
+            match v {
+                Ok(v) => p.verdicts.push(v),
+                Err(e) => {
+                    p.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        p
+    }
+
+    fn prepare_one(
+        &mut self,
+        file: &FileRow,
+        sender: Option<&str>,
+        r: &mut ChangeRecord,
+        mut a: crate::rules::Assessment,
+        all_json: &mut String,
+        all_csv: &mut Vec<u8>,
+    ) -> Result<Verdict, RunError> {
+        if !a.findings.is_empty() {
+            // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
+            // shows them with their segments); the rest go straight to the CSV, spilled to
+            // disk, so memory stays bounded on a bad night. Both point each finding at the
+            // segment that holds its value.
+            let on_page = self.report.entries.len() < MAX_REPORT_ENTRIES;
+            let raw = self.locate(r, &mut a.findings, on_page);
+            let mut rows = std::mem::take(&mut self.rows);
+            rows.clear();
+            self.report.change_csv_rows(
+                &file.name,
+                sender,
+                r,
+                &a,
+                crate::report::ReportOptions::default(),
+                &mut rows,
+            );
+            if let Some(out) = self.reject_rows.as_mut() {
+                io::Write::write_all(out, &rows)?;
+            }
+            self.rows = rows;
+            if on_page {
+                self.report.add_change(&file.name, sender, r, &a, &raw);
+            } else {
+                self.report.not_shown += 1;
+            }
+        }
+        r.status = Some(a.status);
+        r.invoice_period = a.invoice_period.clone();
+        // One encoding for the store's record and the batch's JSON Lines: the same text,
+        // written by `ChangeRecord::write_json` (serde_json's bytes, without its generic
+        // serializer); the batch's CSV row takes its JSON columns from it.
+        let mut buf = std::mem::take(&mut self.json);
+        buf.clear();
+        let written = r
+            .write_json(&mut buf)
+            .map_err(io::Error::other)
+            .and_then(|spans| {
+                let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
+                Ok((spans, json))
+            });
+        let (spans, json) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.json = buf;
+                return Err(e.into());
+            }
+        };
+        let start = all_json.len();
+        all_json.push_str(json);
+        let json = start..all_json.len();
+        let fate = if a.rejected {
+            Fate::Rejected
+        } else if a.status == TransactionStatus::Pending {
+            let start = all_csv.len();
+            Fate::Submitted(self.csv.encode_csv_from_json(r, &buf, &spans).map(|row| {
+                all_csv.extend_from_slice(row);
+                start..all_csv.len()
+            }))
+        } else {
+            Fate::Waits
+        };
+        self.json = buf;
+        Ok(Verdict {
+            assessment: a,
+            json,
+            fate,
+        })
+    }
+}
+
+/// Prepared chunks waiting for the store at most (besides the one being prepared and the one
+/// being recorded): memory stays bounded whatever the file.
+const PREPARED_AHEAD: usize = 2;
+
+impl Ctx<'_> {
     /// Assesses, records and (when Pending) submits changes; returns how many were recorded.
     fn emit(
         &mut self,
@@ -1209,61 +1396,126 @@ impl Ctx<'_> {
             sender,
             file_date,
         };
-        let assessed = crate::rules::assess_with(&mut self.assessor, &actx, &changes);
-        let mut n = 0;
-        for (mut r, mut a) in changes.into_iter().zip(assessed) {
-            let r0 = &r;
-            if !a.findings.is_empty() {
-                // The first MAX_REPORT_ENTRIES changes with findings are kept whole (the page
-                // shows them with their segments); the rest go straight to the CSV, spilled to
-                // disk, so memory stays bounded on a bad night. Both point each finding at the
-                // segment that holds its value.
-                let on_page = self.report.entries.len() < MAX_REPORT_ENTRIES;
-                let raw = self.locate(r0, &mut a.findings, on_page);
-                let mut rows = std::mem::take(&mut self.rows);
-                rows.clear();
-                self.report.change_csv_rows(
-                    &file.name,
-                    sender,
-                    r0,
-                    &a,
-                    crate::report::ReportOptions::default(),
-                    &mut rows,
-                );
-                if let Some(out) = self.reject_rows.as_mut() {
-                    io::Write::write_all(out, &rows)?;
+        let mut p = self.prep.prepare(&actx, file, changes, Prepared::default());
+        self.record(file, &mut p)
+    }
+
+    /// [`Ctx::emit`] of a spool's records, in chunks ([`Chunks`]), as a pipeline over three
+    /// threads: one decodes the spool ([`with_spooled`]), one prepares each chunk ([`Prep`]),
+    /// and this one records what is prepared in the store, in order. `route` sees each record
+    /// (on the preparing thread) and gives it back with its set and reference day, or keeps it.
+    /// The first error of any stage ends the pipeline and is returned: a record's error is met
+    /// after the records before it are recorded, as in applying them one by one.
+    fn emit_spooled<F>(
+        &mut self,
+        file: &FileRow,
+        sender: Option<&str>,
+        spool: File,
+        mut route: F,
+    ) -> Result<u64, RunError>
+    where
+        F: FnMut(ChangeRecord) -> Option<(ChangeRecord, SetKey, Option<NaiveDate>)> + Send,
+    {
+        let (cfg, as_of) = (self.cfg, self.as_of);
+        // The preparing thread has the run's `Prep` meanwhile (`record` never uses it); it is
+        // put back whatever happens.
+        let mut prep = std::mem::replace(&mut self.prep, Prep::new(as_of, None));
+        let result = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
+            // Chunks recorded come back to be prepared into: their buffers are reused, not
+            // allocated (and page-faulted) afresh for each chunk.
+            let (spent, recycled) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD + 2);
+            let prep = &mut prep;
+            let stage = s.spawn(move || {
+                let read = with_spooled(spool, |records| {
+                    let mut chunks = Chunks::default();
+                    let mut prepare = |c: Vec<ChangeRecord>, day: Option<NaiveDate>| {
+                        let actx = RuleContext {
+                            config: cfg,
+                            as_of,
+                            sender,
+                            file_date: day,
+                        };
+                        let p =
+                            prep.prepare(&actx, file, c, recycled.try_recv().unwrap_or_default());
+                        let failed = p.failed.is_some();
+                        // A failed send means the store's side stopped on an error of its own,
+                        // which it returns.
+                        tx.send(p).is_ok() && !failed
+                    };
+                    for r in records {
+                        let r = match r {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let _ = tx.send(Prepared::failed(e.into()));
+                                return;
+                            }
+                        };
+                        let Some((r, key, day)) = route(r) else {
+                            continue;
+                        };
+                        if let Some((c, day)) = chunks.push(r, &key, day) {
+                            if !prepare(c, day) {
+                                return;
+                            }
+                        }
+                    }
+                    if let Some((c, day)) = chunks.finish() {
+                        prepare(c, day);
+                    }
+                });
+                if let Err(e) = read {
+                    let _ = tx.send(Prepared::failed(e.into()));
                 }
-                self.rows = rows;
-                if on_page {
-                    self.report.add_change(&file.name, sender, r0, &a, &raw);
-                } else {
-                    self.report.not_shown += 1;
-                }
+            });
+            let mut total = 0;
+            let recorded = rx.iter().try_for_each(|mut p| {
+                total += self.record(file, &mut p)?;
+                // Only a buffer to reuse: when the preparing thread is done or the way back is
+                // full, it is dropped here instead.
+                let _ = spent.try_send(p);
+                Ok::<(), RunError>(())
+            });
+            // Unblocks the preparing thread if the store's side stopped early.
+            drop(rx);
+            let prepared = stage.join();
+            recorded?;
+            match prepared {
+                Ok(()) => Ok(total),
+                Err(_) => Err(RunError::Io(io::Error::other(
+                    "the thread preparing changes for the store failed",
+                ))),
             }
-            r.status = Some(a.status);
-            r.invoice_period = a.invoice_period.clone();
-            let r = &r;
-            // One encoding for the store's record and the batch's JSON Lines: the same text,
-            // written by `ChangeRecord::write_json` (serde_json's bytes, without its generic
-            // serializer) into a buffer reused from change to change.
-            let mut buf = std::mem::take(&mut self.json);
-            buf.clear();
-            let spans = r.write_json(&mut buf).map_err(io::Error::other)?;
-            let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
+        });
+        self.prep = prep;
+        result
+    }
+
+    /// Records prepared changes in the store and writes the submitted ones to the batch;
+    /// returns how many were recorded.
+    fn record(&mut self, file: &FileRow, p: &mut Prepared) -> Result<u64, RunError> {
+        let mut n = 0;
+        for (r, c) in p.records.iter().zip(p.verdicts.drain(..)) {
+            let a = &c.assessment;
+            let json = &p.json[c.json];
             // Only a change that waits is read from the store again (by the run that submits
             // it): a change submitted now keeps where its batch line starts, a rejected one
             // (never submitted; the reject CSV lists it) nothing.
-            let submit_now = !a.rejected && a.status == TransactionStatus::Pending;
-            if submit_now || a.rejected {
-                self.store.insert_change_unstored(
+            match &c.fate {
+                Fate::Rejected => {
+                    self.store
+                        .insert_change_unstored(r, self.run_id, Some(file.id), None)?;
+                }
+                Fate::Submitted(_) => self.store.insert_change_unstored(
                     r,
                     self.run_id,
                     Some(file.id),
-                    submit_now.then_some(self.batch.offset),
-                )?;
-            } else {
-                self.store
-                    .insert_change_json(r, json, self.run_id, Some(file.id), None)?;
+                    Some(self.batch.offset),
+                )?,
+                Fate::Waits => {
+                    self.store
+                        .insert_change_json(r, json, self.run_id, Some(file.id), None)?;
+                }
             }
             n += 1;
             *self
@@ -1280,10 +1532,13 @@ impl Ctx<'_> {
                         .or_default() += 1;
                 }
             }
-            if !a.rejected {
-                if submit_now {
-                    self.receive_and_submit(r, json, &spans)?;
-                } else {
+            match c.fate {
+                Fate::Rejected => {}
+                Fate::Submitted(row) => {
+                    let row = row.map(|range| &p.csv[range]);
+                    self.receive_and_submit(r, json, row)?;
+                }
+                Fate::Waits => {
                     self.store.insert_transaction(
                         r,
                         a.status,
@@ -1294,9 +1549,12 @@ impl Ctx<'_> {
                     self.summary.changes_waiting += 1;
                 }
             }
-            self.json = buf;
         }
-        Ok(n)
+        p.records.clear();
+        match p.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// The log's reason for moving a change into this run's batch.
@@ -1324,9 +1582,9 @@ impl Ctx<'_> {
         &mut self,
         r: &ChangeRecord,
         json: &str,
-        spans: &JsonSpans,
+        row: io::Result<&[u8]>,
     ) -> Result<(), RunError> {
-        self.batch.add_json(r, json, spans)?;
+        self.batch.add_encoded(json, row)?;
         let reason = self.batch_reason();
         self.store
             .insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
@@ -1378,32 +1636,22 @@ impl Ctx<'_> {
         let sender = file.sender.clone();
         let sender = sender.as_deref();
         let reread = spool.try_clone()?;
-        let mut chunks = Chunks::default();
         // Full sets, in the order they first appear: the member ids each lists, and whether
         // one is listed twice.
         let mut full: Vec<(SetKey, HashSet<String>, bool)> = Vec::new();
-        with_spooled(spool, |records| -> Result<(), RunError> {
-            for r in records {
-                let r = r?;
-                let key = set_key(&r);
-                let head = heads.get(&key);
-                if head.is_some_and(|h| h.full) {
-                    match full.iter_mut().find(|(k, _, _)| *k == key) {
-                        Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
-                        None => full.push((key, HashSet::from([r.member_id]), false)),
-                    }
-                    continue;
+        total += self.emit_spooled(file, sender, spool, |r| {
+            let key = set_key(&r);
+            let head = heads.get(&key);
+            if head.is_some_and(|h| h.full) {
+                match full.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
+                    None => full.push((key, HashSet::from([r.member_id]), false)),
                 }
-                let created = head.and_then(|h| h.created);
-                if let Some((c, day)) = chunks.push(r, &key, created) {
-                    total += self.emit(file, sender, day, c)?;
-                }
+                return None;
             }
-            Ok(())
-        })??;
-        if let Some((c, day)) = chunks.finish() {
-            total += self.emit(file, sender, day, c)?;
-        }
+            let created = head.and_then(|h| h.created);
+            Some((r, key, created))
+        })?;
         for (key, listed, twice) in full {
             let head = &heads[&key];
             let records = set_records(&reread, &key)?;
@@ -1795,26 +2043,27 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             ..Default::default()
         },
         omissions: Vec::new(),
-        report: crate::report::RejectReport::new(as_of),
         discrepancies: Vec::new(),
-        segments: None,
-        reject_rows: Some(BufWriter::with_capacity(1 << 16, {
-            let mut f = fsio::AtomicFile::create(&stage.dir.join("reject.csv"), true)?;
-            io::Write::write_all(
-                &mut f,
-                &crate::report::RejectReport::new(as_of)
-                    .csv(crate::report::ReportOptions::default()),
-            )?;
-            f
-        })),
-        json: Vec::new(),
-        assessor: Default::default(),
-        rows: Vec::new(),
+        prep: Prep::new(
+            as_of,
+            Some(BufWriter::with_capacity(1 << 16, {
+                let mut f = fsio::AtomicFile::create(&stage.dir.join("reject.csv"), true)?;
+                io::Write::write_all(
+                    &mut f,
+                    &crate::report::RejectReport::new(as_of)
+                        .csv(crate::report::ReportOptions::default()),
+                )?;
+                f
+            })),
+        ),
     };
     let result = apply_all(&mut ctx, &files, parsed, &mut stage);
-    let report = std::mem::replace(&mut ctx.report, crate::report::RejectReport::new(as_of));
+    let report = std::mem::replace(
+        &mut ctx.prep.report,
+        crate::report::RejectReport::new(as_of),
+    );
     let mut discrepancies = std::mem::take(&mut ctx.discrepancies);
-    let reject_rows = ctx.reject_rows.take();
+    let reject_rows = ctx.prep.reject_rows.take();
     let result = result.and_then(|(summary, omissions, rejects, batch)| {
         batch.finish()?;
         let reject_rows = reject_rows
@@ -1924,7 +2173,7 @@ fn apply_all(
     for (f, p) in files.iter().zip(parsed) {
         let p = p?;
         // The rules' "in this file" (repeated members, dependents' subscribers) is per file.
-        ctx.assessor = Default::default();
+        ctx.prep.assessor = Default::default();
         let mut rep = FileReport {
             name: f.name.clone(),
             kind: f.kind.clone(),
@@ -1981,11 +2230,11 @@ fn apply_all(
                 }
                 rejects.extend(rj);
                 // A file that cannot be opened again only costs the report its segments.
-                ctx.segments = File::open(&f.path)
+                ctx.prep.segments = File::open(&f.path)
                     .ok()
                     .map(|input| SegmentReader::new(input, loops));
                 let applied = ctx.apply_x12(f, spool, &heads);
-                ctx.segments = None;
+                ctx.prep.segments = None;
                 let (n, held) = applied?;
                 (if held { "held" } else { "processed" }, n)
             }
@@ -2007,19 +2256,9 @@ fn apply_all(
                         .or_default() += 1;
                 }
                 rejects.extend(rj);
-                let mut total = 0;
-                let mut chunks = Chunks::default();
-                with_spooled(spool, |records| -> Result<(), RunError> {
-                    for r in records {
-                        if let Some((c, _)) = chunks.push(r?, &SetKey::default(), None) {
-                            total += ctx.emit(f, Some("PORTAL"), None, c)?;
-                        }
-                    }
-                    Ok(())
-                })??;
-                if let Some((c, _)) = chunks.finish() {
-                    total += ctx.emit(f, Some("PORTAL"), None, c)?;
-                }
+                let total = ctx.emit_spooled(f, Some("PORTAL"), spool, |r| {
+                    Some((r, SetKey::default(), None))
+                })?;
                 ("processed", total)
             }
         };
@@ -2186,5 +2425,74 @@ mod tests {
             Parsed::Quarantine(why) => assert!(why.contains("changed while being read"), "{why}"),
             _ => panic!("a changed file must be quarantined"),
         }
+    }
+
+    /// The apply's pipeline loses no error: a spool that cannot be read back to its end fails
+    /// the apply with the reading's error, after the chunks before it are recorded (as applying
+    /// the records one by one did), never as a shorter file applied in full.
+    #[test]
+    fn a_spool_that_cannot_be_read_back_fails_the_apply_after_the_changes_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.x12");
+        let mut x12 = Vec::new();
+        let opts = crate::gen::GenOptions {
+            size_mb: 1.0,
+            ..Default::default()
+        };
+        crate::gen::generate(&opts, &mut x12).unwrap();
+        fs::write(&p, &x12).unwrap();
+        let cfg = Config::embedded();
+        let mut engine = Engine::embedded();
+        engine.receiver_ids = cfg.plan.receiver_ids.clone();
+        let now =
+            NaiveDateTime::parse_from_str("2025-01-11 06:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let as_of = now.date();
+        let mut store = SqliteStore::open(&d.path().join("state.db")).unwrap();
+        store.begin().unwrap();
+        let run_id = store.create_run(&now_string(now), as_of).unwrap();
+        let mut file = row(&p, sniff(&p).unwrap().sha256);
+        file.run_id = run_id;
+        store.insert_file(&file).unwrap();
+        let file = store.run_files(run_id).unwrap().remove(0);
+        let Parsed::X12 {
+            mut spool, heads, ..
+        } = parse_file(&engine, &cfg, &file, now, 1).unwrap()
+        else {
+            panic!("a generated change file parses");
+        };
+        let records = spooled(spool.try_clone().unwrap()).unwrap().count();
+        assert!(
+            records > 2 * CHUNK,
+            "{records} records: not enough for two chunks"
+        );
+        spool.seek(io::SeekFrom::End(0)).unwrap();
+        io::Write::write_all(&mut spool, b"not a change record\n").unwrap();
+        let tmp = || BufWriter::new(tempfile::tempfile().unwrap());
+        let mut ctx = Ctx {
+            cfg: &cfg,
+            store: &mut store,
+            run_id,
+            as_of,
+            at: now_string(now),
+            batch: Batch {
+                jsonl: ChangeWriter::new(tmp(), batch::Format::Jsonl).unwrap(),
+                csv: ChangeWriter::new(tmp(), batch::Format::Csv).unwrap(),
+                offset: 0,
+            },
+            summary: Summary::default(),
+            omissions: Vec::new(),
+            discrepancies: Vec::new(),
+            prep: Prep::new(as_of, None),
+        };
+        let err = ctx.apply_x12(&file, spool, &heads).unwrap_err();
+        assert!(
+            matches!(&err, RunError::Io(e) if e.to_string().contains("expected")),
+            "{err}"
+        );
+        let recorded: u64 = ctx.summary.changes_by_kind.values().sum();
+        assert!(
+            recorded >= CHUNK as u64 && recorded < records as u64,
+            "{recorded} of {records} recorded before the error"
+        );
     }
 }
