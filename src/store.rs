@@ -1735,7 +1735,9 @@ mod tests {
             .insert_transaction(&in_batch, Pending, d("2025-01-11"), 2, "t")
             .is_err());
         assert_eq!(tx_tables(&s).len(), before.len() + 2);
-        assert_eq!(s.purge(d("2025-02-01")).unwrap(), 3);
+        // The three transactions, and the rejected change (never a transaction) by its run's day.
+        assert_eq!(s.purge(d("2025-02-01")).unwrap(), 4);
+        assert!(matches!(s.change(&rejected.change_id), Ok(None)));
         assert!(s
             .transactions(&TransactionFilter::default())
             .unwrap()
