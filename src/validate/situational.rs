@@ -185,14 +185,19 @@ enum Scope {
     Segment(String, Option<u64>, usize),
 }
 
-/// What rules look segments up by: a packed segment ID and, optionally, the codes element 1
-/// must hold. Rules name a few dozen of these; each member's segments are sorted into them once
-/// ([`Index`]) rather than every rule scanning the member.
+/// What rules look segments up by: a packed segment ID and, optionally, the codes an element
+/// must hold (element 1, the qualifier, for the lookups rules write; another element for the
+/// needs a value test implies, see [`need_of_codes`]). Rules name a few dozen of these; each
+/// member's segments are sorted into them once ([`Index`]) rather than every rule scanning the
+/// member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     key: u64,
     /// `None`: any qualifier.
     quals: Option<Vec<Qual>>,
+    /// The element `quals` are tested on: 1 (the segment's packed qualifier answers it) or
+    /// another (compared by its bytes).
+    element: usize,
 }
 
 /// A qualifier code, packed when it packs (else only its bytes can match).
@@ -214,12 +219,12 @@ impl Qual {
         }
     }
 
-    /// Does element 1 of record segment `i` hold this code?
+    /// Does element `element` of record segment `i` hold this code?
     #[inline]
-    fn matches(&self, rec: &Record, i: usize) -> bool {
+    fn matches(&self, rec: &Record, i: usize, element: usize) -> bool {
         match self.key {
-            Some(k) => rec.segs[i].qual == k,
-            None => rec.element(i, 1) == self.bytes.as_slice(),
+            Some(k) if element == 1 => rec.segs[i].qual == k,
+            _ => rec.element(i, element) == self.bytes.as_slice(),
         }
     }
 }
@@ -231,12 +236,27 @@ impl Target {
             && self
                 .quals
                 .as_ref()
-                .is_none_or(|qs| qs.iter().any(|q| q.matches(rec, i)))
+                .is_none_or(|qs| qs.iter().any(|q| q.matches(rec, i, self.element)))
+    }
+
+    /// Does record segment `i` hold one of the codes that [`RuleSet::by_key`] lists as
+    /// [`UNPACKED_QUAL`] for this target (the segment's ID already matched)?
+    /// The element is read once and compared with [`short_eq`]: this runs for every segment
+    /// with the target's ID.
+    #[inline]
+    fn matches_bytes(&self, rec: &Record, i: usize) -> bool {
+        let Some(qs) = &self.quals else {
+            return false;
+        };
+        let v = rec.element(i, self.element);
+        let by_bytes = self.element != 1;
+        qs.iter()
+            .any(|q| (by_bytes || q.key.is_none()) && short_eq(&q.bytes, v))
     }
 }
 
 /// [`RuleSet::by_key`]'s qualifier for a target that takes any qualifier, and for one with a
-/// qualifier that does not pack. Packed values end in a byte below 8 and a record's unpacked
+/// qualifier that does not pack or codes on an element other than 1. Packed values end in a byte below 8 and a record's unpacked
 /// element 1 is `u64::MAX`, so neither equals a segment's qualifier.
 const ANY_QUAL: u64 = u64::MAX - 1;
 const UNPACKED_QUAL: u64 = u64::MAX - 2;
@@ -258,6 +278,7 @@ fn intern_ref(targets: &mut Vec<Target>, r: &mut ElementRef) {
         Target {
             key: r.key,
             quals: r.qualifier.as_deref().map(|q| vec![Qual::new(q)]),
+            element: 1,
         },
     );
 }
@@ -282,6 +303,7 @@ fn intern_cond(targets: &mut Vec<Target>, c: &mut Cond) {
                     key: crate::schema::pack(id.as_bytes()).unwrap_or(u64::MAX),
                     quals: (!qualifier.is_empty())
                         .then(|| qualifier.iter().map(|q| Qual::new(q)).collect()),
+                    element: 1,
                 },
             );
         }
@@ -439,11 +461,12 @@ fn need_of(s: &Slot, own: Option<u64>) -> Vec<Need> {
 }
 
 /// What a value test that only the codes `codes` pass needs: the segment of `s`, and, when `s`
-/// reads element 1 of a segment looked up by ID alone, a segment with that ID whose element 1
-/// is one of the codes (a [`Target`] interned for it, so the member's index answers it with
-/// one table read). The value is element 1 of a segment with that ID: the member (or header)
-/// holds a segment with that ID and qualifier whenever the test passes. Rules keyed on a
-/// qualifier (`INS01` is `Y`, `HD01` is `024`) are so skipped for the members without one.
+/// reads an element of a segment looked up by ID alone, a segment with that ID whose element
+/// holds one of the codes (a [`Target`] interned for it, so the member's index answers it with
+/// one table read). The value is that element of a segment with that ID: the member (or
+/// header) holds such a segment whenever the test passes. Rules keyed on a qualifier (`INS01`
+/// is `Y`, `HD01` is `024`) or on another code (`INS03` is `024`, `INS05` is `C`) are so
+/// skipped for the members without one.
 fn need_of_codes(
     s: &Slot,
     own: Option<u64>,
@@ -451,7 +474,11 @@ fn need_of_codes(
     targets: &mut Vec<Target>,
 ) -> Vec<Need> {
     let mut v = need_of(s, own);
-    if v.is_empty() || s.element != 1 || targets[s.target].quals.is_some() {
+    // Not for the header's elements other than 1: a condition on the header alone is
+    // evaluated once per member already, and every header target costs a scan of the header
+    // per member.
+    let header_other = s.area == Area::Header && s.element != 1;
+    if v.is_empty() || s.element == 0 || header_other || targets[s.target].quals.is_some() {
         return v;
     }
     let quals = codes.0.iter().map(|c| Qual::from_bytes(c)).collect();
@@ -460,6 +487,7 @@ fn need_of_codes(
         Target {
             key: s.key,
             quals: Some(quals),
+            element: s.element,
         },
     );
     v.push(Need {
@@ -664,10 +692,7 @@ impl Index {
             for &(_, q, t) in &by_key[lo..hi] {
                 let hit = q == rs.qual
                     || q == ANY_QUAL
-                    || (q == UNPACKED_QUAL
-                        && rules.targets[t].quals.as_ref().is_some_and(|qs| {
-                            qs.iter().any(|q| q.key.is_none() && q.matches(rec, i))
-                        }));
+                    || (q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i));
                 if !hit {
                     continue;
                 }
@@ -816,6 +841,7 @@ impl RuleSet {
                         Target {
                             key: key.unwrap_or(u64::MAX),
                             quals: None,
+                            element: 1,
                         },
                     );
                     if key.is_some() && !seg_scopes.contains(&target) {
@@ -880,7 +906,11 @@ impl RuleSet {
                 None => by_key.push((t.key, ANY_QUAL, i)),
                 Some(qs) => {
                     for q in qs {
-                        by_key.push((t.key, q.key.unwrap_or(UNPACKED_QUAL), i));
+                        let q = match q.key {
+                            Some(k) if t.element == 1 => k,
+                            _ => UNPACKED_QUAL,
+                        };
+                        by_key.push((t.key, q, i));
                     }
                 }
             }
@@ -1966,6 +1996,18 @@ mod tests {
         };
         assert_eq!(qualified("834-S1"), vec![(ins, Some(vec![b"Y".to_vec()]))]);
         assert_eq!(qualified("834-S2B"), vec![(ins, Some(vec![b"N".to_vec()]))]);
+        // ... and so does one on another element (INS05 is C), but not on the header's.
+        let on = |id: &str, element: usize, code: &str| {
+            let r = rules.rules.iter().find(|r| r.id == id).unwrap();
+            r.plan.need.iter().any(|n| {
+                let t = &rules.targets[n.target];
+                t.element == element && t.quals == Some(vec![Qual::new(code)])
+            })
+        };
+        assert!(on("834-S14", 5, "C"));
+        assert!(on("834-S6", 3, "024"));
+        assert!(on("834-S27", 3, "025"));
+        assert!(!on("834-S5", 8, "2"));
         // The rule's own segment answers element 1 of a segment scope: no member segment is
         // needed (only the header's BGN, for BGN03).
         assert!(need("834-S26").iter().all(|&(header, _)| header));
