@@ -523,6 +523,15 @@ const KEYED: [&str; 2] = [
 const CHANGES: usize = 0;
 const TRANSACTIONS: usize = 1;
 
+/// The enrollment upserts of [`SqliteStore::upsert_member`]: the whole row; the member's state
+/// (active and data; the subscriber and relationship of an enrolled member stay); `active` alone.
+const UPSERT_MEMBER: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data";
+const UPSERT_MEMBER_STATE: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data";
+const UPSERT_MEMBER_ACTIVE: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active";
+
 fn relationship_from(s: &str) -> Relationship {
     Relationship::from_label(s).unwrap_or(Relationship::SelfSubscriber)
 }
@@ -771,6 +780,20 @@ impl SqliteStore {
     /// plus one, so "rowid >= the first unkeyed" is exactly the unkeyed rows. An id recorded twice is refused here, by the key's
     /// uniqueness, with the same constraint error an insert used to raise; the transaction
     /// then fails to commit.
+    /// Writes member `e`'s enrollment row with one of the `UPSERT_MEMBER*` statements, which
+    /// differ only in what they update when the member already has a row.
+    fn upsert_member(&mut self, e: &Enrolled, sql: &'static str) -> Result<()> {
+        self.conn.prepare_cached(sql)?.execute(params![
+            e.group_id,
+            e.member_id,
+            e.subscriber_id,
+            e.relationship.label(),
+            e.active,
+            serde_json::to_string(&e.data)?
+        ])?;
+        Ok(())
+    }
+
     fn flush_keys(&mut self) -> Result<()> {
         for (table, sql) in KEYED.iter().enumerate() {
             if let Some(from) = self.unkeyed[table] {
@@ -1006,38 +1029,17 @@ impl Store for SqliteStore {
     }
 
     fn put_member(&mut self, e: &Enrolled) -> Result<()> {
-        self.conn.prepare_cached("INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data")?.execute(
-            params![
-                e.group_id,
-                e.member_id,
-                e.subscriber_id,
-                e.relationship.label(),
-                e.active,
-                serde_json::to_string(&e.data)?
-            ],
-        )?;
-        Ok(())
+        self.upsert_member(e, UPSERT_MEMBER)
     }
 
     fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
         // One upsert; the conflict branch updates only what the change moves.
         let sql = if replace_data {
-            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data"
+            UPSERT_MEMBER_STATE
         } else {
-            "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active"
+            UPSERT_MEMBER_ACTIVE
         };
-        self.conn.prepare_cached(sql)?.execute(params![
-            new.group_id,
-            new.member_id,
-            new.subscriber_id,
-            new.relationship.label(),
-            new.active,
-            serde_json::to_string(&new.data)?
-        ])?;
-        Ok(())
+        self.upsert_member(new, sql)
     }
 
     fn insert_change_json(
