@@ -58,6 +58,10 @@ pub struct Segment<'a> {
     delims: Delimiters,
     pos: Position,
     leading_blanks: u32,
+    /// The element separators' offsets in `raw`, when the lexer found them in its pass over
+    /// the segment ([`Scan`]); `None` for a segment built otherwise (then [`Splitter`] finds
+    /// them).
+    seps: Option<&'a [u32]>,
 }
 
 impl<'a> Segment<'a> {
@@ -69,6 +73,7 @@ impl<'a> Segment<'a> {
             delims,
             pos,
             leading_blanks: 0,
+            seps: None,
         }
     }
 
@@ -86,8 +91,21 @@ impl<'a> Segment<'a> {
         self.leading_blanks
     }
 
+    /// The segment split at its element separators, when the lexer found them while looking
+    /// for the terminator (every segment but the ISA it reads); `None` otherwise.
+    #[inline]
+    pub fn fields(&self) -> Option<Fields<'a>> {
+        self.seps.map(|seps| Fields {
+            raw: self.raw,
+            seps,
+        })
+    }
+
     /// The segment identifier: everything before the first element separator.
     pub fn id(&self) -> &'a [u8] {
+        if let Some(f) = self.fields() {
+            return f.id();
+        }
         match find_byte(self.delims.element, self.raw) {
             Some(i) => &self.raw[..i],
             None => self.raw,
@@ -106,6 +124,9 @@ impl<'a> Segment<'a> {
 
     /// Element `n` (1-based), or an empty slice when the segment is shorter.
     pub fn element(&self, n: usize) -> &'a [u8] {
+        if let Some(f) = self.fields() {
+            return f.element(n);
+        }
         self.elements().nth(n.wrapping_sub(1)).unwrap_or(b"")
     }
 }
@@ -269,37 +290,107 @@ pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
     }
 }
 
-/// Counts `\n` in a segment: eight bytes at a time ([`zero_bytes`]) for the short segments
-/// X12 has, where a line break is rare enough that only a chunk holding one is counted;
-/// `memchr` for long ones.
-#[inline]
-fn count_newlines(s: &[u8]) -> u64 {
-    const NL: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let load = |i: usize| {
-        let c = &s[i..i + 8];
-        u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ NL
-    };
-    let len = s.len();
-    if len < 8 {
-        s.iter().filter(|b| **b == b'\n').count() as u64
-    } else if len < 256 {
-        let mut n = 0u64;
-        let mut i = 0;
-        while i + 8 <= len {
-            let z = zero_bytes(load(i));
-            if z != 0 {
-                n += u64::from(z.count_ones());
+/// One pass over a segment's bytes that finds its terminator, its element separators (their
+/// offsets, for [`Fields`]) and the line breaks before the terminator (for line numbers),
+/// eight bytes at a time ([`zero_bytes`]). The lexer used to search for the terminator with
+/// `memchr`, then count the line breaks, then the validator split the segment: three passes
+/// over the same few dozen bytes. The scan resumes where it stopped when the lexer reads more
+/// input in the middle of a segment (offsets are from the segment's first byte, which the
+/// refill may move but keeps first).
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    term: u64,
+    elem: u64,
+    /// Where the scan goes on: the bytes before it hold no terminator.
+    at: usize,
+    /// Element separators written to the caller's buffer so far.
+    found: usize,
+    newlines: u64,
+    delims: Delimiters,
+}
+
+impl Scan {
+    fn new(delims: Delimiters) -> Scan {
+        Scan {
+            term: u64::from_ne_bytes([delims.segment; 8]),
+            elem: u64::from_ne_bytes([delims.element; 8]),
+            at: 0,
+            found: 0,
+            newlines: 0,
+            delims,
+        }
+    }
+
+    /// Scans `seg` (the segment's bytes from its first, up to the end of what is buffered)
+    /// from where the last call stopped; returns the terminator's offset once found. The
+    /// separators before it are in `seps[..self.found]` and the line breaks before it are
+    /// counted in `self.newlines`.
+    #[inline]
+    fn run(&mut self, seg: &[u8], seps: &mut Vec<u32>) -> Option<usize> {
+        const NL: u64 = u64::from_ne_bytes([b'\n'; 8]);
+        let len = seg.len();
+        let mut at = self.at;
+        let mut n = self.found;
+        let put = |seps: &mut Vec<u32>, n: &mut usize, base: usize, mut zero: u64| {
+            while zero != 0 {
+                seps[*n] = (base + zero.trailing_zeros() as usize / 8) as u32;
+                *n += 1;
+                zero &= zero - 1;
             }
-            i += 8;
+        };
+        while at + 8 <= len {
+            // At most eight separators per word: room for them without a check per byte.
+            if seps.len() < n + 8 {
+                seps.resize(n + 64, 0);
+            }
+            let c = &seg[at..at + 8];
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let zt = zero_bytes(w ^ self.term);
+            let mut ze = zero_bytes(w ^ self.elem);
+            let mut zn = zero_bytes(w ^ NL);
+            if zt != 0 {
+                // Only what stands before the terminator: the bits below its high bit.
+                let before = (zt & zt.wrapping_neg()) - 1;
+                ze &= before;
+                zn &= before;
+                put(seps, &mut n, at, ze);
+                if zn != 0 {
+                    self.newlines += u64::from(zn.count_ones());
+                }
+                self.found = n;
+                let i = at + (zt.trailing_zeros() as usize) / 8;
+                self.at = i;
+                return Some(i);
+            }
+            put(seps, &mut n, at, ze);
+            if zn != 0 {
+                self.newlines += u64::from(zn.count_ones());
+            }
+            at += 8;
         }
-        if i < len {
-            // The last eight bytes, without those already counted.
-            let z = zero_bytes(load(len - 8)) & (u64::MAX << (8 * (8 - (len - i))));
-            n += u64::from(z.count_ones());
+        // Fewer than eight bytes left in the buffer: one at a time.
+        while at < len {
+            let b = seg[at];
+            if b == self.delims.segment {
+                self.found = n;
+                self.at = at;
+                return Some(at);
+            }
+            if b == self.delims.element {
+                if seps.len() <= n {
+                    seps.resize(n + 64, 0);
+                }
+                seps[n] = at as u32;
+                n += 1;
+            }
+            if b == b'\n' {
+                self.newlines += 1;
+            }
+            at += 1;
         }
-        n
-    } else {
-        memchr_iter(b'\n', s).count() as u64
+        self.at = at;
+        self.found = n;
+        None
     }
 }
 
@@ -440,6 +531,9 @@ pub struct Lexer<R> {
     pending_warning: Option<LexError>,
     seen_any: bool,
     bom_checked: bool,
+    /// The element separators of the segment being read ([`Scan`]); reused from segment to
+    /// segment.
+    seps: Vec<u32>,
 }
 
 impl<R: Read> Lexer<R> {
@@ -461,6 +555,7 @@ impl<R: Read> Lexer<R> {
             pending_warning: None,
             seen_any: false,
             bom_checked: false,
+            seps: Vec::new(),
         }
     }
 
@@ -755,19 +850,19 @@ impl<R: Read> Lexer<R> {
             delims,
             pos,
             leading_blanks: blanks,
+            seps: None,
         })
     }
 
     fn read_segment(&mut self, delims: Delimiters, blanks: u32) -> Option<Token<'_>> {
         let pos = self.pos();
-        let mut searched = 0usize;
+        let mut scan = Scan::new(delims);
         let term_at = loop {
-            let avail = &self.buf[self.start + searched..self.end];
-            if let Some(i) = memchr(delims.segment, avail) {
-                break searched + i;
+            let avail = &self.buf[self.start..self.end];
+            if let Some(i) = scan.run(avail, &mut self.seps) {
+                break i;
             }
-            searched = self.end - self.start;
-            if searched > self.opts.max_segment_len {
+            if scan.at > self.opts.max_segment_len {
                 // Drop the runaway bytes and resynchronise at the next terminator or ISA.
                 return Some(self.runaway(pos, delims));
             }
@@ -789,9 +884,8 @@ impl<R: Read> Lexer<R> {
             return Some(self.runaway(pos, delims));
         }
         let seg_start = self.start;
-        let raw = &self.buf[seg_start..seg_start + term_at];
         // Line breaks inside a segment are invalid data, but they still move the line count.
-        self.line += count_newlines(raw);
+        self.line += scan.newlines;
         if delims.segment == b'\n' {
             self.line += 1;
         }
@@ -801,6 +895,7 @@ impl<R: Read> Lexer<R> {
             delims,
             pos,
             leading_blanks: blanks,
+            seps: Some(&self.seps[..scan.found]),
         }))
     }
 
@@ -1010,21 +1105,55 @@ mod tests {
         assert_eq!(bare.elements().count(), 0);
     }
 
+    /// The scan finds what the three searches it replaced found (the terminator with
+    /// `memchr`, the line breaks before it, the element separators), at every length and
+    /// position, whatever the delimiters (a line break may be the terminator or the element
+    /// separator), and when the bytes arrive in pieces.
     #[test]
-    fn newlines_are_counted_at_every_position() {
+    fn scan_finds_terminator_separators_and_line_breaks() {
         let mut seed = 5u64;
-        for len in 0..300usize {
-            for _ in 0..30 {
-                let s: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed = seed
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        [b'\n', b'A', 0x8A, b'\r'][(seed >> 62) as usize]
-                    })
-                    .collect();
-                let want = s.iter().filter(|b| **b == b'\n').count() as u64;
-                assert_eq!(count_newlines(&s), want, "{s:?}");
+        let mut seps = Vec::new();
+        for (term, elem) in [(b'~', b'*'), (b'\n', b'*'), (b'~', b'\n')] {
+            let delims = Delimiters {
+                element: elem,
+                component: b':',
+                repetition: None,
+                segment: term,
+            };
+            let alphabet = [term, elem, b'\n', b'A', 0x8A, b'\r', 0xFF, b'*'];
+            for len in 0..120usize {
+                for _ in 0..30 {
+                    let s: Vec<u8> = (0..len)
+                        .map(|_| {
+                            seed = seed
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            alphabet[(seed >> 61) as usize]
+                        })
+                        .collect();
+                    let want_term = memchr(term, &s);
+                    let body = &s[..want_term.unwrap_or(len)];
+                    let want_nl = body.iter().filter(|b| **b == b'\n').count() as u64;
+                    let want_seps: Vec<u32> = body
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b == elem)
+                        .map(|(i, _)| i as u32)
+                        .collect();
+                    // Whole, and in two pieces (the lexer refilling its buffer mid-segment).
+                    for cut in [len, len / 3, len.saturating_sub(5)] {
+                        let mut scan = Scan::new(delims);
+                        let got = match scan.run(&s[..cut], &mut seps) {
+                            Some(i) => Some(i),
+                            None => scan.run(&s, &mut seps),
+                        };
+                        assert_eq!(got, want_term, "{s:?} cut {cut}");
+                        if got.is_some() {
+                            assert_eq!(scan.newlines, want_nl, "{s:?} cut {cut}");
+                            assert_eq!(&seps[..scan.found], &want_seps[..], "{s:?} cut {cut}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -164,8 +164,9 @@ pub struct SetValidator<'s> {
     /// The open member is a stand-in for the unseen member before a piece of the set checked
     /// on its own ([`SetValidator::boundary_fork`]): closing it reports nothing.
     phantom: bool,
-    /// Scratch: the element separators of the segment being checked, found once and shared
-    /// by the walker, the element checks and the record. Not state (rewritten per segment).
+    /// Scratch: the element separators of a segment the lexer did not split (an ISA-less
+    /// segment built by a caller), found once and shared by the walker, the element checks and
+    /// the record. Not state (rewritten per segment).
     splitter: Splitter,
     /// Scratch: the element checks' view of the set's separators, kept while the delimiters
     /// stay the same (they are an interchange's).
@@ -374,7 +375,12 @@ impl<'s> SetValidator<'s> {
         self.open.clear();
         self.open.extend(self.walker.open_loops());
         let mut splitter = std::mem::take(&mut self.splitter);
-        let fields = splitter.split(st.raw(), st.delimiters().element);
+        // The lexer found the separators while looking for the terminator; a segment built
+        // otherwise is split here.
+        let fields = match st.fields() {
+            Some(f) => f,
+            None => splitter.split(st.raw(), st.delimiters().element),
+        };
         let placed = Placed {
             seg_ix: root_st,
             key: crate::schema::pack(fields.id()).unwrap_or(u64::MAX),
@@ -488,7 +494,12 @@ impl<'s> SetValidator<'s> {
         self.last_at = seg.position();
         let schema = &self.std.schema;
         let mut splitter = std::mem::take(&mut self.splitter);
-        let fields = splitter.split(seg.raw(), seg.delimiters().element);
+        // The lexer found the separators while looking for the terminator; a segment built
+        // otherwise is split here.
+        let fields = match seg.fields() {
+            Some(f) => f,
+            None => splitter.split(seg.raw(), seg.delimiters().element),
+        };
         let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
         let first = fields.element(1);
