@@ -78,14 +78,57 @@ pub struct Entry {
 
 impl Entry {
     fn disposition(&self) -> &'static str {
-        if self.rejected {
-            "rejected"
-        } else if self.status != "Pending" {
-            "held"
-        } else {
-            "accepted"
+        disposition(self.rejected, self.status)
+    }
+
+    /// The entry's CSV columns, borrowed.
+    fn row(&self) -> RowFields<'_> {
+        RowFields {
+            file: &self.file,
+            sender: self.sender.as_deref(),
+            group_id: self.group_id.as_deref(),
+            division: self.division.as_deref(),
+            row: self.row,
+            subscriber_id: &self.subscriber_id,
+            member_id: &self.member_id,
+            change_kind: self.change_kind,
+            effective_date: self.effective_date,
+            disposition: self.disposition(),
+            status: self.status,
+            change_id: &self.change_id,
+            findings: &self.findings,
         }
     }
+}
+
+/// What became of a change with findings, as the report says it.
+fn disposition(rejected: bool, status: &str) -> &'static str {
+    if rejected {
+        "rejected"
+    } else if status != "Pending" {
+        "held"
+    } else {
+        "accepted"
+    }
+}
+
+/// What a change's business CSV rows say, borrowed from an [`Entry`] or straight from the
+/// change and its assessment: a bad night writes a row per finding of every change, and copying
+/// each field into an entry first cost more than writing the rows.
+struct RowFields<'a> {
+    file: &'a str,
+    sender: Option<&'a str>,
+    group_id: Option<&'a str>,
+    division: Option<&'a str>,
+    row: Option<u64>,
+    subscriber_id: &'a str,
+    member_id: &'a str,
+    change_kind: &'static str,
+    effective_date: Option<NaiveDate>,
+    disposition: &'static str,
+    status: &'a str,
+    change_id: &'a str,
+    findings: &'a [Finding],
 }
 
 /// How the report shows member data.
@@ -196,6 +239,11 @@ pub fn locate_in<S: ReceivedSegment>(f: &mut Finding, segs: impl Iterator<Item =
     }
 }
 
+/// Whether [`masked_segment`] may change `s` (the segments that carry member data).
+fn masks(s: &RawSegment) -> bool {
+    matches!(s.id.as_str(), "DMG" | "NM1" | "REF")
+}
+
 fn masked_segment(s: &RawSegment) -> RawSegment {
     let mut out = s.clone();
     match s.id.as_str() {
@@ -220,10 +268,16 @@ fn masked_segment(s: &RawSegment) -> RawSegment {
 }
 
 fn shown_value(f: &Finding, opts: ReportOptions) -> String {
+    shown_value_ref(f, opts).into_owned()
+}
+
+/// [`shown_value`], borrowed unless it is masked.
+fn shown_value_ref(f: &Finding, opts: ReportOptions) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
     match &f.value {
-        Some(v) if f.phi && !opts.unmask => mask(v),
-        Some(v) => v.clone(),
-        None => String::new(),
+        Some(v) if f.phi && !opts.unmask => Cow::Owned(mask(v)),
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Borrowed(""),
     }
 }
 
@@ -232,59 +286,51 @@ fn csv_row(out: &mut Vec<u8>, fields: &[String]) {
 }
 
 /// The CSV rows of one change's findings (`kind` business), as [`RejectReport::csv`] writes
-/// them. Fields are borrowed where the entry holds them: a bad night has a row per finding of
-/// every rejected change.
-fn business_rows(out: &mut Vec<u8>, e: &Entry, opts: ReportOptions) {
-    use std::borrow::Cow;
-    fn o(v: &Option<String>) -> Cow<'_, str> {
-        Cow::Borrowed(v.as_deref().unwrap_or(""))
+/// them: the fields written one by one from where they are (a bad night has a row per finding
+/// of every rejected change), the numbers formatted in `num`, a buffer kept by the caller.
+fn business_rows(out: &mut Vec<u8>, e: &RowFields, opts: ReportOptions, num: &mut String) {
+    use crate::csvrow::Formulas::Neutralize;
+    use std::fmt::Write as _;
+    fn text(out: &mut Vec<u8>, v: &str) {
+        out.push(b',');
+        crate::csvrow::field(out, v, Neutralize);
     }
-    fn b(v: &str) -> Cow<'_, str> {
-        Cow::Borrowed(v)
+    fn shown(out: &mut Vec<u8>, num: &mut String, v: Option<impl std::fmt::Display>) {
+        num.clear();
+        if let Some(v) = v {
+            write!(num, "{v}").expect("writing to a String does not fail");
+        }
+        text(out, num);
     }
-    for f in &e.findings {
+    for f in e.findings {
         let l = &f.location;
-        csv_row_cow(
-            out,
-            &[
-                b("business"),
-                b(&e.file),
-                o(&e.sender),
-                o(&e.group_id),
-                o(&e.division),
-                o(&l.isa13),
-                o(&l.gs06),
-                o(&l.st02),
-                l.segment_position
-                    .map(|p| Cow::Owned(p.to_string()))
-                    .unwrap_or_default(),
-                o(&l.segment_id),
-                l.element
-                    .map(|p| Cow::Owned(p.to_string()))
-                    .unwrap_or_default(),
-                e.row.map(|r| Cow::Owned(r.to_string())).unwrap_or_default(),
-                b(&e.subscriber_id),
-                b(&e.member_id),
-                b(e.change_kind),
-                e.effective_date
-                    .map(|d| Cow::Owned(d.to_string()))
-                    .unwrap_or_default(),
-                b(f.id),
-                Cow::Owned(f.snip.to_string()),
-                b(severity(f.severity)),
-                b(e.disposition()),
-                b(e.status),
-                b(&f.message),
-                Cow::Owned(shown_value(f, opts)),
-                rule_info(f.id).map(|r| b(r.fix)).unwrap_or_default(),
-                b(&e.change_id),
-            ],
-        );
+        crate::csvrow::field(out, "business", Neutralize);
+        text(out, e.file);
+        text(out, e.sender.unwrap_or(""));
+        text(out, e.group_id.unwrap_or(""));
+        text(out, e.division.unwrap_or(""));
+        text(out, l.isa13.as_deref().unwrap_or(""));
+        text(out, l.gs06.as_deref().unwrap_or(""));
+        text(out, l.st02.as_deref().unwrap_or(""));
+        shown(out, num, l.segment_position);
+        text(out, l.segment_id.as_deref().unwrap_or(""));
+        shown(out, num, l.element);
+        shown(out, num, e.row);
+        text(out, e.subscriber_id);
+        text(out, e.member_id);
+        text(out, e.change_kind);
+        shown(out, num, e.effective_date);
+        text(out, f.id);
+        shown(out, num, Some(f.snip));
+        text(out, severity(f.severity));
+        text(out, e.disposition);
+        text(out, e.status);
+        text(out, &f.message);
+        text(out, &shown_value_ref(f, opts));
+        text(out, rule_info(f.id).map(|r| r.fix).unwrap_or(""));
+        text(out, e.change_id);
+        crate::csvrow::end(out);
     }
-}
-
-fn csv_row_cow(out: &mut Vec<u8>, fields: &[std::borrow::Cow<'_, str>]) {
-    crate::csvrow::write(out, fields, crate::csvrow::Formulas::Neutralize);
 }
 
 /// The CSV header.
@@ -396,11 +442,26 @@ impl RejectReport {
         opts: ReportOptions,
         out: &mut Vec<u8>,
     ) {
-        let mut one = RejectReport::new(self.as_of);
-        one.add_change(file, sender, r, a, &[]);
-        for e in &one.entries {
-            business_rows(out, e, opts);
-        }
+        let status = if a.rejected { "" } else { a.status.as_str() };
+        let fields = RowFields {
+            file,
+            sender,
+            group_id: r.group_id.as_deref(),
+            division: r.division.as_deref(),
+            row: match &r.source {
+                SourceTrace::X12 { .. } => None,
+                SourceTrace::Portal { first_row, .. } => Some(*first_row),
+            },
+            subscriber_id: &r.subscriber_id,
+            member_id: &r.member_id,
+            change_kind: r.kind.label(),
+            effective_date: r.effective_date,
+            disposition: disposition(a.rejected, status),
+            status,
+            change_id: &r.change_id,
+            findings: &a.findings,
+        };
+        business_rows(out, &fields, opts, &mut String::new());
     }
 
     pub fn add_set_reject(&mut self, s: SetReject) {
@@ -423,8 +484,9 @@ impl RejectReport {
         let header: Vec<String> = CSV_COLUMNS.iter().map(|s| s.to_string()).collect();
         csv_row(&mut out, &header);
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut num = String::new();
         for e in &self.entries {
-            business_rows(&mut out, e, opts);
+            business_rows(&mut out, &e.row(), opts, &mut num);
         }
         for s in &self.set_rejects {
             let summary = Finding::new(
@@ -481,7 +543,8 @@ impl RejectReport {
         out
     }
 
-    /// One entry of the page's data.
+    /// One entry of the page's data (as a value: the tests' reference for [`EntryData`]).
+    #[cfg(test)]
     fn entry_json(e: &Entry, opts: ReportOptions) -> serde_json::Value {
         let finding = |f: &Finding| {
             let info = rule_info(f.id);
@@ -525,19 +588,18 @@ impl RejectReport {
     /// The data the HTML page renders, masked as asked.
     #[cfg(test)]
     fn json(&self, opts: ReportOptions) -> serde_json::Value {
-        self.json_with(opts, true)
+        let mut v = self.frame(opts);
+        v["entries"] = self
+            .entries
+            .iter()
+            .map(|e| Self::entry_json(e, opts))
+            .collect();
+        v
     }
 
-    /// [`RejectReport::json`], with an empty `entries` list unless `with_entries`.
-    fn json_with(&self, opts: ReportOptions, with_entries: bool) -> serde_json::Value {
-        let entries: Vec<serde_json::Value> = if with_entries {
-            self.entries
-                .iter()
-                .map(|e| Self::entry_json(e, opts))
-                .collect()
-        } else {
-            Vec::new()
-        };
+    /// [`RejectReport::json`], with an empty `entries` list.
+    fn frame(&self, opts: ReportOptions) -> serde_json::Value {
+        let entries: Vec<serde_json::Value> = Vec::new();
         let sets: Vec<serde_json::Value> = self
             .set_rejects
             .iter()
@@ -620,18 +682,23 @@ impl RejectReport {
         // The data: the whole value with an empty entries list, the entries spliced in. A
         // key written `"entries":[]` can only be the top-level one: quotes inside strings are
         // escaped, and no other object has such a key.
-        let frame = self.json_with(opts, false).to_string();
+        let frame = self.frame(opts).to_string();
         let (before, after) = frame
             .split_once("\"entries\":[]")
             .expect("the data has an entries list");
         let mut data = ScriptSafe(&mut out);
         data.write_all(before.as_bytes())?;
         data.write_all(b"\"entries\":[")?;
+        // Each entry serialized into one buffer, kept from entry to entry, and escaped whole:
+        // serde_json writes a value in many small pieces.
+        let mut buf = Vec::new();
         for (i, e) in self.entries.iter().enumerate() {
+            buf.clear();
             if i > 0 {
-                data.write_all(b",")?;
+                buf.push(b',');
             }
-            serde_json::to_writer(&mut data, &Self::entry_json(e, opts))?;
+            serde_json::to_writer(&mut buf, &EntryData::new(e, opts))?;
+            data.write_all(&buf)?;
         }
         data.write_all(b"]")?;
         data.write_all(after.as_bytes())?;
@@ -681,6 +748,99 @@ impl RejectReport {
 }
 
 const HTML_TEMPLATE: &str = include_str!("report.html");
+
+/// One entry of the page's data, borrowed, serialized as [`RejectReport::entry_json`]'s value
+/// is: its fields are in the order of the value's keys (serde_json sorts an object's keys), so
+/// the bytes are the same without building the value.
+#[derive(Serialize)]
+struct EntryData<'a> {
+    disposition: &'static str,
+    division: &'a str,
+    effective: Option<String>,
+    file: &'a str,
+    findings: Vec<FindingData<'a>>,
+    group: &'a str,
+    kind: &'static str,
+    member: &'a str,
+    name: Option<&'a str>,
+    segments: Vec<SegmentData<'a>>,
+    sender: &'a str,
+    source: &'a str,
+    status: &'static str,
+    subscriber: &'a str,
+}
+
+/// One finding of an [`EntryData`] (keys in sorted order, as there).
+#[derive(Serialize)]
+struct FindingData<'a> {
+    element: Option<u8>,
+    fix: Option<&'static str>,
+    level: u8,
+    message: &'a str,
+    position: Option<u32>,
+    rule: &'static str,
+    segment: Option<&'a str>,
+    severity: &'static str,
+    title: Option<&'static str>,
+    value: std::borrow::Cow<'a, str>,
+    why: Option<&'static str>,
+}
+
+/// One segment of an [`EntryData`], masked unless asked (keys in sorted order, as there).
+#[derive(Serialize)]
+struct SegmentData<'a> {
+    elements: std::borrow::Cow<'a, [String]>,
+    id: &'a str,
+    line: u64,
+    position: u32,
+}
+
+impl<'a> EntryData<'a> {
+    fn new(e: &'a Entry, opts: ReportOptions) -> Self {
+        let finding = |f: &'a Finding| {
+            let info = rule_info(f.id);
+            FindingData {
+                element: f.location.element.map(|e| e.element),
+                fix: info.map(|i| i.fix),
+                level: f.snip,
+                message: &f.message,
+                position: f.location.segment_position,
+                rule: f.id,
+                segment: f.location.segment_id.as_deref(),
+                severity: severity(f.severity),
+                title: info.map(|i| i.title),
+                value: shown_value_ref(f, opts),
+                why: info.map(|i| i.why),
+            }
+        };
+        let segment = |s: &'a RawSegment| SegmentData {
+            elements: if opts.unmask || !masks(s) {
+                std::borrow::Cow::Borrowed(&s.elements)
+            } else {
+                std::borrow::Cow::Owned(masked_segment(s).elements)
+            },
+            id: &s.id,
+            line: s.line,
+            position: s.position,
+        };
+        EntryData {
+            disposition: e.disposition(),
+            division: e.division.as_deref().unwrap_or(""),
+            effective: e.effective_date.map(|d| d.to_string()),
+            file: &e.file,
+            findings: e.findings.iter().map(finding).collect(),
+            group: e.group_id.as_deref().unwrap_or(""),
+            kind: e.change_kind,
+            member: &e.member_id,
+            name: e.member_name.as_deref(),
+            segments: e.segments.iter().map(segment).collect(),
+            sender: e.sender.as_deref().unwrap_or(""),
+            source: &e.source,
+            status: e.status,
+            subscriber: &e.subscriber_id,
+        }
+    }
+}
 
 /// Escapes what would be unsafe inside `<script>`: no "</" can close the element, no "<!--"
 /// can open a comment. JSON stays the same value (`\u003c` is `<` to a JSON parser).
