@@ -619,6 +619,16 @@ pub struct Index {
     /// For each target that a `header.` reference looks up, the first header segment it
     /// matches ([`NONE`] elsewhere).
     head: Vec<u32>,
+    /// For each rule: may it fire as far as the header alone can tell (the header segments it
+    /// needs are there, and its header-only `when` holds)? Read for every member, computed
+    /// with `head` only when the header has changed ([`Index::head_for`]).
+    head_fire: Vec<bool>,
+    /// The header `head` and `head_fire` were computed for: its number of segments and where
+    /// they are stored. A set's header only grows (segments are appended, never changed), and
+    /// is complete before its first member, so they are computed once per set rather than
+    /// once per member; a header of another length, or another record (a copy of the
+    /// validator), computes them again.
+    head_for: Option<(usize, usize)>,
     /// For each [`RuleSet::loops`] entry, the record's instances of that loop, in order.
     loops: Vec<Vec<u32>>,
     /// For each [`RuleSet::seg_scopes`] entry, the record's segments of that ID, in order.
@@ -712,13 +722,19 @@ impl Index {
                 }
             }
         }
-        self.head.clear();
-        self.head.resize(width, NONE);
-        for &t in &rules.header_targets {
-            let target = &rules.targets[t];
-            self.head[t] = (0..header.segs.len())
-                .find(|&i| target.matches(header, i))
-                .map_or(NONE, |i| i as u32);
+        let key = (header.segs.len(), header.segs.as_ptr() as usize);
+        if self.head_for != Some(key) || self.head.len() != width {
+            self.head.clear();
+            self.head.resize(width, NONE);
+            for &t in &rules.header_targets {
+                let target = &rules.targets[t];
+                self.head[t] = (0..header.segs.len())
+                    .find(|&i| target.matches(header, i))
+                    .map_or(NONE, |i| i as u32);
+            }
+            self.head_for = Some(key);
+            // Computed by the caller, with `head` ([`RuleSet::header_fire`]).
+            self.head_fire.clear();
         }
     }
 
@@ -975,6 +991,9 @@ impl RuleSet {
         out: &mut Vec<Finding>,
     ) {
         state.index.build(self, schema, header, member);
+        if state.index.head_fire.len() != self.rules.len() {
+            self.header_fire(schema, header, &mut state.index);
+        }
         let index = &state.index;
         let ctx = Ctx {
             schema,
@@ -984,8 +1003,8 @@ impl RuleSet {
             index,
             closing_position,
         };
-        for rule in &self.rules {
-            if matches!(rule.scope, Scope::Header) || !ctx.may_fire(rule) {
+        for (rule, &head_fire) in self.rules.iter().zip(&index.head_fire) {
+            if matches!(rule.scope, Scope::Header) || !head_fire || !ctx.member_may_fire(rule) {
                 continue;
             }
             match &rule.scope {
@@ -1014,6 +1033,24 @@ impl RuleSet {
         if self.enrollment {
             same_subscriber_id(member, state, out);
         }
+    }
+
+    /// Fills `index.head_fire` ([`Ctx::header_may_fire`] of every rule) from its header
+    /// lookups.
+    fn header_fire(&self, schema: &Schema, header: &Record, index: &mut Index) {
+        let mut fire = std::mem::take(&mut index.head_fire);
+        fire.clear();
+        let ctx = Ctx {
+            schema,
+            header,
+            // Header-only conditions read nothing of the member.
+            member: header,
+            rules: self,
+            index,
+            closing_position: 0,
+        };
+        fire.extend(self.rules.iter().map(|r| ctx.header_may_fire(r)));
+        index.head_fire = fire;
     }
 
     /// Runs header rules and balancing once the set is complete.
@@ -1164,17 +1201,26 @@ impl Ctx<'_> {
     /// False when the rule cannot fire anywhere in the member: a segment it needs is absent,
     /// or its `when` reads only the header and is false.
     fn may_fire(&self, rule: &Rule) -> bool {
+        self.header_may_fire(rule) && self.member_may_fire(rule)
+    }
+
+    /// The header's part of [`Ctx::may_fire`]: the header segments the rule needs are there
+    /// and its header-only `when` holds. The same for every member of a set.
+    fn header_may_fire(&self, rule: &Rule) -> bool {
         let p = &rule.plan;
-        let present = |n: &Need| {
-            let i = if n.header {
-                self.index.head[n.target]
-            } else {
-                self.index.first[n.target]
-            };
-            i != NONE
-        };
-        p.need.iter().all(present)
+        p.need
+            .iter()
+            .all(|n| !n.header || self.index.head[n.target] != NONE)
             && (!p.when_header || p.when.as_ref().is_none_or(|w| self.eval(w, None, None)))
+    }
+
+    /// The member's part of [`Ctx::may_fire`]: the member segments the rule needs are there.
+    #[inline]
+    fn member_may_fire(&self, rule: &Rule) -> bool {
+        rule.plan
+            .need
+            .iter()
+            .all(|n| n.header || self.index.first[n.target] != NONE)
     }
 
     fn apply(&self, rule: &Rule, scope: Option<u32>, seg: Option<usize>, out: &mut Vec<Finding>) {
