@@ -81,7 +81,13 @@ fn needs_escape(b: &[u8]) -> bool {
     };
     let word = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
     if b.len() < 8 {
-        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        // Most values are short (codes, ids, dates): one word too, made of the first and the
+        // last four bytes (overlapping, all of them bytes of `b`).
+        if b.len() < 4 {
+            return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        }
+        let half = |c: &[u8]| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        return bad(half(b) | half(&b[b.len() - 4..]) << 32);
     }
     let mut chunks = b.chunks_exact(8);
     if chunks.any(|c| bad(word(c))) {
@@ -206,12 +212,24 @@ impl<T: Json> Json for [T] {
     }
 }
 
-/// Code lists serialize as their label (none needs escaping, but escape anyway: it is cheap).
+/// Appends a code list's label as a JSON string, without the escape test: labels are
+/// constants of this crate made of lower-case letters, digits and `_`
+/// (`labels_need_no_escape` checks every one), and a record holds a dozen of them.
+#[inline]
+fn label(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Code lists serialize as their label.
 macro_rules! labels {
     ($($t:ty),+) => {$(
         impl Json for $t {
             fn json(&self, out: &mut Vec<u8>) {
-                string(out, self.label())
+                label(out, self.label())
             }
         }
     )+};
@@ -236,13 +254,13 @@ labels!(
 
 impl Json for TransactionStatus {
     fn json(&self, out: &mut Vec<u8>) {
-        string(out, self.as_str())
+        label(out, self.as_str())
     }
 }
 
 impl Json for PortalLayout {
     fn json(&self, out: &mut Vec<u8>) {
-        string(
+        label(
             out,
             match self {
                 PortalLayout::Transactions => "transactions",
@@ -521,6 +539,38 @@ mod tests {
             v.json(&mut out);
             assert_eq!(out, serde_json::to_vec(&v).unwrap());
         }
+    }
+
+    #[test]
+    fn labels_need_no_escape() {
+        fn all<T: Copy>(v: &[T], label: fn(T) -> &'static str) {
+            for &x in v {
+                let l = label(x);
+                assert!(!l.is_empty() && !needs_escape(l.as_bytes()), "{l:?}");
+                // Independently of `needs_escape`: printable ASCII without a quote or a
+                // backslash (a status label holds spaces and a hyphen).
+                assert!(
+                    l.bytes()
+                        .all(|c| (b' '..=b'~').contains(&c) && c != b'"' && c != b'\\'),
+                    "{l:?}"
+                );
+            }
+        }
+        all(ChangeKind::ALL, ChangeKind::label);
+        all(Relationship::ALL, Relationship::label);
+        all(Gender::ALL, Gender::label);
+        all(MaritalStatus::ALL, MaritalStatus::label);
+        all(EmploymentStatus::ALL, EmploymentStatus::label);
+        all(StudentStatus::ALL, StudentStatus::label);
+        all(MaintenanceReason::ALL, MaintenanceReason::label);
+        all(InsuranceLine::ALL, InsuranceLine::label);
+        all(CoverageLevel::ALL, CoverageLevel::label);
+        all(CardType::ALL, CardType::label);
+        all(CardAction::ALL, CardAction::label);
+        all(ContactKind::ALL, ContactKind::label);
+        all(DisabilityType::ALL, DisabilityType::label);
+        all(PortalStatus::ALL, PortalStatus::label);
+        all(&TransactionStatus::ALL, |s| s.as_str());
     }
 
     #[test]

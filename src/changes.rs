@@ -126,8 +126,9 @@ pub enum PortalLayout {
     Roster,
 }
 
-/// Where a change came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a change came from. Its `Deserialize` is written by hand ([`trace_de`]); the derived
+/// one is [`SourceTraceDef`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceTrace {
     X12 {
@@ -151,6 +152,239 @@ pub enum SourceTrace {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<PortalStatus>,
     },
+}
+
+/// The derived `Deserialize` of [`SourceTrace`] (serde's remote derive: the same attributes):
+/// the definition, and what [`trace_de`] falls back to when `type` is not the first key.
+#[derive(Deserialize)]
+#[serde(remote = "SourceTrace", tag = "type", rename_all = "snake_case")]
+enum SourceTraceDef {
+    X12 {
+        file: String,
+        isa13: String,
+        gs06: String,
+        st02: String,
+        first_segment: u32,
+        last_segment: u32,
+    },
+    Portal {
+        file: String,
+        layout: PortalLayout,
+        first_row: u64,
+        last_row: u64,
+        #[serde(default)]
+        transaction_id: Option<String>,
+        #[serde(default)]
+        status: Option<PortalStatus>,
+    },
+}
+
+/// [`SourceTrace`] read field by field. serde's derive for an internally tagged enum first
+/// copies the whole object into a generic buffer (every string once more) to find the tag;
+/// eligo writes `type` first, so this reads it, then the variant's fields straight from the
+/// input. Any other order goes through the buffered, derived path ([`SourceTraceDef`]).
+mod trace_de {
+    use super::{PortalLayout, SourceTrace, SourceTraceDef};
+    use crate::enrollment::PortalStatus;
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// A key of either variant's object.
+    enum Key {
+        Type,
+        File,
+        Isa13,
+        Gs06,
+        St02,
+        FirstSegment,
+        LastSegment,
+        Layout,
+        FirstRow,
+        LastRow,
+        TransactionId,
+        Status,
+        Other,
+    }
+
+    impl<'de> de::Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("field identifier")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                    Ok(match s {
+                        "type" => Key::Type,
+                        "file" => Key::File,
+                        "isa13" => Key::Isa13,
+                        "gs06" => Key::Gs06,
+                        "st02" => Key::St02,
+                        "first_segment" => Key::FirstSegment,
+                        "last_segment" => Key::LastSegment,
+                        "layout" => Key::Layout,
+                        "first_row" => Key::FirstRow,
+                        "last_row" => Key::LastRow,
+                        "transaction_id" => Key::TransactionId,
+                        "status" => Key::Status,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_identifier(V)
+        }
+    }
+
+    /// Sets a field once (a second one is an error, as in a derived struct).
+    fn once<'de, A: MapAccess<'de>, T: de::Deserialize<'de>>(
+        map: &mut A,
+        slot: &mut Option<T>,
+        name: &'static str,
+    ) -> Result<(), A::Error> {
+        if slot.is_some() {
+            return Err(de::Error::duplicate_field(name));
+        }
+        *slot = Some(map.next_value()?);
+        Ok(())
+    }
+
+    fn need<T, E: de::Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
+        v.ok_or_else(|| E::missing_field(name))
+    }
+
+    fn x12<'de, A: MapAccess<'de>>(mut map: A) -> Result<SourceTrace, A::Error> {
+        let (mut file, mut isa13, mut gs06, mut st02) = (None, None, None, None);
+        let (mut first, mut last) = (None, None);
+        while let Some(k) = map.next_key::<Key>()? {
+            match k {
+                Key::File => once(&mut map, &mut file, "file")?,
+                Key::Isa13 => once(&mut map, &mut isa13, "isa13")?,
+                Key::Gs06 => once(&mut map, &mut gs06, "gs06")?,
+                Key::St02 => once(&mut map, &mut st02, "st02")?,
+                Key::FirstSegment => once(&mut map, &mut first, "first_segment")?,
+                Key::LastSegment => once(&mut map, &mut last, "last_segment")?,
+                Key::Type => return Err(de::Error::duplicate_field("type")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(SourceTrace::X12 {
+            file: need(file, "file")?,
+            isa13: need(isa13, "isa13")?,
+            gs06: need(gs06, "gs06")?,
+            st02: need(st02, "st02")?,
+            first_segment: need(first, "first_segment")?,
+            last_segment: need(last, "last_segment")?,
+        })
+    }
+
+    fn portal<'de, A: MapAccess<'de>>(mut map: A) -> Result<SourceTrace, A::Error> {
+        let (mut file, mut layout, mut first, mut last) = (None, None, None, None);
+        let (mut transaction_id, mut status) = (None, None);
+        while let Some(k) = map.next_key::<Key>()? {
+            match k {
+                Key::File => once(&mut map, &mut file, "file")?,
+                Key::Layout => once::<_, PortalLayout>(&mut map, &mut layout, "layout")?,
+                Key::FirstRow => once(&mut map, &mut first, "first_row")?,
+                Key::LastRow => once(&mut map, &mut last, "last_row")?,
+                Key::TransactionId => {
+                    once::<_, Option<String>>(&mut map, &mut transaction_id, "transaction_id")?
+                }
+                Key::Status => once::<_, Option<PortalStatus>>(&mut map, &mut status, "status")?,
+                Key::Type => return Err(de::Error::duplicate_field("type")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(SourceTrace::Portal {
+            file: need(file, "file")?,
+            layout: need(layout, "layout")?,
+            first_row: need(first, "first_row")?,
+            last_row: need(last, "last_row")?,
+            transaction_id: transaction_id.flatten(),
+            status: status.flatten(),
+        })
+    }
+
+    const VARIANTS: &[&str] = &["x12", "portal"];
+
+    /// The first key (`type` when eligo wrote the object) or the tag's value, copied only when
+    /// it is neither.
+    enum Name {
+        Type,
+        X12,
+        Portal,
+        Other(String),
+    }
+
+    impl<'de> de::Deserialize<'de> for Name {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Name;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
+                    Ok(match s {
+                        "type" => Name::Type,
+                        "x12" => Name::X12,
+                        "portal" => Name::Portal,
+                        _ => Name::Other(s.to_string()),
+                    })
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    struct Trace;
+
+    impl<'de> Visitor<'de> for Trace {
+        type Value = SourceTrace;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("internally tagged enum SourceTrace")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceTrace, A::Error> {
+            let first = match map.next_key::<Name>()? {
+                None => return Err(de::Error::missing_field("type")),
+                Some(Name::Type) => {
+                    return match map.next_value::<Name>()? {
+                        Name::X12 => x12(map),
+                        Name::Portal => portal(map),
+                        Name::Type => Err(de::Error::unknown_variant("type", VARIANTS)),
+                        Name::Other(other) => Err(de::Error::unknown_variant(&other, VARIANTS)),
+                    };
+                }
+                Some(Name::X12) => "x12".to_string(),
+                Some(Name::Portal) => "portal".to_string(),
+                Some(Name::Other(key)) => key,
+            };
+            // Another order: buffered, then the derived path.
+            let mut obj = serde_json::Map::new();
+            obj.insert(first, map.next_value()?);
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                obj.insert(k, v);
+            }
+            SourceTraceDef::deserialize(serde_json::Value::Object(obj)).map_err(de::Error::custom)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SourceTrace, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element::<serde_json::Value>()? {
+                items.push(v);
+            }
+            SourceTraceDef::deserialize(serde_json::Value::Array(items)).map_err(de::Error::custom)
+        }
+    }
+
+    impl<'de> de::Deserialize<'de> for SourceTrace {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SourceTrace, D::Error> {
+            d.deserialize_any(Trace)
+        }
+    }
 }
 
 /// [`SourceTrace`] borrowed (see [`RecordView`]).
@@ -255,6 +489,7 @@ pub struct ChangeRecord {
     pub schema: String,
     pub change_id: String,
     pub kind: ChangeKind,
+    #[serde(default, deserialize_with = "crate::enrollment::date_de::opt")]
     pub effective_date: Option<NaiveDate>,
     pub group_id: Option<String>,
     pub division: Option<String>,
@@ -1482,6 +1717,55 @@ mod tests {
             let spans = r.write_json_sealing(&mut out).unwrap();
             assert_eq!(&out[spans.change_id], id.as_bytes());
             assert_eq!(out, serde_json::to_vec(&sealed).unwrap());
+        }
+    }
+
+    #[test]
+    fn records_read_back_are_the_records_written() {
+        for r in records() {
+            let json = serde_json::to_vec(&r).unwrap();
+            let back: ChangeRecord = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn a_source_trace_reads_as_the_derived_definition_reads_it() {
+        let derived = |j: &str| {
+            let mut d = serde_json::Deserializer::from_str(j);
+            SourceTraceDef::deserialize(&mut d).map_err(|e| e.to_string())
+        };
+        let ours = |j: &str| serde_json::from_str::<SourceTrace>(j).map_err(|e| e.to_string());
+        let x12 = r#""file":"a.x12","isa13":"1","gs06":"2","st02":"3","first_segment":4,"last_segment":5"#;
+        let portal = r#""file":"p.csv","layout":"roster","first_row":2,"last_row":3"#;
+        for j in [
+            format!(r#"{{"type":"x12",{x12}}}"#),
+            format!(r#"{{"type":"x12",{x12},"extra":[1,{{}}],"layout":"roster"}}"#),
+            format!(r#"{{"type":"portal",{portal}}}"#),
+            format!(r#"{{"type":"portal",{portal},"transaction_id":null,"status":null}}"#),
+            format!(r#"{{"type":"portal",{portal},"transaction_id":"T","status":"pending"}}"#),
+            format!(
+                r#"{{"type":"portal",{portal},"status":"Pending - awaiting Family Health Statement"}}"#
+            ),
+            format!(r#"{{{x12},"type":"x12"}}"#),
+            r#"{"file":"x","type":"portal","layout":"transactions","first_row":1,"last_row":1}"#
+                .to_string(),
+            r#"["x12","a","b","c","d",1,2]"#.to_string(),
+        ] {
+            assert_eq!(ours(&j), derived(&j), "{j}");
+            assert!(ours(&j).is_ok(), "{j}");
+        }
+        // Errors: the same kind of message (positions may differ).
+        for j in [
+            r#"{"type":"x12","file":"a"}"#.to_string(),
+            r#"{"type":"mail"}"#.to_string(),
+            r#"{}"#.to_string(),
+            format!(r#"{{"type":"x12",{x12},"file":"b"}}"#),
+            format!(r#"{{"type":"portal",{portal},"status":"lost"}}"#),
+        ] {
+            let (a, b) = (ours(&j).unwrap_err(), derived(&j).unwrap_err());
+            let cut = |s: &str| s.split(" at line").next().unwrap_or("").to_string();
+            assert_eq!(cut(&a), cut(&b), "{j}");
         }
     }
 

@@ -38,6 +38,10 @@ macro_rules! code_enum {
             pub fn label(self) -> &'static str {
                 match self { $($name::$var => $label),+ }
             }
+            /// The value whose label is exactly `text` (what eligo itself writes).
+            pub fn from_exact_label(text: &str) -> Option<$name> {
+                match text { $($label => Some($name::$var),)+ _ => None }
+            }
             /// Parses a label written by people: case, spaces and hyphens do not matter and `+`
             /// reads as `and` (see [`normalize_label`]).
             pub fn from_label(text: &str) -> Option<$name> {
@@ -52,18 +56,98 @@ macro_rules! code_enum {
             }
         }
 
+        /// Read from the string as it lies in the input (no copy), the exact label first:
+        /// a record read back holds a dozen labels, all of them as eligo wrote them.
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
-                let s = String::deserialize(d)?;
-                $name::from_label(&s).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        concat!("unknown ", stringify!($name), " {:?}"),
-                        s
-                    ))
-                })
+                struct Label;
+                impl serde::de::Visitor<'_> for Label {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a string")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        $name::from_exact_label(s)
+                            .or_else(|| $name::from_label(s))
+                            .ok_or_else(|| {
+                                E::custom(format!(
+                                    concat!("unknown ", stringify!($name), " {:?}"),
+                                    s
+                                ))
+                            })
+                    }
+                }
+                d.deserialize_str(Label)
             }
         }
     };
+}
+
+/// A date in the JSON form of a record (`YYYY-MM-DD`), as chrono's `FromStr` reads it. The
+/// plain ten-byte form, the only one eligo writes for years 0 to 9999, is read directly: chrono's
+/// general parser is most of the cost of the half-dozen dates a record read back holds.
+pub fn read_date(s: &str) -> Result<NaiveDate, chrono::ParseError> {
+    let b = s.as_bytes();
+    if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *b {
+        let digits = [y0, y1, y2, y3, m0, m1, d0, d1];
+        if digits.iter().all(u8::is_ascii_digit) {
+            let n = |ds: &[u8]| ds.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+            let (y, m, d) = (n(&digits[..4]), n(&digits[4..6]), n(&digits[6..]));
+            if let Some(date) = NaiveDate::from_ymd_opt(y as i32, m, d) {
+                return Ok(date);
+            }
+        }
+    }
+    s.parse()
+}
+
+/// `deserialize_with` for dates: chrono's `Deserialize` (same input accepted, same errors)
+/// through [`read_date`].
+pub mod date_de {
+    use chrono::NaiveDate;
+    use serde::de::{Deserializer, Error, Visitor};
+    use std::fmt;
+
+    struct Date;
+
+    impl Visitor<'_> for Date {
+        type Value = NaiveDate;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a formatted date string")
+        }
+        fn visit_str<E: Error>(self, s: &str) -> Result<NaiveDate, E> {
+            super::read_date(s).map_err(E::custom)
+        }
+    }
+
+    struct OptDate;
+
+    impl<'de> Visitor<'de> for OptDate {
+        type Value = Option<NaiveDate>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("option")
+        }
+        fn visit_none<E: Error>(self) -> Result<Option<NaiveDate>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Option<NaiveDate>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<NaiveDate>, D::Error> {
+            d.deserialize_str(Date).map(Some)
+        }
+    }
+
+    /// For a `NaiveDate` field.
+    pub fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        d.deserialize_str(Date)
+    }
+
+    /// For an `Option<NaiveDate>` field (with `#[serde(default)]`, as a missing `Option` is
+    /// `None` without `deserialize_with`).
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        d.deserialize_option(OptDate)
+    }
 }
 
 /// Lower-cases a label and turns runs of spaces, hyphens, slashes and `&` into `_`, so that
@@ -352,7 +436,11 @@ pub struct PersonName {
 /// DMG: birth date, gender, marital status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Demographics {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub birth_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<Gender>,
@@ -393,9 +481,17 @@ pub struct Contact {
 pub struct Disability {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<DisabilityType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start: Option<NaiveDate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end: Option<NaiveDate>,
 }
 
@@ -436,9 +532,17 @@ pub struct Coverage {
     pub plan: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage_level: Option<CoverageLevel>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub begin: Option<NaiveDate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcp: Option<Provider>,
@@ -466,7 +570,11 @@ pub struct ReportingCategory {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "date_de::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub date: Option<NaiveDate>,
 }
 
@@ -617,6 +725,66 @@ mod tests {
             "pending_awaiting_family_health_statement"
         );
         assert_eq!(Gender::from_code("X"), None);
+    }
+
+    #[test]
+    fn dates_read_as_chrono_reads_them() {
+        for s in [
+            "2025-02-01",
+            "0000-01-01",
+            "9999-12-31",
+            "2024-02-29",
+            "2025-02-29",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-01-32",
+            "2025-1-01",
+            "+12025-01-01",
+            "-0044-03-15",
+            " 2025-02-01",
+            "2025-02-01 ",
+            "2025/02/01",
+            "20250201",
+            "",
+        ] {
+            let want = s.parse::<NaiveDate>();
+            assert_eq!(read_date(s), want, "{s:?}");
+            let json = serde_json::to_string(s).unwrap();
+            let ours = date_de::date(&mut serde_json::Deserializer::from_str(&json));
+            let theirs: Result<NaiveDate, _> = serde_json::from_str(&json);
+            assert_eq!(
+                ours.map_err(|e| e.to_string()),
+                theirs.map_err(|e| e.to_string())
+            );
+        }
+        for j in ["null", "\"2025-02-01\"", "\"x\"", "7"] {
+            let ours = date_de::opt(&mut serde_json::Deserializer::from_str(j));
+            let theirs: Result<Option<NaiveDate>, _> = serde_json::from_str(j);
+            assert_eq!(
+                ours.map_err(|e| e.to_string()),
+                theirs.map_err(|e| e.to_string()),
+                "{j}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_read_back_exactly_or_as_people_write_them() {
+        for r in CoverageLevel::ALL {
+            let j = serde_json::to_string(r).unwrap();
+            assert_eq!(serde_json::from_str::<CoverageLevel>(&j).unwrap(), *r);
+        }
+        let back: CoverageLevel = serde_json::from_str("\"Employee + Spouse\"").unwrap();
+        assert_eq!(back, CoverageLevel::EmployeeAndSpouse);
+        let err = serde_json::from_str::<Gender>("\"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("unknown Gender \"x\""), "{err}");
+        let err = serde_json::from_str::<Gender>("1").unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid type: integer `1`, expected a string"),
+            "{err}"
+        );
     }
 
     #[test]
