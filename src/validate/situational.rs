@@ -606,19 +606,8 @@ struct RulePlan {
     of: Option<Slot>,
 }
 
-/// [`Index::memo`]'s entry for one schema segment.
-#[derive(Debug, Clone, Copy)]
-struct SlotMemo {
-    /// Every target of the schema segment's `by_key` entries is numbered below 64 (else the
-    /// entries are scanned).
-    narrow: bool,
-    /// Some entry is matched by an element's bytes ([`UNPACKED_QUAL`]): those are tested for
-    /// every segment, the masks hold the others.
-    bytes: bool,
-}
-
 /// Entries of [`Index::masks`] (a power of two).
-const MASKS: usize = 256;
+const MASKS: usize = 128;
 
 /// One record's segments sorted into the rule set's [`Target`]s, and its loop instances into
 /// the rule set's [`LoopRef`]s: built once per member (and once per set for the header), so
@@ -662,13 +651,13 @@ pub struct Index {
     /// that ID: looked up once per set rather than once per recorded segment (a recorded
     /// segment whose ID differs from its schema segment's is looked up itself).
     slots: Vec<(u64, u32, u32)>,
-    /// For each schema segment, what [`Index::masks`] may answer for it ([`SlotMemo`]).
-    memo: Vec<SlotMemo>,
     /// The targets a schema segment's recorded segments match by packed qualifier or any
     /// qualifier, as a mask, for the pairs (schema segment, qualifier) met so far: a
-    /// direct-mapped table of [`MASKS`] entries `(schema segment + 1, qualifier, mask)`. A set
-    /// meets a few dozen pairs (`DTP*348` in 2300, `REF*0F` in 2000), so one hash and one
-    /// comparison replace the scan of the segment's `by_key` entries (18 for a DTP).
+    /// direct-mapped table of [`MASKS`] entries `(schema segment + 1, qualifier, mask)`, used
+    /// when the rules have at most 64 targets. A set meets a few dozen pairs (`DTP*348` in
+    /// 2300, `REF*0F` in 2000), so one hash and one comparison replace the scan of the
+    /// segment's `by_key` entries (18 for a DTP). Small (3 KiB) and filled on first use: a
+    /// fresh index is made for every set (twice: members and header).
     masks: Vec<(u32, u64, u64)>,
     /// For each schema loop, the [`RuleSet::loops`] entries it is.
     loop_slots: Vec<Vec<u32>>,
@@ -688,16 +677,7 @@ impl Index {
                 let (lo, hi) = range(d.key);
                 (d.key, lo as u32, hi as u32)
             }));
-            self.memo.clear();
-            self.memo.extend(self.slots.iter().map(|&(_, lo, hi)| {
-                let entries = &by_key[lo as usize..hi as usize];
-                SlotMemo {
-                    narrow: entries.iter().all(|e| e.2 < 64),
-                    bytes: entries.iter().any(|e| e.1 == UNPACKED_QUAL),
-                }
-            }));
             self.masks.clear();
-            self.masks.resize(MASKS, (0, 0, 0));
             self.loop_slots.clear();
             self.loop_slots.extend(schema.loops.iter().map(|l| {
                 (0..rules.loops.len() as u32)
@@ -707,6 +687,10 @@ impl Index {
         }
         let width = rules.targets.len();
         self.width = width;
+        let narrow = width <= 64;
+        if narrow && self.masks.is_empty() {
+            self.masks.resize(MASKS, (0, 0, 0));
+        }
         self.first.clear();
         self.first.resize(width, NONE);
         self.loops.resize_with(rules.loops.len(), Vec::new);
@@ -746,7 +730,7 @@ impl Index {
                 continue;
             }
             let row = self.row.get(rs.instance as usize).copied().unwrap_or(NONE);
-            if memo && self.memo[rs.seg_ix].narrow {
+            if memo && narrow {
                 let slot = rs.seg_ix as u32 + 1;
                 let h = ((rs.qual ^ u64::from(slot)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56)
                     as usize
@@ -760,11 +744,14 @@ impl Index {
                     *e = (slot, rs.qual, mask);
                 }
                 let mut hits = e.2;
-                if self.memo[rs.seg_ix].bytes {
-                    for &(_, q, t) in &by_key[lo..hi] {
-                        if q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i) {
-                            hits |= 1 << t;
-                        }
+                // The entries matched by an element's bytes sort after the packed qualifiers
+                // (with those for any qualifier, already in the mask), at the range's end.
+                for &(_, q, t) in by_key[lo..hi].iter().rev() {
+                    if q < UNPACKED_QUAL {
+                        break;
+                    }
+                    if q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i) {
+                        hits |= 1 << t;
                     }
                 }
                 while hits != 0 {
