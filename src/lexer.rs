@@ -324,8 +324,10 @@ impl Scan {
     /// Scans `seg` (the segment's bytes from its first, up to the end of what is buffered)
     /// from where the last call stopped; returns the terminator's offset once found. The
     /// separators before it are in `seps[..self.found]` and the line breaks before it are
-    /// counted in `self.newlines`.
-    #[inline]
+    /// counted in `self.newlines`. Inlined into [`Lexer::read_segment`] (its one caller), so
+    /// that the scan's state stays in registers: called, it cost a prologue, an epilogue and
+    /// the state's stores and loads for every segment.
+    #[inline(always)]
     fn run(&mut self, seg: &[u8], seps: &mut Vec<u32>) -> Option<usize> {
         const NL: u64 = u64::from_ne_bytes([b'\n'; 8]);
         let len = seg.len();

@@ -493,12 +493,17 @@ impl<'s> SetValidator<'s> {
         self.position = self.position.saturating_add(1);
         self.last_at = seg.position();
         let schema = &self.std.schema;
-        let mut splitter = std::mem::take(&mut self.splitter);
         // The lexer found the separators while looking for the terminator; a segment built
-        // otherwise is split here.
-        let fields = match seg.fields() {
+        // otherwise is split here, with the splitter taken out of `self` (and put back at the
+        // end) only then.
+        let mut splitter = Splitter::default();
+        let lexed = seg.fields();
+        let fields = match lexed {
             Some(f) => f,
-            None => splitter.split(seg.raw(), seg.delimiters().element),
+            None => {
+                splitter = std::mem::take(&mut self.splitter);
+                splitter.split(seg.raw(), seg.delimiters().element)
+            }
         };
         let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
@@ -632,7 +637,9 @@ impl<'s> SetValidator<'s> {
             // whose findings otherwise pile up until the next placed one).
             self.flush_header_findings(sink);
         }
-        self.splitter = splitter;
+        if lexed.is_none() {
+            self.splitter = splitter;
+        }
     }
 
     fn report_missing(&mut self, seg: &Segment<'_>, missing: &[Missing]) {
