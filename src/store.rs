@@ -1206,7 +1206,11 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<()> {
         // The row as insert_transaction, set_status and set_batch leave it, written once;
-        // the log's two moves in one statement (rowids in the same order).
+        // then the log's two moves, in the order (so with the rowids) those calls give them.
+        // Two one-row statements, not one of two rows: SQLite opens a statement journal for a
+        // statement that writes more than one row and may abort halfway (a NOT NULL
+        // constraint), and copied the log's last page (16 KiB) into it for every change
+        // (docs/performance.md, storeperf2).
         let (pending, submitted) = (
             TransactionStatus::Pending.as_str(),
             TransactionStatus::Submitted.as_str(),
@@ -1226,8 +1230,11 @@ impl Store for SqliteStore {
                 run_id
             ],
         )?;
-        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4), (?1, ?2, ?5, ?6, ?7)")?.execute(
-            params![id, pending, date, received, submitted, at, reason],
+        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)")?.execute(
+            params![id, pending, date, received],
+        )?;
+        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
+            params![id, pending, submitted, at, reason],
         )?;
         Ok(())
     }
