@@ -1532,9 +1532,11 @@ impl Ctx<'_> {
         // for the changes submitted now.
         let mut w = self.store.writer();
         let reason = batch_reason(self.run_id);
-        for (r, c) in p.records.iter().zip(p.verdicts.drain(..)) {
+        // The records and verdicts stay in `p`: the preparing thread drops them when it reuses
+        // `p`'s buffers (`Prep::prepare`), off this thread, which is the apply's critical path.
+        for (r, c) in p.records.iter().zip(p.verdicts.iter_mut()) {
             let a = &c.assessment;
-            let json = &p.json[c.json];
+            let json = &p.json[c.json.clone()];
             // Only a change that waits is read from the store again (by the run that submits
             // it): a change submitted now keeps where its batch line starts, a rejected one
             // (never submitted; the reject CSV lists it) nothing.
@@ -1567,7 +1569,7 @@ impl Ctx<'_> {
                         .or_default() += 1;
                 }
             }
-            match c.fate {
+            match std::mem::replace(&mut c.fate, Fate::Rejected) {
                 Fate::Rejected => {}
                 Fate::Submitted(row) => {
                     // Received Pending in this run and written to the batch at once: the same
@@ -1583,7 +1585,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        p.records.clear();
         match p.failed.take() {
             Some(e) => Err(e),
             None => Ok(n),
