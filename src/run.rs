@@ -1111,6 +1111,39 @@ impl Batch {
     }
 }
 
+/// The log's reason for moving a change into run `run_id`'s batch.
+fn batch_reason(run_id: i64) -> String {
+    format!("batch run-{run_id:06}")
+}
+
+/// What follows a change into the batch: the count, and the group's enrollment.
+fn submitted(
+    summary: &mut Summary,
+    store: &mut crate::store::Writer<'_>,
+    r: &ChangeRecord,
+) -> Result<(), RunError> {
+    summary.changes_submitted += 1;
+    let Some(g) = r.group_id.as_deref() else {
+        return Ok(());
+    };
+    match crate::fullfile::update(r) {
+        // Written without reading (and decoding) the member's row first: the row the
+        // change gives a new member, which the store merges into a stored one.
+        crate::fullfile::Update::Set { data, .. } => {
+            if let Some(e) = crate::fullfile::apply(None, r) {
+                store.set_member(&e, data.is_some())?;
+            }
+        }
+        crate::fullfile::Update::Merge => {
+            let cur = store.member(g, &r.member_id)?;
+            if let Some(e) = crate::fullfile::apply(cur, r) {
+                store.put_member(&e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 struct Ctx<'a> {
     cfg: &'a Config,
     store: &'a mut SqliteStore,
@@ -1495,26 +1528,30 @@ impl Ctx<'_> {
     /// returns how many were recorded.
     fn record(&mut self, file: &FileRow, p: &mut Prepared) -> Result<u64, RunError> {
         let mut n = 0;
-        for (r, c) in p.records.iter().zip(p.verdicts.drain(..)) {
+        // The store's statements held for the whole chunk (see `Writer`), and the log's reason
+        // for the changes submitted now.
+        let mut w = self.store.writer();
+        let reason = batch_reason(self.run_id);
+        // The records and verdicts stay in `p`: the preparing thread drops them when it reuses
+        // `p`'s buffers (`Prep::prepare`), off this thread, which is the apply's critical path.
+        for (r, c) in p.records.iter().zip(p.verdicts.iter_mut()) {
             let a = &c.assessment;
-            let json = &p.json[c.json];
+            let json = &p.json[c.json.clone()];
             // Only a change that waits is read from the store again (by the run that submits
             // it): a change submitted now keeps where its batch line starts, a rejected one
             // (never submitted; the reject CSV lists it) nothing.
             match &c.fate {
                 Fate::Rejected => {
-                    self.store
-                        .insert_change_unstored(r, self.run_id, Some(file.id), None)?;
+                    w.insert_change_unstored(r, self.run_id, Some(file.id), None)?;
                 }
-                Fate::Submitted(_) => self.store.insert_change_unstored(
+                Fate::Submitted(_) => w.insert_change_unstored(
                     r,
                     self.run_id,
                     Some(file.id),
                     Some(self.batch.offset),
                 )?,
                 Fate::Waits => {
-                    self.store
-                        .insert_change_json(r, json, self.run_id, Some(file.id), None)?;
+                    w.insert_change_json(r, json, self.run_id, Some(file.id), None)?;
                 }
             }
             n += 1;
@@ -1532,34 +1569,26 @@ impl Ctx<'_> {
                         .or_default() += 1;
                 }
             }
-            match c.fate {
+            match std::mem::replace(&mut c.fate, Fate::Rejected) {
                 Fate::Rejected => {}
                 Fate::Submitted(row) => {
+                    // Received Pending in this run and written to the batch at once: the same
+                    // rows as recording it Pending and then submitting it (`Ctx::submit`).
                     let row = row.map(|range| &p.csv[range]);
-                    self.receive_and_submit(r, json, row)?;
+                    self.batch.add_encoded(json, row)?;
+                    w.insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
+                    submitted(&mut self.summary, &mut w, r)?;
                 }
                 Fate::Waits => {
-                    self.store.insert_transaction(
-                        r,
-                        a.status,
-                        self.as_of,
-                        self.run_id,
-                        "received",
-                    )?;
+                    w.insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
                     self.summary.changes_waiting += 1;
                 }
             }
         }
-        p.records.clear();
         match p.failed.take() {
             Some(e) => Err(e),
             None => Ok(n),
         }
-    }
-
-    /// The log's reason for moving a change into this run's batch.
-    fn batch_reason(&self) -> String {
-        format!("batch run-{:06}", self.run_id)
     }
 
     /// Writes a Pending change already recorded (released since an earlier run) to the batch:
@@ -1570,49 +1599,10 @@ impl Ctx<'_> {
             &r.change_id,
             TransactionStatus::Submitted,
             &self.at,
-            &self.batch_reason(),
+            &batch_reason(self.run_id),
         )?;
         self.store.set_batch(&r.change_id, self.run_id)?;
-        self.submitted(r)
-    }
-
-    /// Records a change received Pending in this run and writes it to the batch at once: the
-    /// same rows as recording it Pending and then submitting it.
-    fn receive_and_submit(
-        &mut self,
-        r: &ChangeRecord,
-        json: &str,
-        row: io::Result<&[u8]>,
-    ) -> Result<(), RunError> {
-        self.batch.add_encoded(json, row)?;
-        let reason = self.batch_reason();
-        self.store
-            .insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
-        self.submitted(r)
-    }
-
-    /// What follows a change into the batch: the count, and the group's enrollment.
-    fn submitted(&mut self, r: &ChangeRecord) -> Result<(), RunError> {
-        self.summary.changes_submitted += 1;
-        let Some(g) = r.group_id.as_deref() else {
-            return Ok(());
-        };
-        match crate::fullfile::update(r) {
-            // Written without reading (and decoding) the member's row first: the row the
-            // change gives a new member, which the store merges into a stored one.
-            crate::fullfile::Update::Set { data, .. } => {
-                if let Some(e) = crate::fullfile::apply(None, r) {
-                    self.store.set_member(&e, data.is_some())?;
-                }
-            }
-            crate::fullfile::Update::Merge => {
-                let cur = self.store.member(g, &r.member_id)?;
-                if let Some(e) = crate::fullfile::apply(cur, r) {
-                    self.store.put_member(&e)?;
-                }
-            }
-        }
-        Ok(())
+        submitted(&mut self.summary, &mut self.store.writer(), r)
     }
 
     /// Applies one X12 file's spooled changes: change sets directly, full sets by compare.

@@ -13,7 +13,7 @@ use crate::changes::ChangeRecord;
 use crate::enrollment::{MemberData, Relationship};
 use crate::lifecycle::TransactionStatus;
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -516,21 +516,51 @@ pub struct SqliteStore {
 
 /// The tables whose ids are kept in a key table, with the statement that moves the ids of rows
 /// from a rowid on into it, in id order.
+///
+/// Sorted by the id's first 8 bytes as TEXT, then by the id: the same order as by the id alone
+/// (a BLOB's bytes, a TEXT id's characters, compared byte by byte; only a store mixing both
+/// kinds would interleave them, which changes the order rows go in, not the rows), but
+/// SQLite's sorter compares a first key that is TEXT with one `memcmp` where a BLOB goes
+/// through its generic record comparison: 15 % fewer instructions per flush
+/// (docs/performance.md, storeperf2). Eight bytes, not the whole id: the sorter's records,
+/// which spill to temporary files beyond the cache limit in a large run, grow by 9 bytes
+/// rather than 33.
 const KEYED: [&str; 2] = [
-    "INSERT INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes WHERE rowid >= ?1 ORDER BY change_id",
-    "INSERT INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions WHERE rowid >= ?1 ORDER BY change_id",
+    "INSERT OR FAIL INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes WHERE rowid >= ?1 ORDER BY CAST(substr(change_id, 1, 8) AS TEXT), change_id",
+    "INSERT OR FAIL INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions WHERE rowid >= ?1 ORDER BY CAST(substr(change_id, 1, 8) AS TEXT), change_id",
 ];
 const CHANGES: usize = 0;
 const TRANSACTIONS: usize = 1;
 
-/// The enrollment upserts of [`SqliteStore::upsert_member`]: the whole row; the member's state
-/// (active and data; the subscriber and relationship of an enrolled member stay); `active` alone.
-const UPSERT_MEMBER: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data";
-const UPSERT_MEMBER_STATE: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data";
-const UPSERT_MEMBER_ACTIVE: &str = "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active";
+/// The statements a [`Writer`] holds, by index (the constants below).
+const HELD: [&str; 10] = [
+    "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    "INSERT INTO changes (change_id, run_id, file_id, kind, group_id, member_id, record, batch_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)",
+    "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)",
+    "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "SELECT subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 AND member_id = ?2",
+    // The enrollment upserts of [`Writer::upsert_member`]: the whole row; the member's state
+    // (active and data; the subscriber and relationship of an enrolled member stay); `active`
+    // alone.
+    "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, relationship = excluded.relationship, active = excluded.active, data = excluded.data",
+    "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data",
+    "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active",
+];
+const INSERT_CHANGE_JSON: usize = 0;
+const INSERT_CHANGE_UNSTORED: usize = 1;
+const INSERT_TRANSACTION: usize = 2;
+const INSERT_SUBMITTED: usize = 3;
+const LOG_FIRST: usize = 4;
+const LOG_MOVE: usize = 5;
+const SELECT_MEMBER: usize = 6;
+const UPSERT_MEMBER: usize = 7;
+const UPSERT_MEMBER_STATE: usize = 8;
+const UPSERT_MEMBER_ACTIVE: usize = 9;
 
 fn relationship_from(s: &str) -> Relationship {
     Relationship::from_label(s).unwrap_or(Relationship::SelfSubscriber)
@@ -735,73 +765,18 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    /// Runs `insert`, one row into `table` (`CHANGES` or `TRANSACTIONS`), and notes the row
-    /// as not yet in the table's key table. Outside an explicit transaction the row and its
-    /// key are written in one transaction of their own, so that no row is ever committed
-    /// without its key and a repeated id leaves nothing behind, as the old unique key did.
-    fn insert_keyed(
-        &mut self,
-        table: usize,
-        sql: &str,
-        params: impl rusqlite::Params,
-    ) -> Result<()> {
-        let own = self.conn.is_autocommit();
-        if own {
-            self.conn.execute_batch("BEGIN")?;
+    /// A [`Writer`] on this store: the per-change writes with their statements held for as
+    /// long as it lives. The store's own methods for those writes take one per call.
+    pub fn writer(&mut self) -> Writer<'_> {
+        Writer {
+            conn: &self.conn,
+            unkeyed: &mut self.unkeyed,
+            held: Default::default(),
         }
-        let done = self
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut st| st.execute(params))
-            .map_err(StoreError::from)
-            .and_then(|_| {
-                if self.unkeyed[table].is_none() {
-                    self.unkeyed[table] = Some(self.conn.last_insert_rowid());
-                }
-                if own {
-                    self.commit()?;
-                }
-                Ok(())
-            });
-        if done.is_err() && own {
-            self.rollback()?;
-        }
-        done
-    }
-
-    /// Files the ids of the rows written since the last flush into the key tables, sorted, in
-    /// one statement per table. Called before every lookup by change id and at commit.
-    ///
-    /// Why: an id is a SHA-256, so ids arrive in random order, and inserting each one as its
-    /// row is written touches a random page of a B-tree that grows with the store. Sorted,
-    /// a transaction's ids go in as one ordered pass over that tree (SQLite's sorter holds at
-    /// most the page cache's size in memory and spills the rest to temporary files), so a run
-    /// costs time in proportion to what it writes. SQLite gives a new row the largest rowid
-    /// plus one, so "rowid >= the first unkeyed" is exactly the unkeyed rows. An id recorded twice is refused here, by the key's
-    /// uniqueness, with the same constraint error an insert used to raise; the transaction
-    /// then fails to commit.
-    /// Writes member `e`'s enrollment row with one of the `UPSERT_MEMBER*` statements, which
-    /// differ only in what they update when the member already has a row.
-    fn upsert_member(&mut self, e: &Enrolled, sql: &'static str) -> Result<()> {
-        self.conn.prepare_cached(sql)?.execute(params![
-            e.group_id,
-            e.member_id,
-            e.subscriber_id,
-            e.relationship.label(),
-            e.active,
-            serde_json::to_string(&e.data)?
-        ])?;
-        Ok(())
     }
 
     fn flush_keys(&mut self) -> Result<()> {
-        for (table, sql) in KEYED.iter().enumerate() {
-            if let Some(from) = self.unkeyed[table] {
-                self.conn.prepare_cached(sql)?.execute([from])?;
-                self.unkeyed[table] = None;
-            }
-        }
-        Ok(())
+        flush_keys(&self.conn, &mut self.unkeyed)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -820,6 +795,295 @@ impl SqliteStore {
     }
 }
 
+/// Files the ids of the rows written since the last flush (`unkeyed`, see [`SqliteStore`]) into
+/// the key tables, sorted, in one statement per table. Called before every lookup by change id
+/// and at commit.
+///
+/// Why: an id is a SHA-256, so ids arrive in random order, and inserting each one as its row is
+/// written touches a random page of a B-tree that grows with the store. Sorted, a transaction's
+/// ids go in as one ordered pass over that tree (SQLite's sorter holds at most the page cache's
+/// size in memory and spills the rest to temporary files), so a run costs time in proportion
+/// to what it writes. SQLite gives a new row the largest rowid plus one, so "rowid >= the first
+/// unkeyed" is exactly the unkeyed rows. An id recorded twice is refused here, by the key's
+/// uniqueness, with the same constraint error an insert used to raise; the transaction then
+/// fails to commit.
+///
+/// `OR FAIL`, not the default `ABORT`: the error is the same, but an `ABORT` statement that
+/// writes many rows needs SQLite's statement journal (to undo its own rows), which copies every
+/// page of the key tables it changes that existed before it, at each commit of a run on a
+/// filled store. A refused id fails the run's transaction anyway, which the caller rolls back
+/// whole, so the rows a failed statement leaves are never committed.
+fn flush_keys(conn: &Connection, unkeyed: &mut [Option<i64>; 2]) -> Result<()> {
+    for (table, sql) in KEYED.iter().enumerate() {
+        if let Some(from) = unkeyed[table] {
+            conn.prepare_cached(sql)?.execute([from])?;
+            unkeyed[table] = None;
+        }
+    }
+    Ok(())
+}
+
+/// Rolls back the open transaction, if any, and forgets its unkeyed rows.
+fn rollback(conn: &Connection, unkeyed: &mut [Option<i64>; 2]) -> Result<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
+    *unkeyed = [None; 2];
+    Ok(())
+}
+
+/// The store's writes of each change (its row, its transaction and log, its member's
+/// enrollment row), with their prepared statements held: [`SqliteStore::writer`]. Each method
+/// writes what the [`Store`] method of the same name writes, with the same statements; the
+/// store's methods are these, on a writer of their own.
+///
+/// Why: rusqlite's `prepare_cached` finds a statement by hashing its SQL text, copies the text
+/// into a new key, and hashes it again to put the statement back when it is dropped: several
+/// times per change, about 2 % of a run's instructions. The run takes one writer per chunk of
+/// changes it records, so each statement is looked up once per chunk.
+pub struct Writer<'s> {
+    conn: &'s Connection,
+    unkeyed: &'s mut [Option<i64>; 2],
+    /// The statements of [`HELD`], each prepared when first used.
+    held: [Option<CachedStatement<'s>>; HELD.len()],
+}
+
+impl<'s> Writer<'s> {
+    /// Statement `i` of [`HELD`].
+    fn stmt(&mut self, i: usize) -> Result<&mut CachedStatement<'s>> {
+        let st = match self.held[i].take() {
+            Some(st) => st,
+            None => self.conn.prepare_cached(HELD[i])?,
+        };
+        Ok(self.held[i].insert(st))
+    }
+
+    /// Runs statement `insert`, one row into `table` (`CHANGES` or `TRANSACTIONS`), and notes
+    /// the row as not yet in the table's key table. Outside an explicit transaction the row and
+    /// its key are written in one transaction of their own, so that no row is ever committed
+    /// without its key and a repeated id leaves nothing behind, as the old unique key did.
+    fn insert_keyed(
+        &mut self,
+        table: usize,
+        insert: usize,
+        params: impl rusqlite::Params,
+    ) -> Result<()> {
+        let own = self.conn.is_autocommit();
+        if own {
+            self.conn.execute_batch("BEGIN")?;
+        }
+        let done = self.insert_keyed_in(table, insert, params, own);
+        if done.is_err() && own {
+            rollback(self.conn, self.unkeyed)?;
+        }
+        done
+    }
+
+    fn insert_keyed_in(
+        &mut self,
+        table: usize,
+        insert: usize,
+        params: impl rusqlite::Params,
+        own: bool,
+    ) -> Result<()> {
+        self.stmt(insert)?.execute(params)?;
+        if self.unkeyed[table].is_none() {
+            self.unkeyed[table] = Some(self.conn.last_insert_rowid());
+        }
+        if own {
+            flush_keys(self.conn, self.unkeyed)?;
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Writes member `e`'s enrollment row with one of the `UPSERT_MEMBER*` statements, which
+    /// differ only in what they update when the member already has a row.
+    fn upsert_member(&mut self, e: &Enrolled, upsert: usize) -> Result<()> {
+        let data = serde_json::to_string(&e.data)?;
+        self.stmt(upsert)?.execute(params![
+            e.group_id,
+            e.member_id,
+            e.subscriber_id,
+            e.relationship.label(),
+            e.active,
+            data
+        ])?;
+        Ok(())
+    }
+
+    /// [`Store::member`].
+    pub fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>> {
+        let row = self
+            .stmt(SELECT_MEMBER)?
+            .query_row([group_id, member_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((s, rel, active, data)) => Ok(Some(Enrolled {
+                group_id: group_id.to_string(),
+                member_id: member_id.to_string(),
+                subscriber_id: s,
+                relationship: relationship_from(&rel),
+                active,
+                data: serde_json::from_str(&data)?,
+            })),
+        }
+    }
+
+    /// [`Store::put_member`].
+    pub fn put_member(&mut self, e: &Enrolled) -> Result<()> {
+        self.upsert_member(e, UPSERT_MEMBER)
+    }
+
+    /// [`Store::set_member`].
+    pub fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
+        // One upsert; the conflict branch updates only what the change moves.
+        let upsert = if replace_data {
+            UPSERT_MEMBER_STATE
+        } else {
+            UPSERT_MEMBER_ACTIVE
+        };
+        self.upsert_member(new, upsert)
+    }
+
+    /// [`Store::insert_change_json`].
+    pub fn insert_change_json(
+        &mut self,
+        r: &ChangeRecord,
+        json: &str,
+        run_id: i64,
+        file_id: Option<i64>,
+        hold_id: Option<i64>,
+    ) -> Result<()> {
+        self.insert_keyed(
+            CHANGES,
+            INSERT_CHANGE_JSON,
+            params![
+                IdParam::new(&r.change_id),
+                run_id,
+                file_id,
+                hold_id,
+                r.kind.label(),
+                r.group_id,
+                r.member_id,
+                json
+            ],
+        )
+    }
+
+    /// [`Store::insert_change_unstored`].
+    pub fn insert_change_unstored(
+        &mut self,
+        r: &ChangeRecord,
+        run_id: i64,
+        file_id: Option<i64>,
+        batch_offset: Option<u64>,
+    ) -> Result<()> {
+        let offset = batch_offset
+            .map(|o| {
+                i64::try_from(o).map_err(|_| StoreError::BatchRecord {
+                    change_id: r.change_id.clone(),
+                    file: format!("run {run_id}'s batch"),
+                    offset: i64::MAX,
+                    why: "offset out of range".into(),
+                })
+            })
+            .transpose()?;
+        self.insert_keyed(
+            CHANGES,
+            INSERT_CHANGE_UNSTORED,
+            params![
+                IdParam::new(&r.change_id),
+                run_id,
+                file_id,
+                r.kind.label(),
+                r.group_id,
+                r.member_id,
+                offset
+            ],
+        )
+    }
+
+    /// [`Store::insert_transaction`].
+    pub fn insert_transaction(
+        &mut self,
+        r: &ChangeRecord,
+        status: TransactionStatus,
+        date: NaiveDate,
+        run_id: i64,
+        reason: &str,
+    ) -> Result<()> {
+        let id = IdParam::new(&r.change_id);
+        let date = date.to_string();
+        self.insert_keyed(
+            TRANSACTIONS,
+            INSERT_TRANSACTION,
+            params![
+                id,
+                r.group_id,
+                r.member_id,
+                r.kind.label(),
+                status.as_str(),
+                date,
+                run_id
+            ],
+        )?;
+        self.stmt(LOG_FIRST)?
+            .execute(params![id, status.as_str(), date, reason])?;
+        Ok(())
+    }
+
+    /// [`Store::insert_submitted`].
+    pub fn insert_submitted(
+        &mut self,
+        r: &ChangeRecord,
+        date: NaiveDate,
+        run_id: i64,
+        received: &str,
+        at: &str,
+        reason: &str,
+    ) -> Result<()> {
+        // The row as insert_transaction, set_status and set_batch leave it, written once;
+        // then the log's two moves, in the order (so with the rowids) those calls give them.
+        // Two one-row statements, not one of two rows: SQLite opens a statement journal for a
+        // statement that writes more than one row and may abort halfway (a NOT NULL
+        // constraint), and copied the log's last page (16 KiB) into it for every change
+        // (docs/performance.md, storeperf2).
+        let (pending, submitted) = (
+            TransactionStatus::Pending.as_str(),
+            TransactionStatus::Submitted.as_str(),
+        );
+        let id = IdParam::new(&r.change_id);
+        let date = date.to_string();
+        self.insert_keyed(
+            TRANSACTIONS,
+            INSERT_SUBMITTED,
+            params![
+                id,
+                r.group_id,
+                r.member_id,
+                r.kind.label(),
+                submitted,
+                date,
+                run_id
+            ],
+        )?;
+        self.stmt(LOG_FIRST)?
+            .execute(params![id, pending, date, received])?;
+        self.stmt(LOG_MOVE)?
+            .execute(params![id, pending, submitted, at, reason])?;
+        Ok(())
+    }
+}
+
 impl Store for SqliteStore {
     fn begin(&mut self) -> Result<()> {
         Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
@@ -829,11 +1093,7 @@ impl Store for SqliteStore {
         Ok(self.conn.execute_batch("COMMIT")?)
     }
     fn rollback(&mut self) -> Result<()> {
-        if !self.conn.is_autocommit() {
-            self.conn.execute_batch("ROLLBACK")?;
-        }
-        self.unkeyed = [None; 2];
-        Ok(())
+        rollback(&self.conn, &mut self.unkeyed)
     }
 
     fn create_run(&mut self, started: &str, as_of: NaiveDate) -> Result<i64> {
@@ -998,48 +1258,15 @@ impl Store for SqliteStore {
     }
 
     fn member(&mut self, group_id: &str, member_id: &str) -> Result<Option<Enrolled>> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 AND member_id = ?2",
-            )?
-            .query_row(
-                [group_id, member_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, bool>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((s, rel, active, data)) => Ok(Some(Enrolled {
-                group_id: group_id.to_string(),
-                member_id: member_id.to_string(),
-                subscriber_id: s,
-                relationship: relationship_from(&rel),
-                active,
-                data: serde_json::from_str(&data)?,
-            })),
-        }
+        self.writer().member(group_id, member_id)
     }
 
     fn put_member(&mut self, e: &Enrolled) -> Result<()> {
-        self.upsert_member(e, UPSERT_MEMBER)
+        self.writer().put_member(e)
     }
 
     fn set_member(&mut self, new: &Enrolled, replace_data: bool) -> Result<()> {
-        // One upsert; the conflict branch updates only what the change moves.
-        let sql = if replace_data {
-            UPSERT_MEMBER_STATE
-        } else {
-            UPSERT_MEMBER_ACTIVE
-        };
-        self.upsert_member(new, sql)
+        self.writer().set_member(new, replace_data)
     }
 
     fn insert_change_json(
@@ -1050,20 +1277,8 @@ impl Store for SqliteStore {
         file_id: Option<i64>,
         hold_id: Option<i64>,
     ) -> Result<()> {
-        self.insert_keyed(
-            CHANGES,
-            "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                IdParam::new(&r.change_id),
-                run_id,
-                file_id,
-                hold_id,
-                r.kind.label(),
-                r.group_id,
-                r.member_id,
-                json
-            ],
-        )
+        self.writer()
+            .insert_change_json(r, json, run_id, file_id, hold_id)
     }
 
     fn insert_change_unstored(
@@ -1073,29 +1288,8 @@ impl Store for SqliteStore {
         file_id: Option<i64>,
         batch_offset: Option<u64>,
     ) -> Result<()> {
-        let offset = batch_offset
-            .map(|o| {
-                i64::try_from(o).map_err(|_| StoreError::BatchRecord {
-                    change_id: r.change_id.clone(),
-                    file: format!("run {run_id}'s batch"),
-                    offset: i64::MAX,
-                    why: "offset out of range".into(),
-                })
-            })
-            .transpose()?;
-        self.insert_keyed(
-            CHANGES,
-            "INSERT INTO changes (change_id, run_id, file_id, kind, group_id, member_id, record, batch_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)",
-            params![
-                IdParam::new(&r.change_id),
-                run_id,
-                file_id,
-                r.kind.label(),
-                r.group_id,
-                r.member_id,
-                offset
-            ],
-        )
+        self.writer()
+            .insert_change_unstored(r, run_id, file_id, batch_offset)
     }
 
     fn set_run_batch(&mut self, run_id: i64, path: &str) -> Result<()> {
@@ -1133,25 +1327,8 @@ impl Store for SqliteStore {
         run_id: i64,
         reason: &str,
     ) -> Result<()> {
-        let id = IdParam::new(&r.change_id);
-        let date = date.to_string();
-        self.insert_keyed(
-            TRANSACTIONS,
-            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                r.group_id,
-                r.member_id,
-                r.kind.label(),
-                status.as_str(),
-                date,
-                run_id
-            ],
-        )?;
-        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)")?.execute(
-            params![id, status.as_str(), date, reason],
-        )?;
-        Ok(())
+        self.writer()
+            .insert_transaction(r, status, date, run_id, reason)
     }
 
     fn set_status(
@@ -1205,31 +1382,8 @@ impl Store for SqliteStore {
         at: &str,
         reason: &str,
     ) -> Result<()> {
-        // The row as insert_transaction, set_status and set_batch leave it, written once;
-        // the log's two moves in one statement (rowids in the same order).
-        let (pending, submitted) = (
-            TransactionStatus::Pending.as_str(),
-            TransactionStatus::Submitted.as_str(),
-        );
-        let id = IdParam::new(&r.change_id);
-        let date = date.to_string();
-        self.insert_keyed(
-            TRANSACTIONS,
-            "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-            params![
-                id,
-                r.group_id,
-                r.member_id,
-                r.kind.label(),
-                submitted,
-                date,
-                run_id
-            ],
-        )?;
-        self.conn.prepare_cached("INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4), (?1, ?2, ?5, ?6, ?7)")?.execute(
-            params![id, pending, date, received, submitted, at, reason],
-        )?;
-        Ok(())
+        self.writer()
+            .insert_submitted(r, date, run_id, received, at, reason)
     }
 
     fn transactions(&mut self, f: &TransactionFilter) -> Result<Vec<TransactionRow>> {
