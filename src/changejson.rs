@@ -456,13 +456,20 @@ impl Json for SourceView<'_> {
                 first_segment,
                 last_segment,
             } => {
-                o.field("type", "x12");
-                o.field("file", file);
-                o.field("isa13", isa13);
-                o.field("gs06", gs06);
-                o.field("st02", st02);
-                o.field("first_segment", &first_segment);
-                o.field("last_segment", &last_segment);
+                // Every record has one: its keys as whole fragments, not key by key.
+                let out = &mut *o.out;
+                out.extend_from_slice(br#""type":"x12","file":"#);
+                string(out, file);
+                out.extend_from_slice(br#","isa13":"#);
+                string(out, isa13);
+                out.extend_from_slice(br#","gs06":"#);
+                string(out, gs06);
+                out.extend_from_slice(br#","st02":"#);
+                string(out, st02);
+                out.extend_from_slice(br#","first_segment":"#);
+                uint(out, u64::from(first_segment));
+                out.extend_from_slice(br#","last_segment":"#);
+                uint(out, u64::from(last_segment));
             }
             SourceView::Portal {
                 file,
