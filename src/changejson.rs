@@ -456,13 +456,20 @@ impl Json for SourceView<'_> {
                 first_segment,
                 last_segment,
             } => {
-                o.field("type", "x12");
-                o.field("file", file);
-                o.field("isa13", isa13);
-                o.field("gs06", gs06);
-                o.field("st02", st02);
-                o.field("first_segment", &first_segment);
-                o.field("last_segment", &last_segment);
+                // Every record has one: its keys as whole fragments, not key by key.
+                let out = &mut *o.out;
+                out.extend_from_slice(br#""type":"x12","file":"#);
+                string(out, file);
+                out.extend_from_slice(br#","isa13":"#);
+                string(out, isa13);
+                out.extend_from_slice(br#","gs06":"#);
+                string(out, gs06);
+                out.extend_from_slice(br#","st02":"#);
+                string(out, st02);
+                out.extend_from_slice(br#","first_segment":"#);
+                uint(out, u64::from(first_segment));
+                out.extend_from_slice(br#","last_segment":"#);
+                uint(out, u64::from(last_segment));
             }
             SourceView::Portal {
                 file,
@@ -482,6 +489,487 @@ impl Json for SourceView<'_> {
             }
         }
         o.end();
+    }
+}
+
+/// Reads back a record as eligo's own writer wrote it (the JSON above, one line of a spool),
+/// or `None` for anything else: then [`crate::changes::ChangeRecord::from_json`] reads it with
+/// serde_json, which stays the definition.
+///
+/// `eligo run` reads every change it spooled back once; serde_json's derived readers go
+/// through a generic state machine per token, look each key up by name and scan each string
+/// for escapes byte by byte. Here the fields are expected in the writer's order (`null` taken
+/// for an absent `Option`, as the derive takes it), strings without any escape, labels exactly
+/// as written, dates as `YYYY-MM-DD`, integers in plain digits, no white space. Anything else
+/// (another order, an unknown key, an escape, a label to normalize, a portal trace, an error)
+/// is left to serde_json, so what this accepts it reads as serde_json reads it and nothing
+/// depends on it being complete.
+pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
+    // The line's UTF-8 checked once (serde_json checks each string; invalid UTF-8 outside a
+    // string is no JSON either): one pass, where a check per string cost a call per value.
+    let text = std::str::from_utf8(line).ok()?;
+    let r = &mut Reader {
+        text,
+        b: line,
+        i: 0,
+    };
+    let record = r.record()?;
+    (r.i == line.len()).then_some(record)
+}
+
+/// A cursor over a line being read by [`read_record`]; every method gives `None` (and the
+/// line goes to serde_json) as soon as the bytes are not what the writer writes.
+struct Reader<'a> {
+    /// The line, valid UTF-8, and its bytes.
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// One object's fields in turn: `first` until a field has been read (no comma before it).
+struct Fields {
+    first: bool,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    #[inline]
+    fn literal(&mut self, s: &[u8]) -> bool {
+        let hit = self.b[self.i..].starts_with(s);
+        if hit {
+            self.i += s.len();
+        }
+        hit
+    }
+
+    /// `{`, then the object's fields.
+    #[inline]
+    fn begin(&mut self) -> Option<Fields> {
+        self.eat(b'{')?;
+        Some(Fields { first: true })
+    }
+
+    /// Whether `"name":` (after a comma unless it is the first field) comes next; if so it is
+    /// read.
+    #[inline]
+    fn key(&mut self, f: &mut Fields, name: &str) -> bool {
+        let rest = &self.b[self.i..];
+        let comma = usize::from(!f.first);
+        if !f.first && rest.first() != Some(&b',') {
+            return false;
+        }
+        let rest = &rest[comma..];
+        let n = name.len();
+        let hit = rest.len() > n + 2
+            && rest[0] == b'"'
+            && &rest[1..=n] == name.as_bytes()
+            && rest[n + 1] == b'"'
+            && rest[n + 2] == b':';
+        if hit {
+            self.i += comma + n + 3;
+            f.first = false;
+        }
+        hit
+    }
+
+    /// A field that must come next.
+    #[inline]
+    fn need(&mut self, f: &mut Fields, name: &str) -> Option<()> {
+        self.key(f, name).then_some(())
+    }
+
+    /// A string without escapes, borrowed.
+    #[inline]
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let n = memchr::memchr(b'"', &self.b[start..])?;
+        // A backslash (an escape, perhaps of a quote found too early) or a raw control
+        // character (serde_json's error): left to serde_json.
+        if needs_escape(&self.b[start..start + n]) {
+            return None;
+        }
+        self.i += n + 1;
+        // Between two quotes: on character boundaries.
+        self.text.get(start..start + n)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.str().map(str::to_owned)
+    }
+
+    /// `null` as `None`, else `read`'s value.
+    #[inline]
+    fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.literal(b"null") {
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    /// A label exactly as written.
+    #[inline]
+    fn label<T>(&mut self, from: fn(&str) -> Option<T>) -> Option<T> {
+        from(self.str()?)
+    }
+
+    /// A date as `YYYY-MM-DD` with ten plain digits and a valid day.
+    fn date(&mut self) -> Option<NaiveDate> {
+        let s = self.str()?;
+        if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *s.as_bytes() {
+            let digits = [y0, y1, y2, y3, m0, m1, d0, d1];
+            if digits.iter().all(u8::is_ascii_digit) {
+                let n = |ds: &[u8]| ds.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+                let (y, m, d) = (n(&digits[..4]), n(&digits[4..6]), n(&digits[6..]));
+                return NaiveDate::from_ymd_opt(y as i32, m, d);
+            }
+        }
+        None
+    }
+
+    /// An unsigned integer in plain digits (no sign, no leading zero, no fraction or
+    /// exponent: what follows must be a comma or a brace, which the caller expects).
+    fn uint(&mut self) -> Option<u64> {
+        let rest = &self.b[self.i..];
+        let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 19 || (n > 1 && rest[0] == b'0') {
+            return None;
+        }
+        self.i += n;
+        Some(
+            rest[..n]
+                .iter()
+                .fold(0u64, |a, &c| a * 10 + u64::from(c - b'0')),
+        )
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        if self.literal(b"true") {
+            Some(true)
+        } else if self.literal(b"false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// An array of `read`'s values.
+    fn items<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        let mut v = Vec::new();
+        if self.eat(b']').is_some() {
+            return Some(v);
+        }
+        loop {
+            v.push(read(self)?);
+            if self.eat(b',').is_none() {
+                self.eat(b']')?;
+                return Some(v);
+            }
+        }
+    }
+
+    fn name(&mut self) -> Option<PersonName> {
+        let f = &mut self.begin()?;
+        self.need(f, "last")?;
+        let mut n = PersonName {
+            last: self.string()?,
+            ..PersonName::default()
+        };
+        if self.key(f, "first") {
+            n.first = self.opt(Self::string)?;
+        }
+        if self.key(f, "middle") {
+            n.middle = self.opt(Self::string)?;
+        }
+        if self.key(f, "prefix") {
+            n.prefix = self.opt(Self::string)?;
+        }
+        if self.key(f, "suffix") {
+            n.suffix = self.opt(Self::string)?;
+        }
+        self.eat(b'}')?;
+        Some(n)
+    }
+
+    fn demographics(&mut self) -> Option<Demographics> {
+        let f = &mut self.begin()?;
+        let mut d = Demographics::default();
+        if self.key(f, "birth_date") {
+            d.birth_date = self.opt(Self::date)?;
+        }
+        if self.key(f, "gender") {
+            d.gender = self.opt(|r| r.label(Gender::from_exact_label))?;
+        }
+        if self.key(f, "marital_status") {
+            d.marital_status = self.opt(|r| r.label(MaritalStatus::from_exact_label))?;
+        }
+        self.eat(b'}')?;
+        Some(d)
+    }
+
+    fn address(&mut self) -> Option<Address> {
+        let f = &mut self.begin()?;
+        let mut a = Address::default();
+        self.need(f, "line1")?;
+        a.line1 = self.string()?;
+        if self.key(f, "line2") {
+            a.line2 = self.opt(Self::string)?;
+        }
+        self.need(f, "city")?;
+        a.city = self.string()?;
+        if self.key(f, "state") {
+            a.state = self.opt(Self::string)?;
+        }
+        if self.key(f, "postal_code") {
+            a.postal_code = self.opt(Self::string)?;
+        }
+        if self.key(f, "country") {
+            a.country = self.opt(Self::string)?;
+        }
+        self.eat(b'}')?;
+        Some(a)
+    }
+
+    fn contact(&mut self) -> Option<Contact> {
+        let f = &mut self.begin()?;
+        self.need(f, "kind")?;
+        let kind = self.label(ContactKind::from_exact_label)?;
+        self.need(f, "value")?;
+        let value = self.string()?;
+        self.eat(b'}')?;
+        Some(Contact { kind, value })
+    }
+
+    fn disability(&mut self) -> Option<Disability> {
+        let f = &mut self.begin()?;
+        let mut d = Disability {
+            kind: None,
+            start: None,
+            end: None,
+        };
+        if self.key(f, "kind") {
+            d.kind = self.opt(|r| r.label(DisabilityType::from_exact_label))?;
+        }
+        if self.key(f, "start") {
+            d.start = self.opt(Self::date)?;
+        }
+        if self.key(f, "end") {
+            d.end = self.opt(Self::date)?;
+        }
+        self.eat(b'}')?;
+        Some(d)
+    }
+
+    fn provider(&mut self) -> Option<Provider> {
+        let f = &mut self.begin()?;
+        self.need(f, "name")?;
+        let mut p = Provider {
+            name: self.name()?,
+            ..Provider::default()
+        };
+        if self.key(f, "npi") {
+            p.npi = self.opt(Self::string)?;
+        }
+        if self.key(f, "provider_id") {
+            p.provider_id = self.opt(Self::string)?;
+        }
+        if self.key(f, "change_reason") {
+            p.change_reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
+        }
+        self.eat(b'}')?;
+        Some(p)
+    }
+
+    fn id_card(&mut self) -> Option<IdCard> {
+        let f = &mut self.begin()?;
+        self.need(f, "card_type")?;
+        let mut c = IdCard {
+            card_type: self.label(CardType::from_exact_label)?,
+            plan: None,
+            count: None,
+            action: None,
+        };
+        if self.key(f, "plan") {
+            c.plan = self.opt(Self::string)?;
+        }
+        if self.key(f, "count") {
+            c.count = self.opt(|r| u32::try_from(r.uint()?).ok())?;
+        }
+        if self.key(f, "action") {
+            c.action = self.opt(|r| r.label(CardAction::from_exact_label))?;
+        }
+        self.eat(b'}')?;
+        Some(c)
+    }
+
+    fn coverage(&mut self) -> Option<Coverage> {
+        let f = &mut self.begin()?;
+        self.need(f, "insurance_line")?;
+        let mut c = Coverage::new(self.label(InsuranceLine::from_exact_label)?);
+        if self.key(f, "plan") {
+            c.plan = self.opt(Self::string)?;
+        }
+        if self.key(f, "coverage_level") {
+            c.coverage_level = self.opt(|r| r.label(CoverageLevel::from_exact_label))?;
+        }
+        if self.key(f, "begin") {
+            c.begin = self.opt(Self::date)?;
+        }
+        if self.key(f, "end") {
+            c.end = self.opt(Self::date)?;
+        }
+        if self.key(f, "pcp") {
+            c.pcp = self.opt(Self::provider)?;
+        }
+        if self.key(f, "id_cards") {
+            c.id_cards = self.items(Self::id_card)?;
+        }
+        self.eat(b'}')?;
+        Some(c)
+    }
+
+    fn data(&mut self) -> Option<MemberData> {
+        let f = &mut self.begin()?;
+        let mut d = MemberData::default();
+        if self.key(f, "name") {
+            d.name = self.opt(Self::name)?;
+        }
+        if self.key(f, "ssn") {
+            d.ssn = self.opt(Self::string)?;
+        }
+        if self.key(f, "demographics") {
+            d.demographics = self.opt(Self::demographics)?;
+        }
+        if self.key(f, "residence") {
+            d.residence = self.opt(Self::address)?;
+        }
+        if self.key(f, "mailing") {
+            d.mailing = self.opt(Self::address)?;
+        }
+        if self.key(f, "contacts") {
+            d.contacts = self.items(Self::contact)?;
+        }
+        if self.key(f, "employment_status") {
+            d.employment_status = self.opt(|r| r.label(EmploymentStatus::from_exact_label))?;
+        }
+        if self.key(f, "student_status") {
+            d.student_status = self.opt(|r| r.label(StudentStatus::from_exact_label))?;
+        }
+        if self.key(f, "handicapped") {
+            d.handicapped = self.opt(Self::bool)?;
+        }
+        if self.key(f, "disabilities") {
+            d.disabilities = self.items(Self::disability)?;
+        }
+        if self.key(f, "coverages") {
+            d.coverages = self.items(Self::coverage)?;
+        }
+        if self.key(f, "division") {
+            d.division = self.opt(Self::string)?;
+        }
+        self.eat(b'}')?;
+        Some(d)
+    }
+
+    /// An X12 trace, `type` first (a portal trace is left to serde_json).
+    fn trace(&mut self) -> Option<SourceTrace> {
+        let f = &mut self.begin()?;
+        self.need(f, "type")?;
+        if self.str()? != "x12" {
+            return None;
+        }
+        self.need(f, "file")?;
+        let file = self.string()?;
+        self.need(f, "isa13")?;
+        let isa13 = self.string()?;
+        self.need(f, "gs06")?;
+        let gs06 = self.string()?;
+        self.need(f, "st02")?;
+        let st02 = self.string()?;
+        self.need(f, "first_segment")?;
+        let first_segment = u32::try_from(self.uint()?).ok()?;
+        self.need(f, "last_segment")?;
+        let last_segment = u32::try_from(self.uint()?).ok()?;
+        self.eat(b'}')?;
+        Some(SourceTrace::X12 {
+            file,
+            isa13,
+            gs06,
+            st02,
+            first_segment,
+            last_segment,
+        })
+    }
+
+    fn record(&mut self) -> Option<crate::changes::ChangeRecord> {
+        let f = &mut self.begin()?;
+        self.need(f, "schema")?;
+        let schema = self.string()?;
+        self.need(f, "change_id")?;
+        let change_id = self.string()?;
+        self.need(f, "kind")?;
+        let kind = self.str()?;
+        let kind = ChangeKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.label() == kind)?;
+        self.need(f, "effective_date")?;
+        let effective_date = self.opt(Self::date)?;
+        self.need(f, "group_id")?;
+        let group_id = self.opt(Self::string)?;
+        self.need(f, "division")?;
+        let division = self.opt(Self::string)?;
+        self.need(f, "subscriber_id")?;
+        let subscriber_id = self.string()?;
+        self.need(f, "member_id")?;
+        let member_id = self.string()?;
+        self.need(f, "relationship")?;
+        let relationship = self.label(Relationship::from_exact_label)?;
+        self.need(f, "reason")?;
+        let reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
+        self.need(f, "new")?;
+        let new = self.data()?;
+        self.need(f, "old")?;
+        let old = self.opt(Self::data)?;
+        self.need(f, "source")?;
+        let source = self.trace()?;
+        let mut record = crate::changes::ChangeRecord {
+            schema,
+            change_id,
+            kind,
+            effective_date,
+            group_id,
+            division,
+            subscriber_id,
+            member_id,
+            relationship,
+            reason,
+            new,
+            old,
+            source,
+            broker_license: None,
+            status: None,
+            invoice_period: None,
+        };
+        if self.key(f, "broker_license") {
+            record.broker_license = self.opt(Self::string)?;
+        }
+        if self.key(f, "status") {
+            record.status = self.opt(|r| {
+                let s = r.str()?;
+                TransactionStatus::ALL.into_iter().find(|t| t.as_str() == s)
+            })?;
+        }
+        if self.key(f, "invoice_period") {
+            record.invoice_period = self.opt(Self::string)?;
+        }
+        self.eat(b'}')?;
+        Some(record)
     }
 }
 

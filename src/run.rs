@@ -810,11 +810,29 @@ fn parse_x12(
 }
 
 /// Reads back spooled JSON Lines records, one at a time.
+///
+/// Each line is read as bytes into one buffer reused for every line and handed to
+/// [`ChangeRecord::from_json`] (which checks the UTF-8 of the strings it reads: `BufRead::lines`
+/// validated every line once more and allocated a `String` for it). Lines end as `lines` ends
+/// them (`\n` or `\r\n`, the last one perhaps without).
 fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
     f.rewind()?;
-    Ok(BufReader::with_capacity(1 << 16, f).lines().map(|l| {
-        let l = l?;
-        serde_json::from_str::<ChangeRecord>(&l).map_err(io::Error::other)
+    let mut r = BufReader::with_capacity(1 << 16, f);
+    let mut line = Vec::with_capacity(4096);
+    Ok(std::iter::from_fn(move || {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        Some(ChangeRecord::from_json(&line).map_err(io::Error::other))
     }))
 }
 
