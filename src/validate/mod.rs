@@ -413,7 +413,31 @@ impl<'s> SetValidator<'s> {
         self.pending.push(f);
     }
 
+    /// The element checks of a placed segment. Most segments repeat one found clean before
+    /// ([`element::CleanSegments`]): they are settled here with one lookup, without the set-up
+    /// of the checks (their context, the separators, the findings' scratch vector), which
+    /// cost more than the lookup.
+    #[inline]
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
+        let usage = self.std.schema.segments[seg_ix].usage;
+        let clean =
+            usage != Usage::NotUsed && self.clean.contains(seg.delimiters(), seg_ix, seg.raw());
+        if clean && seg.leading_blanks() == 0 {
+            return;
+        }
+        self.check_elements_in_full(seg_ix, seg, fields, clean);
+    }
+
+    /// [`Self::check_elements`] for a segment not settled by the lookup; `clean` says whether
+    /// it was found clean before (it has leading blanks to report, then).
+    #[inline(never)]
+    fn check_elements_in_full(
+        &mut self,
+        seg_ix: usize,
+        seg: &Segment<'_>,
+        fields: &Fields<'_>,
+        clean: bool,
+    ) {
         // Checked into `self.errors` in place (not taken and put back: that cost a call per
         // segment to drop the empty vector left behind).
         let std = self.std;
@@ -443,7 +467,7 @@ impl<'s> SetValidator<'s> {
             );
             f.location = make_loc();
             out.push(f);
-        } else if !self.clean.contains(seg.delimiters(), seg_ix, seg.raw()) {
+        } else if !clean {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
             if out.is_empty() {
                 self.clean.insert(seg.delimiters(), seg_ix, seg.raw());
