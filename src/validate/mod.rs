@@ -129,6 +129,13 @@ pub struct Caches<'s> {
     std: Option<&'s Standards>,
     clean: element::CleanSegments,
     searches: structure::SearchMemo,
+    /// The rules' member and header indexes ([`situational::Index::for_next_set`]).
+    member_index: situational::Index,
+    header_index: situational::Index,
+    /// The header and member records, for their buffers (cleared before reuse): grown anew
+    /// for every set, they cost a file of many small sets a dozen reallocations a set.
+    header: Record,
+    member: Record,
 }
 
 /// Validates one transaction set, segment by segment.
@@ -173,6 +180,9 @@ pub struct SetValidator<'s> {
     seps: element::Separators,
     /// Cache: segments the element checks found clean (not state: it only saves work).
     clean: element::CleanSegments,
+    /// The index the header rules run with at the set's end, kept for its tables (not state:
+    /// it forgets the header before each use).
+    header_index: situational::Index,
 }
 
 impl<'s> SetValidator<'s> {
@@ -208,6 +218,7 @@ impl<'s> SetValidator<'s> {
             splitter: Splitter::default(),
             seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
             clean: element::CleanSegments::default(),
+            header_index: situational::Index::default(),
         }
     }
 
@@ -217,6 +228,10 @@ impl<'s> SetValidator<'s> {
             std: Some(self.std),
             clean: std::mem::take(&mut self.clean),
             searches: self.walker.take_memo(),
+            member_index: self.state.take_index(),
+            header_index: std::mem::take(&mut self.header_index),
+            header: std::mem::take(&mut self.header),
+            member: std::mem::take(&mut self.member),
         }
     }
 
@@ -226,6 +241,13 @@ impl<'s> SetValidator<'s> {
         if c.std.is_some_and(|s| std::ptr::eq(s, self.std)) {
             self.clean = c.clean;
             self.walker.put_memo(c.searches);
+            self.state = situational::SetState::with_index(c.member_index);
+            self.header_index = c.header_index;
+            // What `Record::default` holds, in the buffers of the last set's records.
+            self.header = c.header;
+            self.header.clear(crate::lexer::Delimiters::DEFAULT);
+            self.member = c.member;
+            self.member.clear(crate::lexer::Delimiters::DEFAULT);
         }
     }
 
@@ -359,7 +381,7 @@ impl<'s> SetValidator<'s> {
         self.rejecting = 0;
         self.warnings = 0;
         self.standard_errors = 0;
-        self.state = situational::SetState::default();
+        self.state = situational::SetState::with_index(self.state.take_index());
         self.group = None;
         self.in_member = false;
         self.unit_depth = None;
@@ -825,11 +847,12 @@ impl<'s> SetValidator<'s> {
         if !self.in_member {
             sink.header(&self.header, self.std);
         }
-        self.std.rules.check_set(
+        self.std.rules.check_set_with(
             &self.std.schema,
             &self.header,
             &self.tally,
             self.position,
+            &mut self.header_index,
             &mut self.pending,
         );
         self.fill_base();
