@@ -34,6 +34,17 @@ impl Delimiters {
         segment: b'~',
     };
 
+    /// The delimiters as one integer, equal for equal delimiters only (a repetition
+    /// separator takes 9 bits: present, and its byte), for comparing them in one step.
+    #[inline]
+    pub fn key(&self) -> u64 {
+        let rep = self.repetition.map_or(0, |r| 0x100 | u64::from(r));
+        u64::from(self.element)
+            | u64::from(self.component) << 8
+            | u64::from(self.segment) << 16
+            | rep << 24
+    }
+
     /// True if `b` is one of the delimiters (data may never contain one).
     pub fn is_delimiter(&self, b: u8) -> bool {
         b == self.element || b == self.component || b == self.segment || self.repetition == Some(b)
@@ -310,10 +321,26 @@ struct Scan {
 }
 
 impl Scan {
+    #[cfg(test)]
     fn new(delims: Delimiters) -> Scan {
+        Scan::with_patterns(delims, Scan::patterns(delims))
+    }
+
+    /// The terminator and the element separator repeated in every byte of a word: what the
+    /// scan compares each word with. The lexer keeps them with the interchange's delimiters
+    /// rather than making them for every segment.
+    fn patterns(delims: Delimiters) -> (u64, u64) {
+        (
+            u64::from_ne_bytes([delims.segment; 8]),
+            u64::from_ne_bytes([delims.element; 8]),
+        )
+    }
+
+    #[inline(always)]
+    fn with_patterns(delims: Delimiters, (term, elem): (u64, u64)) -> Scan {
         Scan {
-            term: u64::from_ne_bytes([delims.segment; 8]),
-            elem: u64::from_ne_bytes([delims.element; 8]),
+            term,
+            elem,
             at: 0,
             found: 0,
             newlines: 0,
@@ -536,6 +563,8 @@ pub struct Lexer<R> {
     /// The element separators of the segment being read ([`Scan`]); reused from segment to
     /// segment.
     seps: Vec<u32>,
+    /// [`Scan::patterns`] of `delims`, made when they are set.
+    patterns: (u64, u64),
 }
 
 impl<R: Read> Lexer<R> {
@@ -558,6 +587,7 @@ impl<R: Read> Lexer<R> {
             seen_any: false,
             bom_checked: false,
             seps: Vec::new(),
+            patterns: (0, 0),
         }
     }
 
@@ -571,6 +601,7 @@ impl<R: Read> Lexer<R> {
         lexer.base = at.offset;
         lexer.line = at.line;
         lexer.delims = Some(delims);
+        lexer.patterns = Scan::patterns(delims);
         lexer.seen_any = true;
         lexer.bom_checked = true;
         lexer
@@ -683,8 +714,11 @@ impl<R: Read> Lexer<R> {
 
     /// Produces the next token, or `None` at the end of the input.
     pub fn next_token(&mut self) -> Option<Token<'_>> {
-        if let Some(w) = self.pending_warning.take() {
-            return Some(Token::Warning(w));
+        // Tested before it is taken: `take` writes the field back for every segment.
+        if self.pending_warning.is_some() {
+            if let Some(w) = self.pending_warning.take() {
+                return Some(Token::Warning(w));
+            }
         }
         let blanks = match self.skip_formatting() {
             Ok(b) => b,
@@ -841,6 +875,7 @@ impl<R: Read> Lexer<R> {
             });
         }
         self.delims = Some(delims);
+        self.patterns = Scan::patterns(delims);
         let seg_start = self.start;
         self.start += len;
         if delims.segment == b'\n' {
@@ -858,7 +893,7 @@ impl<R: Read> Lexer<R> {
 
     fn read_segment(&mut self, delims: Delimiters, blanks: u32) -> Option<Token<'_>> {
         let pos = self.pos();
-        let mut scan = Scan::new(delims);
+        let mut scan = Scan::with_patterns(delims, self.patterns);
         let term_at = loop {
             let avail = &self.buf[self.start..self.end];
             if let Some(i) = scan.run(avail, &mut self.seps) {

@@ -47,8 +47,10 @@ fn finding(
 /// segment takes its slot from the one before), so memory does not grow with the input.
 #[derive(Debug, Default)]
 pub struct CleanSegments {
-    /// The delimiters the remembered segments were split with.
-    delims: Option<Delimiters>,
+    /// The delimiters the remembered segments were split with ([`Delimiters::key`]); `None`
+    /// before the first is remembered. Compared for every segment looked up: one integer
+    /// rather than the five fields.
+    delims: Option<u64>,
     /// [`CLEAN_SLOTS`] slots once the first segment is remembered.
     slots: Vec<CleanSlot>,
 }
@@ -77,7 +79,7 @@ impl CleanSegments {
     /// True when `raw`, placed as schema segment `seg_ix` and split with `d`, was found clean.
     #[inline]
     pub fn contains(&self, d: Delimiters, seg_ix: usize, raw: &[u8]) -> bool {
-        if raw.len() > CLEAN_BYTES || self.delims != Some(d) {
+        if raw.len() > CLEAN_BYTES || self.delims != Some(d.key()) {
             return false;
         }
         self.slots.get(slot_of(seg_ix, raw)).is_some_and(|s| {
@@ -92,8 +94,8 @@ impl CleanSegments {
         if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize {
             return;
         }
-        if self.delims != Some(d) {
-            self.delims = Some(d);
+        if self.delims != Some(d.key()) {
+            self.delims = Some(d.key());
             self.slots.clear();
         }
         if self.slots.is_empty() {

@@ -129,6 +129,13 @@ pub struct Caches<'s> {
     std: Option<&'s Standards>,
     clean: element::CleanSegments,
     searches: structure::SearchMemo,
+    /// The rules' member and header indexes ([`situational::Index::for_next_set`]).
+    member_index: situational::Index,
+    header_index: situational::Index,
+    /// The header and member records, for their buffers (cleared before reuse): grown anew
+    /// for every set, they cost a file of many small sets a dozen reallocations a set.
+    header: Record,
+    member: Record,
 }
 
 /// Validates one transaction set, segment by segment.
@@ -173,6 +180,9 @@ pub struct SetValidator<'s> {
     seps: element::Separators,
     /// Cache: segments the element checks found clean (not state: it only saves work).
     clean: element::CleanSegments,
+    /// The index the header rules run with at the set's end, kept for its tables (not state:
+    /// it forgets the header before each use).
+    header_index: situational::Index,
 }
 
 impl<'s> SetValidator<'s> {
@@ -208,6 +218,7 @@ impl<'s> SetValidator<'s> {
             splitter: Splitter::default(),
             seps: element::Separators::new(crate::lexer::Delimiters::DEFAULT),
             clean: element::CleanSegments::default(),
+            header_index: situational::Index::default(),
         }
     }
 
@@ -217,6 +228,10 @@ impl<'s> SetValidator<'s> {
             std: Some(self.std),
             clean: std::mem::take(&mut self.clean),
             searches: self.walker.take_memo(),
+            member_index: self.state.take_index(),
+            header_index: std::mem::take(&mut self.header_index),
+            header: std::mem::take(&mut self.header),
+            member: std::mem::take(&mut self.member),
         }
     }
 
@@ -226,6 +241,13 @@ impl<'s> SetValidator<'s> {
         if c.std.is_some_and(|s| std::ptr::eq(s, self.std)) {
             self.clean = c.clean;
             self.walker.put_memo(c.searches);
+            self.state = situational::SetState::with_index(c.member_index);
+            self.header_index = c.header_index;
+            // What `Record::default` holds, in the buffers of the last set's records.
+            self.header = c.header;
+            self.header.clear(crate::lexer::Delimiters::DEFAULT);
+            self.member = c.member;
+            self.member.clear(crate::lexer::Delimiters::DEFAULT);
         }
     }
 
@@ -359,7 +381,7 @@ impl<'s> SetValidator<'s> {
         self.rejecting = 0;
         self.warnings = 0;
         self.standard_errors = 0;
-        self.state = situational::SetState::default();
+        self.state = situational::SetState::with_index(self.state.take_index());
         self.group = None;
         self.in_member = false;
         self.unit_depth = None;
@@ -413,7 +435,31 @@ impl<'s> SetValidator<'s> {
         self.pending.push(f);
     }
 
+    /// The element checks of a placed segment. Most segments repeat one found clean before
+    /// ([`element::CleanSegments`]): they are settled here with one lookup, without the set-up
+    /// of the checks (their context, the separators, the findings' scratch vector), which
+    /// cost more than the lookup.
+    #[inline]
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
+        let usage = self.std.schema.segments[seg_ix].usage;
+        let clean =
+            usage != Usage::NotUsed && self.clean.contains(seg.delimiters(), seg_ix, seg.raw());
+        if clean && seg.leading_blanks() == 0 {
+            return;
+        }
+        self.check_elements_in_full(seg_ix, seg, fields, clean);
+    }
+
+    /// [`Self::check_elements`] for a segment not settled by the lookup; `clean` says whether
+    /// it was found clean before (it has leading blanks to report, then).
+    #[inline(never)]
+    fn check_elements_in_full(
+        &mut self,
+        seg_ix: usize,
+        seg: &Segment<'_>,
+        fields: &Fields<'_>,
+        clean: bool,
+    ) {
         // Checked into `self.errors` in place (not taken and put back: that cost a call per
         // segment to drop the empty vector left behind).
         let std = self.std;
@@ -443,7 +489,7 @@ impl<'s> SetValidator<'s> {
             );
             f.location = make_loc();
             out.push(f);
-        } else if !self.clean.contains(seg.delimiters(), seg_ix, seg.raw()) {
+        } else if !clean {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
             if out.is_empty() {
                 self.clean.insert(seg.delimiters(), seg_ix, seg.raw());
@@ -801,11 +847,12 @@ impl<'s> SetValidator<'s> {
         if !self.in_member {
             sink.header(&self.header, self.std);
         }
-        self.std.rules.check_set(
+        self.std.rules.check_set_with(
             &self.std.schema,
             &self.header,
             &self.tally,
             self.position,
+            &mut self.header_index,
             &mut self.pending,
         );
         self.fill_base();
