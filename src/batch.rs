@@ -236,23 +236,20 @@ fn csv_row(
     row.field(r.member_id);
     row.field(r.relationship.label());
     row.field(r.reason.map(|x| x.label()).unwrap_or_default());
-    row.field(name.map(|n| n.last.as_str()).unwrap_or_default());
-    row.field(name.and_then(|n| n.first.as_deref()).unwrap_or_default());
-    row.field(name.and_then(|n| n.middle.as_deref()).unwrap_or_default());
+    row.field(name.map(|n| n.last).unwrap_or_default());
+    row.field(name.and_then(|n| n.first).unwrap_or_default());
+    row.field(name.and_then(|n| n.middle).unwrap_or_default());
     row.date(demo.and_then(|d| d.birth_date.as_ref()));
     row.field(
         demo.and_then(|d| d.gender)
             .map(|g| g.label())
             .unwrap_or_default(),
     );
-    row.field(addr.map(|a| a.line1.as_str()).unwrap_or_default());
-    row.field(addr.and_then(|a| a.line2.as_deref()).unwrap_or_default());
-    row.field(addr.map(|a| a.city.as_str()).unwrap_or_default());
-    row.field(addr.and_then(|a| a.state.as_deref()).unwrap_or_default());
-    row.field(
-        addr.and_then(|a| a.postal_code.as_deref())
-            .unwrap_or_default(),
-    );
+    row.field(addr.map(|a| a.line1).unwrap_or_default());
+    row.field(addr.and_then(|a| a.line2).unwrap_or_default());
+    row.field(addr.map(|a| a.city).unwrap_or_default());
+    row.field(addr.and_then(|a| a.state).unwrap_or_default());
+    row.field(addr.and_then(|a| a.postal_code).unwrap_or_default());
     row.count(r.new.coverages.len());
     row.field(cov.map(|c| c.insurance_line.label()).unwrap_or_default());
     row.field(cov.and_then(|c| c.plan.as_deref()).unwrap_or_default());

@@ -324,8 +324,14 @@ impl<'a> Object<'a> {
 
 impl Json for PersonName {
     fn json(&self, out: &mut Vec<u8>) {
+        NameView::from(self).json(out)
+    }
+}
+
+impl Json for NameView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("last", &self.last);
+        o.field("last", self.last);
         o.some("first", &self.first);
         o.some("middle", &self.middle);
         o.some("prefix", &self.prefix);
@@ -346,10 +352,16 @@ impl Json for Demographics {
 
 impl Json for Address {
     fn json(&self, out: &mut Vec<u8>) {
+        AddressView::from(self).json(out)
+    }
+}
+
+impl Json for AddressView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("line1", &self.line1);
+        o.field("line1", self.line1);
         o.some("line2", &self.line2);
-        o.field("city", &self.city);
+        o.field("city", self.city);
         o.some("state", &self.state);
         o.some("postal_code", &self.postal_code);
         o.some("country", &self.country);
