@@ -695,35 +695,35 @@ impl RecordView<'_> {
     }
 
     fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        use crate::changejson::{Json, Object};
+        use crate::changejson::{json_key, Json, Object};
         let start = out.len();
         let mut o = Object::begin(out);
-        o.field("schema", self.schema);
-        o.key("change_id");
+        o.field(json_key!("schema"), self.schema);
+        o.key(json_key!("change_id"));
         let id_start = o.out.len() + 1;
         crate::changejson::string(o.out, id);
         let change_id = id_start..o.out.len() - 1;
-        o.field("kind", &self.kind);
-        o.field("effective_date", &self.effective_date);
-        o.field("group_id", &self.group_id);
-        o.field("division", &self.division);
-        o.field("subscriber_id", self.subscriber_id);
-        o.field("member_id", self.member_id);
-        o.field("relationship", &self.relationship);
-        o.field("reason", &self.reason);
-        o.key("new");
+        o.field(json_key!("kind"), &self.kind);
+        o.field(json_key!("effective_date"), &self.effective_date);
+        o.field(json_key!("group_id"), &self.group_id);
+        o.field(json_key!("division"), &self.division);
+        o.field(json_key!("subscriber_id"), self.subscriber_id);
+        o.field(json_key!("member_id"), self.member_id);
+        o.field(json_key!("relationship"), &self.relationship);
+        o.field(json_key!("reason"), &self.reason);
+        o.key(json_key!("new"));
         let new_start = o.out.len();
         self.new.json(o.out);
         let new = new_start..o.out.len();
-        o.key("old");
+        o.key(json_key!("old"));
         let old_start = o.out.len();
         self.old.json(o.out);
         let old = self.old.as_ref().map(|_| old_start..o.out.len());
-        o.field("source", &self.source);
-        o.some("broker_license", &self.broker_license);
+        o.field(json_key!("source"), &self.source);
+        o.some(json_key!("broker_license"), &self.broker_license);
         let content_end = o.out.len();
-        o.some("status", &self.status);
-        o.some("invoice_period", &self.invoice_period);
+        o.some(json_key!("status"), &self.status);
+        o.some(json_key!("invoice_period"), &self.invoice_period);
         o.end();
         let spans = JsonSpans {
             record: start..out.len(),
