@@ -16,7 +16,6 @@ use crate::check::{
 use crate::finding::Finding;
 use crate::validate::record::Record;
 use crate::validate::Standards;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -72,7 +71,7 @@ pub struct Encoder {
     /// The record's JSON, for a CSV row (its id and its `new`/`old` columns come from it).
     json: Vec<u8>,
     /// One CSV field being built (the source reference).
-    text: String,
+    text: Vec<u8>,
 }
 
 impl Encoder {
@@ -81,7 +80,7 @@ impl Encoder {
             format,
             buf: Vec::with_capacity(4096),
             json: Vec::with_capacity(4096),
-            text: String::new(),
+            text: Vec::new(),
         }
     }
 
@@ -162,18 +161,19 @@ impl Encoder {
         json: &[u8],
         spans: &changes::JsonSpans,
     ) -> io::Result<()> {
+        // The JSON is what `write_json` wrote from `&str` values: UTF-8 without a check.
         let text = |range: std::ops::Range<usize>| {
             json.get(range)
                 .ok_or_else(|| io::Error::other("record JSON spans out of range"))
-                .and_then(|b| std::str::from_utf8(b).map_err(io::Error::other))
         };
         let id = text(spans.change_id.clone())?;
         let new = text(spans.new.clone())?;
         let old = match spans.old.clone() {
             Some(range) => text(range)?,
-            None => "",
+            None => b"",
         };
-        self.text.clear();
+        let t = &mut self.text;
+        t.clear();
         let sfile = match r.source {
             SourceView::X12 {
                 file,
@@ -183,10 +183,14 @@ impl Encoder {
                 first_segment,
                 last_segment,
             } => {
-                let _ = write!(
-                    self.text,
-                    "{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}"
-                );
+                // `{isa13}/{gs06}/{st02}/{first_segment}-{last_segment}`, without `fmt`.
+                for (part, sep) in [(isa13, b'/'), (gs06, b'/'), (st02, b'/')] {
+                    t.extend_from_slice(part.as_bytes());
+                    t.push(sep);
+                }
+                crate::changejson::uint(t, u64::from(first_segment));
+                t.push(b'-');
+                crate::changejson::uint(t, u64::from(last_segment));
                 file
             }
             SourceView::Portal {
@@ -195,11 +199,14 @@ impl Encoder {
                 last_row,
                 ..
             } => {
-                let _ = write!(self.text, "rows {first_row}-{last_row}");
+                t.extend_from_slice(b"rows ");
+                crate::changejson::uint(t, first_row);
+                t.push(b'-');
+                crate::changejson::uint(t, last_row);
                 file
             }
         };
-        csv_row(&mut self.buf, r, id, sfile, &self.text, new, old);
+        csv_row(&mut self.buf, r, id, sfile, t, new, old);
         Ok(())
     }
 }
@@ -209,18 +216,18 @@ impl Encoder {
 fn csv_row(
     out: &mut Vec<u8>,
     r: &RecordView<'_>,
-    id: &str,
+    id: &[u8],
     sfile: &str,
-    sref: &str,
-    new: &str,
-    old: &str,
+    sref: &[u8],
+    new: &[u8],
+    old: &[u8],
 ) {
     let mut row = CsvRow { out, first: true };
     let name = r.new.name;
     let demo = r.new.demographics;
     let addr = r.new.residence.or(r.new.mailing);
     let cov = r.new.coverages.first();
-    row.field(id);
+    row.bytes(id);
     row.field(r.kind.label());
     row.date(r.effective_date.as_ref());
     row.field(r.group_id.unwrap_or_default());
@@ -229,23 +236,20 @@ fn csv_row(
     row.field(r.member_id);
     row.field(r.relationship.label());
     row.field(r.reason.map(|x| x.label()).unwrap_or_default());
-    row.field(name.map(|n| n.last.as_str()).unwrap_or_default());
-    row.field(name.and_then(|n| n.first.as_deref()).unwrap_or_default());
-    row.field(name.and_then(|n| n.middle.as_deref()).unwrap_or_default());
+    row.field(name.map(|n| n.last).unwrap_or_default());
+    row.field(name.and_then(|n| n.first).unwrap_or_default());
+    row.field(name.and_then(|n| n.middle).unwrap_or_default());
     row.date(demo.and_then(|d| d.birth_date.as_ref()));
     row.field(
         demo.and_then(|d| d.gender)
             .map(|g| g.label())
             .unwrap_or_default(),
     );
-    row.field(addr.map(|a| a.line1.as_str()).unwrap_or_default());
-    row.field(addr.and_then(|a| a.line2.as_deref()).unwrap_or_default());
-    row.field(addr.map(|a| a.city.as_str()).unwrap_or_default());
-    row.field(addr.and_then(|a| a.state.as_deref()).unwrap_or_default());
-    row.field(
-        addr.and_then(|a| a.postal_code.as_deref())
-            .unwrap_or_default(),
-    );
+    row.field(addr.map(|a| a.line1).unwrap_or_default());
+    row.field(addr.and_then(|a| a.line2).unwrap_or_default());
+    row.field(addr.map(|a| a.city).unwrap_or_default());
+    row.field(addr.and_then(|a| a.state).unwrap_or_default());
+    row.field(addr.and_then(|a| a.postal_code).unwrap_or_default());
     row.count(r.new.coverages.len());
     row.field(cov.map(|c| c.insurance_line.label()).unwrap_or_default());
     row.field(cov.and_then(|c| c.plan.as_deref()).unwrap_or_default());
@@ -266,9 +270,9 @@ fn csv_row(
         SourceView::Portal { .. } => "portal",
     });
     row.field(sfile);
-    row.field(sref);
-    row.field(new);
-    row.field(old);
+    row.bytes(sref);
+    row.bytes(new);
+    row.bytes(old);
     row.field(r.status.map(|s| s.as_str()).unwrap_or_default());
     row.field(r.invoice_period.unwrap_or_default());
     crate::csvrow::end(row.out);
@@ -289,8 +293,13 @@ impl CsvRow<'_> {
     }
 
     fn field(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+
+    /// A field as [`crate::csvrow::field`] with [`crate::csvrow::Formulas::Keep`] writes it.
+    fn bytes(&mut self, v: &[u8]) {
         self.sep();
-        crate::csvrow::field(self.out, v, crate::csvrow::Formulas::Keep);
+        crate::csvrow::bytes(self.out, v);
     }
 
     /// A date as in the JSON (`YYYY-MM-DD`; never needs quoting), or an empty field.
@@ -303,7 +312,7 @@ impl CsvRow<'_> {
 
     fn count(&mut self, n: usize) {
         self.sep();
-        let _ = std::io::Write::write_fmt(self.out, format_args!("{n}"));
+        crate::changejson::uint(self.out, n as u64);
     }
 }
 

@@ -270,6 +270,16 @@ impl Json for PortalLayout {
     }
 }
 
+/// A key as [`Object`] writes it: `,"name":`, comma and all (cut before the first key), so
+/// that a key costs one copy of a constant instead of four pushes. Keys are plain ASCII
+/// identifiers: no escaping.
+macro_rules! json_key {
+    ($k:literal) => {
+        concat!(",\"", $k, "\":")
+    };
+}
+pub(crate) use json_key;
+
 /// An object being written: `{`, then `"key":value` pairs separated by commas, then `}`.
 pub struct Object<'a> {
     pub out: &'a mut Vec<u8>,
@@ -282,28 +292,29 @@ impl<'a> Object<'a> {
         Object { out, first: true }
     }
 
-    /// Writes `"key":` (keys are plain ASCII identifiers: no escaping).
+    /// Writes a key made by [`json_key`] (`,"key":`), without its comma if it is the first.
     #[inline]
-    pub fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
+    pub fn key(&mut self, key: &'static str) {
+        let k = key.as_bytes();
+        let k = if self.first {
+            k.get(1..).unwrap_or_default()
+        } else {
+            k
+        };
+        self.out.extend_from_slice(k);
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     /// A field that is always written.
     #[inline]
-    pub fn field<T: Json + ?Sized>(&mut self, key: &str, v: &T) {
+    pub fn field<T: Json + ?Sized>(&mut self, key: &'static str, v: &T) {
         self.key(key);
         v.json(self.out);
     }
 
     /// A field with `skip_serializing_if = "Option::is_none"`.
     #[inline]
-    pub fn some<T: Json>(&mut self, key: &str, v: &Option<T>) {
+    pub fn some<T: Json>(&mut self, key: &'static str, v: &Option<T>) {
         if let Some(v) = v {
             self.field(key, v);
         }
@@ -311,7 +322,7 @@ impl<'a> Object<'a> {
 
     /// A field with `skip_serializing_if = "Vec::is_empty"`.
     #[inline]
-    pub fn items<T: Json>(&mut self, key: &str, v: &[T]) {
+    pub fn items<T: Json>(&mut self, key: &'static str, v: &[T]) {
         if !v.is_empty() {
             self.field(key, v);
         }
@@ -324,12 +335,18 @@ impl<'a> Object<'a> {
 
 impl Json for PersonName {
     fn json(&self, out: &mut Vec<u8>) {
+        NameView::from(self).json(out)
+    }
+}
+
+impl Json for NameView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("last", &self.last);
-        o.some("first", &self.first);
-        o.some("middle", &self.middle);
-        o.some("prefix", &self.prefix);
-        o.some("suffix", &self.suffix);
+        o.field(json_key!("last"), self.last);
+        o.some(json_key!("first"), &self.first);
+        o.some(json_key!("middle"), &self.middle);
+        o.some(json_key!("prefix"), &self.prefix);
+        o.some(json_key!("suffix"), &self.suffix);
         o.end();
     }
 }
@@ -337,22 +354,28 @@ impl Json for PersonName {
 impl Json for Demographics {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.some("birth_date", &self.birth_date);
-        o.some("gender", &self.gender);
-        o.some("marital_status", &self.marital_status);
+        o.some(json_key!("birth_date"), &self.birth_date);
+        o.some(json_key!("gender"), &self.gender);
+        o.some(json_key!("marital_status"), &self.marital_status);
         o.end();
     }
 }
 
 impl Json for Address {
     fn json(&self, out: &mut Vec<u8>) {
+        AddressView::from(self).json(out)
+    }
+}
+
+impl Json for AddressView<'_> {
+    fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("line1", &self.line1);
-        o.some("line2", &self.line2);
-        o.field("city", &self.city);
-        o.some("state", &self.state);
-        o.some("postal_code", &self.postal_code);
-        o.some("country", &self.country);
+        o.field(json_key!("line1"), self.line1);
+        o.some(json_key!("line2"), &self.line2);
+        o.field(json_key!("city"), self.city);
+        o.some(json_key!("state"), &self.state);
+        o.some(json_key!("postal_code"), &self.postal_code);
+        o.some(json_key!("country"), &self.country);
         o.end();
     }
 }
@@ -360,8 +383,8 @@ impl Json for Address {
 impl Json for Contact {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("kind", &self.kind);
-        o.field("value", &self.value);
+        o.field(json_key!("kind"), &self.kind);
+        o.field(json_key!("value"), &self.value);
         o.end();
     }
 }
@@ -369,9 +392,9 @@ impl Json for Contact {
 impl Json for Disability {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.some("kind", &self.kind);
-        o.some("start", &self.start);
-        o.some("end", &self.end);
+        o.some(json_key!("kind"), &self.kind);
+        o.some(json_key!("start"), &self.start);
+        o.some(json_key!("end"), &self.end);
         o.end();
     }
 }
@@ -379,10 +402,10 @@ impl Json for Disability {
 impl Json for Provider {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("name", &self.name);
-        o.some("npi", &self.npi);
-        o.some("provider_id", &self.provider_id);
-        o.some("change_reason", &self.change_reason);
+        o.field(json_key!("name"), &self.name);
+        o.some(json_key!("npi"), &self.npi);
+        o.some(json_key!("provider_id"), &self.provider_id);
+        o.some(json_key!("change_reason"), &self.change_reason);
         o.end();
     }
 }
@@ -390,10 +413,10 @@ impl Json for Provider {
 impl Json for IdCard {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("card_type", &self.card_type);
-        o.some("plan", &self.plan);
-        o.some("count", &self.count);
-        o.some("action", &self.action);
+        o.field(json_key!("card_type"), &self.card_type);
+        o.some(json_key!("plan"), &self.plan);
+        o.some(json_key!("count"), &self.count);
+        o.some(json_key!("action"), &self.action);
         o.end();
     }
 }
@@ -401,13 +424,13 @@ impl Json for IdCard {
 impl Json for Coverage {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.field("insurance_line", &self.insurance_line);
-        o.some("plan", &self.plan);
-        o.some("coverage_level", &self.coverage_level);
-        o.some("begin", &self.begin);
-        o.some("end", &self.end);
-        o.some("pcp", &self.pcp);
-        o.items("id_cards", &self.id_cards);
+        o.field(json_key!("insurance_line"), &self.insurance_line);
+        o.some(json_key!("plan"), &self.plan);
+        o.some(json_key!("coverage_level"), &self.coverage_level);
+        o.some(json_key!("begin"), &self.begin);
+        o.some(json_key!("end"), &self.end);
+        o.some(json_key!("pcp"), &self.pcp);
+        o.items(json_key!("id_cards"), &self.id_cards);
         o.end();
     }
 }
@@ -421,18 +444,18 @@ impl Json for MemberData {
 impl Json for DataView<'_> {
     fn json(&self, out: &mut Vec<u8>) {
         let mut o = Object::begin(out);
-        o.some("name", &self.name);
-        o.some("ssn", &self.ssn);
-        o.some("demographics", &self.demographics);
-        o.some("residence", &self.residence);
-        o.some("mailing", &self.mailing);
-        o.items("contacts", self.contacts);
-        o.some("employment_status", &self.employment_status);
-        o.some("student_status", &self.student_status);
-        o.some("handicapped", &self.handicapped);
-        o.items("disabilities", self.disabilities);
-        o.items("coverages", self.coverages);
-        o.some("division", &self.division);
+        o.some(json_key!("name"), &self.name);
+        o.some(json_key!("ssn"), &self.ssn);
+        o.some(json_key!("demographics"), &self.demographics);
+        o.some(json_key!("residence"), &self.residence);
+        o.some(json_key!("mailing"), &self.mailing);
+        o.items(json_key!("contacts"), self.contacts);
+        o.some(json_key!("employment_status"), &self.employment_status);
+        o.some(json_key!("student_status"), &self.student_status);
+        o.some(json_key!("handicapped"), &self.handicapped);
+        o.items(json_key!("disabilities"), self.disabilities);
+        o.items(json_key!("coverages"), self.coverages);
+        o.some(json_key!("division"), &self.division);
         o.end();
     }
 }
@@ -442,6 +465,39 @@ impl Json for SourceTrace {
     fn json(&self, out: &mut Vec<u8>) {
         SourceView::from(self).json(out)
     }
+}
+
+/// The start of an X12 trace's JSON, up to the `first_segment` value: the same for every
+/// record of a set. Encoded once per thread for the last set seen, and copied while the
+/// values are the same (compared as values: the cache holds its own copies).
+fn x12_trace_start(out: &mut Vec<u8>, values: [&str; 4]) {
+    thread_local! {
+        static LAST: std::cell::RefCell<([String; 4], Vec<u8>)> = Default::default();
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        let (seen, json) = &mut *last;
+        if json.is_empty() || *seen != values {
+            json.clear();
+            for ((key, value), held) in [
+                &br#""type":"x12","file":"#[..],
+                br#","isa13":"#,
+                br#","gs06":"#,
+                br#","st02":"#,
+            ]
+            .into_iter()
+            .zip(values)
+            .zip(seen.iter_mut())
+            {
+                json.extend_from_slice(key);
+                string(json, value);
+                held.clear();
+                held.push_str(value);
+            }
+            json.extend_from_slice(br#","first_segment":"#);
+        }
+        out.extend_from_slice(json);
+    })
 }
 
 impl Json for SourceView<'_> {
@@ -456,17 +512,8 @@ impl Json for SourceView<'_> {
                 first_segment,
                 last_segment,
             } => {
-                // Every record has one: its keys as whole fragments, not key by key.
                 let out = &mut *o.out;
-                out.extend_from_slice(br#""type":"x12","file":"#);
-                string(out, file);
-                out.extend_from_slice(br#","isa13":"#);
-                string(out, isa13);
-                out.extend_from_slice(br#","gs06":"#);
-                string(out, gs06);
-                out.extend_from_slice(br#","st02":"#);
-                string(out, st02);
-                out.extend_from_slice(br#","first_segment":"#);
+                x12_trace_start(out, [file, isa13, gs06, st02]);
                 uint(out, u64::from(first_segment));
                 out.extend_from_slice(br#","last_segment":"#);
                 uint(out, u64::from(last_segment));
@@ -479,13 +526,13 @@ impl Json for SourceView<'_> {
                 transaction_id,
                 status,
             } => {
-                o.field("type", "portal");
-                o.field("file", file);
-                o.field("layout", &layout);
-                o.field("first_row", &first_row);
-                o.field("last_row", &last_row);
-                o.some("transaction_id", &transaction_id);
-                o.some("status", &status);
+                o.field(json_key!("type"), "portal");
+                o.field(json_key!("file"), file);
+                o.field(json_key!("layout"), &layout);
+                o.field(json_key!("first_row"), &first_row);
+                o.field(json_key!("last_row"), &last_row);
+                o.some(json_key!("transaction_id"), &transaction_id);
+                o.some(json_key!("status"), &status);
             }
         }
         o.end();

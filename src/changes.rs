@@ -38,6 +38,7 @@ use crate::validate::Standards;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// The `schema` value of every record; the JSON Schema's `$id` names the same version.
@@ -694,35 +695,35 @@ impl RecordView<'_> {
     }
 
     fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        use crate::changejson::{Json, Object};
+        use crate::changejson::{json_key, Json, Object};
         let start = out.len();
         let mut o = Object::begin(out);
-        o.field("schema", self.schema);
-        o.key("change_id");
+        o.field(json_key!("schema"), self.schema);
+        o.key(json_key!("change_id"));
         let id_start = o.out.len() + 1;
         crate::changejson::string(o.out, id);
         let change_id = id_start..o.out.len() - 1;
-        o.field("kind", &self.kind);
-        o.field("effective_date", &self.effective_date);
-        o.field("group_id", &self.group_id);
-        o.field("division", &self.division);
-        o.field("subscriber_id", self.subscriber_id);
-        o.field("member_id", self.member_id);
-        o.field("relationship", &self.relationship);
-        o.field("reason", &self.reason);
-        o.key("new");
+        o.field(json_key!("kind"), &self.kind);
+        o.field(json_key!("effective_date"), &self.effective_date);
+        o.field(json_key!("group_id"), &self.group_id);
+        o.field(json_key!("division"), &self.division);
+        o.field(json_key!("subscriber_id"), self.subscriber_id);
+        o.field(json_key!("member_id"), self.member_id);
+        o.field(json_key!("relationship"), &self.relationship);
+        o.field(json_key!("reason"), &self.reason);
+        o.key(json_key!("new"));
         let new_start = o.out.len();
         self.new.json(o.out);
         let new = new_start..o.out.len();
-        o.key("old");
+        o.key(json_key!("old"));
         let old_start = o.out.len();
         self.old.json(o.out);
         let old = self.old.as_ref().map(|_| old_start..o.out.len());
-        o.field("source", &self.source);
-        o.some("broker_license", &self.broker_license);
+        o.field(json_key!("source"), &self.source);
+        o.some(json_key!("broker_license"), &self.broker_license);
         let content_end = o.out.len();
-        o.some("status", &self.status);
-        o.some("invoice_period", &self.invoice_period);
+        o.some(json_key!("status"), &self.status);
+        o.some(json_key!("invoice_period"), &self.invoice_period);
         o.end();
         let spans = JsonSpans {
             record: start..out.len(),
@@ -923,6 +924,20 @@ fn opt(v: &[u8]) -> Option<String> {
     (!v.is_empty()).then(|| text(v))
 }
 
+/// [`text`] borrowed from the element: a copy only for invalid UTF-8 (made valid as
+/// [`text`] makes it).
+fn borrowed(v: &[u8]) -> Cow<'_, str> {
+    // Not `String::from_utf8_lossy`, which walks valid text in chunks, much slower.
+    match std::str::from_utf8(v) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
+    }
+}
+
+fn opt_borrowed(v: &[u8]) -> Option<Cow<'_, str>> {
+    (!v.is_empty()).then(|| borrowed(v))
+}
+
 fn parse_d8(v: &[u8]) -> Option<NaiveDate> {
     crate::validate::element::parse_date(v)
 }
@@ -970,20 +985,125 @@ pub struct CoverageLoop {
     pub last: u32,
 }
 
-/// One 2000 loop as read: the member and what the change table needs beside it.
+/// One 2000 loop as read: the member and what the change table needs beside it. Its values
+/// are borrowed from the record's elements ([`Cow::Borrowed`]; owned only where the element
+/// is not UTF-8), so reading a member copies none of them: the records derived from it borrow
+/// them in turn ([`derive_views`]) and their JSON is written from the record's bytes.
 #[derive(Debug, Clone)]
-pub struct MemberLoop {
-    pub member: Member,
+pub struct MemberLoop<'a> {
+    pub member: MemberRead<'a>,
     /// NM101 = `74`: the 2100A name is a correction.
     pub corrected_name: bool,
     /// 2000 DTP*303, *356, *357.
     pub maintenance_effective: Option<NaiveDate>,
     pub eligibility_begin: Option<NaiveDate>,
     pub eligibility_end: Option<NaiveDate>,
-    pub division: Option<String>,
+    pub division: Option<Cow<'a, str>>,
     pub coverages: Vec<CoverageLoop>,
     pub first: u32,
     pub last: u32,
+}
+
+/// The [`Member`] a member loop describes, as far as changes need it (no reporting
+/// categories: only the division they name is kept, in [`MemberLoop::division`]).
+#[derive(Debug, Clone)]
+pub struct MemberRead<'a> {
+    pub subscriber_id: Cow<'a, str>,
+    pub member_id: Cow<'a, str>,
+    pub relationship: Relationship,
+    pub maintenance: MaintenanceType,
+    pub reason: Option<MaintenanceReason>,
+    pub data: DataRead<'a>,
+    pub prior_name: Option<NameRead<'a>>,
+    pub prior_demographics: Option<Demographics>,
+}
+
+impl MemberRead<'_> {
+    pub fn is_subscriber(&self) -> bool {
+        self.relationship == Relationship::SelfSubscriber
+    }
+}
+
+/// The [`MemberData`] of a member loop, names and addresses borrowed from the record.
+#[derive(Debug, Clone, Default)]
+pub struct DataRead<'a> {
+    pub name: Option<NameRead<'a>>,
+    pub ssn: Option<Cow<'a, str>>,
+    pub demographics: Option<Demographics>,
+    pub residence: Option<AddressRead<'a>>,
+    pub mailing: Option<AddressRead<'a>>,
+    pub contacts: Vec<Contact>,
+    pub employment_status: Option<EmploymentStatus>,
+    pub student_status: Option<StudentStatus>,
+    pub handicapped: Option<bool>,
+    pub disabilities: Vec<Disability>,
+    pub coverages: Vec<Coverage>,
+}
+
+impl DataRead<'_> {
+    /// The values as a change carries them (a member loop sets no `division` here).
+    pub fn view(&self) -> DataView<'_> {
+        DataView {
+            name: self.name.as_ref().map(NameRead::view),
+            ssn: self.ssn.as_deref(),
+            demographics: self.demographics.as_ref(),
+            residence: self.residence.as_ref().map(AddressRead::view),
+            mailing: self.mailing.as_ref().map(AddressRead::view),
+            contacts: &self.contacts,
+            employment_status: self.employment_status,
+            student_status: self.student_status,
+            handicapped: self.handicapped,
+            disabilities: &self.disabilities,
+            coverages: &self.coverages,
+            division: None,
+        }
+    }
+}
+
+/// A [`PersonName`] as read (NM103..NM107).
+#[derive(Debug, Clone, Default)]
+pub struct NameRead<'a> {
+    pub last: Cow<'a, str>,
+    pub first: Option<Cow<'a, str>>,
+    pub middle: Option<Cow<'a, str>>,
+    pub prefix: Option<Cow<'a, str>>,
+    pub suffix: Option<Cow<'a, str>>,
+}
+
+impl NameRead<'_> {
+    pub fn view(&self) -> NameView<'_> {
+        NameView {
+            last: &self.last,
+            first: self.first.as_deref(),
+            middle: self.middle.as_deref(),
+            prefix: self.prefix.as_deref(),
+            suffix: self.suffix.as_deref(),
+        }
+    }
+}
+
+/// An [`Address`] as read (N3, N4).
+#[derive(Debug, Clone, Default)]
+pub struct AddressRead<'a> {
+    pub line1: Cow<'a, str>,
+    pub line2: Option<Cow<'a, str>>,
+    pub city: Cow<'a, str>,
+    pub state: Option<Cow<'a, str>>,
+    pub postal_code: Option<Cow<'a, str>>,
+    pub country: Option<Cow<'a, str>>,
+}
+
+impl AddressRead<'_> {
+    pub fn view(&self) -> AddressView<'_> {
+        AddressView {
+            line1: &self.line1,
+            line2: self.line2.as_deref(),
+            city: &self.city,
+            state: self.state.as_deref(),
+            postal_code: self.postal_code.as_deref(),
+            country: self.country.as_deref(),
+        }
+    }
 }
 
 /// Packed segment and loop IDs ([`crate::schema::pack`]) that [`member_loop`] matches on: the
@@ -1060,13 +1180,13 @@ impl<'a> Reader<'a> {
             .map(Some)
             .ok_or_else(|| self.err(n, DeriveErrorKind::BadDate))
     }
-    fn name(&self) -> PersonName {
-        PersonName {
-            last: text(self.element(3)),
-            first: opt(self.element(4)),
-            middle: opt(self.element(5)),
-            prefix: opt(self.element(6)),
-            suffix: opt(self.element(7)),
+    fn name(&self) -> NameRead<'a> {
+        NameRead {
+            last: borrowed(self.element(3)),
+            first: opt_borrowed(self.element(4)),
+            middle: opt_borrowed(self.element(5)),
+            prefix: opt_borrowed(self.element(6)),
+            suffix: opt_borrowed(self.element(7)),
         }
     }
     fn demographics(&self) -> Result<Demographics, DeriveError> {
@@ -1078,35 +1198,34 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn set_street(addr: &mut Option<Address>, seg: &Reader<'_>) {
-    let a = addr.get_or_insert_with(Address::default);
-    a.line1 = text(seg.element(1));
-    a.line2 = opt(seg.element(2));
+fn set_street<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
+    let a = addr.get_or_insert_with(AddressRead::default);
+    a.line1 = borrowed(seg.element(1));
+    a.line2 = opt_borrowed(seg.element(2));
 }
 
-fn set_city(addr: &mut Option<Address>, seg: &Reader<'_>) {
-    let a = addr.get_or_insert_with(Address::default);
-    a.city = text(seg.element(1));
-    a.state = opt(seg.element(2));
-    a.postal_code = opt(seg.element(3));
-    a.country = opt(seg.element(4));
+fn set_city<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
+    let a = addr.get_or_insert_with(AddressRead::default);
+    a.city = borrowed(seg.element(1));
+    a.state = opt_borrowed(seg.element(2));
+    a.postal_code = opt_borrowed(seg.element(3));
+    a.country = opt_borrowed(seg.element(4));
 }
 
 /// Reads one member loop (as recorded by the validator) into the model.
-pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveError> {
+pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a>, DeriveError> {
     use key::*;
     let schema = &std.schema;
     let mut m = MemberLoop {
-        member: Member {
-            subscriber_id: String::new(),
-            member_id: String::new(),
+        member: MemberRead {
+            subscriber_id: Cow::Borrowed(""),
+            member_id: Cow::Borrowed(""),
             relationship: Relationship::SelfSubscriber,
             maintenance: MaintenanceType::Change,
             reason: None,
-            data: MemberData::default(),
+            data: DataRead::default(),
             prior_name: None,
             prior_demographics: None,
-            reporting_categories: Vec::new(),
         },
         corrected_name: false,
         maintenance_effective: None,
@@ -1118,6 +1237,9 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
         last: 0,
     };
     let mut ref_dx = None;
+    // The reporting categories (2000 REF*17, 2750 N1) as far as the division needs them: the
+    // last one's name, and whether there is one at all.
+    let mut category: Option<&[u8]> = None;
     let mut in_coverage = false;
     let mut saw_ins = false;
     for (i, r) in rec.segs.iter().enumerate() {
@@ -1155,13 +1277,9 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                 };
             }
             (L2000, REF) => match q {
-                b"0F" => m.member.subscriber_id = text(seg.element(2)),
-                b"DX" => ref_dx = opt(seg.element(2)),
-                b"17" => m.member.reporting_categories.push(ReportingCategory {
-                    name: "client_reporting_category".into(),
-                    value: opt(seg.element(2)),
-                    date: None,
-                }),
+                b"0F" => m.member.subscriber_id = borrowed(seg.element(2)),
+                b"DX" => ref_dx = opt_borrowed(seg.element(2)),
+                b"17" => category = Some(b"client_reporting_category"),
                 _ => {}
             },
             (L2000, DTP) => match q {
@@ -1173,7 +1291,7 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
             (L2100A, NM1) => {
                 m.corrected_name = q == b"74";
                 d.name = Some(seg.name());
-                let id = opt(seg.element(9));
+                let id = opt_borrowed(seg.element(9));
                 if seg.element(8) == b"34" {
                     d.ssn = id;
                 } else if let Some(id) = id {
@@ -1230,24 +1348,19 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                 in_coverage = false;
                 if loop_key == L2750 {
                     match r.key {
-                        N1 => m.member.reporting_categories.push(ReportingCategory {
-                            name: text(seg.element(2)),
-                            value: None,
-                            date: None,
-                        }),
+                        N1 => category = Some(seg.element(2)),
                         REF => {
-                            if let Some(cat) = m.member.reporting_categories.last_mut() {
-                                cat.value = opt(seg.element(2));
-                                if q == b"19" || cat.name.eq_ignore_ascii_case("DIVISION") {
-                                    m.division = cat.value.clone();
+                            // The category's value; the division when it names one. (The
+                            // name as bytes: only ASCII can equal `DIVISION`, as text or not.)
+                            if let Some(name) = category {
+                                if q == b"19" || name.eq_ignore_ascii_case(b"DIVISION") {
+                                    m.division = opt_borrowed(seg.element(2));
                                 }
                             }
                         }
                         DTP => {
-                            let date = seg.date(3)?;
-                            if let Some(cat) = m.member.reporting_categories.last_mut() {
-                                cat.date = date;
-                            }
+                            // A category's date: checked as the model reads it, not kept.
+                            seg.date(3)?;
                         }
                         _ => {}
                     }
@@ -1277,7 +1390,7 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
                     }),
                     (L2310, NM1) if q == b"P3" => {
                         let mut p = Provider {
-                            name: seg.name(),
+                            name: seg.name().view().to_name(),
                             ..Provider::default()
                         };
                         match seg.element(8) {
@@ -1325,7 +1438,7 @@ pub fn member_loop(rec: &Record, std: &Standards) -> Result<MemberLoop, DeriveEr
 }
 
 /// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
-pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
+pub fn derive(h: &HeaderContext, m: &MemberLoop<'_>) -> Result<Vec<ChangeRecord>, DeriveError> {
     let mut out = Vec::new();
     derive_views(h, m, &mut |v| out.push(v.to_record().seal()))?;
     Ok(out)
@@ -1333,7 +1446,10 @@ pub fn derive(h: &HeaderContext, m: &MemberLoop) -> Result<Vec<ChangeRecord>, De
 
 /// [`derive`] without the ids: every `change_id` is empty. For writers that compute the id
 /// from the JSON they write anyway ([`ChangeRecord::write_json_sealing`]).
-pub fn derive_unsealed(h: &HeaderContext, m: MemberLoop) -> Result<Vec<ChangeRecord>, DeriveError> {
+pub fn derive_unsealed(
+    h: &HeaderContext,
+    m: MemberLoop<'_>,
+) -> Result<Vec<ChangeRecord>, DeriveError> {
     let mut out = Vec::new();
     derive_views(h, &m, &mut |v| out.push(v.to_record()))?;
     Ok(out)
@@ -1345,7 +1461,7 @@ pub fn derive_unsealed(h: &HeaderContext, m: MemberLoop) -> Result<Vec<ChangeRec
 /// error comes before any change is emitted.
 pub fn derive_views<'a>(
     h: &'a HeaderContext,
-    m: &'a MemberLoop,
+    m: &'a MemberLoop<'_>,
     emit: &mut dyn FnMut(RecordView<'a>),
 ) -> Result<(), DeriveError> {
     let mem = &m.member;
@@ -1401,7 +1517,7 @@ pub fn derive_views<'a>(
     };
     // The member values an add or audit carries: everything the sender said about the member;
     // a termination or reinstatement carries the coverages.
-    let snapshot = DataView::from(data);
+    let snapshot = data.view();
     let coverages = DataView {
         coverages: &data.coverages,
         ..DataView::default()
@@ -1539,13 +1655,13 @@ pub fn derive_views<'a>(
 
 /// The member-level changes of an INS03 `001` loop (name, demographics, address, division).
 fn member_changes<'a>(
-    m: &'a MemberLoop,
+    m: &'a MemberLoop<'_>,
     eff: Option<NaiveDate>,
     emit: &mut dyn FnMut(ChangeKind, Option<NaiveDate>, DataView<'a>, Option<DataView<'a>>),
 ) {
     let d = &m.member.data;
-    let prior = m.member.prior_name.as_ref();
-    if let Some(name) = &d.name {
+    let prior = m.member.prior_name.as_ref().map(NameRead::view);
+    if let Some(name) = d.name.as_ref().map(NameRead::view) {
         if prior.is_some_and(|p| p != name) || (prior.is_none() && m.corrected_name) {
             emit(
                 ChangeKind::NameChange,
@@ -1588,8 +1704,8 @@ fn member_changes<'a>(
             ChangeKind::AddressChange,
             eff,
             DataView {
-                residence: d.residence.as_ref(),
-                mailing: d.mailing.as_ref(),
+                residence: d.residence.as_ref().map(AddressRead::view),
+                mailing: d.mailing.as_ref().map(AddressRead::view),
                 contacts: &d.contacts,
                 ..DataView::default()
             },

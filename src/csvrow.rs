@@ -31,20 +31,69 @@ pub fn field(out: &mut Vec<u8>, f: &str, formulas: Formulas) {
     } else {
         f
     };
-    let b = f.as_bytes();
+    bytes(out, f.as_bytes());
+}
+
+/// [`field`] of bytes, without formula guard: quoted if it needs to be, quotes doubled.
+pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     if needs_quotes(b) {
-        out.push(b'"');
-        let mut from = 0;
-        for q in memchr::memchr_iter(b'"', b) {
-            out.extend_from_slice(&b[from..=q]);
-            out.push(b'"');
-            from = q + 1;
-        }
-        out.extend_from_slice(&b[from..]);
-        out.push(b'"');
+        quoted(out, b);
     } else {
         out.extend_from_slice(b);
     }
+}
+
+/// Appends `b` quoted, its quotes doubled. The JSON columns of a change row are most of the
+/// CSV's bytes and have a quote every few bytes, so instead of a search and a copy per quote
+/// this stores eight bytes at a time into room made once, and per quote in them one more
+/// quote and one more store of the rest of the eight.
+fn quoted(out: &mut Vec<u8>, b: &[u8]) {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    let start = out.len();
+    // Every byte doubled, the two quotes around, and slack for a whole word stored at the end.
+    out.resize(start + 2 * b.len() + 10, 0);
+    let dst = &mut out[start..];
+    dst[0] = b'"';
+    // Bytes are written at `j`; before each eight of them `j <= 1 + 2 * read`, so a store of
+    // eight stays within the room made.
+    let mut j = 1;
+    let mut words = b.chunks_exact(8);
+    for c in &mut words {
+        let mut w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let x = w ^ QUOTES;
+        // The high bit of every byte of `x` that is zero (every quote of `w`); exact, no
+        // carry crosses a byte.
+        let mut quotes = !(((x & LOW7) + LOW7) | x | LOW7);
+        // Bytes of `w` not yet accounted for.
+        let mut left = 8;
+        loop {
+            dst[j..j + 8].copy_from_slice(&w.to_le_bytes());
+            if quotes == 0 {
+                j += left;
+                break;
+            }
+            // Up to and with the first quote left: written; the quote once more after it.
+            let n = (quotes.trailing_zeros() / 8) as usize + 1;
+            dst[j + n] = b'"';
+            j += n + 1;
+            left -= n;
+            if left == 0 {
+                break;
+            }
+            // n < 8 here.
+            w >>= 8 * n;
+            quotes >>= 8 * n;
+        }
+    }
+    for &c in words.remainder() {
+        // A quote written after each byte, kept only when the byte was a quote.
+        dst[j..j + 2].copy_from_slice(&[c, b'"']);
+        j += 1 + usize::from(c == b'"');
+    }
+    // `dst[j]` is the closing quote.
+    dst[j] = b'"';
+    out.truncate(start + j + 1);
 }
 
 /// Whether a field holds a comma, quote or line break. Long fields (messages, JSON columns)
@@ -79,6 +128,51 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "a,\"b,c\",\"say \"\"hi\"\"\",=1+1\r\n'=1+1,'-2\r\n"
         );
+    }
+
+    #[test]
+    fn quoting_is_the_plain_doubling_for_every_mix_of_quotes() {
+        // Every string of up to 19 bytes over a quote, a letter and a comma (a quote at every
+        // place of the eight-byte words and the tail), in a pseudo-random sample past 10.
+        let alphabet = [b'"', b'a', b','];
+        let mut seed = 1u64;
+        for len in 0..20usize {
+            let count = if len <= 10 {
+                3usize.pow(len as u32)
+            } else {
+                20_000
+            };
+            for k in 0..count {
+                let mut v = Vec::with_capacity(len);
+                let mut n = if len <= 10 {
+                    k
+                } else {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 20) as usize
+                };
+                for _ in 0..len {
+                    v.push(alphabet[n % 3]);
+                    n /= 3;
+                    if len > 10 && n == 0 {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        n = (seed >> 20) as usize;
+                    }
+                }
+                let mut want = b"x\"".to_vec();
+                for &c in &v {
+                    want.push(c);
+                    if c == b'"' {
+                        want.push(b'"');
+                    }
+                }
+                want.push(b'"');
+                let mut got = b"x".to_vec();
+                quoted(&mut got, &v);
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&v));
+            }
+        }
     }
 
     #[test]

@@ -614,17 +614,91 @@ impl MemberData {
     }
 }
 
+/// A [`PersonName`] borrowed: from a name, or from the elements of the NM1 segment a member
+/// loop was read from ([`crate::changes::member_loop`]), without copying them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NameView<'a> {
+    pub last: &'a str,
+    pub first: Option<&'a str>,
+    pub middle: Option<&'a str>,
+    pub prefix: Option<&'a str>,
+    pub suffix: Option<&'a str>,
+}
+
+impl<'a> From<&'a PersonName> for NameView<'a> {
+    fn from(n: &'a PersonName) -> NameView<'a> {
+        NameView {
+            last: &n.last,
+            first: n.first.as_deref(),
+            middle: n.middle.as_deref(),
+            prefix: n.prefix.as_deref(),
+            suffix: n.suffix.as_deref(),
+        }
+    }
+}
+
+impl NameView<'_> {
+    /// The owned name.
+    pub fn to_name(&self) -> PersonName {
+        PersonName {
+            last: self.last.to_string(),
+            first: self.first.map(str::to_string),
+            middle: self.middle.map(str::to_string),
+            prefix: self.prefix.map(str::to_string),
+            suffix: self.suffix.map(str::to_string),
+        }
+    }
+}
+
+/// An [`Address`] borrowed, as [`NameView`] borrows a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddressView<'a> {
+    pub line1: &'a str,
+    pub line2: Option<&'a str>,
+    pub city: &'a str,
+    pub state: Option<&'a str>,
+    pub postal_code: Option<&'a str>,
+    pub country: Option<&'a str>,
+}
+
+impl<'a> From<&'a Address> for AddressView<'a> {
+    fn from(a: &'a Address) -> AddressView<'a> {
+        AddressView {
+            line1: &a.line1,
+            line2: a.line2.as_deref(),
+            city: &a.city,
+            state: a.state.as_deref(),
+            postal_code: a.postal_code.as_deref(),
+            country: a.country.as_deref(),
+        }
+    }
+}
+
+impl AddressView<'_> {
+    /// The owned address.
+    pub fn to_address(&self) -> Address {
+        Address {
+            line1: self.line1.to_string(),
+            line2: self.line2.map(str::to_string),
+            city: self.city.to_string(),
+            state: self.state.map(str::to_string),
+            postal_code: self.postal_code.map(str::to_string),
+            country: self.country.map(str::to_string),
+        }
+    }
+}
+
 /// [`MemberData`] borrowed: the values a change carries, pointing into the member loop they
 /// were read from. Deriving changes gives views, so that a member's values are not copied into
 /// every record only to be written and dropped; the JSON of a view is the JSON of the
 /// [`MemberData`] with the same values ([`MemberData`]'s own JSON is written through its view).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DataView<'a> {
-    pub name: Option<&'a PersonName>,
+    pub name: Option<NameView<'a>>,
     pub ssn: Option<&'a str>,
     pub demographics: Option<&'a Demographics>,
-    pub residence: Option<&'a Address>,
-    pub mailing: Option<&'a Address>,
+    pub residence: Option<AddressView<'a>>,
+    pub mailing: Option<AddressView<'a>>,
     pub contacts: &'a [Contact],
     pub employment_status: Option<EmploymentStatus>,
     pub student_status: Option<StudentStatus>,
@@ -637,11 +711,11 @@ pub struct DataView<'a> {
 impl<'a> From<&'a MemberData> for DataView<'a> {
     fn from(d: &'a MemberData) -> DataView<'a> {
         DataView {
-            name: d.name.as_ref(),
+            name: d.name.as_ref().map(NameView::from),
             ssn: d.ssn.as_deref(),
             demographics: d.demographics.as_ref(),
-            residence: d.residence.as_ref(),
-            mailing: d.mailing.as_ref(),
+            residence: d.residence.as_ref().map(AddressView::from),
+            mailing: d.mailing.as_ref().map(AddressView::from),
             contacts: &d.contacts,
             employment_status: d.employment_status,
             student_status: d.student_status,
@@ -657,11 +731,11 @@ impl DataView<'_> {
     /// The owned values.
     pub fn to_data(&self) -> MemberData {
         MemberData {
-            name: self.name.cloned(),
+            name: self.name.map(|n| n.to_name()),
             ssn: self.ssn.map(str::to_string),
             demographics: self.demographics.cloned(),
-            residence: self.residence.cloned(),
-            mailing: self.mailing.cloned(),
+            residence: self.residence.map(|a| a.to_address()),
+            mailing: self.mailing.map(|a| a.to_address()),
             contacts: self.contacts.to_vec(),
             employment_status: self.employment_status,
             student_status: self.student_status,
