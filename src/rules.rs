@@ -238,6 +238,8 @@ pub struct Assessor {
     members: HashSet<u128, Fingerprints>,
     /// Subscribers whose own loop has been seen (group, subscriber id).
     subscribers: HashSet<u128, Fingerprints>,
+    /// The key being fingerprinted (a buffer kept from member to member).
+    key: Key,
 }
 
 /// Hashes a set of fingerprints: a fingerprint is already a keyed hash, evenly spread, so it
@@ -273,18 +275,51 @@ impl std::hash::Hasher for Folded {
 }
 
 /// A 128-bit fingerprint of `parts` (two SipHash-2-4 passes with fixed keys and distinct
-/// domain tags; the parts are length-prefixed so ("ab", "c") and ("a", "bc") differ).
+/// domain tags over [`Key`]'s bytes).
+#[cfg(test)]
 fn fingerprint(parts: &[Option<&str>]) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |tag: u8| {
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new_with_keys(0x656c_6967_6f00 + u64::from(tag), 0);
-        for p in parts {
-            p.hash(&mut h);
+    let mut k = Key::default();
+    for p in parts {
+        k.push(*p);
+    }
+    k.fingerprint()
+}
+
+/// The bytes a fingerprint hashes, built part by part: each part a presence byte, then, when
+/// present, its length (8 bytes) and its bytes, so ("ab", "c") and ("a", "bc") differ, and so
+/// do `None` and `Some("")`. Hashed whole, with one `write` per SipHash pass: hashing each
+/// part through `Hash` cost four small writes a part (SipHash's buffering of each), about
+/// twice the hashing itself (docs/performance.md, runperf3). A key's prefix is fingerprinted
+/// on the way (the subscriber's key is the member's without its last part).
+#[derive(Debug, Default)]
+struct Key(Vec<u8>);
+
+impl Key {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push(&mut self, part: Option<&str>) {
+        match part {
+            None => self.0.push(0),
+            Some(p) => {
+                self.0.push(1);
+                self.0.extend_from_slice(&(p.len() as u64).to_le_bytes());
+                self.0.extend_from_slice(p.as_bytes());
+            }
         }
-        h.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    }
+
+    fn fingerprint(&self) -> u128 {
+        use std::hash::Hasher;
+        let half = |tag: u8| {
+            #[allow(deprecated)]
+            let mut h = std::hash::SipHasher::new_with_keys(0x656c_6967_6f00 + u64::from(tag), 0);
+            h.write(&self.0);
+            h.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(2))
+    }
 }
 
 /// Which occurrence of a member a change comes from: the X12 set, or the portal row.
@@ -402,17 +437,15 @@ impl Assessor {
         let mut out: Vec<Assessment> = Vec::with_capacity(family.len());
         for &(s, e) in &runs {
             let first = &family[s];
-            let key = fingerprint(&[
-                first.group_id.as_deref(),
-                Some(first.subscriber_id.as_str()),
-                Some(&member_key(first)),
-            ]);
+            let k = &mut self.key;
+            k.clear();
+            k.push(first.group_id.as_deref());
+            k.push(Some(first.subscriber_id.as_str()));
+            let sub_key = k.fingerprint();
+            k.push(Some(&member_key(first)));
+            let key = k.fingerprint();
             let duplicate = !self.members.insert(key);
             let is_sub = first.relationship == Relationship::SelfSubscriber;
-            let sub_key = fingerprint(&[
-                first.group_id.as_deref(),
-                Some(first.subscriber_id.as_str()),
-            ]);
             let orphan = if is_sub {
                 self.subscribers.insert(sub_key);
                 false

@@ -751,6 +751,12 @@ fn parse_x12(
     jobs: usize,
 ) -> io::Result<Parsed> {
     let spool = tempfile::tempfile()?;
+    // The converter writes the records straight into the spool and cuts a rejected
+    // interchange's records out of it at IEA ([`ConvertObserver::direct`]), instead of
+    // spooling each interchange in a file of its own and copying its accepted sets here: every
+    // record was written twice and copied once more by the kernel (docs/performance.md,
+    // runperf3). Nothing else reads or writes the spool until the parse ends.
+    let direct = spool.try_clone()?;
     let mut w = ChangeWriter::new(
         BufWriter::with_capacity(1 << 16, spool),
         batch::Format::Jsonl,
@@ -758,7 +764,7 @@ fn parse_x12(
     let mut tee = Tee {
         file: f.name.clone(),
         ack: AckWriter::new(Vec::new(), ack_settings(cfg, f, now)),
-        conv: ConvertObserver::new(&f.name, &mut w),
+        conv: ConvertObserver::new(&f.name, &mut w).direct(direct),
         heads: HashMap::new(),
         rejects: Vec::new(),
         ids: Default::default(),
