@@ -715,31 +715,26 @@ fn convert_without_rules<W: Write>(
             status = status.max(s);
         }
     } else {
-        // Each file's records go to its own buffer (spilled to a temporary file past
-        // SPILL_AT), then to the batch in the order the files were given.
+        // Each file's records go straight to a temporary file of its own (as `convert -o`
+        // writes to its output: no spool, see eligo::batch::ConvertObserver::direct), then to
+        // the batch in the order the files were given, copied by the kernel. A buffer in
+        // memory spilled to a file cost the merging thread a `read` and a `write` per 8 KiB,
+        // and each worker its spool on top: 1.6x on two cores where `check` gets 1.96x.
         let mut result = Ok(());
         eligo::parallel::ordered(
             files.len(),
             threads,
             2 * threads,
-            |i| {
-                let mut w = eligo::batch::ChangeWriter {
-                    inner: eligo::parallel::SpillBuffer::new(SPILL_AT),
-                    encoder: eligo::batch::Encoder::new(format),
-                    records: 0,
-                };
-                let r = convert_file(&engine, &files[i], &mut w, 1, None);
-                (r, w)
-            },
-            |_, (r, w)| {
+            |i| convert_file_apart(&engine, &files[i], format),
+            |_, r| {
                 if result.is_err() {
                     return;
                 }
-                result = r.and_then(|(s, messages)| {
+                result = r.and_then(|(s, messages, records, mut part)| {
                     eprint!("{messages}");
                     status = status.max(s);
-                    writer.records += w.records;
-                    w.inner.copy_to(&mut writer.inner)
+                    writer.records += records;
+                    append_part(&mut part, &mut writer.inner, direct)
                 });
             },
         );
@@ -747,6 +742,49 @@ fn convert_without_rules<W: Write>(
     }
     let out = writer.into_inner()?;
     Ok((status, out))
+}
+
+/// Converts one file into a temporary file of its own, records only (no CSV header); returns
+/// its exit status, messages, record count and the file, rewound.
+fn convert_file_apart(
+    engine: &Engine,
+    path: &Path,
+    format: eligo::batch::Format,
+) -> io::Result<(u8, String, u64, std::fs::File)> {
+    use std::io::{Seek, SeekFrom};
+    let part = tempfile::tempfile()?;
+    let direct = part.try_clone()?;
+    let mut w = eligo::batch::ChangeWriter {
+        inner: BufWriter::with_capacity(1 << 16, part),
+        encoder: eligo::batch::Encoder::new(format),
+        records: 0,
+    };
+    let (s, messages) = convert_file(engine, path, &mut w, 1, Some(&direct))?;
+    let records = w.records;
+    let mut part = w.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    part.seek(SeekFrom::Start(0))?;
+    Ok((s, messages, records, part))
+}
+
+/// Appends a converted file's records to the batch. `io::copy` lets the kernel copy file to
+/// file (`copy_file_range`) or to a pipe or device (`sendfile`, `splice`); to an output file
+/// it copies through `direct`, the handle the batch writes through, once the writer's buffer
+/// is flushed (the two share the file offset).
+fn append_part<W: Write>(
+    part: &mut std::fs::File,
+    out: &mut W,
+    direct: Option<&std::fs::File>,
+) -> io::Result<()> {
+    match direct {
+        Some(mut file) => {
+            out.flush()?;
+            io::copy(part, &mut file)?;
+        }
+        None => {
+            io::copy(part, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Converts one file into `writer`; returns its exit status and the messages for standard

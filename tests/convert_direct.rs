@@ -76,3 +76,52 @@ fn records_written_straight_to_the_output_are_the_spooled_ones() {
     }
     assert!(cut, "no file had both applied and dropped sets");
 }
+
+/// Several files on two jobs: each file converts into a temporary file of its own (straight,
+/// its rejected sets cut out) which is then appended to the batch in the order given. The
+/// batch, standard error and exit status are those of one job, to standard output and with
+/// `-o`, JSON Lines and CSV, with a portal CSV, an unreadable file and rejected sets among
+/// the inputs.
+#[test]
+fn several_files_on_two_jobs_give_the_batch_of_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut inputs = Vec::new();
+    for (i, (seed, rate, full, sets)) in [(61, 0.0, false, 1), (62, 0.05, false, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("gen{i}.x12"));
+        std::fs::write(&path, generated(0.3, seed, rate, full, sets)).unwrap();
+        inputs.push(path);
+    }
+    for name in [
+        "two-sets-one-bad.x12",
+        "transactions-20250110.csv",
+        "garbage.bin",
+        "clean-change.x12",
+    ] {
+        inputs.push(root.join("samples/inbound").join(name));
+    }
+    inputs.push(dir.path().join("missing.x12"));
+    let run = |jobs: &str, extra: &[&str], out: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_eligo"));
+        c.env("ELIGO_JOBS", jobs)
+            .arg("convert")
+            .args(&inputs)
+            .args(extra);
+        if let Some(o) = out {
+            c.arg("-o").arg(dir.path().join(o));
+        }
+        let r = c.output().unwrap();
+        let file = out.map(|o| std::fs::read(dir.path().join(o)).unwrap());
+        (r.status.code(), r.stdout, r.stderr, file)
+    };
+    for extra in [&[][..], &["--to", "csv"][..]] {
+        let one = run("1", extra, None);
+        assert!(one.1.len() > 10_000, "{extra:?}");
+        assert_eq!(one, run("2", extra, None), "{extra:?}");
+        let one = run("1", extra, Some("one.out"));
+        assert_eq!(one, run("2", extra, Some("two.out")), "{extra:?} -o");
+    }
+}
