@@ -823,9 +823,20 @@ fn parse_x12(
 /// them (`\n` or `\r\n`, the last one perhaps without).
 fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
     f.rewind()?;
+    Ok(records_of(f))
+}
+
+/// [`spooled`], for the spool's last reading: what has been read is handed back to the file
+/// system as the reading goes ([`Releasing`]), so nothing may read the spool after it.
+fn spooled_last(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
+    f.rewind()?;
+    Ok(records_of(Releasing::new(f)))
+}
+
+fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
     let mut r = BufReader::with_capacity(1 << 16, f);
     let mut line = Vec::with_capacity(4096);
-    Ok(std::iter::from_fn(move || {
+    std::iter::from_fn(move || {
         line.clear();
         match r.read_until(b'\n', &mut line) {
             Ok(0) => return None,
@@ -839,8 +850,71 @@ fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeReco
             }
         }
         Some(ChangeRecord::from_json(&line).map_err(io::Error::other))
-    }))
+    })
 }
+
+/// Bytes of a spool read before they are handed back ([`Releasing`]).
+const RELEASE_STEP: u64 = 16 << 20;
+
+/// A spool read from its start for the last time, whose bytes already read are punched out of
+/// the file (`fallocate(PUNCH_HOLE)`) every [`RELEASE_STEP`] bytes.
+///
+/// Why: the spool is about 3.5 times the input, and it is written whole before the apply reads
+/// it back, while the apply writes the batch, the reports and the store. Without the holes the
+/// run's page cache held the whole spool until the run's end, and every page the apply wrote
+/// was a page the kernel had to find afresh: on the test machine (a VM whose free memory goes
+/// back to the host) the run's system time grew 41 times for 10 times the input, most of it in
+/// the first touch of those pages (docs/performance.md, runperf5). Punched, the spool's pages
+/// (and their disk blocks, not yet written back for the most part) are freed as it is read, and
+/// the apply's writes reuse them. Only an optimization: where punching fails (another file
+/// system, another OS) the spool is read as before.
+struct Releasing {
+    file: File,
+    /// Bytes read from the file so far (it was read from its start).
+    read: u64,
+    /// Bytes from the start already punched out.
+    released: u64,
+}
+
+impl Releasing {
+    fn new(file: File) -> Releasing {
+        Releasing {
+            file,
+            read: 0,
+            released: 0,
+        }
+    }
+}
+
+impl Read for Releasing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.released >= RELEASE_STEP {
+            // Whole pages only; what was read is in the reader's buffer already.
+            let upto = self.read & !0xfff;
+            punch(&self.file, self.released, upto - self.released);
+            self.released = upto;
+        }
+        Ok(n)
+    }
+}
+
+/// Frees `len` bytes of `file` from `offset` (a hole; the size stays). Failure is ignored: the
+/// bytes then stay until the file is dropped, as before.
+#[cfg(target_os = "linux")]
+fn punch(file: &File, offset: u64, len: u64) {
+    use rustix::fs::{fallocate, FallocateFlags};
+    let _ = fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn punch(_file: &File, _offset: u64, _len: u64) {}
 
 /// The set a spooled X12 record came from.
 fn set_key(r: &ChangeRecord) -> SetKey {
@@ -981,9 +1055,14 @@ const READ_AHEAD_CHUNK: usize = 256;
 /// reader's next send fails and it stops too.
 fn with_spooled<T>(
     spool: File,
+    last: bool,
     apply: impl FnOnce(&mut dyn Iterator<Item = io::Result<ChangeRecord>>) -> T,
 ) -> io::Result<T> {
-    let records = spooled(spool)?;
+    let records: Box<dyn Iterator<Item = io::Result<ChangeRecord>> + Send> = if last {
+        Box::new(spooled_last(spool)?)
+    } else {
+        Box::new(spooled(spool)?)
+    };
     Ok(std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<ChangeRecord>>>(4);
         s.spawn(move || {
@@ -1468,6 +1547,7 @@ impl Ctx<'_> {
         file: &FileRow,
         sender: Option<&str>,
         spool: File,
+        last: bool,
         mut route: F,
     ) -> Result<u64, RunError>
     where
@@ -1484,7 +1564,7 @@ impl Ctx<'_> {
             let (spent, recycled) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD + 2);
             let prep = &mut prep;
             let stage = s.spawn(move || {
-                let read = with_spooled(spool, |records| {
+                let read = with_spooled(spool, last, |records| {
                     let mut chunks = Chunks::default();
                     let mut prepare = |c: Vec<ChangeRecord>, day: Option<NaiveDate>| {
                         let actx = RuleContext {
@@ -1653,7 +1733,9 @@ impl Ctx<'_> {
         // Full sets, in the order they first appear: the member ids each lists, and whether
         // one is listed twice.
         let mut full: Vec<(SetKey, HashSet<String>, bool)> = Vec::new();
-        total += self.emit_spooled(file, sender, spool, |r| {
+        // Only full sets read the spool again.
+        let last = !heads.values().any(|h| h.full);
+        total += self.emit_spooled(file, sender, spool, last, |r| {
             let key = set_key(&r);
             let head = heads.get(&key);
             if head.is_some_and(|h| h.full) {
@@ -2270,7 +2352,7 @@ fn apply_all(
                         .or_default() += 1;
                 }
                 rejects.extend(rj);
-                let total = ctx.emit_spooled(f, Some("PORTAL"), spool, |r| {
+                let total = ctx.emit_spooled(f, Some("PORTAL"), spool, true, |r| {
                     Some((r, SetKey::default(), None))
                 })?;
                 ("processed", total)
@@ -2396,6 +2478,32 @@ pub fn kind_order() -> &'static [ChangeKind] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spool read for the last time gives every byte as written, and what was read is
+    /// punched out of the file (zeros where it was) while the file keeps its size.
+    #[test]
+    fn a_spool_read_for_the_last_time_reads_whole_and_is_freed_behind() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..RELEASE_STEP + 100_000)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        io::Write::write_all(&mut f, &data).unwrap();
+        f.rewind().unwrap();
+        let mut back = Vec::new();
+        let mut r = BufReader::with_capacity(1 << 16, Releasing::new(f.try_clone().unwrap()));
+        r.read_to_end(&mut back).unwrap();
+        assert!(back == data, "the bytes read differ from the bytes written");
+        assert_eq!(f.metadata().unwrap().len(), data.len() as u64);
+        if cfg!(target_os = "linux") {
+            let mut first = [1u8; 4096];
+            f.rewind().unwrap();
+            f.read_exact(&mut first).unwrap();
+            // A file system without holes leaves the bytes: only then may they remain.
+            let punched = first.iter().all(|&b| b == 0);
+            let kept = first[..] == data[..4096];
+            assert!(punched || kept);
+        }
+    }
 
     fn row(path: &Path, sha256: String) -> FileRow {
         FileRow {
