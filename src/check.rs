@@ -1286,6 +1286,14 @@ impl<'e> Checker<'e> {
         Some(c)
     }
 
+    /// Exchanges the open set's caches with `c` ([`SetValidator::swap_caches`]): a thread
+    /// checking pieces of sets ([`crate::split`]) keeps them from piece to piece.
+    pub fn swap_set_caches(&mut self, c: &mut Caches<'e>) {
+        if let Some(v) = self.validator_mut() {
+            v.swap_caches(c);
+        }
+    }
+
     /// The open set's segment count so far (ST = 1).
     pub fn set_position(&self) -> u32 {
         self.set.as_ref().map(|s| s.position).unwrap_or(0)

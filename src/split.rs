@@ -33,7 +33,7 @@ use crate::check::{
 use crate::finding::Finding;
 use crate::lexer::{Delimiters, LexErrorKind, Lexer, Position, Token};
 use crate::validate::record::Record;
-use crate::validate::{Additive, Standards};
+use crate::validate::{Additive, Caches, Standards};
 use memchr::memmem;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -645,15 +645,18 @@ impl<'e> Region<'_, 'e> {
         std::thread::scope(|s| {
             for _ in 0..jobs {
                 let (job_rx, done_tx, cancel) = (&job_rx, done_tx.clone(), &cancel);
-                s.spawn(move || loop {
-                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((piece, start, observer)) = job else {
-                        return;
-                    };
-                    let done = (!cancel.load(Ordering::Relaxed))
-                        .then(|| self.check_piece(&piece, start, observer));
-                    if done_tx.send((piece.index, done)).is_err() {
-                        return;
+                s.spawn(move || {
+                    let mut kept = Kept::default();
+                    loop {
+                        let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((piece, start, observer)) = job else {
+                            return;
+                        };
+                        let done = (!cancel.load(Ordering::Relaxed))
+                            .then(|| self.check_piece(&piece, start, observer, &mut kept));
+                        if done_tx.send((piece.index, done)).is_err() {
+                            return;
+                        }
                     }
                 });
             }
@@ -718,13 +721,16 @@ impl<'e> Region<'_, 'e> {
         piece: &Piece,
         start: Checker<'e>,
         mut observer: P,
+        kept: &mut Kept<'e>,
     ) -> Done<'e, P> {
         let mut checker = start;
+        checker.swap_set_caches(&mut kept.caches);
         let mut first: Option<Checker<'e>> = None;
         let forked = piece.index > 0;
         let mut before_boundary = Additive::default();
         let reader = RangeReader::new(self.file, piece.start.offset, piece.end);
-        let mut lexer = Lexer::resume(reader, self.engine.lexer, self.delims, piece.start);
+        let buf = std::mem::take(&mut kept.buffer);
+        let mut lexer = Lexer::resume_in(reader, self.engine.lexer, self.delims, piece.start, buf);
         let end = loop {
             let cp = lexer.checkpoint();
             let Some(tok) = lexer.next_token() else {
@@ -767,6 +773,8 @@ impl<'e> Region<'_, 'e> {
                 }
             }
         };
+        kept.buffer = lexer.into_buffer();
+        checker.swap_set_caches(&mut kept.caches);
         Done {
             observer,
             end,
@@ -775,6 +783,17 @@ impl<'e> Region<'_, 'e> {
             before_boundary,
         }
     }
+}
+
+/// What a thread checking pieces keeps from one piece to the next: its lexer's read buffer
+/// and the set validator's caches ([`Checker::swap_set_caches`]). Each piece starts from a
+/// copy of the checker, whose caches start empty, and with a lexer of its own; refilling the
+/// caches cost each piece its first members' checks in full, and a fresh buffer zeroed
+/// 256 KiB and faulted its pages in again.
+#[derive(Default)]
+struct Kept<'e> {
+    buffer: Vec<u8>,
+    caches: Caches<'e>,
 }
 
 /// Joins the pieces' results in order.
