@@ -709,7 +709,29 @@ impl<R: Read> Lexer<R> {
 
     /// Skips CR/LF (and, before the first ISA, a BOM); counts lines. Returns the number of
     /// spaces/tabs skipped right before the next segment.
+    ///
+    /// Inlined for the usual case, tested first: at most one line feed before the next
+    /// segment, both in the buffer. The loop cost ≈ 44 instructions a segment as a call.
+    #[inline(always)]
     fn skip_formatting(&mut self) -> io::Result<u32> {
+        let formatting = |b: u8| matches!(b, b'\n' | b'\r' | b' ' | b'\t');
+        if self.bom_checked && self.start + 1 < self.end {
+            let b = self.buf[self.start];
+            if !formatting(b) {
+                return Ok(0);
+            }
+            if b == b'\n' && !formatting(self.buf[self.start + 1]) {
+                self.line += 1;
+                self.start += 1;
+                return Ok(0);
+            }
+        }
+        self.skip_formatting_loop()
+    }
+
+    /// [`skip_formatting`](Self::skip_formatting), byte by byte.
+    #[inline(never)]
+    fn skip_formatting_loop(&mut self) -> io::Result<u32> {
         if !self.bom_checked {
             self.ensure(3)?;
             if self.buf[self.start..self.end].starts_with(b"\xEF\xBB\xBF") {
