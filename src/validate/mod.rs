@@ -251,6 +251,27 @@ impl<'s> SetValidator<'s> {
         }
     }
 
+    /// Exchanges the tables that only save work (the segments found clean, the walker's
+    /// searches, the rules' indexes) with `c`. A thread that checks piece after piece of a
+    /// set ([`crate::split`]) keeps them from one piece to the next: a piece starts from a
+    /// copy of the validator, whose tables start empty, and filling them again cost every
+    /// piece its first members' element checks and searches in full. Tables of other
+    /// standards are dropped rather than used.
+    pub fn swap_caches(&mut self, c: &mut Caches<'s>) {
+        if !c.std.is_some_and(|s| std::ptr::eq(s, self.std)) {
+            *c = Caches {
+                std: Some(self.std),
+                ..Caches::default()
+            };
+        }
+        std::mem::swap(&mut self.clean, &mut c.clean);
+        let memo = self.walker.take_memo();
+        self.walker
+            .put_memo(std::mem::replace(&mut c.searches, memo));
+        self.state.swap_index(&mut c.member_index);
+        std::mem::swap(&mut self.header_index, &mut c.header_index);
+    }
+
     /// Where the member loop sits in the walker while a member is open: the depth of the loop
     /// that contains it and its child index there.
     fn unit_slot(&self) -> Option<(usize, usize)> {

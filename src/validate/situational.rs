@@ -1237,6 +1237,13 @@ impl SetState {
     pub fn take_index(&mut self) -> Index {
         std::mem::take(&mut self.index)
     }
+
+    /// Exchanges the member index with `other` (another copy's, kept for its tables): the
+    /// index taken in forgets the header it was computed for, which may be another set's.
+    pub fn swap_index(&mut self, other: &mut Index) {
+        std::mem::swap(&mut self.index, other);
+        self.index.forget_header();
+    }
 }
 
 struct Ctx<'a> {
