@@ -1219,11 +1219,13 @@ fn batch_reason(run_id: i64) -> String {
     format!("batch run-{run_id:06}")
 }
 
-/// What follows a change into the batch: the count, and the group's enrollment.
+/// What follows a change into the batch: the count, and the group's enrollment. `new_json`
+/// is the JSON of `r.new` when the caller has it (within the record's JSON).
 fn submitted(
     summary: &mut Summary,
     store: &mut crate::store::Writer<'_>,
     r: &ChangeRecord,
+    new_json: Option<&str>,
 ) -> Result<(), RunError> {
     summary.changes_submitted += 1;
     let Some(g) = r.group_id.as_deref() else {
@@ -1232,11 +1234,14 @@ fn submitted(
     match crate::fullfile::update(r) {
         // Written without reading (and decoding) the member's row first: the row the
         // change gives a new member, which the store merges into a stored one.
-        crate::fullfile::Update::Set { data, .. } => {
-            if let Some(e) = crate::fullfile::apply(None, r) {
-                store.set_member(&e, data.is_some())?;
+        crate::fullfile::Update::Set { active, data } => match new_json {
+            Some(json) => store.set_member_of(g, r, active, data.map(|_| json))?,
+            None => {
+                if let Some(e) = crate::fullfile::apply(None, r) {
+                    store.set_member(&e, data.is_some())?;
+                }
             }
-        }
+        },
         crate::fullfile::Update::Merge => {
             let cur = store.member(g, &r.member_id)?;
             if let Some(e) = crate::fullfile::apply(cur, r) {
@@ -1315,6 +1320,9 @@ enum Fate {
 struct Verdict {
     assessment: crate::rules::Assessment,
     json: std::ops::Range<usize>,
+    /// Where the record's `new` object is in [`Prepared::json`]: the member's data as the
+    /// enrollment row keeps it (serde_json's bytes of `r.new`).
+    new: std::ops::Range<usize>,
     fate: Fate,
 }
 
@@ -1493,6 +1501,7 @@ impl Prep {
         let start = all_json.len();
         all_json.push_str(json);
         let json = start..all_json.len();
+        let new = start + spans.new.start..start + spans.new.end;
         let fate = if a.rejected {
             Fate::Rejected
         } else if a.status == TransactionStatus::Pending {
@@ -1508,6 +1517,7 @@ impl Prep {
         Ok(Verdict {
             assessment: a,
             json,
+            new,
             fate,
         })
     }
@@ -1681,7 +1691,8 @@ impl Ctx<'_> {
                     let row = row.map(|range| &p.csv[range]);
                     self.batch.add_encoded(json, row)?;
                     w.insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
-                    submitted(&mut self.summary, &mut w, r)?;
+                    let new = p.json.get(c.new.clone());
+                    submitted(&mut self.summary, &mut w, r, new)?;
                 }
                 Fate::Waits => {
                     w.insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
@@ -1706,7 +1717,7 @@ impl Ctx<'_> {
             &batch_reason(self.run_id),
         )?;
         self.store.set_batch(&r.change_id, self.run_id)?;
-        submitted(&mut self.summary, &mut self.store.writer(), r)
+        submitted(&mut self.summary, &mut self.store.writer(), r, None)
     }
 
     /// Applies one X12 file's spooled changes: change sets directly, full sets by compare.
