@@ -826,14 +826,31 @@ fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeReco
     Ok(records_of(f))
 }
 
-/// [`spooled`], for the spool's last reading: what has been read is handed back to the file
-/// system as the reading goes ([`Releasing`]), so nothing may read the spool after it.
-fn spooled_last(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
-    f.rewind()?;
-    Ok(records_of(Releasing::new(f)))
+fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
+    lines_of(f, false).map(|r| r.map(|(r, _)| r))
 }
 
-fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
+/// The records of a spool read from its start, each with its line (line break aside), for
+/// [`spool_spans`].
+type SpooledLines = Box<dyn Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>> + Send>;
+
+/// [`spooled`], each record with its line. For the spool's `last` reading, what has been read
+/// is handed back to the file system as the reading goes ([`Releasing`]), so nothing may read
+/// the spool after it.
+fn spooled_lines(mut f: File, last: bool) -> io::Result<SpooledLines> {
+    f.rewind()?;
+    Ok(if last {
+        Box::new(lines_of(Releasing::new(f), true))
+    } else {
+        Box::new(lines_of(f, true))
+    })
+}
+
+/// The records of a spool, each with a copy of its line when `keep` (else an empty vector).
+fn lines_of<R: Read>(
+    f: R,
+    keep: bool,
+) -> impl Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>> {
     let mut r = BufReader::with_capacity(1 << 16, f);
     let mut line = Vec::with_capacity(4096);
     std::iter::from_fn(move || {
@@ -849,7 +866,98 @@ fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
                 line.pop();
             }
         }
-        Some(ChangeRecord::from_json(&line).map_err(io::Error::other))
+        let copy = if keep { line.clone() } else { Vec::new() };
+        Some(
+            ChangeRecord::from_json(&line)
+                .map(|r| (r, copy))
+                .map_err(io::Error::other),
+        )
+    })
+}
+
+/// Appends what [`ChangeRecord::write_json`] writes for `r` to `out` (empty), from `line`, the
+/// spooled JSON of `r` without its verdict, and `spans`, where [`spool_spans`] found its parts:
+/// the line's content, then `r`'s verdict (`status`, `invoice_period`) as the writer writes it.
+/// Gives the spans of what was appended.
+fn with_verdict(
+    line: &[u8],
+    mut spans: crate::changes::JsonSpans,
+    r: &ChangeRecord,
+    out: &mut Vec<u8>,
+) -> crate::changes::JsonSpans {
+    use crate::changejson::{json_key, Json};
+    out.extend_from_slice(&line[..spans.content_end]);
+    if let Some(status) = &r.status {
+        out.extend_from_slice(json_key!("status").as_bytes());
+        status.json(out);
+    }
+    if let Some(period) = &r.invoice_period {
+        out.extend_from_slice(json_key!("invoice_period").as_bytes());
+        crate::changejson::string(out, period);
+    }
+    out.push(b'}');
+    spans.record = 0..out.len();
+    spans
+}
+
+/// Where [`ChangeRecord::write_json`] puts the parts of record `id` in `line`, a spooled line,
+/// when the line is what it writes for a record without the rules' verdict (`status`,
+/// `invoice_period`), which then is all that writing the record again would add: the run's
+/// JSON of a spooled change is the line with the verdict spliced in before its last `}`.
+/// `None` when the line is not laid out so (the record is then written anew).
+///
+/// Why: a spooled record's JSON was written by the parse; writing it again for the batch and
+/// the store cost about a twentieth of the run's instructions (docs/performance.md, runperf6).
+///
+/// How: the top-level keys are found by their text (`,"new":`...). A string's `"` is always
+/// escaped in JSON, so `,"` never occurs inside a string, and the member's data (`new`, `old`)
+/// has no key named `old` or `source`: the first `,"old":` after `new` ends it, and the first
+/// `,"source":` after that ends `old` (a test checks a record with every field against
+/// [`ChangeRecord::write_json`]).
+fn spool_spans(line: &[u8], id: &str) -> Option<crate::changes::JsonSpans> {
+    use memchr::memmem::Finder;
+    // The searchers made once: building one costs more than a search of a line.
+    static KEYS: std::sync::OnceLock<[Finder<'static>; 4]> = std::sync::OnceLock::new();
+    let [id_key, new_key, old_key, source_key] = KEYS.get_or_init(|| {
+        [
+            Finder::new(b",\"change_id\":\""),
+            Finder::new(b",\"new\":"),
+            Finder::new(b",\"old\":"),
+            Finder::new(b",\"source\":"),
+        ]
+    });
+    let after = |key: &Finder<'_>, from: usize| -> Option<(usize, usize)> {
+        let at = from + key.find(line.get(from..)?)?;
+        Some((at, at + key.needle().len()))
+    };
+    if line.first() != Some(&b'{') || line.last() != Some(&b'}') {
+        return None;
+    }
+    let (_, id_start) = after(id_key, 0)?;
+    let change_id = id_start..id_start + id.len();
+    if line.get(change_id.clone())? != id.as_bytes() || line.get(change_id.end) != Some(&b'"') {
+        return None;
+    }
+    let (_, new_start) = after(new_key, change_id.end)?;
+    let (new_end, old_start) = after(old_key, new_start)?;
+    let (old_end, _) = after(source_key, old_start)?;
+    let object = |r: &std::ops::Range<usize>| {
+        r.len() >= 2 && line.get(r.start) == Some(&b'{') && line.get(r.end - 1) == Some(&b'}')
+    };
+    let new = new_start..new_end;
+    let old = match line.get(old_start..old_end)? {
+        b"null" => None,
+        _ => Some(old_start..old_end),
+    };
+    if !object(&new) || old.as_ref().is_some_and(|o| !object(o)) {
+        return None;
+    }
+    Some(crate::changes::JsonSpans {
+        record: 0..line.len(),
+        change_id,
+        content_end: line.len() - 1,
+        new,
+        old,
     })
 }
 
@@ -1056,15 +1164,11 @@ const READ_AHEAD_CHUNK: usize = 256;
 fn with_spooled<T>(
     spool: File,
     last: bool,
-    apply: impl FnOnce(&mut dyn Iterator<Item = io::Result<ChangeRecord>>) -> T,
+    apply: impl FnOnce(&mut dyn Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>>) -> T,
 ) -> io::Result<T> {
-    let records: Box<dyn Iterator<Item = io::Result<ChangeRecord>> + Send> = if last {
-        Box::new(spooled_last(spool)?)
-    } else {
-        Box::new(spooled(spool)?)
-    };
+    let records = spooled_lines(spool, last)?;
     Ok(std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<ChangeRecord>>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<(ChangeRecord, Vec<u8>)>>>(4);
         s.spawn(move || {
             let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
             for r in records {
@@ -1219,11 +1323,13 @@ fn batch_reason(run_id: i64) -> String {
     format!("batch run-{run_id:06}")
 }
 
-/// What follows a change into the batch: the count, and the group's enrollment.
+/// What follows a change into the batch: the count, and the group's enrollment. `new_json`
+/// is the JSON of `r.new` when the caller has it (within the record's JSON).
 fn submitted(
     summary: &mut Summary,
     store: &mut crate::store::Writer<'_>,
     r: &ChangeRecord,
+    new_json: Option<&str>,
 ) -> Result<(), RunError> {
     summary.changes_submitted += 1;
     let Some(g) = r.group_id.as_deref() else {
@@ -1232,11 +1338,14 @@ fn submitted(
     match crate::fullfile::update(r) {
         // Written without reading (and decoding) the member's row first: the row the
         // change gives a new member, which the store merges into a stored one.
-        crate::fullfile::Update::Set { data, .. } => {
-            if let Some(e) = crate::fullfile::apply(None, r) {
-                store.set_member(&e, data.is_some())?;
+        crate::fullfile::Update::Set { active, data } => match new_json {
+            Some(json) => store.set_member_of(g, r, active, data.map(|_| json))?,
+            None => {
+                if let Some(e) = crate::fullfile::apply(None, r) {
+                    store.set_member(&e, data.is_some())?;
+                }
             }
-        }
+        },
         crate::fullfile::Update::Merge => {
             let cur = store.member(g, &r.member_id)?;
             if let Some(e) = crate::fullfile::apply(cur, r) {
@@ -1315,6 +1424,9 @@ enum Fate {
 struct Verdict {
     assessment: crate::rules::Assessment,
     json: std::ops::Range<usize>,
+    /// Where the record's `new` object is in [`Prepared::json`]: the member's data as the
+    /// enrollment row keeps it (serde_json's bytes of `r.new`).
+    new: std::ops::Range<usize>,
     fate: Fate,
 }
 
@@ -1326,6 +1438,8 @@ struct Prepared {
     /// prepared. (Kept where the chunk put them: a record is large, and moving each again
     /// cost as much as a tenth of the apply.)
     records: Vec<ChangeRecord>,
+    /// The records' lines as spooled, one per record, or none (records not read from a spool).
+    lines: Vec<Vec<u8>>,
     verdicts: Vec<Verdict>,
     /// The changes' JSON, one after another.
     json: String,
@@ -1412,16 +1526,22 @@ impl Prep {
         actx: &RuleContext,
         file: &FileRow,
         changes: Vec<ChangeRecord>,
+        mut lines: Vec<Vec<u8>>,
         mut p: Prepared,
     ) -> Prepared {
         let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
+        if lines.len() != changes.len() {
+            lines.clear();
+        }
         p.records = changes;
+        p.lines = lines;
         p.verdicts.clear();
         p.json.clear();
         p.csv.clear();
         p.failed = None;
-        for (r, a) in p.records.iter_mut().zip(assessed) {
-            let v = self.prepare_one(file, actx.sender, r, a, &mut p.json, &mut p.csv);
+        for (i, (r, a)) in p.records.iter_mut().zip(assessed).enumerate() {
+            let line = p.lines.get(i).map(Vec::as_slice);
+            let v = self.prepare_one(file, actx.sender, (r, line), a, &mut p.json, &mut p.csv);
             match v {
                 Ok(v) => p.verdicts.push(v),
                 Err(e) => {
@@ -1437,7 +1557,7 @@ impl Prep {
         &mut self,
         file: &FileRow,
         sender: Option<&str>,
-        r: &mut ChangeRecord,
+        (r, line): (&mut ChangeRecord, Option<&[u8]>),
         mut a: crate::rules::Assessment,
         all_json: &mut String,
         all_csv: &mut Vec<u8>,
@@ -1469,20 +1589,29 @@ impl Prep {
                 self.report.not_shown += 1;
             }
         }
+        // A spooled record without a verdict: its line is its JSON up to the verdict.
+        let spooled = match line {
+            Some(line) if r.status.is_none() && r.invoice_period.is_none() => {
+                spool_spans(line, &r.change_id).map(|spans| (line, spans))
+            }
+            _ => None,
+        };
         r.status = Some(a.status);
         r.invoice_period = a.invoice_period.clone();
         // One encoding for the store's record and the batch's JSON Lines: the same text,
         // written by `ChangeRecord::write_json` (serde_json's bytes, without its generic
-        // serializer); the batch's CSV row takes its JSON columns from it.
+        // serializer), or the spooled line with the verdict written as it writes it; the
+        // batch's CSV row takes its JSON columns from it.
         let mut buf = std::mem::take(&mut self.json);
         buf.clear();
-        let written = r
-            .write_json(&mut buf)
-            .map_err(io::Error::other)
-            .and_then(|spans| {
-                let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
-                Ok((spans, json))
-            });
+        let written = match spooled {
+            Some((line, spans)) => Ok(with_verdict(line, spans, r, &mut buf)),
+            None => r.write_json(&mut buf).map_err(io::Error::other),
+        };
+        let written = written.and_then(|spans| {
+            let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
+            Ok((spans, json))
+        });
         let (spans, json) = match written {
             Ok(w) => w,
             Err(e) => {
@@ -1493,6 +1622,7 @@ impl Prep {
         let start = all_json.len();
         all_json.push_str(json);
         let json = start..all_json.len();
+        let new = start + spans.new.start..start + spans.new.end;
         let fate = if a.rejected {
             Fate::Rejected
         } else if a.status == TransactionStatus::Pending {
@@ -1508,6 +1638,7 @@ impl Prep {
         Ok(Verdict {
             assessment: a,
             json,
+            new,
             fate,
         })
     }
@@ -1532,7 +1663,9 @@ impl Ctx<'_> {
             sender,
             file_date,
         };
-        let mut p = self.prep.prepare(&actx, file, changes, Prepared::default());
+        let mut p = self
+            .prep
+            .prepare(&actx, file, changes, Vec::new(), Prepared::default());
         self.record(file, &mut p)
     }
 
@@ -1566,22 +1699,25 @@ impl Ctx<'_> {
             let stage = s.spawn(move || {
                 let read = with_spooled(spool, last, |records| {
                     let mut chunks = Chunks::default();
-                    let mut prepare = |c: Vec<ChangeRecord>, day: Option<NaiveDate>| {
-                        let actx = RuleContext {
-                            config: cfg,
-                            as_of,
-                            sender,
-                            file_date: day,
+                    // The lines of the records in `chunks`, in order.
+                    let mut lines = Vec::new();
+                    let mut prepare =
+                        |c: Vec<ChangeRecord>, l: Vec<Vec<u8>>, day: Option<NaiveDate>| {
+                            let actx = RuleContext {
+                                config: cfg,
+                                as_of,
+                                sender,
+                                file_date: day,
+                            };
+                            let spent = recycled.try_recv().unwrap_or_default();
+                            let p = prep.prepare(&actx, file, c, l, spent);
+                            let failed = p.failed.is_some();
+                            // A failed send means the store's side stopped on an error of its own,
+                            // which it returns.
+                            tx.send(p).is_ok() && !failed
                         };
-                        let p =
-                            prep.prepare(&actx, file, c, recycled.try_recv().unwrap_or_default());
-                        let failed = p.failed.is_some();
-                        // A failed send means the store's side stopped on an error of its own,
-                        // which it returns.
-                        tx.send(p).is_ok() && !failed
-                    };
                     for r in records {
-                        let r = match r {
+                        let (r, line) = match r {
                             Ok(r) => r,
                             Err(e) => {
                                 let _ = tx.send(Prepared::failed(e.into()));
@@ -1591,14 +1727,18 @@ impl Ctx<'_> {
                         let Some((r, key, day)) = route(r) else {
                             continue;
                         };
-                        if let Some((c, day)) = chunks.push(r, &key, day) {
-                            if !prepare(c, day) {
+                        let done = chunks.push(r, &key, day);
+                        // `r` is the first record of the next chunk when `done` is the last.
+                        let done_lines = done.as_ref().map(|_| std::mem::take(&mut lines));
+                        lines.push(line);
+                        if let (Some((c, day)), Some(l)) = (done, done_lines) {
+                            if !prepare(c, l, day) {
                                 return;
                             }
                         }
                     }
                     if let Some((c, day)) = chunks.finish() {
-                        prepare(c, day);
+                        prepare(c, lines, day);
                     }
                 });
                 if let Err(e) = read {
@@ -1681,7 +1821,8 @@ impl Ctx<'_> {
                     let row = row.map(|range| &p.csv[range]);
                     self.batch.add_encoded(json, row)?;
                     w.insert_submitted(r, self.as_of, self.run_id, "received", &self.at, &reason)?;
-                    submitted(&mut self.summary, &mut w, r)?;
+                    let new = p.json.get(c.new.clone());
+                    submitted(&mut self.summary, &mut w, r, new)?;
                 }
                 Fate::Waits => {
                     w.insert_transaction(r, a.status, self.as_of, self.run_id, "received")?;
@@ -1706,7 +1847,7 @@ impl Ctx<'_> {
             &batch_reason(self.run_id),
         )?;
         self.store.set_batch(&r.change_id, self.run_id)?;
-        submitted(&mut self.summary, &mut self.store.writer(), r)
+        submitted(&mut self.summary, &mut self.store.writer(), r, None)
     }
 
     /// Applies one X12 file's spooled changes: change sets directly, full sets by compare.
@@ -2478,6 +2619,64 @@ pub fn kind_order() -> &'static [ChangeKind] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spooled line with the verdict spliced in is what writing the record with its verdict
+    /// gives, bytes and spans, for the records of the sample files (with and without an old
+    /// data, a verdict, an invoice period).
+    #[test]
+    fn a_spooled_line_with_its_verdict_is_the_record_written_with_it() {
+        let engine = crate::check::Engine::embedded();
+        let mut records = Vec::new();
+        for name in ["clean-change.x12", "clean-full.x12", "business-rejects.x12"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("samples/834")
+                .join(name);
+            let mut w = ChangeWriter::new(Vec::new(), batch::Format::Jsonl).unwrap();
+            batch::convert_x12(&engine, name, File::open(path).unwrap(), &mut w).unwrap();
+            let out = w.into_inner().unwrap();
+            for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                records.push(ChangeRecord::from_json(line).unwrap());
+            }
+        }
+        assert!(records.len() > 10);
+        let mut checked = 0;
+        for mut r in records {
+            r.status = None;
+            r.invoice_period = None;
+            for variant in 0..3 {
+                let mut r = r.clone();
+                if variant == 1 {
+                    r.old = Some(r.new.clone());
+                    r.change_id = r.compute_id();
+                }
+                let mut line = Vec::new();
+                r.write_json(&mut line).unwrap();
+                let spans = spool_spans(&line, &r.change_id).expect("a line as written");
+                r.status = Some(TransactionStatus::Pending);
+                if variant != 2 {
+                    r.invoice_period = Some("2025-02".into());
+                }
+                let mut want = Vec::new();
+                let want_spans = r.write_json(&mut want).unwrap();
+                let mut got = Vec::new();
+                let got_spans = with_verdict(&line, spans, &r, &mut got);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want)
+                );
+                assert_eq!(got_spans.record, want_spans.record);
+                assert_eq!(got_spans.change_id, want_spans.change_id);
+                assert_eq!(got_spans.content_end, want_spans.content_end);
+                assert_eq!(got_spans.new, want_spans.new);
+                assert_eq!(got_spans.old, want_spans.old);
+                checked += 1;
+            }
+        }
+        assert!(checked > 30);
+        // Not a line as written: left to be written anew.
+        assert!(spool_spans(b"{}", "x").is_none());
+        assert!(spool_spans(b"{\"change_id\":\"x\"}", "x").is_none());
+    }
 
     /// A spool read for the last time gives every byte as written, and what was read is
     /// punched out of the file (zeros where it was) while the file keeps its size.

@@ -537,13 +537,19 @@ const TRANSACTIONS: usize = 1;
 /// The statuses of [`Writer::insert_submitted`]'s row and log rows are written in its SQL
 /// (`'Pending'`, `'Submitted'`: [`TransactionStatus::as_str`], which a test checks) rather than
 /// bound: SQLite copies every text bound, four times per submitted change.
-const HELD: [&str; 11] = [
+const HELD: [&str; 10] = [
     "INSERT INTO changes (change_id, run_id, file_id, hold_id, kind, group_id, member_id, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     "INSERT INTO changes (change_id, run_id, file_id, kind, group_id, member_id, record, batch_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)",
     "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, ?2, ?3, ?4, 'Submitted', ?5, ?6, ?6)",
     "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, ?2, ?3, ?4)",
-    "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, 'Pending', 'Submitted', ?2, ?3)",
+    // A submitted change's two log rows (first Pending, then the move to Submitted), in that
+    // order, in one statement. `OR FAIL`: a statement writing several rows that may abort
+    // (the default conflict action of its NOT NULL columns) makes SQLite keep a statement
+    // journal, which copied the log's last page for every change (storeperf2); with `FAIL` a
+    // refused row ends the statement without undoing the rows before it, and the run's
+    // transaction, which then fails, is rolled back whole.
+    "INSERT OR FAIL INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, 'Pending', ?2, ?3), (?1, 'Pending', 'Submitted', ?4, ?5)",
     "SELECT subscriber_id, relationship, active, data FROM enrollment WHERE group_id = ?1 AND member_id = ?2",
     // The enrollment upserts of [`Writer::upsert_member`]: the whole row; the member's state
     // (active and data; the subscriber and relationship of an enrolled member stay); `active`
@@ -554,21 +560,22 @@ const HELD: [&str; 11] = [
      ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active, data = excluded.data",
     "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
      ON CONFLICT(group_id, member_id) DO UPDATE SET active = excluded.active",
-    "INSERT INTO transaction_log (change_id, from_status, to_status, at, reason) VALUES (?1, NULL, 'Pending', ?2, ?3)",
 ];
 const INSERT_CHANGE_JSON: usize = 0;
 const INSERT_CHANGE_UNSTORED: usize = 1;
 const INSERT_TRANSACTION: usize = 2;
 const INSERT_SUBMITTED: usize = 3;
 const LOG_FIRST: usize = 4;
-/// The log's move from Pending to Submitted.
-const LOG_SUBMIT: usize = 5;
+/// Both log rows of a change submitted as it is recorded: Pending, then the move to Submitted.
+const LOG_SUBMITTED: usize = 5;
 const SELECT_MEMBER: usize = 6;
 const UPSERT_MEMBER: usize = 7;
 const UPSERT_MEMBER_STATE: usize = 8;
 const UPSERT_MEMBER_ACTIVE: usize = 9;
-/// The log's first row of a change recorded Pending.
-const LOG_PENDING: usize = 10;
+
+/// The JSON of an empty [`MemberData`] (every field is left out when empty), the data of a row
+/// that [`Writer::set_member_of`] writes without data. A test checks it against serde_json.
+const EMPTY_DATA: &str = "{}";
 
 fn relationship_from(s: &str) -> Relationship {
     Relationship::from_label(s).unwrap_or(Relationship::SelfSubscriber)
@@ -780,6 +787,8 @@ impl SqliteStore {
             conn: &self.conn,
             unkeyed: &mut self.unkeyed,
             held: Default::default(),
+            submitted: None,
+            unstored: None,
         }
     }
 
@@ -854,6 +863,35 @@ pub struct Writer<'s> {
     unkeyed: &'s mut [Option<i64>; 2],
     /// The statements of [`HELD`], each prepared when first used.
     held: [Option<CachedStatement<'s>>; HELD.len()],
+    /// The values bound last to the parameters of [`Writer::insert_submitted`]'s statements
+    /// that are the same for every change of a run, if they are still bound.
+    submitted: Option<SubmittedFixed>,
+    /// Likewise for [`Writer::insert_change_unstored`]'s: the run and the file.
+    unstored: Option<(i64, Option<i64>)>,
+}
+
+/// What a run's submitted changes share in their rows: the day, the run, the log's reasons.
+///
+/// Why: each is bound once per writer (a chunk of changes) and stays bound from row to row
+/// (SQLite keeps a statement's bindings when it is reset; rusqlite clears them only when the
+/// statement goes back to its cache), instead of once per change: SQLite copies every text
+/// bound, and the day was formatted anew for each change.
+struct SubmittedFixed {
+    date: NaiveDate,
+    run_id: i64,
+    received: String,
+    at: String,
+    reason: String,
+}
+
+impl SubmittedFixed {
+    fn is(&self, date: NaiveDate, run_id: i64, received: &str, at: &str, reason: &str) -> bool {
+        self.date == date
+            && self.run_id == run_id
+            && self.received == received
+            && self.at == at
+            && self.reason == reason
+    }
 }
 
 impl<'s> Writer<'s> {
@@ -876,11 +914,21 @@ impl<'s> Writer<'s> {
         insert: usize,
         params: impl rusqlite::Params,
     ) -> Result<()> {
+        self.insert_keyed_with(table, insert, |st| st.execute(params))
+    }
+
+    /// [`Writer::insert_keyed`], the statement run by `exec` (its parameters bound by hand).
+    fn insert_keyed_with(
+        &mut self,
+        table: usize,
+        insert: usize,
+        exec: impl FnOnce(&mut CachedStatement<'s>) -> rusqlite::Result<usize>,
+    ) -> Result<()> {
         let own = self.conn.is_autocommit();
         if own {
             self.conn.execute_batch("BEGIN")?;
         }
-        let done = self.insert_keyed_in(table, insert, params, own);
+        let done = self.insert_keyed_in(table, insert, exec, own);
         if done.is_err() && own {
             rollback(self.conn, self.unkeyed)?;
         }
@@ -891,10 +939,10 @@ impl<'s> Writer<'s> {
         &mut self,
         table: usize,
         insert: usize,
-        params: impl rusqlite::Params,
+        exec: impl FnOnce(&mut CachedStatement<'s>) -> rusqlite::Result<usize>,
         own: bool,
     ) -> Result<()> {
-        self.stmt(insert)?.execute(params)?;
+        exec(self.stmt(insert)?)?;
         if self.unkeyed[table].is_none() {
             self.unkeyed[table] = Some(self.conn.last_insert_rowid());
         }
@@ -962,6 +1010,36 @@ impl<'s> Writer<'s> {
         self.upsert_member(new, upsert)
     }
 
+    /// [`Writer::set_member`] of the row [`crate::fullfile::apply`] gives change `r` of group
+    /// `group_id` when the store has none and the change sets the member's state
+    /// ([`crate::fullfile::Update::Set`]): `active`, and `data`, the JSON of `r.new` (as
+    /// serde_json writes it), when the change replaces the member's data.
+    ///
+    /// Why: the run has the record's JSON already, `new` within it; building the row cloned
+    /// the member's data only to serialize it again (about a tenth of the upsert's cost).
+    pub fn set_member_of(
+        &mut self,
+        group_id: &str,
+        r: &ChangeRecord,
+        active: bool,
+        data: Option<&str>,
+    ) -> Result<()> {
+        let upsert = if data.is_some() {
+            UPSERT_MEMBER_STATE
+        } else {
+            UPSERT_MEMBER_ACTIVE
+        };
+        self.stmt(upsert)?.execute(params![
+            group_id,
+            r.member_id,
+            r.subscriber_id,
+            r.relationship.label(),
+            active,
+            data.unwrap_or(EMPTY_DATA)
+        ])?;
+        Ok(())
+    }
+
     /// [`Store::insert_change_json`].
     pub fn insert_change_json(
         &mut self,
@@ -1005,19 +1083,22 @@ impl<'s> Writer<'s> {
                 })
             })
             .transpose()?;
-        self.insert_keyed(
-            CHANGES,
-            INSERT_CHANGE_UNSTORED,
-            params![
-                IdParam::new(&r.change_id),
-                run_id,
-                file_id,
-                r.kind.label(),
-                r.group_id,
-                r.member_id,
-                offset
-            ],
-        )
+        // The run and the file stay bound from row to row (see `SubmittedFixed`).
+        if self.unstored != Some((run_id, file_id)) {
+            self.unstored = None;
+            let st = self.stmt(INSERT_CHANGE_UNSTORED)?;
+            st.raw_bind_parameter(2, run_id)?;
+            st.raw_bind_parameter(3, file_id)?;
+            self.unstored = Some((run_id, file_id));
+        }
+        self.insert_keyed_with(CHANGES, INSERT_CHANGE_UNSTORED, |st| {
+            st.raw_bind_parameter(1, IdParam::new(&r.change_id))?;
+            st.raw_bind_parameter(4, r.kind.label())?;
+            st.raw_bind_parameter(5, &r.group_id)?;
+            st.raw_bind_parameter(6, &r.member_id)?;
+            st.raw_bind_parameter(7, offset)?;
+            st.raw_execute()
+        })
     }
 
     /// [`Store::insert_transaction`].
@@ -1060,21 +1141,43 @@ impl<'s> Writer<'s> {
         reason: &str,
     ) -> Result<()> {
         // The row as insert_transaction, set_status and set_batch leave it, written once;
-        // then the log's two moves, in the order (so with the rowids) those calls give them.
-        // Two one-row statements, not one of two rows: SQLite opens a statement journal for a
-        // statement that writes more than one row and may abort halfway (a NOT NULL
-        // constraint), and copied the log's last page (16 KiB) into it for every change
-        // (docs/performance.md, storeperf2).
+        // then the log's two moves, in the order (so with the rowids) those calls give them,
+        // in one statement (`LOG_SUBMITTED`). What every change of the run shares stays bound
+        // from change to change (`SubmittedFixed`).
+        if !self
+            .submitted
+            .as_ref()
+            .is_some_and(|f| f.is(date, run_id, received, at, reason))
+        {
+            self.submitted = None;
+            let day = date.to_string();
+            let st = self.stmt(INSERT_SUBMITTED)?;
+            st.raw_bind_parameter(5, &day)?;
+            st.raw_bind_parameter(6, run_id)?;
+            let log = self.stmt(LOG_SUBMITTED)?;
+            log.raw_bind_parameter(2, &day)?;
+            log.raw_bind_parameter(3, received)?;
+            log.raw_bind_parameter(4, at)?;
+            log.raw_bind_parameter(5, reason)?;
+            self.submitted = Some(SubmittedFixed {
+                date,
+                run_id,
+                received: received.to_string(),
+                at: at.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         let id = IdParam::new(&r.change_id);
-        let date = date.to_string();
-        self.insert_keyed(
-            TRANSACTIONS,
-            INSERT_SUBMITTED,
-            params![id, r.group_id, r.member_id, r.kind.label(), date, run_id],
-        )?;
-        self.stmt(LOG_PENDING)?
-            .execute(params![id, date, received])?;
-        self.stmt(LOG_SUBMIT)?.execute(params![id, at, reason])?;
+        self.insert_keyed_with(TRANSACTIONS, INSERT_SUBMITTED, |st| {
+            st.raw_bind_parameter(1, &id)?;
+            st.raw_bind_parameter(2, &r.group_id)?;
+            st.raw_bind_parameter(3, &r.member_id)?;
+            st.raw_bind_parameter(4, r.kind.label())?;
+            st.raw_execute()
+        })?;
+        let log = self.stmt(LOG_SUBMITTED)?;
+        log.raw_bind_parameter(1, &id)?;
+        log.raw_execute()?;
         Ok(())
     }
 }
@@ -1528,8 +1631,16 @@ mod tests {
         assert_eq!(Pending.as_str(), "Pending");
         assert_eq!(Submitted.as_str(), "Submitted");
         assert!(HELD[INSERT_SUBMITTED].contains("'Submitted'"));
-        assert!(HELD[LOG_SUBMIT].contains("'Pending', 'Submitted'"));
-        assert!(HELD[LOG_PENDING].contains("NULL, 'Pending'"));
+        assert!(HELD[LOG_SUBMITTED]
+            .contains("(?1, NULL, 'Pending', ?2, ?3), (?1, 'Pending', 'Submitted', ?4, ?5)"));
+    }
+
+    #[test]
+    fn the_empty_data_written_is_what_serde_json_writes() {
+        assert_eq!(
+            serde_json::to_string(&crate::enrollment::MemberData::default()).unwrap(),
+            EMPTY_DATA
+        );
     }
 
     #[test]
