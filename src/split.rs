@@ -48,13 +48,14 @@ pub struct SplitOptions {
     pub jobs: usize,
     /// Bytes per piece (a piece ends at the first subscriber after this many bytes).
     pub piece: u64,
-    /// A set is cut only when more than this many bytes remain after its first member.
+    /// A file shorter than this is read in sequence. (A set in a longer file is cut when it
+    /// goes on past its first piece.)
     pub min_set: u64,
 }
 
 impl SplitOptions {
     /// `jobs` threads, pieces of 512 KiB (or `ELIGO_SPLIT_PIECE` bytes, which the tests use
-    /// to cut small files into many pieces), sets of at least 8 pieces. (Half the 1 MiB of
+    /// to cut small files into many pieces), files of at least 8 pieces. (Half the 1 MiB of
     /// before, with twice the pieces in flight: the same bytes queued, half the memory per
     /// piece; a converted piece's output is 3.5 times its input.)
     pub fn new(jobs: usize) -> SplitOptions {
@@ -438,15 +439,19 @@ impl Planner<'_> {
         (lines, terms, se)
     }
 
-    /// How many bytes a piece starting at `at` spans before its search for the next
-    /// subscriber: `piece`, but less near the end of the file, down to an eighth of it. With
-    /// full pieces to the end, the threads did not finish together: one checked the last piece
-    /// alone while the others idled, on average half a piece (about 5 % of the wall time of a
-    /// 10 MB file on two cores).
-    fn piece_size(&self, at: u64) -> u64 {
+    /// How many bytes the `index`th piece, starting at `at`, spans before its search for the
+    /// next subscriber: `piece`, but less near the end of the file, down to an eighth of it.
+    /// With full pieces to the end, the threads did not finish together: one checked the last
+    /// piece alone while the others idled, on average half a piece (about 5 % of the wall time
+    /// of a 10 MB file on two cores). The first pieces are smaller too (an eighth, a quarter,
+    /// a half): a thread can start only once its piece is planned, and the planning of the
+    /// first (a read and a count of its bytes) is serial time.
+    fn piece_size(&self, at: u64, index: usize) -> u64 {
         let rest = self.len.saturating_sub(at);
+        let ramp = self.piece >> (3 - index.min(3));
         (rest / self.jobs.saturating_mul(2).max(1))
             .min(self.piece)
+            .min(ramp)
             .max(self.piece / 8)
             .max(1)
     }
@@ -467,7 +472,9 @@ impl Planner<'_> {
             boundary: None,
             end: self.len,
         };
-        let target = start.offset.saturating_add(self.piece_size(start.offset));
+        let target = start
+            .offset
+            .saturating_add(self.piece_size(start.offset, index));
         let limit = target.saturating_add(self.piece.saturating_mul(SEARCH_LIMIT_PIECES));
         // One read for the piece and the window after it, where the next subscriber usually
         // is: the bytes to count and the bytes to search come from the same read.
