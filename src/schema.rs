@@ -9,6 +9,7 @@
 //! without `schemas/` on disk; loading them parses about 300 KB of JSON once per process.
 
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Usage of a segment, loop or element as the implementation guide states it.
@@ -61,12 +62,29 @@ pub struct SyntaxNote {
     pub seqs: Vec<u8>,
 }
 
+/// A string of a schema file, borrowed from the JSON text unless it holds an escape. The
+/// schema's strings are copied once more when it is compiled; parsed as owned strings, each
+/// of its ≈ 3,600 strings cost an allocation and a free more, serial time before a check
+/// starts.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ElementDef {
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ElementDef<'a> {
     pub seq: u8,
-    pub id: String,
-    pub de: String,
-    pub name: String,
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(borrow)]
+    pub de: Text<'a>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
     pub usage: Usage,
     #[serde(rename = "type")]
     pub ty: ElementType,
@@ -74,55 +92,67 @@ pub struct ElementDef {
     pub max: u32,
     /// Allowed repetitions; `None` means unbounded.
     pub repeat: Option<u32>,
-    pub codes: Option<Vec<String>>,
+    #[serde(borrow)]
+    pub codes: Option<Vec<Text<'a>>>,
     /// Name of an external code set under `schemas/codesets/`.
-    pub external: Option<String>,
+    #[serde(borrow)]
+    pub external: Option<Text<'a>>,
     /// True when the value is member data (PHI): it is masked wherever people read findings.
     #[serde(default)]
     pub phi: bool,
     /// For a date/period (DE 1251): the seq of the element holding its format qualifier.
     pub format_qualifier: Option<u8>,
-    pub components: Option<Vec<ElementDef>>,
+    #[serde(borrow)]
+    pub components: Option<Vec<ElementDef<'a>>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct SegmentDef {
-    pub id: String,
-    pub name: String,
+pub struct SegmentDef<'a> {
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
     pub usage: Usage,
     pub pos: u32,
     pub max_use: Option<u32>,
     #[serde(default)]
     pub syntax: Vec<SyntaxNote>,
-    pub elements: Vec<ElementDef>,
+    #[serde(borrow)]
+    pub elements: Vec<ElementDef<'a>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct LoopDef {
-    pub id: String,
-    pub name: String,
+pub struct LoopDef<'a> {
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
     pub usage: Usage,
     pub pos: u32,
     pub repeat: Option<u32>,
-    pub children: Vec<NodeDef>,
+    #[serde(borrow)]
+    pub children: Vec<NodeDef<'a>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum NodeDef {
-    Loop(LoopDef),
-    Segment(SegmentDef),
+pub enum NodeDef<'a> {
+    #[serde(borrow)]
+    Loop(LoopDef<'a>),
+    #[serde(borrow)]
+    Segment(SegmentDef<'a>),
 }
 
 /// The file format of `schemas/x12/*.json`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct SchemaFile {
+pub struct SchemaFile<'a> {
     pub format: String,
     pub transaction: String,
     pub implementation: String,
     pub functional_id: String,
     pub name: String,
-    pub root: LoopDef,
+    #[serde(borrow)]
+    pub root: LoopDef<'a>,
 }
 
 /// Index of a loop in [`Schema::loops`].
@@ -333,18 +363,22 @@ impl Schema {
         Ok(s)
     }
 
-    fn add_loop(&mut self, def: &LoopDef, parent: Option<LoopIx>) -> Result<LoopIx, SchemaError> {
+    fn add_loop(
+        &mut self,
+        def: &LoopDef<'_>,
+        parent: Option<LoopIx>,
+    ) -> Result<LoopIx, SchemaError> {
         let ix = self.loops.len();
         self.loops.push(Loop {
-            id: def.id.clone(),
-            name: def.name.clone(),
+            id: def.id.as_str().to_owned(),
+            name: def.name.as_str().to_owned(),
             usage: def.usage,
             repeat: def.repeat,
             parent,
             children: Vec::new(),
             trigger: usize::MAX,
-            bounded: def.id == "LS_LOOP",
-            key: pack(def.id.as_bytes()).unwrap_or(u64::MAX),
+            bounded: def.id.as_str() == "LS_LOOP",
+            key: pack(def.id.as_str().as_bytes()).unwrap_or(u64::MAX),
             child_keys: Vec::new(),
             required_before: Vec::new(),
         });
@@ -363,7 +397,7 @@ impl Schema {
                                 .clone()
                                 .or_else(|| e.components.first()?.codes.clone())
                         })
-                        .filter(|_| sd.id != "ST" && sd.id != "SE");
+                        .filter(|_| sd.id.as_str() != "ST" && sd.id.as_str() != "SE");
                     let qualifier_keys = qualifier.as_ref().and_then(|q| {
                         let mut p: Vec<u64> = q.iter().map(|v| pack(v)).collect::<Option<_>>()?;
                         p.sort_unstable();
@@ -377,10 +411,10 @@ impl Schema {
                     self.segments.push(Segment {
                         required_through,
                         has_periods,
-                        key: pack(sd.id.as_bytes()).unwrap_or(u64::MAX),
+                        key: pack(sd.id.as_str().as_bytes()).unwrap_or(u64::MAX),
                         qualifier_keys,
-                        id: sd.id.as_bytes().to_vec(),
-                        name: sd.name.clone(),
+                        id: sd.id.as_str().as_bytes().to_vec(),
+                        name: sd.name.as_str().to_owned(),
                         usage: sd.usage,
                         max_use: sd.max_use,
                         loop_ix: ix,
@@ -400,7 +434,7 @@ impl Schema {
             _ => {
                 return Err(SchemaError::Invalid(format!(
                     "loop {} does not start with a segment",
-                    def.id
+                    def.id.as_str()
                 )))
             }
         };
@@ -510,9 +544,9 @@ pub const fn pack_const(v: &[u8]) -> u64 {
     k | v.len() as u64
 }
 
-fn compile_element(d: &ElementDef) -> Element {
+fn compile_element(d: &ElementDef<'_>) -> Element {
     let codes = d.codes.as_ref().map(|c| {
-        let mut v: Vec<Vec<u8>> = c.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let mut v: Vec<Vec<u8>> = c.iter().map(|s| s.as_str().as_bytes().to_vec()).collect();
         v.sort();
         v.dedup();
         v
@@ -535,16 +569,16 @@ fn compile_element(d: &ElementDef) -> Element {
         packed,
         codes_pass,
         seq: d.seq,
-        id: d.id.clone(),
-        de: d.de.clone(),
-        name: d.name.clone(),
+        id: d.id.as_str().to_owned(),
+        de: d.de.as_str().to_owned(),
+        name: d.name.as_str().to_owned(),
         usage: d.usage,
         ty: d.ty,
         min: d.min,
         max: d.max,
         repeat: d.repeat,
         codes,
-        external: d.external.clone(),
+        external: d.external.as_ref().map(|e| e.as_str().to_owned()),
         phi: d.phi,
         format_qualifier: d.format_qualifier,
         components: d
@@ -627,6 +661,30 @@ pub mod embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema's strings are borrowed from the JSON text; one with an escape cannot be and
+    /// must come out decoded all the same.
+    #[test]
+    fn escaped_schema_strings_are_decoded() {
+        let json = r#"{"format": "eligo-x12-schema/1", "transaction": "834",
+            "implementation": "X", "functional_id": "BE", "name": "T",
+            "root": {"id": "ST_\u004cOOP", "name": "Head\"er", "usage": "R", "pos": 1,
+              "repeat": null, "children": [{"segment": {"id": "S\u0054", "name": "a\\b",
+              "usage": "R", "pos": 1, "max_use": 1, "elements": [{"seq": 1, "id": "ST01",
+              "de": "1\u00343", "name": "n\u00e9", "usage": "R", "type": "ID", "min": 1,
+              "max": 3, "repeat": null, "codes": ["A\u0042", "CD"], "external": "st\u0061tes",
+              "format_qualifier": null, "components": null}]}}]}}"#;
+        let s = Schema::from_json(json).expect("valid schema");
+        assert_eq!(s.loops[0].id, "ST_LOOP");
+        assert_eq!(s.loops[0].name, "Head\"er");
+        assert_eq!(s.segments[0].id, b"ST");
+        assert_eq!(s.segments[0].name, "a\\b");
+        let e = &s.segments[0].elements[0];
+        assert_eq!((e.de.as_str(), e.name.as_str()), ("143", "né"));
+        assert_eq!(e.codes, Some(vec![b"AB".to_vec(), b"CD".to_vec()]));
+        assert_eq!(e.external.as_deref(), Some("states"));
+        assert!(e.allows_code(b"AB") && !e.allows_code(b"A"));
+    }
 
     #[test]
     fn pack_places_each_byte_as_the_byte_loop_did() {

@@ -48,13 +48,14 @@ pub struct SplitOptions {
     pub jobs: usize,
     /// Bytes per piece (a piece ends at the first subscriber after this many bytes).
     pub piece: u64,
-    /// A set is cut only when more than this many bytes remain after its first member.
+    /// A file shorter than this is read in sequence. (A set in a longer file is cut when it
+    /// goes on past its first piece.)
     pub min_set: u64,
 }
 
 impl SplitOptions {
     /// `jobs` threads, pieces of 512 KiB (or `ELIGO_SPLIT_PIECE` bytes, which the tests use
-    /// to cut small files into many pieces), sets of at least 8 pieces. (Half the 1 MiB of
+    /// to cut small files into many pieces), files of at least 8 pieces. (Half the 1 MiB of
     /// before, with twice the pieces in flight: the same bytes queued, half the memory per
     /// piece; a converted piece's output is 3.5 times its input.)
     pub fn new(jobs: usize) -> SplitOptions {
@@ -359,13 +360,10 @@ struct Planner<'f> {
     filled: usize,
     next: Option<(Position, u32)>,
     index: usize,
-}
-
-/// What [`Planner::find`] looks for.
-#[derive(Clone, Copy)]
-enum Seek {
-    Subscriber,
-    SetEnd,
+    /// A piece planned already, handed out by the next call of [`Planner::next_piece`].
+    ready: Option<Piece>,
+    /// Where the set's trailer starts, once a planned piece was found to hold it.
+    trailer: Option<u64>,
 }
 
 /// How far past a point the planner reads to find the next subscriber: usually a few hundred
@@ -375,28 +373,21 @@ const WINDOW: u64 = 16 << 10;
 const LOOK_AHEAD: u64 = 512;
 
 impl Planner<'_> {
-    fn finder(&self, seek: Seek) -> &memmem::Finder<'static> {
-        match seek {
-            Seek::Subscriber => &self.subscriber,
-            Seek::SetEnd => &self.set_end,
-        }
-    }
-
     /// Reads `[from, to)` into the buffer.
     fn read(&mut self, from: u64, to: u64) -> io::Result<()> {
         self.filled = read_range(self.file, from, to, self.len, &mut self.buf)?;
         Ok(())
     }
 
-    /// In the buffer, which holds the file from `lo`: the first segment start in `[from, to)`
-    /// matching `seek`. `Some(None)` when one was found without a terminator after it in the
+    /// In the buffer, which holds the file from `lo`: the first subscriber segment starting in
+    /// `[from, to)`. `Some(None)` when one was found without a terminator after it in the
     /// buffer (searching stops there).
-    fn search(&self, seek: Seek, lo: u64, from: u64, to: u64) -> Option<Option<(u64, u64)>> {
+    fn search(&self, lo: u64, from: u64, to: u64) -> Option<Option<(u64, u64)>> {
         let buf = &self.buf[..self.filled];
         let at =
             |o: u64| usize::try_from(o.saturating_sub(lo)).map_or(buf.len(), |i| i.min(buf.len()));
         let (mut from_i, scan_end) = (at(from), at(to));
-        let finder = self.finder(seek);
+        let finder = &self.subscriber;
         while from_i < scan_end {
             let i = finder.find(&buf[from_i..])? + from_i;
             if i >= scan_end {
@@ -413,9 +404,9 @@ impl Planner<'_> {
         None
     }
 
-    /// The first segment start at or after `from` matching `seek`, searching at most to
-    /// `limit`; with the offset just past that segment's terminator.
-    fn find(&mut self, seek: Seek, from: u64, limit: u64) -> io::Result<Option<(u64, u64)>> {
+    /// The first subscriber segment starting at or after `from`, searching at most to `limit`;
+    /// with the offset just past that segment's terminator.
+    fn find(&mut self, from: u64, limit: u64) -> io::Result<Option<(u64, u64)>> {
         // Read little at a time: a subscriber is usually a few hundred bytes away.
         let limit = limit.min(self.len);
         let mut at = from;
@@ -423,7 +414,7 @@ impl Planner<'_> {
             let lo = at.saturating_sub(LOOK_BEHIND);
             let hi = at.saturating_add(WINDOW).min(self.len);
             self.read(lo, hi.saturating_add(LOOK_AHEAD))?;
-            if let Some(found) = self.search(seek, lo, at, hi.min(limit)) {
+            if let Some(found) = self.search(lo, at, hi.min(limit)) {
                 return Ok(found);
             }
             at = hi;
@@ -432,8 +423,8 @@ impl Planner<'_> {
     }
 
     /// In the buffer, which holds the file from `lo`: line breaks and segment terminators in
-    /// `[from, to)`, and whether a set trailer (SE) starts in it.
-    fn count(&self, lo: u64, from: u64, to: u64) -> (u64, u64, bool) {
+    /// `[from, to)`, and where the first set trailer (SE) in it starts, if one does.
+    fn count(&self, lo: u64, from: u64, to: u64) -> (u64, u64, Option<u64>) {
         let buf = &self.buf[..self.filled];
         let at =
             |o: u64| usize::try_from(o.saturating_sub(lo)).map_or(buf.len(), |i| i.min(buf.len()));
@@ -443,24 +434,32 @@ impl Planner<'_> {
         let se = self
             .set_end
             .find_iter(body)
-            .any(|i| starts_segment(buf, skip + i, self.term));
+            .find(|&i| starts_segment(buf, skip + i, self.term))
+            .map(|i| lo + (skip + i) as u64);
         (lines, terms, se)
     }
 
-    /// How many bytes a piece starting at `at` spans before its search for the next
-    /// subscriber: `piece`, but less near the end of the file, down to an eighth of it. With
-    /// full pieces to the end, the threads did not finish together: one checked the last piece
-    /// alone while the others idled, on average half a piece (about 5 % of the wall time of a
-    /// 10 MB file on two cores).
-    fn piece_size(&self, at: u64) -> u64 {
+    /// How many bytes the `index`th piece, starting at `at`, spans before its search for the
+    /// next subscriber: `piece`, but less near the end of the file, down to an eighth of it.
+    /// With full pieces to the end, the threads did not finish together: one checked the last
+    /// piece alone while the others idled, on average half a piece (about 5 % of the wall time
+    /// of a 10 MB file on two cores). The first pieces are smaller too (an eighth, a quarter,
+    /// a half): a thread can start only once its piece is planned, and the planning of the
+    /// first (a read and a count of its bytes) is serial time.
+    fn piece_size(&self, at: u64, index: usize) -> u64 {
         let rest = self.len.saturating_sub(at);
+        let ramp = self.piece >> (3 - index.min(3));
         (rest / self.jobs.saturating_mul(2).max(1))
             .min(self.piece)
+            .min(ramp)
             .max(self.piece / 8)
             .max(1)
     }
 
     fn next_piece(&mut self) -> io::Result<Option<Piece>> {
+        if let Some(piece) = self.ready.take() {
+            return Ok(Some(piece));
+        }
         let Some((start, position)) = self.next.take() else {
             return Ok(None);
         };
@@ -473,17 +472,19 @@ impl Planner<'_> {
             boundary: None,
             end: self.len,
         };
-        let target = start.offset.saturating_add(self.piece_size(start.offset));
+        let target = start
+            .offset
+            .saturating_add(self.piece_size(start.offset, index));
         let limit = target.saturating_add(self.piece.saturating_mul(SEARCH_LIMIT_PIECES));
         // One read for the piece and the window after it, where the next subscriber usually
         // is: the bytes to count and the bytes to search come from the same read.
         let lo = start.offset.saturating_sub(LOOK_BEHIND);
         let hi = target.saturating_add(WINDOW).min(self.len);
         self.read(lo, hi.saturating_add(LOOK_AHEAD))?;
-        let found = match self.search(Seek::Subscriber, lo, target, hi.min(limit)) {
+        let found = match self.search(lo, target, hi.min(limit)) {
             Some(found) => found,
             None => {
-                let found = self.find(Seek::Subscriber, hi, limit)?;
+                let found = self.find(hi, limit)?;
                 if let Some((b, _)) = found {
                     self.read(lo, b)?;
                 }
@@ -494,7 +495,8 @@ impl Planner<'_> {
             return Ok(Some(last));
         };
         let (lines, terms, se) = self.count(lo, start.offset, b);
-        if se {
+        if se.is_some() {
+            self.trailer = se;
             return Ok(Some(last));
         }
         let Ok(terms) = u32::try_from(terms) else {
@@ -582,30 +584,32 @@ impl<'e> Region<'_, 'e> {
             jobs: self.opts.jobs as u64,
             buf: Vec::new(),
             filled: 0,
-            next: None,
+            next: Some((after, checker.set_position())),
             index: 0,
+            ready: None,
+            trailer: None,
         };
-        match planner.find(
-            Seek::SetEnd,
-            after.offset,
-            after.offset.saturating_add(self.opts.min_set),
-        ) {
-            Ok(Some((se, _))) => return Outcome::NotWorth { set_end: se },
-            Ok(None) => {}
-            Err(_) => return Outcome::NotWorth { set_end: self.len },
+        // The first piece is planned before any thread starts: a set that ends inside it is
+        // not worth cutting. (A search for the set's SE over the next 4 MiB decided this
+        // before, serially, ≈ 1 ms of a two-job 10 MB check's 52; a set that ends further
+        // away is cut, its pieces shared by the threads.)
+        match planner.next_piece() {
+            Ok(Some(first)) => match planner.trailer {
+                Some(se) => return Outcome::NotWorth { set_end: se },
+                None => planner.ready = Some(first),
+            },
+            Ok(None) | Err(_) => return Outcome::NotWorth { set_end: self.len },
         }
         let Some(first_observer) = obs.piece() else {
             return Outcome::NotWorth { set_end: self.len };
         };
         let seen = checker.take_seen();
-        let position = checker.set_position();
         let Some(template) = checker.boundary_fork(0) else {
             checker.restore_seen(seen);
             return Outcome::NotWorth {
                 set_end: after.offset,
             };
         };
-        planner.next = Some((after, position));
         stats.regions += 1;
         let (state, at, blocked) = self.pieces(
             checker.clone(),
