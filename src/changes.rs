@@ -1119,6 +1119,20 @@ mod key {
     pub const N1: u64 = p(b"N1");
     pub const IDC: u64 = p(b"IDC");
     pub const PLA: u64 = p(b"PLA");
+    /// Qualifiers (element 1, [`crate::validate::record::RecSeg::qual`]).
+    pub const Q_0F: u64 = p(b"0F");
+    pub const Q_DX: u64 = p(b"DX");
+    pub const Q_17: u64 = p(b"17");
+    pub const Q_19: u64 = p(b"19");
+    pub const Q_74: u64 = p(b"74");
+    pub const Q_P3: u64 = p(b"P3");
+    pub const Q_303: u64 = p(b"303");
+    pub const Q_348: u64 = p(b"348");
+    pub const Q_349: u64 = p(b"349");
+    pub const Q_356: u64 = p(b"356");
+    pub const Q_357: u64 = p(b"357");
+    pub const Q_360: u64 = p(b"360");
+    pub const Q_361: u64 = p(b"361");
 }
 
 /// One segment of a member record being read: its elements come from the separators the
@@ -1322,7 +1336,9 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
         // A loop ID longer than 7 bytes does not pack (its key is u64::MAX) and matches no key
         // below; the coverage arm looks at the ID itself.
         let loop_key = lp.map_or(u64::MAX, |l| l.key);
-        let q = seg.element(1);
+        // Element 1 as the validator packed it: equal to a key exactly when the bytes are
+        // (a qualifier over 7 bytes packs to none), without finding the element.
+        let q = r.qual;
         let d = &mut m.member.data;
         match (loop_key, r.key) {
             (L2000, INS) => {
@@ -1340,19 +1356,19 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 };
             }
             (L2000, REF) => match q {
-                b"0F" => m.member.subscriber_id = seg.borrowed(2),
-                b"DX" => ref_dx = seg.opt_borrowed(2),
-                b"17" => category = Some(b"client_reporting_category"),
+                Q_0F => m.member.subscriber_id = seg.borrowed(2),
+                Q_DX => ref_dx = seg.opt_borrowed(2),
+                Q_17 => category = Some(b"client_reporting_category"),
                 _ => {}
             },
             (L2000, DTP) => match q {
-                b"303" => m.maintenance_effective = seg.date(3)?,
-                b"356" => m.eligibility_begin = seg.date(3)?,
-                b"357" => m.eligibility_end = seg.date(3)?,
+                Q_303 => m.maintenance_effective = seg.date(3)?,
+                Q_356 => m.eligibility_begin = seg.date(3)?,
+                Q_357 => m.eligibility_end = seg.date(3)?,
                 _ => {}
             },
             (L2100A, NM1) => {
-                m.corrected_name = q == b"74";
+                m.corrected_name = q == Q_74;
                 d.name = Some(seg.name());
                 let id = seg.opt_borrowed(9);
                 if seg.element(8) == b"34" {
@@ -1387,8 +1403,8 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 let date = seg.date(3)?;
                 if let Some(dis) = d.disabilities.last_mut() {
                     match q {
-                        b"360" => dis.start = date,
-                        b"361" => dis.end = date,
+                        Q_360 => dis.start = date,
+                        Q_361 => dis.end = date,
                         _ => {}
                     }
                 }
@@ -1416,7 +1432,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                             // The category's value; the division when it names one. (The
                             // name as bytes: only ASCII can equal `DIVISION`, as text or not.)
                             if let Some(name) = category {
-                                if q == b"19" || name.eq_ignore_ascii_case(b"DIVISION") {
+                                if q == Q_19 || name.eq_ignore_ascii_case(b"DIVISION") {
                                     m.division = seg.opt_borrowed(2);
                                 }
                             }
@@ -1436,9 +1452,9 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 cl.last = r.position;
                 match (l, id) {
                     (L2300, DTP) => match q {
-                        b"348" => c.begin = seg.date(3)?,
-                        b"349" => c.end = seg.date(3)?,
-                        b"303" => cl.maintenance_effective = seg.date(3)?,
+                        Q_348 => c.begin = seg.date(3)?,
+                        Q_349 => c.end = seg.date(3)?,
+                        Q_303 => cl.maintenance_effective = seg.date(3)?,
                         _ => {}
                     },
                     (L2300, IDC) => c.id_cards.push(IdCard {
@@ -1452,7 +1468,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                             .map(|n| n as u32),
                         action: seg.code(4, CardAction::from_code)?,
                     }),
-                    (L2310, NM1) if q == b"P3" => {
+                    (L2310, NM1) if q == Q_P3 => {
                         let mut p = Provider {
                             name: seg.name().view().to_name(),
                             ..Provider::default()
