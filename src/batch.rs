@@ -109,12 +109,23 @@ impl Encoder {
         self.encode_with(&r.view(), true)
     }
 
-    /// [`Encoder::encode_sealing`] of a borrowed record ([`changes::derive_views`]).
-    pub fn encode_view_sealing(&mut self, r: &RecordView<'_>) -> io::Result<&[u8]> {
-        self.encode_with(r, true)
+    fn encode_with(&mut self, r: &RecordView<'_>, seal: bool) -> io::Result<&[u8]> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let res = self.encode_into(r, seal, &mut buf);
+        self.buf = buf;
+        res.map(|()| &self.buf[..])
     }
 
-    fn encode_with(&mut self, r: &RecordView<'_>, seal: bool) -> io::Result<&[u8]> {
+    /// Appends the encoding of one record to `out` ([`Encoder::encode_with`] without the copy
+    /// out of the encoder's buffer: JSON Lines are written where they go). On an error `out`
+    /// is left as it was.
+    pub fn encode_into(
+        &mut self,
+        r: &RecordView<'_>,
+        seal: bool,
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
         let write = |r: &RecordView<'_>, out: &mut Vec<u8>| {
             if seal {
                 r.write_json_sealing(out)
@@ -122,23 +133,25 @@ impl Encoder {
                 r.write_json(out)
             }
         };
-        self.buf.clear();
-        match self.format {
-            Format::Jsonl => {
-                write(r, &mut self.buf)?;
-                self.buf.push(b'\n');
-            }
+        let start = out.len();
+        let res = match self.format {
+            Format::Jsonl => write(r, out)
+                .map(|_| out.push(b'\n'))
+                .map_err(io::Error::from),
             Format::Csv => {
                 let mut json = std::mem::take(&mut self.json);
                 json.clear();
                 let row = write(r, &mut json)
                     .map_err(io::Error::other)
-                    .and_then(|spans| self.csv_into_buf(r, &json, &spans));
+                    .and_then(|spans| self.csv_into(out, r, &json, &spans));
                 self.json = json;
-                row?;
+                row
             }
+        };
+        if res.is_err() {
+            out.truncate(start);
         }
-        Ok(&self.buf)
+        res
     }
 
     /// The CSV row of `r` from its JSON already written: `json` holds what
@@ -151,13 +164,17 @@ impl Encoder {
         json: &[u8],
         spans: &changes::JsonSpans,
     ) -> io::Result<&[u8]> {
-        self.buf.clear();
-        self.csv_into_buf(&r.view(), json, spans)?;
-        Ok(&self.buf)
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let res = self.csv_into(&mut buf, &r.view(), json, spans);
+        self.buf = buf;
+        res.map(|()| &self.buf[..])
     }
 
-    fn csv_into_buf(
+    /// Appends the CSV row of `r` to `out`.
+    fn csv_into(
         &mut self,
+        out: &mut Vec<u8>,
         r: &RecordView<'_>,
         json: &[u8],
         spans: &changes::JsonSpans,
@@ -207,7 +224,7 @@ impl Encoder {
                 file
             }
         };
-        csv_row(&mut self.buf, r, id, sfile, t, new, old);
+        csv_row(out, r, id, sfile, t, new, old);
         Ok(())
     }
 }
@@ -410,9 +427,14 @@ pub struct ConvertObserver<'o, S: Write> {
     /// The output file itself, when the output is a file this observer may rewrite: records
     /// then go straight to the output and the spool is not used ([`ConvertObserver::direct`]).
     direct: Option<File>,
-    /// Bytes spooled (or, direct, written to the output) since the last release.
+    /// Bytes spooled (or, direct, written to the output) since the last release, those in
+    /// `pending` included.
     spool_len: u64,
     encoder: Encoder,
+    /// Records encoded and not yet handed to the spool (or, direct, the output): encoded
+    /// straight into this buffer, then written [`ConvertObserver::PENDING`] bytes or more at a
+    /// time, which a `BufWriter` of that size passes on without copying them.
+    pending: Vec<u8>,
     isa13: String,
     gs06: String,
     st02: String,
@@ -430,6 +452,10 @@ pub struct ConvertObserver<'o, S: Write> {
 }
 
 impl<'o, S: Write> ConvertObserver<'o, S> {
+    /// Bytes of records held in `pending` before they are written: the capacity of the
+    /// spool's writer and of `convert -o`'s.
+    const PENDING: usize = 1 << 16;
+
     /// `file` is the input's name as it goes in the source trace (use the base name).
     pub fn new(file: &str, out: &'o mut ChangeWriter<S>) -> Self {
         let format = out.encoder.format;
@@ -440,6 +466,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             direct: None,
             spool_len: 0,
             encoder: Encoder::new(format),
+            pending: Vec::new(),
             isa13: String::new(),
             gs06: String::new(),
             st02: String::new(),
@@ -502,6 +529,8 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
 
     /// Ends the conversion: the first I/O error, if any, and the summary.
     pub fn finish(mut self) -> io::Result<ConvertSummary> {
+        let r = self.flush_pending();
+        self.io(r);
         if self.direct.is_some() && self.spool_len > 0 && self.error.is_none() {
             // Records of an interchange that never ended are not output, as with the spool.
             let r = self.cut_unreleased();
@@ -528,23 +557,35 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
         if self.direct.is_none() {
             self.spool()?;
         }
-        let bytes = self.encoder.encode_with(r, seal)?;
-        if self.direct.is_some() {
-            self.out.inner.write_all(bytes)?;
-        } else {
-            let spool = self
-                .spool
-                .as_mut()
-                .ok_or_else(|| io::Error::other("spool not open"))?;
-            spool.write_all(bytes)?;
-        }
-        self.spool_len += bytes.len() as u64;
+        let before = self.pending.len();
+        self.encoder.encode_into(r, seal, &mut self.pending)?;
+        self.spool_len += (self.pending.len() - before) as u64;
         self.set_records += 1;
+        if self.pending.len() >= Self::PENDING {
+            self.flush_pending()?;
+        }
         Ok(())
+    }
+
+    /// Writes the records held in `pending` to the spool (or, direct, the output): before
+    /// anything else is written there or the spool is read.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let res = match self.direct {
+            Some(_) => self.out.inner.write_all(&pending),
+            None => self.spool().and_then(|spool| spool.write_all(&pending)),
+        };
+        pending.clear();
+        self.pending = pending;
+        res
     }
 
     /// Copies the accepted sets of the interchange to the output and empties the spool.
     fn release(&mut self, accepted: bool) -> io::Result<()> {
+        self.flush_pending()?;
         if self.direct.is_some() {
             return self.release_direct(accepted);
         }
@@ -631,6 +672,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
 
     /// Cuts off the records written since the last release (their interchange never ended).
     fn cut_unreleased(&mut self) -> io::Result<()> {
+        self.flush_pending()?;
         self.out.inner.flush()?;
         let len = std::mem::take(&mut self.spool_len);
         let mut file = self
@@ -864,11 +906,8 @@ impl Observer for ConvertPiece {
             &mut self.error,
         );
         let result = changes::member_loop(rec, std).and_then(|m| {
-            changes::derive_views(h, &m, &mut |v| match encoder.encode_view_sealing(&v) {
-                Ok(b) => {
-                    bytes.extend_from_slice(b);
-                    *records += 1;
-                }
+            changes::derive_views(h, &m, &mut |v| match encoder.encode_into(&v, true, bytes) {
+                Ok(()) => *records += 1,
                 Err(e) => {
                     if error.is_none() {
                         *error = Some(e);
@@ -923,6 +962,8 @@ impl<S: Write> crate::split::Split for ConvertObserver<'_, S> {
         }
         let bytes = piece.bytes;
         if !bytes.is_empty() {
+            let r = self.flush_pending();
+            self.io(r);
             let res = match self.direct {
                 Some(_) => self.out.inner.write_all(&bytes),
                 None => self.spool().and_then(|spool| spool.write_all(&bytes)),

@@ -924,20 +924,6 @@ fn opt(v: &[u8]) -> Option<String> {
     (!v.is_empty()).then(|| text(v))
 }
 
-/// [`text`] borrowed from the element: a copy only for invalid UTF-8 (made valid as
-/// [`text`] makes it).
-fn borrowed(v: &[u8]) -> Cow<'_, str> {
-    // Not `String::from_utf8_lossy`, which walks valid text in chunks, much slower.
-    match std::str::from_utf8(v) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
-    }
-}
-
-fn opt_borrowed(v: &[u8]) -> Option<Cow<'_, str>> {
-    (!v.is_empty()).then(|| borrowed(v))
-}
-
 fn parse_d8(v: &[u8]) -> Option<NaiveDate> {
     crate::validate::element::parse_date(v)
 }
@@ -1133,14 +1119,89 @@ mod key {
     pub const N1: u64 = p(b"N1");
     pub const IDC: u64 = p(b"IDC");
     pub const PLA: u64 = p(b"PLA");
+    /// Qualifiers (element 1, [`crate::validate::record::RecSeg::qual`]).
+    pub const Q_0F: u64 = p(b"0F");
+    pub const Q_DX: u64 = p(b"DX");
+    pub const Q_17: u64 = p(b"17");
+    pub const Q_19: u64 = p(b"19");
+    pub const Q_74: u64 = p(b"74");
+    pub const Q_P3: u64 = p(b"P3");
+    pub const Q_303: u64 = p(b"303");
+    pub const Q_348: u64 = p(b"348");
+    pub const Q_349: u64 = p(b"349");
+    pub const Q_356: u64 = p(b"356");
+    pub const Q_357: u64 = p(b"357");
+    pub const Q_360: u64 = p(b"360");
+    pub const Q_361: u64 = p(b"361");
 }
 
 /// One segment of a member record being read: its elements come from the separators the
 /// validator found when it recorded the segment ([`Record::element`]), without scanning it.
 struct Reader<'a> {
     rec: &'a Record,
+    /// The record's bytes as text when they are UTF-8 ([`RecordText`]).
+    text: RecordText<'a>,
     i: usize,
     position: u32,
+}
+
+/// A record's bytes ([`Record::bytes`]) checked as UTF-8 once, so that its elements are taken
+/// as text by slicing, not each checked again: a check per element was one call per value
+/// (`from_utf8` was a fifth of [`member_loop`]'s instructions).
+#[derive(Clone, Copy)]
+struct RecordText<'a>(Option<&'a str>);
+
+impl<'a> RecordText<'a> {
+    fn new(rec: &'a Record) -> Self {
+        RecordText(std::str::from_utf8(rec.bytes()).ok())
+    }
+
+    /// `v` as text when it is UTF-8, as `std::str::from_utf8(v).ok()` gives it. `v` is an
+    /// element of the record (a slice of its bytes, or empty); for a record that is UTF-8 the
+    /// element is sliced from its text (a slice cut at a separator that splits a character is
+    /// not a `str` boundary: `get` says so, and the element is then checked alone).
+    #[inline]
+    fn str(self, v: &'a [u8]) -> Option<&'a str> {
+        if v.is_empty() {
+            return Some("");
+        }
+        if let Some(t) = self.0 {
+            // Where `v` lies in the record's bytes: `get` gives the text at the same addresses
+            // (the same bytes), or `None` if they are not all within the text.
+            let at = (v.as_ptr() as usize).wrapping_sub(t.as_ptr() as usize);
+            if let Some(s) = at.checked_add(v.len()).and_then(|end| t.get(at..end)) {
+                return Some(s);
+            }
+        }
+        std::str::from_utf8(v).ok()
+    }
+
+    /// [`text`] borrowed from the element: a copy only for invalid UTF-8 (made valid as
+    /// [`text`] makes it).
+    #[inline]
+    fn borrowed(self, v: &'a [u8]) -> Cow<'a, str> {
+        // Not `String::from_utf8_lossy` alone, which walks valid text in chunks, much slower.
+        match self.str(v) {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
+        }
+    }
+
+    /// [`RecordText::borrowed`], `None` for an empty element.
+    #[inline]
+    fn opt_borrowed(self, v: &'a [u8]) -> Option<Cow<'a, str>> {
+        (!v.is_empty()).then(|| self.borrowed(v))
+    }
+
+    /// [`text`] of an element of the record.
+    fn owned(self, v: &'a [u8]) -> String {
+        self.borrowed(v).into_owned()
+    }
+
+    /// [`opt`] of an element of the record.
+    fn opt(self, v: &'a [u8]) -> Option<String> {
+        (!v.is_empty()).then(|| self.owned(v))
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -1162,7 +1223,7 @@ impl<'a> Reader<'a> {
         if v.is_empty() {
             return Ok(None);
         }
-        match std::str::from_utf8(v).ok().and_then(f) {
+        match self.text.str(v).and_then(f) {
             Some(t) => Ok(Some(t)),
             None => Err(self.err(n, DeriveErrorKind::UnknownCode)),
         }
@@ -1182,12 +1243,26 @@ impl<'a> Reader<'a> {
     }
     fn name(&self) -> NameRead<'a> {
         NameRead {
-            last: borrowed(self.element(3)),
-            first: opt_borrowed(self.element(4)),
-            middle: opt_borrowed(self.element(5)),
-            prefix: opt_borrowed(self.element(6)),
-            suffix: opt_borrowed(self.element(7)),
+            last: self.borrowed(3),
+            first: self.opt_borrowed(4),
+            middle: self.opt_borrowed(5),
+            prefix: self.opt_borrowed(6),
+            suffix: self.opt_borrowed(7),
         }
+    }
+    /// Element `n` as [`RecordText::borrowed`] gives it.
+    #[inline]
+    fn borrowed(&self, n: usize) -> Cow<'a, str> {
+        self.text.borrowed(self.element(n))
+    }
+    /// Element `n` as [`RecordText::opt_borrowed`] gives it.
+    #[inline]
+    fn opt_borrowed(&self, n: usize) -> Option<Cow<'a, str>> {
+        self.text.opt_borrowed(self.element(n))
+    }
+    /// Element `n` as [`opt`] gives it.
+    fn opt(&self, n: usize) -> Option<String> {
+        self.text.opt(self.element(n))
     }
     fn demographics(&self) -> Result<Demographics, DeriveError> {
         Ok(Demographics {
@@ -1200,16 +1275,16 @@ impl<'a> Reader<'a> {
 
 fn set_street<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
     let a = addr.get_or_insert_with(AddressRead::default);
-    a.line1 = borrowed(seg.element(1));
-    a.line2 = opt_borrowed(seg.element(2));
+    a.line1 = seg.borrowed(1);
+    a.line2 = seg.opt_borrowed(2);
 }
 
 fn set_city<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
     let a = addr.get_or_insert_with(AddressRead::default);
-    a.city = borrowed(seg.element(1));
-    a.state = opt_borrowed(seg.element(2));
-    a.postal_code = opt_borrowed(seg.element(3));
-    a.country = opt_borrowed(seg.element(4));
+    a.city = seg.borrowed(1);
+    a.state = seg.opt_borrowed(2);
+    a.postal_code = seg.opt_borrowed(3);
+    a.country = seg.opt_borrowed(4);
 }
 
 /// Reads one member loop (as recorded by the validator) into the model.
@@ -1242,9 +1317,11 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
     let mut category: Option<&[u8]> = None;
     let mut in_coverage = false;
     let mut saw_ins = false;
+    let text = RecordText::new(rec);
     for (i, r) in rec.segs.iter().enumerate() {
         let seg = &Reader {
             rec,
+            text,
             i,
             position: r.position,
         };
@@ -1259,7 +1336,9 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
         // A loop ID longer than 7 bytes does not pack (its key is u64::MAX) and matches no key
         // below; the coverage arm looks at the ID itself.
         let loop_key = lp.map_or(u64::MAX, |l| l.key);
-        let q = seg.element(1);
+        // Element 1 as the validator packed it: equal to a key exactly when the bytes are
+        // (a qualifier over 7 bytes packs to none), without finding the element.
+        let q = r.qual;
         let d = &mut m.member.data;
         match (loop_key, r.key) {
             (L2000, INS) => {
@@ -1277,21 +1356,21 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 };
             }
             (L2000, REF) => match q {
-                b"0F" => m.member.subscriber_id = borrowed(seg.element(2)),
-                b"DX" => ref_dx = opt_borrowed(seg.element(2)),
-                b"17" => category = Some(b"client_reporting_category"),
+                Q_0F => m.member.subscriber_id = seg.borrowed(2),
+                Q_DX => ref_dx = seg.opt_borrowed(2),
+                Q_17 => category = Some(b"client_reporting_category"),
                 _ => {}
             },
             (L2000, DTP) => match q {
-                b"303" => m.maintenance_effective = seg.date(3)?,
-                b"356" => m.eligibility_begin = seg.date(3)?,
-                b"357" => m.eligibility_end = seg.date(3)?,
+                Q_303 => m.maintenance_effective = seg.date(3)?,
+                Q_356 => m.eligibility_begin = seg.date(3)?,
+                Q_357 => m.eligibility_end = seg.date(3)?,
                 _ => {}
             },
             (L2100A, NM1) => {
-                m.corrected_name = q == b"74";
+                m.corrected_name = q == Q_74;
                 d.name = Some(seg.name());
-                let id = opt_borrowed(seg.element(9));
+                let id = seg.opt_borrowed(9);
                 if seg.element(8) == b"34" {
                     d.ssn = id;
                 } else if let Some(id) = id {
@@ -1303,7 +1382,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                     if let Some(kind) = seg.code(k, ContactKind::from_code)? {
                         d.contacts.push(Contact {
                             kind,
-                            value: text(seg.element(v)),
+                            value: seg.text.owned(seg.element(v)),
                         });
                     }
                 }
@@ -1324,8 +1403,8 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 let date = seg.date(3)?;
                 if let Some(dis) = d.disabilities.last_mut() {
                     match q {
-                        b"360" => dis.start = date,
-                        b"361" => dis.end = date,
+                        Q_360 => dis.start = date,
+                        Q_361 => dis.end = date,
                         _ => {}
                     }
                 }
@@ -1333,7 +1412,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
             (L2300, HD) => {
                 in_coverage = true;
                 let mut c = Coverage::new(seg.required(3, InsuranceLine::from_code)?);
-                c.plan = opt(seg.element(4));
+                c.plan = seg.opt(4);
                 c.coverage_level = seg.code(5, CoverageLevel::from_code)?;
                 m.coverages.push(CoverageLoop {
                     action: seg.required(1, MaintenanceType::from_code)?,
@@ -1353,8 +1432,8 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                             // The category's value; the division when it names one. (The
                             // name as bytes: only ASCII can equal `DIVISION`, as text or not.)
                             if let Some(name) = category {
-                                if q == b"19" || name.eq_ignore_ascii_case(b"DIVISION") {
-                                    m.division = opt_borrowed(seg.element(2));
+                                if q == Q_19 || name.eq_ignore_ascii_case(b"DIVISION") {
+                                    m.division = seg.opt_borrowed(2);
                                 }
                             }
                         }
@@ -1373,29 +1452,30 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
                 cl.last = r.position;
                 match (l, id) {
                     (L2300, DTP) => match q {
-                        b"348" => c.begin = seg.date(3)?,
-                        b"349" => c.end = seg.date(3)?,
-                        b"303" => cl.maintenance_effective = seg.date(3)?,
+                        Q_348 => c.begin = seg.date(3)?,
+                        Q_349 => c.end = seg.date(3)?,
+                        Q_303 => cl.maintenance_effective = seg.date(3)?,
                         _ => {}
                     },
                     (L2300, IDC) => c.id_cards.push(IdCard {
                         card_type: seg.required(2, CardType::from_code)?,
-                        plan: opt(seg.element(1)),
-                        count: std::str::from_utf8(seg.element(3))
-                            .ok()
+                        plan: seg.opt(1),
+                        count: seg
+                            .text
+                            .str(seg.element(3))
                             .and_then(|s| s.parse::<f64>().ok())
                             .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n < 1e6)
                             .map(|n| n as u32),
                         action: seg.code(4, CardAction::from_code)?,
                     }),
-                    (L2310, NM1) if q == b"P3" => {
+                    (L2310, NM1) if q == Q_P3 => {
                         let mut p = Provider {
                             name: seg.name().view().to_name(),
                             ..Provider::default()
                         };
                         match seg.element(8) {
-                            b"XX" => p.npi = opt(seg.element(9)),
-                            _ => p.provider_id = opt(seg.element(9)),
+                            b"XX" => p.npi = seg.opt(9),
+                            _ => p.provider_id = seg.opt(9),
                         }
                         c.pcp = Some(p);
                     }
@@ -2048,5 +2128,81 @@ mod tests {
         let mut r = records()[0].clone();
         r.schema = "eligo.change.v0".into();
         assert_eq!(r.compute_id(), reference_id(&r));
+    }
+
+    /// Elements taken from a record's text checked once ([`RecordText`]) are what checking
+    /// each element alone gives, for records of ASCII, of multi-byte characters, with invalid
+    /// UTF-8, and with an element separator (0xA9) that is also the last byte of `é`, so that
+    /// elements start or end inside a character.
+    #[test]
+    fn elements_from_the_record_text_are_the_elements_checked_alone() {
+        use crate::lexer::{Delimiters, Position, Segment, Splitter};
+        use crate::validate::record::Placed;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        };
+        let tokens: [&[u8]; 8] = [
+            b"A",
+            b"z9",
+            b" ",
+            "é".as_bytes(),
+            "中".as_bytes(),
+            "😀".as_bytes(),
+            b"*",
+            b"",
+        ];
+        let invalid: [&[u8]; 3] = [b"\xff", b"\xc3", b"\x80"];
+        let (mut valid_records, mut invalid_records) = (0, 0);
+        for sep in [b'*', 0xa9] {
+            let delims = Delimiters {
+                element: sep,
+                ..Delimiters::DEFAULT
+            };
+            for _ in 0..400 {
+                let mut rec = Record::default();
+                rec.clear(delims);
+                let mut splitter = Splitter::default();
+                for position in 1..=1 + next(5) as u32 {
+                    let mut raw = b"NM1".to_vec();
+                    for _ in 0..next(9) {
+                        raw.push(sep);
+                        for _ in 0..next(6) {
+                            if next(60) == 0 {
+                                raw.extend_from_slice(invalid[next(3)]);
+                            } else {
+                                raw.extend_from_slice(tokens[next(8)]);
+                            }
+                        }
+                    }
+                    let seg = Segment::new(&raw, delims, Position::default());
+                    let fields = splitter.split(&raw, sep);
+                    let placed = Placed {
+                        seg_ix: 0,
+                        key: 0,
+                        qual: 0,
+                        position,
+                    };
+                    rec.push(&seg, &fields, placed, &[], 0);
+                }
+                let text = RecordText::new(&rec);
+                match text.0 {
+                    Some(_) => valid_records += 1,
+                    None => invalid_records += 1,
+                }
+                for i in 0..rec.segs.len() {
+                    for n in 0..12 {
+                        let v = rec.element(i, n);
+                        assert_eq!(text.str(v), std::str::from_utf8(v).ok(), "{v:?}");
+                        assert_eq!(text.owned(v), String::from_utf8_lossy(v), "{v:?}");
+                        assert_eq!(text.opt(v), opt(v), "{v:?}");
+                    }
+                }
+            }
+        }
+        assert!(valid_records > 100 && invalid_records > 100);
     }
 }

@@ -174,6 +174,12 @@ impl Record {
         self.buf.get(from..to).unwrap_or_default()
     }
 
+    /// The recorded segments' bytes, one after another: [`Record::element`] returns slices of
+    /// them, so a reader may check their UTF-8 once per record rather than once per element.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Segments with their record entries.
     pub fn iter(&self) -> impl Iterator<Item = (&RecSeg, Segment<'_>)> {
         self.segs
