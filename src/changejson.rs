@@ -564,6 +564,47 @@ pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
     (r.i == line.len()).then_some(record)
 }
 
+/// Where the JSON string whose content starts `b` ends: the index of its closing `"`, or `None`
+/// when a byte [`string`] escapes (`\\`, a control character) comes before it, or none does.
+///
+/// Why: the reader found the quote (`memchr`) and then checked the content for such bytes
+/// ([`needs_escape`]): two calls and two passes over each of the ≈700 thousand values of a
+/// 10 MB run's spool, most of them a dozen bytes. This is one pass, eight bytes at a time, as
+/// [`needs_escape`] tests them (docs/performance.md, runperf7).
+#[inline]
+fn string_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // As in `needs_escape`: the high bit of each byte below 0x20, `"` or `\`. A byte flagged
+    // may set a borrow that flags a byte after it wrongly, never one before it: the first
+    // byte flagged (the lowest, the words being read little-endian) is one of them.
+    let flags = |x: u64| {
+        let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x;
+        let (q, s) = (x ^ (ONES * b'"' as u64), x ^ (ONES * b'\\' as u64));
+        (below(x, 0x20) | below(q, 1) | below(s, 1)) & HIGH
+    };
+    let mut i = 0;
+    while let Some(c) = b.get(i..i + 8) {
+        let m = flags(u64::from_le_bytes([
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+        ]));
+        if m != 0 {
+            let at = i + (m.trailing_zeros() / 8) as usize;
+            return (b[at] == b'"').then_some(at);
+        }
+        i += 8;
+    }
+    for (at, &c) in b.iter().enumerate().skip(i) {
+        if c == b'"' {
+            return Some(at);
+        }
+        if c < 0x20 || c == b'\\' {
+            return None;
+        }
+    }
+    None
+}
+
 /// A cursor over a line being read by [`read_record`]; every method gives `None` (and the
 /// line goes to serde_json) as soon as the bytes are not what the writer writes.
 struct Reader<'a> {
@@ -634,12 +675,9 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let n = memchr::memchr(b'"', &self.b[start..])?;
         // A backslash (an escape, perhaps of a quote found too early) or a raw control
-        // character (serde_json's error): left to serde_json.
-        if needs_escape(&self.b[start..start + n]) {
-            return None;
-        }
+        // character (serde_json's error) before the closing quote: left to serde_json.
+        let n = string_end(&self.b[start..])?;
         self.i += n + 1;
         // Between two quotes: on character boundaries.
         self.text.get(start..start + n)
@@ -1036,6 +1074,39 @@ mod tests {
                     v[at] = 0x9f;
                     v[len - 1 - at] = c;
                     assert_eq!(needs_escape(&v), slow(&v), "{v:?}");
+                }
+            }
+        }
+    }
+
+    /// [`string_end`] against what it replaced: the first quote, if no byte before it needs
+    /// an escape.
+    #[test]
+    fn a_string_ends_where_the_quote_and_escape_scans_end_it() {
+        let slow = |b: &[u8]| {
+            let n = memchr::memchr(b'"', b)?;
+            (!needs_escape(&b[..n])).then_some(n)
+        };
+        let specials = [
+            b'"', b'\\', 0, 0x1f, 0x20, b'!', b'#', b'[', b']', 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
+        for len in 0..26 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    assert_eq!(string_end(&v), slow(&v), "{v:?}");
+                    // A second special byte after (or before) it, and bytes with the high bit
+                    // set around (a borrow through them must not flag them).
+                    for &d in &specials {
+                        let mut w = v.clone();
+                        w[len - 1 - at] = d;
+                        assert_eq!(string_end(&w), slow(&w), "{w:?}");
+                        for x in w.iter_mut().filter(|x| **x == b'a') {
+                            *x = 0x9f;
+                        }
+                        assert_eq!(string_end(&w), slow(&w), "{w:?}");
+                    }
                 }
             }
         }

@@ -46,7 +46,10 @@ pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
 /// Appends `b` quoted, its quotes doubled. The JSON columns of a change row are most of the
 /// CSV's bytes and have a quote every few bytes, so instead of a search and a copy per quote
 /// this stores eight bytes at a time into room made once, and per quote in them one more
-/// quote and one more store of the rest of the eight.
+/// quote and one more store of the rest of the eight. Kept out of line: inlined, its
+/// registers made every call of [`bytes`] save and restore them, quoted or not (most cells
+/// of a row are not).
+#[inline(never)]
 fn quoted(out: &mut Vec<u8>, b: &[u8]) {
     const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
     const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
