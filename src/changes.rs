@@ -565,7 +565,7 @@ impl ChangeRecord {
     /// (`status`, `invoice_period`) is not content: it depends on the day and configuration.
     pub fn compute_id(&self) -> String {
         let mut json = Vec::with_capacity(1024);
-        let id = match self.write_json_with_id("", &mut json) {
+        let id = match self.write_json_with_id(Some(""), &mut json) {
             Ok(spans) => id_hex(&[&json[..spans.content_end], b"}"]),
             // Serializing cannot fail into a Vec; if it did, the id is that of an empty document.
             Err(_) => id_hex(&[]),
@@ -584,7 +584,7 @@ impl ChangeRecord {
     /// its parts are. Written by hand at the top level so that one serialization gives both the
     /// id and the output line (see [`ChangeRecord::write_json_sealing`]).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        self.write_json_with_id(&self.change_id, out)
+        self.write_json_with_id(Some(&self.change_id), out)
     }
 
     /// Appends the JSON of the record sealed: with `change_id` computed from this very JSON
@@ -595,7 +595,11 @@ impl ChangeRecord {
         self.view().write_json_sealing(out)
     }
 
-    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+    fn write_json_with_id(
+        &self,
+        id: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<JsonSpans> {
         self.view().write_json_with_id(id, out)
     }
 
@@ -678,13 +682,13 @@ impl RecordView<'_> {
 
     /// [`ChangeRecord::write_json`] of the record viewed.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        self.write_json_with_id(self.change_id, out)
+        self.write_json_with_id(Some(self.change_id), out)
     }
 
     /// [`ChangeRecord::write_json_sealing`] of the record viewed: `change_id` is computed from
     /// the JSON written, whatever `self.change_id` says.
     pub fn write_json_sealing(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        let spans = self.write_json_with_id(ID_PLACEHOLDER, out)?;
+        let spans = self.write_json_with_id(None, out)?;
         let id = id_hex(&[
             &out[spans.record.start..spans.change_id.start],
             &out[spans.change_id.end..spans.content_end],
@@ -694,14 +698,28 @@ impl RecordView<'_> {
         Ok(spans)
     }
 
-    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        use crate::changejson::{json_key, Json, Object};
+    /// `id: None` writes [`ID_PLACEHOLDER`].
+    fn write_json_with_id(
+        &self,
+        id: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<JsonSpans> {
+        use crate::changejson::{json_key, plain_string, string, Json, Object};
         let start = out.len();
         let mut o = Object::begin(out);
-        o.field(json_key!("schema"), self.schema);
+        // The schema eligo writes and the placeholder need no escapes: no scan for them.
+        o.key(json_key!("schema"));
+        if self.schema == SCHEMA_VERSION {
+            plain_string(o.out, SCHEMA_VERSION);
+        } else {
+            string(o.out, self.schema);
+        }
         o.key(json_key!("change_id"));
         let id_start = o.out.len() + 1;
-        crate::changejson::string(o.out, id);
+        match id {
+            Some(id) => string(o.out, id),
+            None => plain_string(o.out, ID_PLACEHOLDER),
+        }
         let change_id = id_start..o.out.len() - 1;
         o.field(json_key!("kind"), &self.kind);
         o.field(json_key!("effective_date"), &self.effective_date);
@@ -736,7 +754,7 @@ impl RecordView<'_> {
         {
             // The derive is the definition: check every record debug builds write against it.
             let mut probe = self.to_record();
-            probe.change_id = id.to_string();
+            probe.change_id = id.unwrap_or(ID_PLACEHOLDER).to_string();
             let want = serde_json::to_vec(&probe)?;
             debug_assert!(
                 out[spans.record.clone()] == want[..],
@@ -850,14 +868,25 @@ fn id_hex(parts: &[&[u8]]) -> [u8; 64] {
             h.update(p);
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (i, b) in h.finalize().iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(h.finalize().iter()) {
+        pair.copy_from_slice(&HEX_PAIRS[b as usize]);
     }
     out
 }
+
+/// The two lower-case hex digits of every byte. One load per byte of the digest instead of
+/// two shifts or masks and two lookups: every record's id is 32 bytes of hex.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
+    }
+    t
+};
 
 /// Why a member loop could not be turned into changes. Never carries member data: it names the
 /// segment position and element, not the value.
@@ -2092,6 +2121,13 @@ mod tests {
     }
 
     #[test]
+    fn hex_pairs_are_the_lower_case_hex_of_every_byte() {
+        for b in 0..=255u8 {
+            assert_eq!(HEX_PAIRS[b as usize][..], *format!("{b:02x}").as_bytes());
+        }
+    }
+
+    #[test]
     fn ids_resumed_after_the_first_block_are_the_defined_ids() {
         assert!(ID_FIRST_BLOCK.starts_with(SCHEMA_VERSION.as_bytes()));
         let plain = |json: &[u8]| {
@@ -2102,7 +2138,9 @@ mod tests {
             hex
         };
         let mut json = Vec::new();
-        records()[0].write_json_with_id("", &mut json).unwrap();
+        records()[0]
+            .write_json_with_id(Some(""), &mut json)
+            .unwrap();
         // The saved state is taken whatever the parts' cut; a JSON that does not start with
         // the constant block (another schema, shorter than it) is hashed from the start.
         let mut other = json.clone();
