@@ -1316,9 +1316,46 @@ fn set_city<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
     a.country = seg.opt_borrowed(4);
 }
 
+/// The vectors of a member loop that has been used, emptied, for the next one to fill: a
+/// conversion reads thousands of member loops one after another, and each would otherwise
+/// allocate (and grow, and free) its coverage lists anew.
+#[derive(Debug, Default)]
+pub struct MemberSpare {
+    coverage_loops: Vec<CoverageLoop>,
+    coverages: Vec<Coverage>,
+    contacts: Vec<Contact>,
+    disabilities: Vec<Disability>,
+}
+
+impl MemberSpare {
+    /// Keeps `m`'s vectors (emptied) for [`member_loop_with`].
+    pub fn keep(&mut self, m: MemberLoop<'_>) {
+        let d = m.member.data;
+        self.coverage_loops = emptied(m.coverages);
+        self.coverages = emptied(d.coverages);
+        self.contacts = emptied(d.contacts);
+        self.disabilities = emptied(d.disabilities);
+    }
+}
+
+fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    v
+}
+
 /// Reads one member loop (as recorded by the validator) into the model.
 pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a>, DeriveError> {
+    member_loop_with(rec, std, &mut MemberSpare::default())
+}
+
+/// [`member_loop`] into the vectors `spare` kept from an earlier one.
+pub fn member_loop_with<'a>(
+    rec: &'a Record,
+    std: &Standards,
+    spare: &mut MemberSpare,
+) -> Result<MemberLoop<'a>, DeriveError> {
     use key::*;
+    use std::mem::take;
     let schema = &std.schema;
     let mut m = MemberLoop {
         member: MemberRead {
@@ -1327,7 +1364,12 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
             relationship: Relationship::SelfSubscriber,
             maintenance: MaintenanceType::Change,
             reason: None,
-            data: DataRead::default(),
+            data: DataRead {
+                contacts: emptied(take(&mut spare.contacts)),
+                disabilities: emptied(take(&mut spare.disabilities)),
+                coverages: emptied(take(&mut spare.coverages)),
+                ..DataRead::default()
+            },
             prior_name: None,
             prior_demographics: None,
         },
@@ -1336,7 +1378,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
         eligibility_begin: None,
         eligibility_end: None,
         division: None,
-        coverages: Vec::new(),
+        coverages: emptied(take(&mut spare.coverage_loops)),
         first: 0,
         last: 0,
     };
@@ -2117,6 +2159,50 @@ mod tests {
             let (a, b) = (ours(&j).unwrap_err(), derived(&j).unwrap_err());
             let cut = |s: &str| s.split(" at line").next().unwrap_or("").to_string();
             assert_eq!(cut(&a), cut(&b), "{j}");
+        }
+    }
+
+    #[test]
+    fn member_loops_read_into_kept_vectors_are_the_loops_read_fresh() {
+        use crate::check::{check_stream, Engine, Observer};
+        use crate::finding::Finding;
+        struct Both {
+            spare: MemberSpare,
+            members: usize,
+            most_coverages: usize,
+        }
+        impl Observer for Both {
+            fn finding(&mut self, _f: Finding) {}
+            fn member(&mut self, rec: &Record, std: &Standards) {
+                let fresh = member_loop(rec, std);
+                let kept = member_loop_with(rec, std, &mut self.spare);
+                assert_eq!(format!("{fresh:?}"), format!("{kept:?}"));
+                self.members += 1;
+                if let Ok(m) = kept {
+                    self.most_coverages = self.most_coverages.max(m.coverages.len());
+                    self.spare.keep(m);
+                }
+            }
+        }
+        let engine = Engine::embedded();
+        for (seed, full, error_rate) in [(3, false, 0.0), (4, true, 0.0), (5, false, 0.05)] {
+            let mut x12 = Vec::new();
+            let o = crate::gen::GenOptions {
+                size_mb: 0.3,
+                seed,
+                full,
+                error_rate,
+                sets: 2,
+            };
+            crate::gen::generate(&o, &mut x12).unwrap();
+            let mut both = Both {
+                spare: MemberSpare::default(),
+                members: 0,
+                most_coverages: 0,
+            };
+            check_stream(&engine, &x12[..], &mut both);
+            assert!(both.members > 100, "{seed}: {} members", both.members);
+            assert!(both.most_coverages > 1, "{seed}");
         }
     }
 
