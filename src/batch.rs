@@ -448,6 +448,8 @@ pub struct ConvertObserver<'o, S: Write> {
     screen: Option<crate::screen::Screen<'o>>,
     /// Byte buffers of merged pieces, for the next pieces ([`BufferPool`]).
     free: BufferPool,
+    /// The last member loop's vectors, for the next.
+    spare: changes::MemberSpare,
     pub summary: ConvertSummary,
 }
 
@@ -478,6 +480,7 @@ impl<'o, S: Write> ConvertObserver<'o, S> {
             error: None,
             screen: None,
             free: BufferPool::default(),
+            spare: changes::MemberSpare::default(),
             summary: ConvertSummary::default(),
         }
     }
@@ -776,25 +779,28 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = self.header.take() else { return };
-        let result = match self.screen.is_some() {
-            // The rules look at owned, sealed records.
-            true => changes::member_loop(rec, std)
-                .and_then(|m| changes::derive(&h, &m))
-                .map(|records| {
-                    if let Some(screen) = &mut self.screen {
-                        let out = screen.member(records, rec);
-                        self.write_screened(out);
-                    }
-                }),
-            // Without rules nothing needs the ids before they are written: each record is
-            // encoded from a view into the member loop and the header, its id computed from
-            // the JSON written (one serialization, no owned record).
-            false => changes::member_loop(rec, std).and_then(|m| {
-                changes::derive_views(&h, &m, &mut |v| {
-                    let res = self.write_spooled(&v, true);
-                    self.io(res);
-                })
-            }),
+        let result = match changes::member_loop_with(rec, std, &mut self.spare) {
+            Err(e) => Err(e),
+            Ok(m) => {
+                let result = match self.screen.is_some() {
+                    // The rules look at owned, sealed records.
+                    true => changes::derive(&h, &m).map(|records| {
+                        if let Some(screen) = &mut self.screen {
+                            let out = screen.member(records, rec);
+                            self.write_screened(out);
+                        }
+                    }),
+                    // Without rules nothing needs the ids before they are written: each
+                    // record is encoded from a view into the member loop and the header, its
+                    // id computed from the JSON written (one serialization, no owned record).
+                    false => changes::derive_views(&h, &m, &mut |v| {
+                        let res = self.write_spooled(&v, true);
+                        self.io(res);
+                    }),
+                };
+                self.spare.keep(m);
+                result
+            }
         };
         self.header = Some(h);
         match result {
@@ -885,6 +891,8 @@ pub struct ConvertPiece {
     errors: u64,
     issues: Vec<ConvertIssue>,
     error: Option<io::Error>,
+    /// The last member loop's vectors, for the next.
+    spare: changes::MemberSpare,
 }
 
 impl Observer for ConvertPiece {
@@ -905,15 +913,18 @@ impl Observer for ConvertPiece {
             &mut self.records,
             &mut self.error,
         );
-        let result = changes::member_loop(rec, std).and_then(|m| {
-            changes::derive_views(h, &m, &mut |v| match encoder.encode_into(&v, true, bytes) {
-                Ok(()) => *records += 1,
-                Err(e) => {
-                    if error.is_none() {
-                        *error = Some(e);
+        let result = changes::member_loop_with(rec, std, &mut self.spare).and_then(|m| {
+            let result =
+                changes::derive_views(h, &m, &mut |v| match encoder.encode_into(&v, true, bytes) {
+                    Ok(()) => *records += 1,
+                    Err(e) => {
+                        if error.is_none() {
+                            *error = Some(e);
+                        }
                     }
-                }
-            })
+                });
+            self.spare.keep(m);
+            result
         });
         match result {
             Ok(()) => {}
@@ -951,6 +962,7 @@ impl<S: Write> crate::split::Split for ConvertObserver<'_, S> {
             errors: 0,
             issues: Vec::new(),
             error: None,
+            spare: changes::MemberSpare::default(),
         })
     }
 

@@ -65,6 +65,17 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends `s`, which the caller knows needs no escape (a constant of eligo's own), as a JSON
+/// string: [`string`] without its scan.
+#[inline]
+pub fn plain_string(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// True when `b` holds a byte [`string`] escapes (a control character, `"` or `\\`). Eight
 /// bytes at a time: this runs over every value of every record.
 #[inline]

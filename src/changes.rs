@@ -565,7 +565,7 @@ impl ChangeRecord {
     /// (`status`, `invoice_period`) is not content: it depends on the day and configuration.
     pub fn compute_id(&self) -> String {
         let mut json = Vec::with_capacity(1024);
-        let id = match self.write_json_with_id("", &mut json) {
+        let id = match self.write_json_with_id(Some(""), &mut json) {
             Ok(spans) => id_hex(&[&json[..spans.content_end], b"}"]),
             // Serializing cannot fail into a Vec; if it did, the id is that of an empty document.
             Err(_) => id_hex(&[]),
@@ -584,7 +584,7 @@ impl ChangeRecord {
     /// its parts are. Written by hand at the top level so that one serialization gives both the
     /// id and the output line (see [`ChangeRecord::write_json_sealing`]).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        self.write_json_with_id(&self.change_id, out)
+        self.write_json_with_id(Some(&self.change_id), out)
     }
 
     /// Appends the JSON of the record sealed: with `change_id` computed from this very JSON
@@ -595,7 +595,11 @@ impl ChangeRecord {
         self.view().write_json_sealing(out)
     }
 
-    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
+    fn write_json_with_id(
+        &self,
+        id: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<JsonSpans> {
         self.view().write_json_with_id(id, out)
     }
 
@@ -678,13 +682,13 @@ impl RecordView<'_> {
 
     /// [`ChangeRecord::write_json`] of the record viewed.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        self.write_json_with_id(self.change_id, out)
+        self.write_json_with_id(Some(self.change_id), out)
     }
 
     /// [`ChangeRecord::write_json_sealing`] of the record viewed: `change_id` is computed from
     /// the JSON written, whatever `self.change_id` says.
     pub fn write_json_sealing(&self, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        let spans = self.write_json_with_id(ID_PLACEHOLDER, out)?;
+        let spans = self.write_json_with_id(None, out)?;
         let id = id_hex(&[
             &out[spans.record.start..spans.change_id.start],
             &out[spans.change_id.end..spans.content_end],
@@ -694,14 +698,28 @@ impl RecordView<'_> {
         Ok(spans)
     }
 
-    fn write_json_with_id(&self, id: &str, out: &mut Vec<u8>) -> serde_json::Result<JsonSpans> {
-        use crate::changejson::{json_key, Json, Object};
+    /// `id: None` writes [`ID_PLACEHOLDER`].
+    fn write_json_with_id(
+        &self,
+        id: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<JsonSpans> {
+        use crate::changejson::{json_key, plain_string, string, Json, Object};
         let start = out.len();
         let mut o = Object::begin(out);
-        o.field(json_key!("schema"), self.schema);
+        // The schema eligo writes and the placeholder need no escapes: no scan for them.
+        o.key(json_key!("schema"));
+        if self.schema == SCHEMA_VERSION {
+            plain_string(o.out, SCHEMA_VERSION);
+        } else {
+            string(o.out, self.schema);
+        }
         o.key(json_key!("change_id"));
         let id_start = o.out.len() + 1;
-        crate::changejson::string(o.out, id);
+        match id {
+            Some(id) => string(o.out, id),
+            None => plain_string(o.out, ID_PLACEHOLDER),
+        }
         let change_id = id_start..o.out.len() - 1;
         o.field(json_key!("kind"), &self.kind);
         o.field(json_key!("effective_date"), &self.effective_date);
@@ -736,7 +754,7 @@ impl RecordView<'_> {
         {
             // The derive is the definition: check every record debug builds write against it.
             let mut probe = self.to_record();
-            probe.change_id = id.to_string();
+            probe.change_id = id.unwrap_or(ID_PLACEHOLDER).to_string();
             let want = serde_json::to_vec(&probe)?;
             debug_assert!(
                 out[spans.record.clone()] == want[..],
@@ -850,14 +868,25 @@ fn id_hex(parts: &[&[u8]]) -> [u8; 64] {
             h.update(p);
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (i, b) in h.finalize().iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(h.finalize().iter()) {
+        pair.copy_from_slice(&HEX_PAIRS[b as usize]);
     }
     out
 }
+
+/// The two lower-case hex digits of every byte. One load per byte of the digest instead of
+/// two shifts or masks and two lookups: every record's id is 32 bytes of hex.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 15]];
+        b += 1;
+    }
+    t
+};
 
 /// Why a member loop could not be turned into changes. Never carries member data: it names the
 /// segment position and element, not the value.
@@ -1287,9 +1316,46 @@ fn set_city<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
     a.country = seg.opt_borrowed(4);
 }
 
+/// The vectors of a member loop that has been used, emptied, for the next one to fill: a
+/// conversion reads thousands of member loops one after another, and each would otherwise
+/// allocate (and grow, and free) its coverage lists anew.
+#[derive(Debug, Default)]
+pub struct MemberSpare {
+    coverage_loops: Vec<CoverageLoop>,
+    coverages: Vec<Coverage>,
+    contacts: Vec<Contact>,
+    disabilities: Vec<Disability>,
+}
+
+impl MemberSpare {
+    /// Keeps `m`'s vectors (emptied) for [`member_loop_with`].
+    pub fn keep(&mut self, m: MemberLoop<'_>) {
+        let d = m.member.data;
+        self.coverage_loops = emptied(m.coverages);
+        self.coverages = emptied(d.coverages);
+        self.contacts = emptied(d.contacts);
+        self.disabilities = emptied(d.disabilities);
+    }
+}
+
+fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    v
+}
+
 /// Reads one member loop (as recorded by the validator) into the model.
 pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a>, DeriveError> {
+    member_loop_with(rec, std, &mut MemberSpare::default())
+}
+
+/// [`member_loop`] into the vectors `spare` kept from an earlier one.
+pub fn member_loop_with<'a>(
+    rec: &'a Record,
+    std: &Standards,
+    spare: &mut MemberSpare,
+) -> Result<MemberLoop<'a>, DeriveError> {
     use key::*;
+    use std::mem::take;
     let schema = &std.schema;
     let mut m = MemberLoop {
         member: MemberRead {
@@ -1298,7 +1364,12 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
             relationship: Relationship::SelfSubscriber,
             maintenance: MaintenanceType::Change,
             reason: None,
-            data: DataRead::default(),
+            data: DataRead {
+                contacts: emptied(take(&mut spare.contacts)),
+                disabilities: emptied(take(&mut spare.disabilities)),
+                coverages: emptied(take(&mut spare.coverages)),
+                ..DataRead::default()
+            },
             prior_name: None,
             prior_demographics: None,
         },
@@ -1307,7 +1378,7 @@ pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a
         eligibility_begin: None,
         eligibility_end: None,
         division: None,
-        coverages: Vec::new(),
+        coverages: emptied(take(&mut spare.coverage_loops)),
         first: 0,
         last: 0,
     };
@@ -2092,6 +2163,57 @@ mod tests {
     }
 
     #[test]
+    fn member_loops_read_into_kept_vectors_are_the_loops_read_fresh() {
+        use crate::check::{check_stream, Engine, Observer};
+        use crate::finding::Finding;
+        struct Both {
+            spare: MemberSpare,
+            members: usize,
+            most_coverages: usize,
+        }
+        impl Observer for Both {
+            fn finding(&mut self, _f: Finding) {}
+            fn member(&mut self, rec: &Record, std: &Standards) {
+                let fresh = member_loop(rec, std);
+                let kept = member_loop_with(rec, std, &mut self.spare);
+                assert_eq!(format!("{fresh:?}"), format!("{kept:?}"));
+                self.members += 1;
+                if let Ok(m) = kept {
+                    self.most_coverages = self.most_coverages.max(m.coverages.len());
+                    self.spare.keep(m);
+                }
+            }
+        }
+        let engine = Engine::embedded();
+        for (seed, full, error_rate) in [(3, false, 0.0), (4, true, 0.0), (5, false, 0.05)] {
+            let mut x12 = Vec::new();
+            let o = crate::gen::GenOptions {
+                size_mb: 0.3,
+                seed,
+                full,
+                error_rate,
+                sets: 2,
+            };
+            crate::gen::generate(&o, &mut x12).unwrap();
+            let mut both = Both {
+                spare: MemberSpare::default(),
+                members: 0,
+                most_coverages: 0,
+            };
+            check_stream(&engine, &x12[..], &mut both);
+            assert!(both.members > 100, "{seed}: {} members", both.members);
+            assert!(both.most_coverages > 1, "{seed}");
+        }
+    }
+
+    #[test]
+    fn hex_pairs_are_the_lower_case_hex_of_every_byte() {
+        for b in 0..=255u8 {
+            assert_eq!(HEX_PAIRS[b as usize][..], *format!("{b:02x}").as_bytes());
+        }
+    }
+
+    #[test]
     fn ids_resumed_after_the_first_block_are_the_defined_ids() {
         assert!(ID_FIRST_BLOCK.starts_with(SCHEMA_VERSION.as_bytes()));
         let plain = |json: &[u8]| {
@@ -2102,7 +2224,9 @@ mod tests {
             hex
         };
         let mut json = Vec::new();
-        records()[0].write_json_with_id("", &mut json).unwrap();
+        records()[0]
+            .write_json_with_id(Some(""), &mut json)
+            .unwrap();
         // The saved state is taken whatever the parts' cut; a JSON that does not start with
         // the constant block (another schema, shorter than it) is hashed from the start.
         let mut other = json.clone();
