@@ -6,8 +6,29 @@ use std::fs;
 use std::io::{self, Seek, Write};
 use std::path::Path;
 
-/// Writes `data` to `path` atomically. `private` creates the file with mode 0600.
+/// Whether `path` names something other than a regular file or a folder: a character device
+/// such as `/dev/null`, a FIFO, a socket (symbolic links followed, so `/dev/stdout` counts).
+/// Such a destination is written in place: renaming a temporary file onto it would replace the
+/// device or pipe with a plain file (run as root, `-o /dev/null` would leave every program on
+/// the machine writing into a file), and nothing there can be half-replaced anyway.
+pub fn is_stream(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| {
+        let t = m.file_type();
+        !t.is_file() && !t.is_dir()
+    })
+}
+
+/// Opens a destination that [`is_stream`] for writing, as it is.
+pub fn open_stream(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).open(path)
+}
+
+/// Writes `data` to `path` atomically. `private` creates the file with mode 0600. A device or
+/// pipe ([`is_stream`]) is written in place.
 pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
+    if is_stream(path) {
+        return open_stream(path)?.write_all(data);
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -24,7 +45,9 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
 }
 
 /// A file written in place of `path` only when [`AtomicFile::commit`] is called: for outputs too
-/// large to hold in memory. Dropping it without committing removes the temporary file.
+/// large to hold in memory. Dropping it without committing removes the temporary file. Callers
+/// that take a destination from the user check [`is_stream`] first: a device or pipe cannot be
+/// replaced by a rename.
 pub struct AtomicFile {
     tmp: tempfile::NamedTempFile,
     path: std::path::PathBuf,
@@ -173,6 +196,24 @@ mod tests {
         }
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_written_in_place_not_replaced() {
+        // Through a link, so that a regression replaces the link, not /dev/null.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &p).unwrap();
+        assert!(is_stream(&p));
+        write_atomic(&p, b"gone", true).unwrap();
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert!(fs::read(&p).unwrap().is_empty());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        // Regular files, folders and paths that do not exist yet are not streams.
+        let f = d.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        assert!(!is_stream(&f) && !is_stream(d.path()) && !is_stream(&d.path().join("new")));
     }
 
     #[test]

@@ -553,6 +553,14 @@ fn cmd_convert(
     plan: Option<&RulePlan>,
 ) -> ExitCode {
     let result = match output {
+        // A device or pipe (`-o /dev/null`, `-o /dev/stdout`) is written as stdout is: through
+        // the spool, since what reached it cannot be taken back (eligo::fsio::is_stream).
+        Some(p) if eligo::fsio::is_stream(p) => eligo::fsio::open_stream(p).and_then(|f| {
+            let out = BufWriter::with_capacity(1 << 16, f);
+            let (status, out) = convert_all(files, format, out, plan, None)?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            Ok(status)
+        }),
         Some(p) => eligo::fsio::AtomicFile::create(p, true).and_then(|f| {
             // The output file is only renamed into place when complete: records may go
             // straight to it rather than through a spool (eligo::batch::ConvertObserver::direct).

@@ -196,3 +196,61 @@ fn config_check_reports_every_problem_with_its_path() {
         "{err}"
     );
 }
+
+/// `-o` naming a device or a pipe writes into it; it must not rename a temporary file over it
+/// (run as root, `convert -o /dev/null` once replaced the machine's /dev/null with a plain
+/// file). Checked through a symbolic link to /dev/null, so that a regression replaces the link
+/// in a temporary folder rather than /dev/null, and through a FIFO, whose reader must get
+/// exactly what stdout gets.
+#[cfg(unix)]
+#[test]
+fn output_to_a_device_or_pipe_is_written_in_place() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let null = dir.path().join("null");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    let sample = "samples/834/clean-change.x12";
+    for args in [["convert", sample], ["ack", sample]] {
+        let st = eligo().args(args).arg("-o").arg(&null).status().unwrap();
+        assert!(st.success(), "{args:?}");
+        let link = std::fs::symlink_metadata(&null).unwrap();
+        assert!(link.file_type().is_symlink(), "{args:?} replaced the link");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "{args:?}"
+        );
+    }
+
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("mkfifo not available: FIFO case skipped");
+        return;
+    }
+    let want = eligo().args(["convert", sample]).output().unwrap();
+    assert!(want.status.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        })
+    };
+    let st = eligo()
+        .args(["convert", sample, "-o"])
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let got = reader.join().unwrap();
+    assert!(!got.is_empty());
+    assert!(got == want.stdout, "the FIFO got other bytes than stdout");
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(meta.file_type().is_fifo(), "the FIFO was replaced");
+}
