@@ -328,26 +328,11 @@ fn business_rows(out: &mut Vec<u8>, e: &RowFields, opts: ReportOptions, num: &mu
     }
 }
 
-/// Appends `v` in decimal, as `Display` writes it.
-fn digits(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
 /// A comma and a number cell (empty for `None`).
 fn number_cell(out: &mut Vec<u8>, v: Option<u64>) {
     out.push(b',');
     if let Some(v) = v {
-        digits(out, v);
+        crate::changejson::uint(out, v);
     }
 }
 
@@ -356,19 +341,19 @@ fn number_cell(out: &mut Vec<u8>, v: Option<u64>) {
 fn element_cell(out: &mut Vec<u8>, p: Option<crate::finding::ElementPos>) {
     out.push(b',');
     let Some(p) = p else { return };
-    digits(out, u64::from(p.element));
+    crate::changejson::uint(out, u64::from(p.element));
     match (p.component, p.repetition) {
         (Some(c), r) => {
             out.push(b':');
-            digits(out, u64::from(c));
+            crate::changejson::uint(out, u64::from(c));
             if let Some(r) = r {
                 out.push(b':');
-                digits(out, u64::from(r));
+                crate::changejson::uint(out, u64::from(r));
             }
         }
         (None, Some(r)) => {
             out.extend_from_slice(b"::");
-            digits(out, u64::from(r));
+            crate::changejson::uint(out, u64::from(r));
         }
         (None, None) => {}
     }
