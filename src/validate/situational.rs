@@ -219,6 +219,17 @@ impl Qual {
         }
     }
 
+    /// Is `v`, whose [`crate::schema::pack`] is `packed`, this code? One integer comparison
+    /// when the code packs (codes are a few bytes long): the value is packed once for all the
+    /// codes it is compared with.
+    #[inline(always)]
+    fn is(&self, v: &[u8], packed: Option<u64>) -> bool {
+        match self.key {
+            Some(k) => packed == Some(k),
+            None => short_eq(&self.bytes, v),
+        }
+    }
+
     /// Does element `element` of record segment `i` hold this code?
     #[inline]
     fn matches(&self, rec: &Record, i: usize, element: usize) -> bool {
@@ -253,6 +264,50 @@ impl Target {
         qs.iter()
             .any(|q| (by_bytes || q.key.is_none()) && short_eq(&q.bytes, v))
     }
+}
+
+/// The codes of the targets that one element of segments with one ID must hold, where they are
+/// compared by value rather than by the segment's packed qualifier ([`UNPACKED_QUAL`]): `INS03`
+/// is `024`, `025` or `021`, `INS05` is `C`. [`Index::build`] reads and packs the element once
+/// for all of them, where testing each target read it again and compared it byte by byte.
+#[derive(Debug, Clone)]
+struct ByElem {
+    key: u64,
+    element: usize,
+    /// Each code with the target it is one of.
+    codes: Vec<(Qual, usize)>,
+}
+
+/// The [`ByElem`] groups of `targets`' codes that are matched by bytes: every qualifier of a
+/// target on an element other than 1, and those that do not pack of one on element 1.
+fn by_elem(targets: &[Target]) -> Vec<ByElem> {
+    let mut groups: Vec<ByElem> = Vec::new();
+    for (t, target) in targets.iter().enumerate() {
+        let Some(qs) = &target.quals else { continue };
+        for q in qs {
+            if target.element == 1 && q.key.is_some() {
+                continue;
+            }
+            let at = groups
+                .iter()
+                .position(|g| g.key == target.key && g.element == target.element);
+            let g = match at {
+                Some(n) => &mut groups[n],
+                None => {
+                    groups.push(ByElem {
+                        key: target.key,
+                        element: target.element,
+                        codes: Vec::new(),
+                    });
+                    let last = groups.len() - 1;
+                    &mut groups[last]
+                }
+            };
+            g.codes.push((q.clone(), t));
+        }
+    }
+    groups.sort_by_key(|g| (g.key, g.element));
+    groups
 }
 
 /// [`RuleSet::by_key`]'s qualifier for a target that takes any qualifier, and for one with a
@@ -378,7 +433,8 @@ impl Slot {
 }
 
 /// A list of codes, compared with a value by length and bytes (the codes rules list are a
-/// few bytes long, so this beats packing the value first).
+/// few bytes long, so this beats packing the value first: measured, packing the value for
+/// one integer comparison per code cost `check` 4 M more instructions on 10 MB).
 #[derive(Debug, Clone, Default)]
 struct Codes(Vec<Box<[u8]>>);
 
@@ -609,6 +665,9 @@ struct RulePlan {
 /// Entries of [`Index::masks`] (a power of two).
 const MASKS: usize = 128;
 
+/// Entries of [`Index::shapes`] (a power of two).
+const SHAPES: usize = 32;
+
 /// One record's segments sorted into the rule set's [`Target`]s, and its loop instances into
 /// the rule set's [`LoopRef`]s: built once per member (and once per set for the header), so
 /// that every lookup a rule makes is one table read.
@@ -647,10 +706,17 @@ pub struct Index {
     /// `head_fire`), in rule order, each with its [`RulePlan::member_need`]: computed with
     /// `head_fire`, so that a member walks only these and tests each one's needs with a mask.
     live: Vec<(u32, Option<u64>)>,
-    /// For each schema segment, its packed ID and the range of [`RuleSet::by_key`] entries for
-    /// that ID: looked up once per set rather than once per recorded segment (a recorded
-    /// segment whose ID differs from its schema segment's is looked up itself).
-    slots: Vec<(u64, u32, u32)>,
+    /// The `live` rules whose member needs a member of a given shape ([`Index::present`])
+    /// holds: a direct-mapped table of [`SHAPES`] entries `(present, rules)`, filled on first
+    /// use and emptied whenever `live` changes ([`Index::may_fire`]). Members are of a few
+    /// shapes (a subscriber with coverage, a dependent, a termination), so most of them walk a
+    /// list of the rules that may fire instead of testing every live rule's needs.
+    shapes: Vec<(Option<u64>, Vec<u32>)>,
+    /// For each schema segment, its packed ID and the ranges of [`RuleSet::by_key`] and
+    /// [`RuleSet::by_elem`] entries for that ID: looked up once per set rather than once per
+    /// recorded segment (a recorded segment whose ID differs from its schema segment's is
+    /// looked up itself).
+    slots: Vec<(u64, u32, u32, u32, u32)>,
     /// The targets a schema segment's recorded segments match by packed qualifier or any
     /// qualifier, as a mask, for the pairs (schema segment, qualifier) met so far: a
     /// direct-mapped table of [`MASKS`] entries `(schema segment + 1, qualifier, mask)`, used
@@ -681,6 +747,31 @@ impl Index {
         self.head.clear();
         self.head_fire.clear();
         self.live.clear();
+        self.shapes.clear();
+    }
+
+    /// The entry of [`Index::shapes`] that lists the `live` rules this member may fire in,
+    /// as far as its needs as a mask tell: a rule whose needs the mask does not cover
+    /// ([`RulePlan::member_need`] `None`) is listed, and its needs are tested by the caller.
+    fn may_fire(&mut self) -> usize {
+        if self.shapes.len() != SHAPES {
+            self.shapes.clear();
+            self.shapes.resize_with(SHAPES, Default::default);
+        }
+        let present = self.present;
+        let h = (present.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize & (SHAPES - 1);
+        let (shape, rules) = &mut self.shapes[h];
+        if *shape != Some(present) {
+            *shape = Some(present);
+            rules.clear();
+            rules.extend(
+                self.live
+                    .iter()
+                    .filter(|(_, need)| need.is_none_or(|m| present & m == m))
+                    .map(|&(r, _)| r),
+            );
+        }
+        h
     }
 
     fn build(&mut self, rules: &RuleSet, schema: &Schema, header: &Record, rec: &Record) {
@@ -691,10 +782,13 @@ impl Index {
         };
         if self.slots.len() != schema.segments.len() || self.loop_slots.len() != schema.loops.len()
         {
+            let by_elem = rules.by_elem.as_slice();
             self.slots.clear();
             self.slots.extend(schema.segments.iter().map(|d| {
                 let (lo, hi) = range(d.key);
-                (d.key, lo as u32, hi as u32)
+                let elo = by_elem.partition_point(|g| g.key < d.key);
+                let ehi = elo + by_elem[elo..].partition_point(|g| g.key == d.key);
+                (d.key, lo as u32, hi as u32, elo as u32, ehi as u32)
             }));
             self.masks.clear();
             self.loop_slots.clear();
@@ -738,11 +832,13 @@ impl Index {
         self.first_in.clear();
         self.first_in.resize(rows as usize * width, NONE);
         for (i, rs) in rec.segs.iter().enumerate() {
-            let (lo, hi, memo) = match self.slots.get(rs.seg_ix) {
-                Some(&(key, lo, hi)) if key == rs.key => (lo as usize, hi as usize, true),
+            let (lo, hi, elems, memo) = match self.slots.get(rs.seg_ix) {
+                Some(&(key, lo, hi, elo, ehi)) if key == rs.key => {
+                    (lo as usize, hi as usize, elo as usize..ehi as usize, true)
+                }
                 _ => {
                     let (lo, hi) = range(rs.key);
-                    (lo, hi, false)
+                    (lo, hi, 0..0, false)
                 }
             };
             if lo == hi {
@@ -763,14 +859,15 @@ impl Index {
                     *e = (slot, rs.qual, mask);
                 }
                 let mut hits = e.2;
-                // The entries matched by an element's bytes sort after the packed qualifiers
-                // (with those for any qualifier, already in the mask), at the range's end.
-                for &(_, q, t) in by_key[lo..hi].iter().rev() {
-                    if q < UNPACKED_QUAL {
-                        break;
-                    }
-                    if q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i) {
-                        hits |= 1 << t;
+                // The targets matched by an element's value ([`UNPACKED_QUAL`]): each element
+                // read and packed once.
+                for g in rules.by_elem.get(elems).unwrap_or_default() {
+                    let v = rec.element(i, g.element);
+                    let packed = crate::schema::pack(v);
+                    for (q, t) in &g.codes {
+                        if q.is(v, packed) {
+                            hits |= 1 << t;
+                        }
                     }
                 }
                 while hits != 0 {
@@ -865,6 +962,9 @@ pub struct RuleSet {
     /// match. A target for any qualifier has [`ANY_QUAL`]; one with a qualifier too long to pack
     /// has [`UNPACKED_QUAL`] (and is matched by its bytes).
     by_key: Vec<(u64, u64, usize)>,
+    /// The [`UNPACKED_QUAL`] entries of `by_key` grouped by segment ID and element, sorted by
+    /// ID ([`ByElem`]).
+    by_elem: Vec<ByElem>,
     /// Every loop the rules name (scopes and `loop` conditions).
     loops: Vec<LoopRef>,
     /// The targets of segment scopes (`segment:N4`), whose segments [`Index::seg_scopes`]
@@ -1027,6 +1127,7 @@ impl RuleSet {
         }
         by_key.sort_unstable();
         by_key.dedup();
+        let by_elem = by_elem(&targets);
         let mut seg_scope_of = vec![NONE; targets.len()];
         for (n, &t) in seg_scopes.iter().enumerate() {
             seg_scope_of[t] = n as u32;
@@ -1053,6 +1154,7 @@ impl RuleSet {
             rules,
             targets,
             by_key,
+            by_elem,
             loops,
             seg_scopes,
             seg_scope_of,
@@ -1088,6 +1190,7 @@ impl RuleSet {
         if state.index.head_fire.len() != self.rules.len() {
             self.header_fire(schema, header, &mut state.index);
         }
+        let shape = state.index.may_fire();
         let index = &state.index;
         let ctx = Ctx {
             schema,
@@ -1097,13 +1200,9 @@ impl RuleSet {
             index,
             closing_position,
         };
-        for &(r, need) in &index.live {
+        for &r in &index.shapes[shape].1 {
             let rule = &self.rules[r as usize];
-            let fires = match need {
-                Some(m) => index.present & m == m,
-                None => ctx.member_may_fire(rule),
-            };
-            if !fires {
+            if rule.plan.member_need.is_none() && !ctx.member_may_fire(rule) {
                 continue;
             }
             match &rule.scope {
@@ -1150,6 +1249,7 @@ impl RuleSet {
         };
         fire.extend(self.rules.iter().map(|r| ctx.header_may_fire(r)));
         index.live.clear();
+        index.shapes.clear();
         for (n, (rule, &head_fire)) in self.rules.iter().zip(&fire).enumerate() {
             if !matches!(rule.scope, Scope::Header) && head_fire {
                 index.live.push((n as u32, rule.plan.member_need));
@@ -1295,6 +1395,11 @@ impl Ctx<'_> {
         Some(self.record(s.area).element(i, s.element))
     }
 
+    /// Evaluates `p`. The leaf tests that most `when`s and `require`s are (a value, a present
+    /// element, a segment) inline, where they are asked; the rest out of line
+    /// ([`Ctx::eval_rest`]). A call per test, with the frame the whole evaluator needs, cost
+    /// about as much as the test itself.
+    #[inline(always)]
     fn eval(&self, p: &Plan, scope: Option<u32>, seg: Option<usize>) -> bool {
         match p {
             Plan::Value { of, in_, not_in } => {
@@ -1306,6 +1411,15 @@ impl Ctx<'_> {
                 Some(inst) => self.index.in_instance(self.rules, self.member, inst, *t) != NONE,
                 None => self.index.first[*t] != NONE,
             },
+            _ => self.eval_rest(p, scope, seg),
+        }
+    }
+
+    /// [`Ctx::eval`] of the tests that are not leaves, and of the rarer leaves.
+    #[inline(never)]
+    fn eval_rest(&self, p: &Plan, scope: Option<u32>, seg: Option<usize>) -> bool {
+        match p {
+            Plan::Value { .. } | Plan::Present(_) | Plan::Segment(_) => self.eval(p, scope, seg),
             Plan::Loop { slot, where_ } => self.eval_loop(*slot, where_.as_deref(), scope),
             Plan::Pattern(of, is) => self.value(of, scope, seg).is_none_or(|v| is.matches(v)),
             Plan::DateOrder(earlier, later) => self.eval_dates(earlier, later, scope, seg),
@@ -1367,6 +1481,9 @@ impl Ctx<'_> {
             .all(|n| n.header || self.index.first[n.target] != NONE)
     }
 
+    /// Inline in [`RuleSet::check_member`]'s loops, which call it for every scope of every
+    /// rule that may fire: the call cost a fifth of what the (mostly passing) tests do.
+    #[inline(always)]
     fn apply(&self, rule: &Rule, scope: Option<u32>, seg: Option<usize>, out: &mut Vec<Finding>) {
         let p = &rule.plan;
         if let Some(w) = p.when.as_ref().filter(|_| !p.when_header) {
@@ -2083,6 +2200,24 @@ mod tests {
         out.join("~").into_bytes()
     }
 
+    /// The headers and members of generated file `seed`, broken by [`mutate`].
+    fn mutated_records(engine: &crate::check::Engine, seed: u64) -> Records {
+        let opts = crate::gen::GenOptions {
+            size_mb: 0.02,
+            seed,
+            full: seed % 3 == 0,
+            error_rate: (seed % 4 * 10) as f64,
+            sets: 1 + (seed % 2) as u32,
+        };
+        let mut x12 = Vec::new();
+        crate::gen::generate(&opts, &mut x12).unwrap();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let x12 = mutate(&x12, &mut rng, 5 + (seed % 5) as usize * 10);
+        let mut recs = Records::default();
+        crate::check::check_stream(engine, x12.as_slice(), &mut recs);
+        recs
+    }
+
     /// The compiled plans and the reference interpreter give the same findings, in the same
     /// order, for every member and header of many broken files; and between them the files
     /// make every rule fire.
@@ -2095,19 +2230,7 @@ mod tests {
         let mut fired: std::collections::BTreeSet<&str> = Default::default();
         let (mut members, mut findings) = (0, 0);
         for seed in 1..=80u64 {
-            let opts = crate::gen::GenOptions {
-                size_mb: 0.02,
-                seed,
-                full: seed % 3 == 0,
-                error_rate: (seed % 4 * 10) as f64,
-                sets: 1 + (seed % 2) as u32,
-            };
-            let mut x12 = Vec::new();
-            crate::gen::generate(&opts, &mut x12).unwrap();
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-            let x12 = mutate(&x12, &mut rng, 5 + (seed % 5) as usize * 10);
-            let mut recs = Records::default();
-            crate::check::check_stream(&engine, x12.as_slice(), &mut recs);
+            let recs = mutated_records(&engine, seed);
             let mut state = SetState::default();
             for (h, m) in &recs.members {
                 let header = &recs.header[*h];
@@ -2143,6 +2266,78 @@ mod tests {
             .filter(|id| !fired.contains(id) && !["834-S24F", "834-S24G"].contains(id))
             .collect();
         assert!(missing.is_empty(), "rules that never fired: {missing:?}");
+    }
+
+    /// The member index and the shape memo agree with the long way on broken files: every
+    /// target's first segment is the first that [`Target::matches`] finds (the codes matched
+    /// by value through [`RuleSet::by_elem`]), and the rules a member's shape lists
+    /// ([`Index::may_fire`]), less those without a mask whose needs then fail, are the live
+    /// rules whose needs hold, walked one by one. Several sets and many shapes per file, so that the memo's
+    /// entries are reused, replaced and emptied.
+    #[test]
+    fn shape_memo_agrees_with_the_needs() {
+        let engine = crate::check::Engine::embedded();
+        let std = &engine.standards[0];
+        let rules = RuleSet::from_json(crate::schema::embedded::X220A1_RULES).unwrap();
+        assert!(rules.targets.len() <= 64 && !rules.by_elem.is_empty());
+        let mut index = Index::default();
+        let (mut members, mut shapes) = (0, std::collections::BTreeSet::new());
+        for seed in 1..=60u64 {
+            let recs = mutated_records(&engine, seed);
+            let mut last_header = usize::MAX;
+            for (h, m) in &recs.members {
+                let header = &recs.header[*h];
+                if *h != last_header {
+                    index = index.for_next_set();
+                    last_header = *h;
+                }
+                index.build(&rules, &std.schema, header, m);
+                if index.head_fire.len() != rules.rules.len() {
+                    rules.header_fire(&std.schema, header, &mut index);
+                }
+                for (t, target) in rules.targets.iter().enumerate() {
+                    let first = (0..m.segs.len()).find(|&i| target.matches(m, i));
+                    assert_eq!(
+                        index.first[t],
+                        first.map_or(NONE, |i| i as u32),
+                        "seed {seed}, target {target:?}"
+                    );
+                }
+                let shape = index.may_fire();
+                shapes.insert(index.present);
+                let ctx = Ctx {
+                    schema: &std.schema,
+                    header,
+                    member: m,
+                    rules: &rules,
+                    index: &index,
+                    closing_position: 0,
+                };
+                // As [`RuleSet::check_member`] walks them: the mask is trusted where there is one.
+                let memo: Vec<u32> = index.shapes[shape]
+                    .1
+                    .iter()
+                    .copied()
+                    .filter(|&r| {
+                        let rule = &rules.rules[r as usize];
+                        rule.plan.member_need.is_some() || ctx.member_may_fire(rule)
+                    })
+                    .collect();
+                let walked: Vec<u32> = index
+                    .live
+                    .iter()
+                    .map(|&(r, _)| r)
+                    .filter(|&r| ctx.member_may_fire(&rules.rules[r as usize]))
+                    .collect();
+                assert_eq!(memo, walked, "seed {seed}, member at {:?}", m.segs.first());
+                members += 1;
+            }
+        }
+        assert!(
+            members > 1000 && shapes.len() > SHAPES,
+            "{members} members, {} shapes",
+            shapes.len()
+        );
     }
 
     #[test]
