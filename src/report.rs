@@ -428,7 +428,7 @@ impl RejectReport {
         sender: Option<&str>,
         r: &ChangeRecord,
         a: &Assessment,
-        raw: &[RawSegment],
+        raw: Vec<RawSegment>,
     ) {
         let (source, row) = match &r.source {
             SourceTrace::X12 {
@@ -468,7 +468,7 @@ impl RejectReport {
             source,
             row,
             findings: a.findings.clone(),
-            segments: raw.to_vec(),
+            segments: raw,
         });
     }
 

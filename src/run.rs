@@ -827,52 +827,115 @@ fn spooled(mut f: File) -> io::Result<impl Iterator<Item = io::Result<ChangeReco
 }
 
 fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
-    lines_of(f, false).map(|r| r.map(|(r, _)| r))
-}
-
-/// The records of a spool read from its start, each with its line (line break aside), for
-/// [`spool_spans`].
-type SpooledLines = Box<dyn Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>> + Send>;
-
-/// [`spooled`], each record with its line. For the spool's `last` reading, what has been read
-/// is handed back to the file system as the reading goes ([`Releasing`]), so nothing may read
-/// the spool after it.
-fn spooled_lines(mut f: File, last: bool) -> io::Result<SpooledLines> {
-    f.rewind()?;
-    Ok(if last {
-        Box::new(lines_of(Releasing::new(f), true))
-    } else {
-        Box::new(lines_of(f, true))
-    })
-}
-
-/// The records of a spool, each with a copy of its line when `keep` (else an empty vector).
-fn lines_of<R: Read>(
-    f: R,
-    keep: bool,
-) -> impl Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>> {
-    let mut r = BufReader::with_capacity(1 << 16, f);
-    let mut line = Vec::with_capacity(4096);
+    let mut r = SpoolReader::new(f);
+    let mut line = Lines::default();
     std::iter::from_fn(move || {
         line.clear();
-        match r.read_until(b'\n', &mut line) {
+        r.next(&mut line)
+    })
+}
+
+/// The spooled lines of a chunk's records (line breaks aside), one after another in one
+/// buffer, for [`spool_spans`].
+///
+/// Why: a vector per line cost an allocation and a free for every change of the run, and a
+/// copy of the line besides the one read; the buffers go back to the reading to be filled
+/// again ([`Ctx::emit_spooled`]).
+#[derive(Debug, Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes` (the last one at its end).
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Line `i`, if there are that many.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(before) => *self.ends.get(before)?,
+            None => 0,
+        };
+        self.bytes.get(start..end)
+    }
+
+    /// Where the next line starts.
+    fn end(&self) -> usize {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Removes the last line.
+    fn pop(&mut self) {
+        self.ends.pop();
+        self.bytes.truncate(self.end());
+    }
+
+    /// Moves the last line to the end of `to`.
+    fn move_last(&mut self, to: &mut Lines) {
+        if self.ends.is_empty() {
+            return;
+        }
+        let last = self.len() - 1;
+        if let Some(line) = self.get(last) {
+            to.bytes.extend_from_slice(line);
+            to.ends.push(to.bytes.len());
+        }
+        self.pop();
+    }
+}
+
+/// Reads a spool's records from where its reader is.
+struct SpoolReader<R> {
+    r: BufReader<R>,
+}
+
+impl<R: Read> SpoolReader<R> {
+    fn new(f: R) -> Self {
+        SpoolReader {
+            r: BufReader::with_capacity(1 << 16, f),
+        }
+    }
+
+    /// The next record, its line added to `lines` as their last (only when it decodes);
+    /// `None` at the spool's end.
+    fn next(&mut self, lines: &mut Lines) -> Option<io::Result<ChangeRecord>> {
+        let start = lines.end();
+        lines.bytes.truncate(start);
+        match self.r.read_until(b'\n', &mut lines.bytes) {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(e) => return Some(Err(e)),
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            Err(e) => {
+                lines.bytes.truncate(start);
+                return Some(Err(e));
             }
         }
-        let copy = if keep { line.clone() } else { Vec::new() };
-        Some(
-            ChangeRecord::from_json(&line)
-                .map(|r| (r, copy))
-                .map_err(io::Error::other),
-        )
-    })
+        if lines.bytes.last() == Some(&b'\n') {
+            lines.bytes.pop();
+            if lines.bytes.last() == Some(&b'\r') {
+                lines.bytes.pop();
+            }
+        }
+        match lines.bytes.get(start..).map(ChangeRecord::from_json) {
+            Some(Ok(r)) => {
+                lines.ends.push(lines.bytes.len());
+                Some(Ok(r))
+            }
+            Some(Err(e)) => {
+                lines.bytes.truncate(start);
+                Some(Err(io::Error::other(e)))
+            }
+            None => Some(Err(io::Error::other("a spooled line out of its buffer"))),
+        }
+    }
 }
 
 /// Appends what [`ChangeRecord::write_json`] writes for `r` to `out` (empty), from `line`, the
@@ -1024,14 +1087,19 @@ fn punch(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn punch(_file: &File, _offset: u64, _len: u64) {}
 
-/// The set a spooled X12 record came from.
-fn set_key(r: &ChangeRecord) -> SetKey {
+/// The set a spooled X12 record came from, borrowed from it (empty for a portal row).
+fn set_of(r: &ChangeRecord) -> (&str, &str, &str) {
     match &r.source {
         SourceTrace::X12 {
             isa13, gs06, st02, ..
-        } => (isa13.clone(), gs06.clone(), st02.clone()),
-        _ => Default::default(),
+        } => (isa13, gs06, st02),
+        _ => ("", "", ""),
     }
+}
+
+/// Whether `key` names the set `set`.
+fn same_set(key: &SetKey, set: (&str, &str, &str)) -> bool {
+    (key.0.as_str(), key.1.as_str(), key.2.as_str()) == set
 }
 
 /// The spooled records of one set, read again from the start of the spool.
@@ -1041,7 +1109,7 @@ fn set_records(
 ) -> io::Result<impl Iterator<Item = io::Result<ChangeRecord>>> {
     let key = key.clone();
     Ok(spooled(spool.try_clone()?)?.filter(move |r| match r {
-        Ok(r) => set_key(r) == key,
+        Ok(r) => same_set(&key, set_of(r)),
         Err(_) => true,
     }))
 }
@@ -1060,28 +1128,32 @@ struct Chunks {
 }
 
 impl Chunks {
-    /// Takes `r` (from `set`, whose rules count from `day`); returns the chunk to emit before
-    /// it when `r` starts a new one.
+    /// Takes `r` (from `set`, or from the set it names when `None`, whose rules count from
+    /// `day`); returns the chunk to emit before it when `r` starts a new one.
     fn push(
         &mut self,
         r: ChangeRecord,
-        set: &SetKey,
+        set: Option<&SetKey>,
         day: Option<NaiveDate>,
     ) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
+        let set = match set {
+            Some(k) => (k.0.as_str(), k.1.as_str(), k.2.as_str()),
+            None => set_of(&r),
+        };
+        let new_set = !same_set(&self.set, set);
         let cut = self.records.last().is_some_and(|last| {
-            self.set != *set
-                || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
+            new_set || (self.records.len() >= CHUNK && !crate::rules::same_family(last, &r))
         });
+        if new_set {
+            // Only where the set changes: not three strings copied per change.
+            self.set = (set.0.to_string(), set.1.to_string(), set.2.to_string());
+        }
         // The next chunk's vector is sized for a whole chunk (and a family beyond it): grown
         // by doubling, it moved every record again at each step.
         let done = cut.then(|| {
             let next = Vec::with_capacity(CHUNK + CHUNK / 16);
             (std::mem::replace(&mut self.records, next), self.day)
         });
-        if self.set != *set {
-            // Only where the set changes: not three strings cloned per change.
-            self.set = set.clone();
-        }
         self.day = day;
         self.records.push(r);
         done
@@ -1123,7 +1195,7 @@ impl Derived {
         } else if let Some(w) = &mut self.spool {
             serde_json::to_writer(&mut *w, &c).map_err(io::Error::other)?;
             io::Write::write_all(w, b"\n")?;
-        } else if let Some((chunk, day)) = self.chunks.push(c, &self.key, self.day) {
+        } else if let Some((chunk, day)) = self.chunks.push(c, Some(&self.key), self.day) {
             self.emitted += ctx.emit(file, sender, day, chunk)?;
         }
         Ok(())
@@ -1140,7 +1212,7 @@ impl Derived {
         if let Some(w) = self.spool.take() {
             let f = w.into_inner().map_err(|e| e.into_error())?;
             for r in spooled(f)? {
-                if let Some((chunk, day)) = self.chunks.push(r?, &self.key, self.day) {
+                if let Some((chunk, day)) = self.chunks.push(r?, Some(&self.key), self.day) {
                     self.emitted += ctx.emit(file, sender, day, chunk)?;
                 }
             }
@@ -1153,41 +1225,82 @@ impl Derived {
     }
 }
 
-/// Spooled records read back per channel message.
-const READ_AHEAD_CHUNK: usize = 256;
+/// A chunk of a spool's records cut ([`Chunks`]) with their lines, to be prepared.
+struct Cut {
+    records: Vec<ChangeRecord>,
+    lines: Lines,
+    day: Option<NaiveDate>,
+}
 
-/// Gives `apply` the spooled records in order, read back and decoded on a thread of their own
-/// a few chunks ahead: decoding a record's JSON costs about as much as a quarter of applying
-/// it, and the store's side of the apply (one store transaction) runs on one thread. At most 4 chunks wait, so
-/// memory stays bounded; the first error ends the reading. If `apply` stops early, the
-/// reader's next send fails and it stops too.
-fn with_spooled<T>(
-    spool: File,
+/// Reads a spool's records from its start (the `last` reading hands what it read back to the
+/// file system, [`Releasing`]), keeps those `route` gives a reference day (`Some`; it sees each
+/// record where it was decoded, which a move of a record, a kilobyte, costs), and
+/// sends them to `out` cut into chunks with their lines, reading each line straight into its
+/// chunk's buffer (taken from `free`, or new). Stops at the first error, which it sends, or
+/// when `out` is closed.
+fn cut_spool<F>(
+    mut spool: File,
     last: bool,
-    apply: impl FnOnce(&mut dyn Iterator<Item = io::Result<(ChangeRecord, Vec<u8>)>>) -> T,
-) -> io::Result<T> {
-    let records = spooled_lines(spool, last)?;
-    Ok(std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<io::Result<(ChangeRecord, Vec<u8>)>>>(4);
-        s.spawn(move || {
-            let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
-            for r in records {
-                let failed = r.is_err();
-                chunk.push(r);
-                if chunk.len() >= READ_AHEAD_CHUNK || failed {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
-                    if tx.send(full).is_err() || failed {
-                        return;
-                    }
-                }
+    mut route: F,
+    free: &std::sync::mpsc::Receiver<Lines>,
+    out: &std::sync::mpsc::SyncSender<io::Result<Cut>>,
+) where
+    F: FnMut(&ChangeRecord) -> Option<Option<NaiveDate>>,
+{
+    if let Err(e) = spool.rewind() {
+        let _ = out.send(Err(e));
+        return;
+    }
+    let input: Box<dyn Read> = if last {
+        Box::new(Releasing::new(spool))
+    } else {
+        Box::new(spool)
+    };
+    let mut reader = SpoolReader::new(input);
+    let fresh = || {
+        let mut l = free.try_recv().unwrap_or_default();
+        l.clear();
+        l
+    };
+    let mut chunks = Chunks::default();
+    // The lines of the records in `chunks`, in order (and of the record being read last).
+    let mut lines = fresh();
+    while let Some(r) = reader.next(&mut lines) {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
             }
-            if !chunk.is_empty() {
-                let _ = tx.send(chunk);
+        };
+        let Some(day) = route(&r) else {
+            lines.pop();
+            continue;
+        };
+        if let Some((records, day)) = chunks.push(r, None, day) {
+            // `r` is the first record of the next chunk: its line goes with it.
+            let mut next = fresh();
+            lines.move_last(&mut next);
+            let lines = std::mem::replace(&mut lines, next);
+            if out
+                .send(Ok(Cut {
+                    records,
+                    lines,
+                    day,
+                }))
+                .is_err()
+            {
+                return;
             }
-        });
-        let mut records = rx.into_iter().flatten();
-        apply(&mut records)
-    }))
+        }
+    }
+    if let Some((records, day)) = chunks.finish() {
+        let _ = out.send(Ok(Cut {
+            records,
+            lines,
+            day,
+        }));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1318,6 +1431,17 @@ impl Batch {
     }
 }
 
+/// Adds one to `name`'s count; the name is copied only the first time it is counted (a
+/// change's kind and its rules' ids were copied for every change).
+fn count(counts: &mut BTreeMap<String, u64>, name: &str) {
+    match counts.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(name.to_string(), 1);
+        }
+    }
+}
+
 /// The log's reason for moving a change into run `run_id`'s batch.
 fn batch_reason(run_id: i64) -> String {
     format!("batch run-{run_id:06}")
@@ -1439,7 +1563,7 @@ struct Prepared {
     /// cost as much as a tenth of the apply.)
     records: Vec<ChangeRecord>,
     /// The records' lines as spooled, one per record, or none (records not read from a spool).
-    lines: Vec<Vec<u8>>,
+    lines: Lines,
     verdicts: Vec<Verdict>,
     /// The changes' JSON, one after another.
     json: String,
@@ -1526,7 +1650,7 @@ impl Prep {
         actx: &RuleContext,
         file: &FileRow,
         changes: Vec<ChangeRecord>,
-        mut lines: Vec<Vec<u8>>,
+        mut lines: Lines,
         mut p: Prepared,
     ) -> Prepared {
         let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
@@ -1540,7 +1664,7 @@ impl Prep {
         p.csv.clear();
         p.failed = None;
         for (i, (r, a)) in p.records.iter_mut().zip(assessed).enumerate() {
-            let line = p.lines.get(i).map(Vec::as_slice);
+            let line = p.lines.get(i);
             let v = self.prepare_one(file, actx.sender, (r, line), a, &mut p.json, &mut p.csv);
             match v {
                 Ok(v) => p.verdicts.push(v),
@@ -1584,7 +1708,7 @@ impl Prep {
             }
             self.rows = rows;
             if on_page {
-                self.report.add_change(&file.name, sender, r, &a, &raw);
+                self.report.add_change(&file.name, sender, r, &a, raw);
             } else {
                 self.report.not_shown += 1;
             }
@@ -1597,7 +1721,8 @@ impl Prep {
             _ => None,
         };
         r.status = Some(a.status);
-        r.invoice_period = a.invoice_period.clone();
+        // The verdict's copy is not read again: it is moved, not copied.
+        r.invoice_period = a.invoice_period.take();
         // One encoding for the store's record and the batch's JSON Lines: the same text,
         // written by `ChangeRecord::write_json` (serde_json's bytes, without its generic
         // serializer), or the spooled line with the verdict written as it writes it; the
@@ -1665,14 +1790,15 @@ impl Ctx<'_> {
         };
         let mut p = self
             .prep
-            .prepare(&actx, file, changes, Vec::new(), Prepared::default());
+            .prepare(&actx, file, changes, Lines::default(), Prepared::default());
         self.record(file, &mut p)
     }
 
     /// [`Ctx::emit`] of a spool's records, in chunks ([`Chunks`]), as a pipeline over three
-    /// threads: one decodes the spool ([`with_spooled`]), one prepares each chunk ([`Prep`]),
-    /// and this one records what is prepared in the store, in order. `route` sees each record
-    /// (on the preparing thread) and gives it back with its set and reference day, or keeps it.
+    /// threads: one decodes the spool and cuts it into chunks ([`cut_spool`]), one prepares each
+    /// chunk ([`Prep`]), and this one records what is prepared in the store, in order. `route`
+    /// sees each record (on the decoding thread) and gives its reference day (`Some`), or `None`
+    /// to leave it out; a chunk holds the records of one set (the one each record names).
     /// The first error of any stage ends the pipeline and is returned: a record's error is met
     /// after the records before it are recorded, as in applying them one by one.
     fn emit_spooled<F>(
@@ -1681,68 +1807,55 @@ impl Ctx<'_> {
         sender: Option<&str>,
         spool: File,
         last: bool,
-        mut route: F,
+        route: F,
     ) -> Result<u64, RunError>
     where
-        F: FnMut(ChangeRecord) -> Option<(ChangeRecord, SetKey, Option<NaiveDate>)> + Send,
+        F: FnMut(&ChangeRecord) -> Option<Option<NaiveDate>> + Send,
     {
+        use std::sync::mpsc::sync_channel;
         let (cfg, as_of) = (self.cfg, self.as_of);
         // The preparing thread has the run's `Prep` meanwhile (`record` never uses it); it is
         // put back whatever happens.
         let mut prep = std::mem::replace(&mut self.prep, Prep::new(as_of, None));
         let result = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD);
+            let (tx, rx) = sync_channel::<Prepared>(PREPARED_AHEAD);
             // Chunks recorded come back to be prepared into: their buffers are reused, not
-            // allocated (and page-faulted) afresh for each chunk.
-            let (spent, recycled) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_AHEAD + 2);
+            // allocated (and page-faulted) afresh for each chunk; their lines' buffers go
+            // back to be read into.
+            let (spent, recycled) = sync_channel::<Prepared>(PREPARED_AHEAD + 2);
+            let (lines_back, free_lines) = sync_channel::<Lines>(PREPARED_AHEAD + 4);
+            // At most one chunk cut waits to be prepared (besides the one being cut).
+            let (cut_tx, cut_rx) = sync_channel::<io::Result<Cut>>(1);
+            let decode = s.spawn(move || cut_spool(spool, last, route, &free_lines, &cut_tx));
             let prep = &mut prep;
             let stage = s.spawn(move || {
-                let read = with_spooled(spool, last, |records| {
-                    let mut chunks = Chunks::default();
-                    // The lines of the records in `chunks`, in order.
-                    let mut lines = Vec::new();
-                    let mut prepare =
-                        |c: Vec<ChangeRecord>, l: Vec<Vec<u8>>, day: Option<NaiveDate>| {
-                            let actx = RuleContext {
-                                config: cfg,
-                                as_of,
-                                sender,
-                                file_date: day,
-                            };
-                            let spent = recycled.try_recv().unwrap_or_default();
-                            let p = prep.prepare(&actx, file, c, l, spent);
-                            let failed = p.failed.is_some();
-                            // A failed send means the store's side stopped on an error of its own,
-                            // which it returns.
-                            tx.send(p).is_ok() && !failed
-                        };
-                    for r in records {
-                        let (r, line) = match r {
-                            Ok(r) => r,
-                            Err(e) => {
-                                let _ = tx.send(Prepared::failed(e.into()));
-                                return;
-                            }
-                        };
-                        let Some((r, key, day)) = route(r) else {
-                            continue;
-                        };
-                        let done = chunks.push(r, &key, day);
-                        // `r` is the first record of the next chunk when `done` is the last.
-                        let done_lines = done.as_ref().map(|_| std::mem::take(&mut lines));
-                        lines.push(line);
-                        if let (Some((c, day)), Some(l)) = (done, done_lines) {
-                            if !prepare(c, l, day) {
-                                return;
-                            }
+                for cut in cut_rx {
+                    let Cut {
+                        records,
+                        lines,
+                        day,
+                    } = match cut {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = tx.send(Prepared::failed(e.into()));
+                            return;
                         }
+                    };
+                    let actx = RuleContext {
+                        config: cfg,
+                        as_of,
+                        sender,
+                        file_date: day,
+                    };
+                    let mut spent = recycled.try_recv().unwrap_or_default();
+                    let _ = lines_back.try_send(std::mem::take(&mut spent.lines));
+                    let p = prep.prepare(&actx, file, records, lines, spent);
+                    let failed = p.failed.is_some();
+                    // A failed send means the store's side stopped on an error of its own,
+                    // which it returns.
+                    if tx.send(p).is_err() || failed {
+                        return;
                     }
-                    if let Some((c, day)) = chunks.finish() {
-                        prepare(c, lines, day);
-                    }
-                });
-                if let Err(e) = read {
-                    let _ = tx.send(Prepared::failed(e.into()));
                 }
             });
             let mut total = 0;
@@ -1753,13 +1866,15 @@ impl Ctx<'_> {
                 let _ = spent.try_send(p);
                 Ok::<(), RunError>(())
             });
-            // Unblocks the preparing thread if the store's side stopped early.
+            // Unblocks the preparing thread if the store's side stopped early (and it the
+            // decoding one).
             drop(rx);
             let prepared = stage.join();
+            let decoded = decode.join();
             recorded?;
-            match prepared {
-                Ok(()) => Ok(total),
-                Err(_) => Err(RunError::Io(io::Error::other(
+            match (prepared, decoded) {
+                (Ok(()), Ok(())) => Ok(total),
+                _ => Err(RunError::Io(io::Error::other(
                     "the thread preparing changes for the store failed",
                 ))),
             }
@@ -1799,18 +1914,10 @@ impl Ctx<'_> {
                 }
             }
             n += 1;
-            *self
-                .summary
-                .changes_by_kind
-                .entry(r.kind.label().to_string())
-                .or_default() += 1;
+            count(&mut self.summary.changes_by_kind, r.kind.label());
             for f in &a.findings {
                 if f.severity == Severity::Error {
-                    *self
-                        .summary
-                        .rejects_by_rule
-                        .entry(f.id.to_string())
-                        .or_default() += 1;
+                    count(&mut self.summary.rejects_by_rule, f.id);
                 }
             }
             match std::mem::replace(&mut c.fate, Fate::Rejected) {
@@ -1876,18 +1983,30 @@ impl Ctx<'_> {
         let mut full: Vec<(SetKey, HashSet<String>, bool)> = Vec::new();
         // Only full sets read the spool again.
         let last = !heads.values().any(|h| h.full);
+        // The set of the record before and its head: a set's records come one after another,
+        // and its key is copied only where the set changes.
+        let mut at: Option<(SetKey, Option<&SetHead>)> = None;
         total += self.emit_spooled(file, sender, spool, last, |r| {
-            let key = set_key(&r);
-            let head = heads.get(&key);
-            if head.is_some_and(|h| h.full) {
-                match full.iter_mut().find(|(k, _, _)| *k == key) {
-                    Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id),
-                    None => full.push((key, HashSet::from([r.member_id]), false)),
+            let set = set_of(r);
+            let (key, head) = match at.take() {
+                Some((key, head)) if same_set(&key, set) => (key, head),
+                _ => {
+                    let key = (set.0.to_string(), set.1.to_string(), set.2.to_string());
+                    let head = heads.get(&key);
+                    (key, head)
                 }
-                return None;
-            }
-            let created = head.and_then(|h| h.created);
-            Some((r, key, created))
+            };
+            let result = if head.is_some_and(|h| h.full) {
+                match full.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, ids, twice)) => *twice |= !ids.insert(r.member_id.clone()),
+                    None => full.push((key.clone(), HashSet::from([r.member_id.clone()]), false)),
+                }
+                None
+            } else {
+                Some(head.and_then(|h| h.created))
+            };
+            at = Some((key, head));
+            result
         })?;
         for (key, listed, twice) in full {
             let head = &heads[&key];
@@ -1895,7 +2014,7 @@ impl Ctx<'_> {
             let Some(gid) = head.group.clone() else {
                 let mut chunks = Chunks::default();
                 for r in records {
-                    if let Some((c, day)) = chunks.push(r?, &key, head.created) {
+                    if let Some((c, day)) = chunks.push(r?, Some(&key), head.created) {
                         total += self.emit(file, sender, day, c)?;
                     }
                 }
@@ -2493,9 +2612,7 @@ fn apply_all(
                         .or_default() += 1;
                 }
                 rejects.extend(rj);
-                let total = ctx.emit_spooled(f, Some("PORTAL"), spool, true, |r| {
-                    Some((r, SetKey::default(), None))
-                })?;
+                let total = ctx.emit_spooled(f, Some("PORTAL"), spool, true, |_| Some(None))?;
                 ("processed", total)
             }
         };
@@ -2676,6 +2793,48 @@ mod tests {
         // Not a line as written: left to be written anew.
         assert!(spool_spans(b"{}", "x").is_none());
         assert!(spool_spans(b"{\"change_id\":\"x\"}", "x").is_none());
+    }
+
+    /// The spool's reader keeps each record's line (line break aside, `\n` or `\r\n`, the
+    /// last perhaps without) as the last of its lines, and none of a line that does not decode;
+    /// a line moved to another buffer leaves the others as they were.
+    #[test]
+    fn a_spool_reader_keeps_each_records_line_in_one_buffer() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/clean-change.x12");
+        let engine = crate::check::Engine::embedded();
+        let mut w = ChangeWriter::new(Vec::new(), batch::Format::Jsonl).unwrap();
+        batch::convert_x12(&engine, "c.x12", File::open(path).unwrap(), &mut w).unwrap();
+        let out = w.into_inner().unwrap();
+        let want: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(want.len() >= 3);
+        let mut spool = Vec::new();
+        spool.extend_from_slice(want[0]);
+        spool.extend_from_slice(b"\r\nnot a record\n");
+        for l in &want[1..] {
+            spool.extend_from_slice(l);
+            spool.push(b'\n');
+        }
+        spool.pop();
+        let mut reader = SpoolReader::new(&spool[..]);
+        let mut lines = Lines::default();
+        assert!(reader.next(&mut lines).unwrap().is_ok());
+        assert!(reader.next(&mut lines).unwrap().is_err());
+        while let Some(r) = reader.next(&mut lines) {
+            r.unwrap();
+        }
+        assert_eq!(lines.len(), want.len());
+        for (i, l) in want.iter().enumerate() {
+            assert_eq!(lines.get(i), Some(*l));
+        }
+        assert_eq!(lines.get(want.len()), None);
+        let mut other = Lines::default();
+        lines.move_last(&mut other);
+        assert_eq!(other.get(0), want.last().copied());
+        assert_eq!(lines.len(), want.len() - 1);
+        assert_eq!(lines.get(0), Some(want[0]));
     }
 
     /// A spool read for the last time gives every byte as written, and what was read is

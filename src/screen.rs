@@ -185,8 +185,9 @@ impl<'c> Screen<'c> {
         if self.family.is_empty() {
             return Vec::new();
         }
-        let family = std::mem::take(&mut self.family);
-        let records: Vec<ChangeRecord> = family.iter().map(|(r, _)| r.clone()).collect();
+        // The records apart from their segments: assessed where they are, not copied first.
+        let (records, raws): (Vec<ChangeRecord>, Vec<Rc<Vec<RawSegment>>>) =
+            std::mem::take(&mut self.family).into_iter().unzip();
         let ctx = RuleContext {
             config: self.config,
             as_of: self.as_of,
@@ -195,15 +196,18 @@ impl<'c> Screen<'c> {
         };
         let verdicts = self.assessor.family(&ctx, &records);
         let mut out = Vec::with_capacity(records.len());
-        for ((mut record, raw), mut a) in family.into_iter().zip(verdicts) {
+        for ((mut record, raw), mut a) in records.into_iter().zip(raws).zip(verdicts) {
             for f in &mut a.findings {
                 crate::report::locate(f, &raw);
             }
             record.status = (!a.rejected).then_some(a.status);
             record.invoice_period = a.invoice_period.clone();
             if !a.findings.is_empty() {
+                // The loop's last change with findings takes its segments; one before it
+                // takes a copy.
+                let raw = Rc::try_unwrap(raw).unwrap_or_else(|shared| (*shared).clone());
                 self.report
-                    .add_change(&self.file, self.sender.as_deref(), &record, &a, &raw);
+                    .add_change(&self.file, self.sender.as_deref(), &record, &a, raw);
             }
             out.push(Screened {
                 record,
