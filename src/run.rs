@@ -1276,8 +1276,13 @@ fn cut_spool<F>(
     let mut reader = SpoolReader::new(input);
     let fresh = |reader: &mut SpoolReader<Box<dyn Read>>| {
         let Reuse { mut lines, records } = free.try_recv().unwrap_or_default();
-        if reader.spare.is_empty() {
-            reader.spare = records;
+        // Chunks differ in size: records left from the last ones are kept with these (dropped,
+        // they were made again for a later chunk).
+        if reader.spare.len() < records.len() {
+            let left = std::mem::replace(&mut reader.spare, records);
+            reader.spare.extend(left);
+        } else {
+            reader.spare.extend(records);
         }
         lines.clear();
         lines
