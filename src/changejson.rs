@@ -563,16 +563,31 @@ impl Json for SourceView<'_> {
 /// is left to serde_json, so what this accepts it reads as serde_json reads it and nothing
 /// depends on it being complete.
 pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
+    let mut record = blank_record();
+    read_record_into(line, &mut record).then_some(record)
+}
+
+/// [`read_record`] into `record`, a record read before: its strings (and its vectors' values)
+/// take the line's values in place, so the memory they hold is used again. Every field is
+/// set, as [`read_record`] sets it. `false` when the line is left to serde_json, and `record`
+/// then holds a mix of both lines, to be replaced.
+///
+/// Why: `eligo run` reads back every change it spooled, and a new record cost an allocation
+/// for each of its two dozen strings, and a free of each when it was dropped after the store
+/// had it; the run reads each chunk into the records of a chunk already recorded
+/// (docs/performance.md, runperf10).
+pub fn read_record_into(line: &[u8], record: &mut crate::changes::ChangeRecord) -> bool {
     // The line's UTF-8 checked once (serde_json checks each string; invalid UTF-8 outside a
     // string is no JSON either): one pass, where a check per string cost a call per value.
-    let text = std::str::from_utf8(line).ok()?;
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
     let r = &mut Reader {
         text,
         b: line,
         i: 0,
     };
-    let record = r.record()?;
-    (r.i == line.len()).then_some(record)
+    r.record_in(record).is_some() && r.i == line.len()
 }
 
 /// Where the JSON string whose content starts `b` ends: the index of its closing `"`, or `None`
@@ -694,8 +709,61 @@ impl<'a> Reader<'a> {
         self.text.get(start..start + n)
     }
 
-    fn string(&mut self) -> Option<String> {
-        self.str().map(str::to_owned)
+    /// A string without escapes, into `s`: its buffer is reused (records read back into the
+    /// records of a chunk already recorded, [`read_record_into`]).
+    #[inline]
+    fn string_in(&mut self, s: &mut String) -> Option<()> {
+        let v = self.str()?;
+        s.clear();
+        s.push_str(v);
+        Some(())
+    }
+
+    /// `null` as `None`, else `read`'s value into `slot`, into the value it holds if any.
+    #[inline]
+    fn opt_in<T: Default>(
+        &mut self,
+        slot: &mut Option<T>,
+        read: impl FnOnce(&mut Self, &mut T) -> Option<()>,
+    ) -> Option<()> {
+        if self.literal(b"null") {
+            *slot = None;
+            return Some(());
+        }
+        read(self, slot.get_or_insert_with(T::default))
+    }
+
+    /// An optional field read in place ([`Reader::opt_in`]): `None` when its key does not
+    /// come next.
+    #[inline]
+    fn opt_field<T: Default>(
+        &mut self,
+        f: &mut Fields,
+        name: &str,
+        slot: &mut Option<T>,
+        read: impl FnOnce(&mut Self, &mut T) -> Option<()>,
+    ) -> Option<()> {
+        if self.key(f, name) {
+            self.opt_in(slot, read)
+        } else {
+            *slot = None;
+            Some(())
+        }
+    }
+
+    /// An optional field's value (`None` when its key does not come next or it is `null`).
+    #[inline]
+    fn opt_key<T>(
+        &mut self,
+        f: &mut Fields,
+        name: &str,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<Option<T>> {
+        if self.key(f, name) {
+            self.opt(read)
+        } else {
+            Some(None)
+        }
     }
 
     /// `null` as `None`, else `read`'s value.
@@ -769,116 +837,105 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn name(&mut self) -> Option<PersonName> {
+    /// An array read in place into `v`: its values are read into those `v` holds (a `blank`
+    /// one added where it has too few), and the ones left over dropped. An absent key is an
+    /// empty array.
+    fn items_field<T>(
+        &mut self,
+        f: &mut Fields,
+        name: &str,
+        v: &mut Vec<T>,
+        read: fn(&mut Self, &mut T) -> Option<()>,
+        blank: fn() -> T,
+    ) -> Option<()> {
+        let mut n = 0;
+        if self.key(f, name) {
+            self.eat(b'[')?;
+            if self.eat(b']').is_none() {
+                loop {
+                    if n == v.len() {
+                        v.push(blank());
+                    }
+                    read(self, v.get_mut(n)?)?;
+                    n += 1;
+                    if self.eat(b',').is_none() {
+                        self.eat(b']')?;
+                        break;
+                    }
+                }
+            }
+        }
+        v.truncate(n);
+        Some(())
+    }
+
+    fn name_in(&mut self, n: &mut PersonName) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "last")?;
-        let mut n = PersonName {
-            last: self.string()?,
-            ..PersonName::default()
-        };
-        if self.key(f, "first") {
-            n.first = self.opt(Self::string)?;
-        }
-        if self.key(f, "middle") {
-            n.middle = self.opt(Self::string)?;
-        }
-        if self.key(f, "prefix") {
-            n.prefix = self.opt(Self::string)?;
-        }
-        if self.key(f, "suffix") {
-            n.suffix = self.opt(Self::string)?;
-        }
-        self.eat(b'}')?;
-        Some(n)
+        self.string_in(&mut n.last)?;
+        self.opt_field(f, "first", &mut n.first, Self::string_in)?;
+        self.opt_field(f, "middle", &mut n.middle, Self::string_in)?;
+        self.opt_field(f, "prefix", &mut n.prefix, Self::string_in)?;
+        self.opt_field(f, "suffix", &mut n.suffix, Self::string_in)?;
+        self.eat(b'}')
     }
 
     fn demographics(&mut self) -> Option<Demographics> {
         let f = &mut self.begin()?;
-        let mut d = Demographics::default();
-        if self.key(f, "birth_date") {
-            d.birth_date = self.opt(Self::date)?;
-        }
-        if self.key(f, "gender") {
-            d.gender = self.opt(|r| r.label(Gender::from_exact_label))?;
-        }
-        if self.key(f, "marital_status") {
-            d.marital_status = self.opt(|r| r.label(MaritalStatus::from_exact_label))?;
-        }
+        let d = Demographics {
+            birth_date: self.opt_key(f, "birth_date", Self::date)?,
+            gender: self.opt_key(f, "gender", |r| r.label(Gender::from_exact_label))?,
+            marital_status: self.opt_key(f, "marital_status", |r| {
+                r.label(MaritalStatus::from_exact_label)
+            })?,
+        };
         self.eat(b'}')?;
         Some(d)
     }
 
-    fn address(&mut self) -> Option<Address> {
+    fn address_in(&mut self, a: &mut Address) -> Option<()> {
         let f = &mut self.begin()?;
-        let mut a = Address::default();
         self.need(f, "line1")?;
-        a.line1 = self.string()?;
-        if self.key(f, "line2") {
-            a.line2 = self.opt(Self::string)?;
-        }
+        self.string_in(&mut a.line1)?;
+        self.opt_field(f, "line2", &mut a.line2, Self::string_in)?;
         self.need(f, "city")?;
-        a.city = self.string()?;
-        if self.key(f, "state") {
-            a.state = self.opt(Self::string)?;
-        }
-        if self.key(f, "postal_code") {
-            a.postal_code = self.opt(Self::string)?;
-        }
-        if self.key(f, "country") {
-            a.country = self.opt(Self::string)?;
-        }
-        self.eat(b'}')?;
-        Some(a)
+        self.string_in(&mut a.city)?;
+        self.opt_field(f, "state", &mut a.state, Self::string_in)?;
+        self.opt_field(f, "postal_code", &mut a.postal_code, Self::string_in)?;
+        self.opt_field(f, "country", &mut a.country, Self::string_in)?;
+        self.eat(b'}')
     }
 
-    fn contact(&mut self) -> Option<Contact> {
+    fn contact_in(&mut self, c: &mut Contact) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "kind")?;
-        let kind = self.label(ContactKind::from_exact_label)?;
+        c.kind = self.label(ContactKind::from_exact_label)?;
         self.need(f, "value")?;
-        let value = self.string()?;
-        self.eat(b'}')?;
-        Some(Contact { kind, value })
+        self.string_in(&mut c.value)?;
+        self.eat(b'}')
     }
 
     fn disability(&mut self) -> Option<Disability> {
         let f = &mut self.begin()?;
-        let mut d = Disability {
-            kind: None,
-            start: None,
-            end: None,
+        let d = Disability {
+            kind: self.opt_key(f, "kind", |r| r.label(DisabilityType::from_exact_label))?,
+            start: self.opt_key(f, "start", Self::date)?,
+            end: self.opt_key(f, "end", Self::date)?,
         };
-        if self.key(f, "kind") {
-            d.kind = self.opt(|r| r.label(DisabilityType::from_exact_label))?;
-        }
-        if self.key(f, "start") {
-            d.start = self.opt(Self::date)?;
-        }
-        if self.key(f, "end") {
-            d.end = self.opt(Self::date)?;
-        }
         self.eat(b'}')?;
         Some(d)
     }
 
-    fn provider(&mut self) -> Option<Provider> {
+    fn provider_in(&mut self, p: &mut Provider) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "name")?;
-        let mut p = Provider {
-            name: self.name()?,
-            ..Provider::default()
-        };
-        if self.key(f, "npi") {
-            p.npi = self.opt(Self::string)?;
-        }
-        if self.key(f, "provider_id") {
-            p.provider_id = self.opt(Self::string)?;
-        }
-        if self.key(f, "change_reason") {
-            p.change_reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
-        }
-        self.eat(b'}')?;
-        Some(p)
+        self.name_in(&mut p.name)?;
+        self.opt_field(f, "npi", &mut p.npi, Self::string_in)?;
+        self.opt_field(f, "provider_id", &mut p.provider_id, Self::string_in)?;
+        p.change_reason = self.opt_key(f, "change_reason", |r| {
+            r.label(MaintenanceReason::from_exact_label)
+        })?;
+        self.eat(b'}')
     }
 
     fn id_card(&mut self) -> Option<IdCard> {
@@ -890,182 +947,174 @@ impl<'a> Reader<'a> {
             count: None,
             action: None,
         };
-        if self.key(f, "plan") {
-            c.plan = self.opt(Self::string)?;
-        }
-        if self.key(f, "count") {
-            c.count = self.opt(|r| u32::try_from(r.uint()?).ok())?;
-        }
-        if self.key(f, "action") {
-            c.action = self.opt(|r| r.label(CardAction::from_exact_label))?;
-        }
+        self.opt_field(f, "plan", &mut c.plan, Self::string_in)?;
+        c.count = self.opt_key(f, "count", |r| u32::try_from(r.uint()?).ok())?;
+        c.action = self.opt_key(f, "action", |r| r.label(CardAction::from_exact_label))?;
         self.eat(b'}')?;
         Some(c)
     }
 
-    fn coverage(&mut self) -> Option<Coverage> {
+    fn coverage_in(&mut self, c: &mut Coverage) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "insurance_line")?;
-        let mut c = Coverage::new(self.label(InsuranceLine::from_exact_label)?);
-        if self.key(f, "plan") {
-            c.plan = self.opt(Self::string)?;
-        }
-        if self.key(f, "coverage_level") {
-            c.coverage_level = self.opt(|r| r.label(CoverageLevel::from_exact_label))?;
-        }
-        if self.key(f, "begin") {
-            c.begin = self.opt(Self::date)?;
-        }
-        if self.key(f, "end") {
-            c.end = self.opt(Self::date)?;
-        }
-        if self.key(f, "pcp") {
-            c.pcp = self.opt(Self::provider)?;
-        }
-        if self.key(f, "id_cards") {
-            c.id_cards = self.items(Self::id_card)?;
-        }
-        self.eat(b'}')?;
-        Some(c)
+        c.insurance_line = self.label(InsuranceLine::from_exact_label)?;
+        self.opt_field(f, "plan", &mut c.plan, Self::string_in)?;
+        c.coverage_level = self.opt_key(f, "coverage_level", |r| {
+            r.label(CoverageLevel::from_exact_label)
+        })?;
+        c.begin = self.opt_key(f, "begin", Self::date)?;
+        c.end = self.opt_key(f, "end", Self::date)?;
+        self.opt_field(f, "pcp", &mut c.pcp, Self::provider_in)?;
+        c.id_cards = if self.key(f, "id_cards") {
+            self.items(Self::id_card)?
+        } else {
+            Vec::new()
+        };
+        self.eat(b'}')
     }
 
-    fn data(&mut self) -> Option<MemberData> {
+    fn data_in(&mut self, d: &mut MemberData) -> Option<()> {
         let f = &mut self.begin()?;
-        let mut d = MemberData::default();
-        if self.key(f, "name") {
-            d.name = self.opt(Self::name)?;
-        }
-        if self.key(f, "ssn") {
-            d.ssn = self.opt(Self::string)?;
-        }
-        if self.key(f, "demographics") {
-            d.demographics = self.opt(Self::demographics)?;
-        }
-        if self.key(f, "residence") {
-            d.residence = self.opt(Self::address)?;
-        }
-        if self.key(f, "mailing") {
-            d.mailing = self.opt(Self::address)?;
-        }
-        if self.key(f, "contacts") {
-            d.contacts = self.items(Self::contact)?;
-        }
-        if self.key(f, "employment_status") {
-            d.employment_status = self.opt(|r| r.label(EmploymentStatus::from_exact_label))?;
-        }
-        if self.key(f, "student_status") {
-            d.student_status = self.opt(|r| r.label(StudentStatus::from_exact_label))?;
-        }
-        if self.key(f, "handicapped") {
-            d.handicapped = self.opt(Self::bool)?;
-        }
-        if self.key(f, "disabilities") {
-            d.disabilities = self.items(Self::disability)?;
-        }
-        if self.key(f, "coverages") {
-            d.coverages = self.items(Self::coverage)?;
-        }
-        if self.key(f, "division") {
-            d.division = self.opt(Self::string)?;
-        }
-        self.eat(b'}')?;
-        Some(d)
+        self.opt_field(f, "name", &mut d.name, Self::name_in)?;
+        self.opt_field(f, "ssn", &mut d.ssn, Self::string_in)?;
+        d.demographics = self.opt_key(f, "demographics", Self::demographics)?;
+        self.opt_field(f, "residence", &mut d.residence, Self::address_in)?;
+        self.opt_field(f, "mailing", &mut d.mailing, Self::address_in)?;
+        self.items_field(f, "contacts", &mut d.contacts, Self::contact_in, || {
+            Contact {
+                kind: ContactKind::HomePhone,
+                value: String::new(),
+            }
+        })?;
+        d.employment_status = self.opt_key(f, "employment_status", |r| {
+            r.label(EmploymentStatus::from_exact_label)
+        })?;
+        d.student_status = self.opt_key(f, "student_status", |r| {
+            r.label(StudentStatus::from_exact_label)
+        })?;
+        d.handicapped = self.opt_key(f, "handicapped", Self::bool)?;
+        d.disabilities = if self.key(f, "disabilities") {
+            self.items(Self::disability)?
+        } else {
+            Vec::new()
+        };
+        self.items_field(f, "coverages", &mut d.coverages, Self::coverage_in, || {
+            Coverage::new(InsuranceLine::Health)
+        })?;
+        self.opt_field(f, "division", &mut d.division, Self::string_in)?;
+        self.eat(b'}')
     }
 
-    /// An X12 trace, `type` first (a portal trace is left to serde_json).
-    fn trace(&mut self) -> Option<SourceTrace> {
+    /// An X12 trace, `type` first (a portal trace is left to serde_json), into `t` (into its
+    /// strings when it is an X12 trace).
+    fn trace_in(&mut self, t: &mut SourceTrace) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "type")?;
         if self.str()? != "x12" {
             return None;
         }
-        self.need(f, "file")?;
-        let file = self.string()?;
-        self.need(f, "isa13")?;
-        let isa13 = self.string()?;
-        self.need(f, "gs06")?;
-        let gs06 = self.string()?;
-        self.need(f, "st02")?;
-        let st02 = self.string()?;
-        self.need(f, "first_segment")?;
-        let first_segment = u32::try_from(self.uint()?).ok()?;
-        self.need(f, "last_segment")?;
-        let last_segment = u32::try_from(self.uint()?).ok()?;
-        self.eat(b'}')?;
-        Some(SourceTrace::X12 {
+        if !matches!(t, SourceTrace::X12 { .. }) {
+            *t = blank_trace();
+        }
+        let SourceTrace::X12 {
             file,
             isa13,
             gs06,
             st02,
             first_segment,
             last_segment,
-        })
+        } = t
+        else {
+            return None;
+        };
+        self.need(f, "file")?;
+        self.string_in(file)?;
+        self.need(f, "isa13")?;
+        self.string_in(isa13)?;
+        self.need(f, "gs06")?;
+        self.string_in(gs06)?;
+        self.need(f, "st02")?;
+        self.string_in(st02)?;
+        self.need(f, "first_segment")?;
+        *first_segment = u32::try_from(self.uint()?).ok()?;
+        self.need(f, "last_segment")?;
+        *last_segment = u32::try_from(self.uint()?).ok()?;
+        self.eat(b'}')
     }
 
-    fn record(&mut self) -> Option<crate::changes::ChangeRecord> {
+    fn record_in(&mut self, r: &mut crate::changes::ChangeRecord) -> Option<()> {
         let f = &mut self.begin()?;
         self.need(f, "schema")?;
-        let schema = self.string()?;
+        self.string_in(&mut r.schema)?;
         self.need(f, "change_id")?;
-        let change_id = self.string()?;
+        self.string_in(&mut r.change_id)?;
         self.need(f, "kind")?;
         let kind = self.str()?;
-        let kind = ChangeKind::ALL
+        r.kind = ChangeKind::ALL
             .iter()
             .copied()
             .find(|k| k.label() == kind)?;
         self.need(f, "effective_date")?;
-        let effective_date = self.opt(Self::date)?;
+        r.effective_date = self.opt(Self::date)?;
         self.need(f, "group_id")?;
-        let group_id = self.opt(Self::string)?;
+        self.opt_in(&mut r.group_id, Self::string_in)?;
         self.need(f, "division")?;
-        let division = self.opt(Self::string)?;
+        self.opt_in(&mut r.division, Self::string_in)?;
         self.need(f, "subscriber_id")?;
-        let subscriber_id = self.string()?;
+        self.string_in(&mut r.subscriber_id)?;
         self.need(f, "member_id")?;
-        let member_id = self.string()?;
+        self.string_in(&mut r.member_id)?;
         self.need(f, "relationship")?;
-        let relationship = self.label(Relationship::from_exact_label)?;
+        r.relationship = self.label(Relationship::from_exact_label)?;
         self.need(f, "reason")?;
-        let reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
+        r.reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
         self.need(f, "new")?;
-        let new = self.data()?;
+        self.data_in(&mut r.new)?;
         self.need(f, "old")?;
-        let old = self.opt(Self::data)?;
+        self.opt_in(&mut r.old, Self::data_in)?;
         self.need(f, "source")?;
-        let source = self.trace()?;
-        let mut record = crate::changes::ChangeRecord {
-            schema,
-            change_id,
-            kind,
-            effective_date,
-            group_id,
-            division,
-            subscriber_id,
-            member_id,
-            relationship,
-            reason,
-            new,
-            old,
-            source,
-            broker_license: None,
-            status: None,
-            invoice_period: None,
-        };
-        if self.key(f, "broker_license") {
-            record.broker_license = self.opt(Self::string)?;
-        }
-        if self.key(f, "status") {
-            record.status = self.opt(|r| {
-                let s = r.str()?;
-                TransactionStatus::ALL.into_iter().find(|t| t.as_str() == s)
-            })?;
-        }
-        if self.key(f, "invoice_period") {
-            record.invoice_period = self.opt(Self::string)?;
-        }
-        self.eat(b'}')?;
-        Some(record)
+        self.trace_in(&mut r.source)?;
+        self.opt_field(f, "broker_license", &mut r.broker_license, Self::string_in)?;
+        r.status = self.opt_key(f, "status", |r| {
+            let s = r.str()?;
+            TransactionStatus::ALL.into_iter().find(|t| t.as_str() == s)
+        })?;
+        self.opt_field(f, "invoice_period", &mut r.invoice_period, Self::string_in)?;
+        self.eat(b'}')
+    }
+}
+
+/// An X12 trace with nothing in it yet, to be read into.
+fn blank_trace() -> SourceTrace {
+    SourceTrace::X12 {
+        file: String::new(),
+        isa13: String::new(),
+        gs06: String::new(),
+        st02: String::new(),
+        first_segment: 0,
+        last_segment: 0,
+    }
+}
+
+/// A record with nothing in it yet, to be read into.
+fn blank_record() -> crate::changes::ChangeRecord {
+    crate::changes::ChangeRecord {
+        schema: String::new(),
+        change_id: String::new(),
+        kind: ChangeKind::AddSubscriber,
+        effective_date: None,
+        group_id: None,
+        division: None,
+        subscriber_id: String::new(),
+        member_id: String::new(),
+        relationship: Relationship::SelfSubscriber,
+        reason: None,
+        new: MemberData::default(),
+        old: None,
+        source: blank_trace(),
+        broker_license: None,
+        status: None,
+        invoice_period: None,
     }
 }
 

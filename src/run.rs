@@ -896,12 +896,16 @@ impl Lines {
 /// Reads a spool's records from where its reader is.
 struct SpoolReader<R> {
     r: BufReader<R>,
+    /// Records already recorded, read into again ([`ChangeRecord::read_json`]) before a new
+    /// one is made: their strings keep their memory.
+    spare: Vec<ChangeRecord>,
 }
 
 impl<R: Read> SpoolReader<R> {
     fn new(f: R) -> Self {
         SpoolReader {
             r: BufReader::with_capacity(1 << 16, f),
+            spare: Vec::new(),
         }
     }
 
@@ -924,7 +928,11 @@ impl<R: Read> SpoolReader<R> {
                 lines.bytes.pop();
             }
         }
-        match lines.bytes.get(start..).map(ChangeRecord::from_json) {
+        let read = |line: &[u8]| match self.spare.pop() {
+            Some(mut r) => r.read_json(line).map(|()| r),
+            None => ChangeRecord::from_json(line),
+        };
+        match lines.bytes.get(start..).map(read) {
             Some(Ok(r)) => {
                 lines.ends.push(lines.bytes.len());
                 Some(Ok(r))
@@ -1232,17 +1240,26 @@ struct Cut {
     day: Option<NaiveDate>,
 }
 
+/// A recorded chunk's buffers, back to [`cut_spool`] to be read into again: its lines' buffer,
+/// and its records, whose strings the next records are read into.
+#[derive(Default)]
+struct Reuse {
+    lines: Lines,
+    records: Vec<ChangeRecord>,
+}
+
 /// Reads a spool's records from its start (the `last` reading hands what it read back to the
 /// file system, [`Releasing`]), keeps those `route` gives a reference day (`Some`; it sees each
 /// record where it was decoded, which a move of a record, a kilobyte, costs), and
 /// sends them to `out` cut into chunks with their lines, reading each line straight into its
-/// chunk's buffer (taken from `free`, or new). Stops at the first error, which it sends, or
+/// chunk's buffer (taken from `free`, or new) and each record into one recorded before (from
+/// `free` too) where there is one. Stops at the first error, which it sends, or
 /// when `out` is closed.
 fn cut_spool<F>(
     mut spool: File,
     last: bool,
     mut route: F,
-    free: &std::sync::mpsc::Receiver<Lines>,
+    free: &std::sync::mpsc::Receiver<Reuse>,
     out: &std::sync::mpsc::SyncSender<io::Result<Cut>>,
 ) where
     F: FnMut(&ChangeRecord) -> Option<Option<NaiveDate>>,
@@ -1257,14 +1274,22 @@ fn cut_spool<F>(
         Box::new(spool)
     };
     let mut reader = SpoolReader::new(input);
-    let fresh = || {
-        let mut l = free.try_recv().unwrap_or_default();
-        l.clear();
-        l
+    let fresh = |reader: &mut SpoolReader<Box<dyn Read>>| {
+        let Reuse { mut lines, records } = free.try_recv().unwrap_or_default();
+        // Chunks differ in size: records left from the last ones are kept with these (dropped,
+        // they were made again for a later chunk).
+        if reader.spare.len() < records.len() {
+            let left = std::mem::replace(&mut reader.spare, records);
+            reader.spare.extend(left);
+        } else {
+            reader.spare.extend(records);
+        }
+        lines.clear();
+        lines
     };
     let mut chunks = Chunks::default();
     // The lines of the records in `chunks`, in order (and of the record being read last).
-    let mut lines = fresh();
+    let mut lines = fresh(&mut reader);
     while let Some(r) = reader.next(&mut lines) {
         let r = match r {
             Ok(r) => r,
@@ -1275,11 +1300,12 @@ fn cut_spool<F>(
         };
         let Some(day) = route(&r) else {
             lines.pop();
+            reader.spare.push(r);
             continue;
         };
         if let Some((records, day)) = chunks.push(r, None, day) {
             // `r` is the first record of the next chunk: its line goes with it.
-            let mut next = fresh();
+            let mut next = fresh(&mut reader);
             lines.move_last(&mut next);
             let lines = std::mem::replace(&mut lines, next);
             if out
@@ -1820,10 +1846,10 @@ impl Ctx<'_> {
         let result = std::thread::scope(|s| {
             let (tx, rx) = sync_channel::<Prepared>(PREPARED_AHEAD);
             // Chunks recorded come back to be prepared into: their buffers are reused, not
-            // allocated (and page-faulted) afresh for each chunk; their lines' buffers go
-            // back to be read into.
+            // allocated (and page-faulted) afresh for each chunk; their lines' buffers and
+            // their records go back to be read into.
             let (spent, recycled) = sync_channel::<Prepared>(PREPARED_AHEAD + 2);
-            let (lines_back, free_lines) = sync_channel::<Lines>(PREPARED_AHEAD + 4);
+            let (lines_back, free_lines) = sync_channel::<Reuse>(PREPARED_AHEAD + 4);
             // At most one chunk cut waits to be prepared (besides the one being cut).
             let (cut_tx, cut_rx) = sync_channel::<io::Result<Cut>>(1);
             let decode = s.spawn(move || cut_spool(spool, last, route, &free_lines, &cut_tx));
@@ -1848,7 +1874,10 @@ impl Ctx<'_> {
                         file_date: day,
                     };
                     let mut spent = recycled.try_recv().unwrap_or_default();
-                    let _ = lines_back.try_send(std::mem::take(&mut spent.lines));
+                    let _ = lines_back.try_send(Reuse {
+                        lines: std::mem::take(&mut spent.lines),
+                        records: std::mem::take(&mut spent.records),
+                    });
                     let p = prep.prepare(&actx, file, records, lines, spent);
                     let failed = p.failed.is_some();
                     // A failed send means the store's side stopped on an error of its own,
@@ -1891,8 +1920,9 @@ impl Ctx<'_> {
         // for the changes submitted now.
         let mut w = self.store.writer();
         let reason = batch_reason(self.run_id);
-        // The records and verdicts stay in `p`: the preparing thread drops them when it reuses
-        // `p`'s buffers (`Prep::prepare`), off this thread, which is the apply's critical path.
+        // The records and verdicts stay in `p`: the preparing thread hands the records back to
+        // be read into, or drops them, when it reuses `p`'s buffers, off this thread, which is
+        // the apply's critical path.
         for (r, c) in p.records.iter().zip(p.verdicts.iter_mut()) {
             let a = &c.assessment;
             let json = &p.json[c.json.clone()];
