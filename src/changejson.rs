@@ -1174,6 +1174,27 @@ mod tests {
     }
 
     #[test]
+    fn dates_written_again_and_in_turn_are_written_as_serde_json_writes_them() {
+        // The same date twice in a row (the memo's hit), then others in turn, and a date
+        // outside 0..=9999 between two equal ones (it is not remembered).
+        let ymd = [
+            (2025, 2, 1),
+            (2025, 2, 1),
+            (2025, 3, 1),
+            (2025, 2, 1),
+            (10000, 1, 1),
+            (2025, 2, 1),
+            (2024, 2, 29),
+        ];
+        for (y, m, d) in ymd {
+            let v = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let mut out = Vec::new();
+            v.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&v).unwrap(), "{v:?}");
+        }
+    }
+
+    #[test]
     fn labels_need_no_escape() {
         fn all<T: Copy>(v: &[T], label: fn(T) -> &'static str) {
             for &x in v {

@@ -2247,6 +2247,30 @@ mod tests {
     }
 
     #[test]
+    fn dates_read_with_the_memo_are_the_dates_parsed() {
+        // Hits, misses, and invalid values between equal valid ones (never remembered).
+        let values: [&[u8]; 9] = [
+            b"20250201",
+            b"20250201",
+            b"20250301",
+            b"2025020",
+            b"20250201",
+            b"20251301",
+            b"17991231",
+            b"2025020x",
+            b"20250201",
+        ];
+        for v in values {
+            assert_eq!(
+                parse_d8(v),
+                crate::validate::element::parse_date(v),
+                "{}",
+                String::from_utf8_lossy(v)
+            );
+        }
+    }
+
+    #[test]
     fn hex_pairs_are_the_lower_case_hex_of_every_byte() {
         for b in 0..=255u8 {
             assert_eq!(HEX_PAIRS[b as usize][..], *format!("{b:02x}").as_bytes());
