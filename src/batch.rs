@@ -438,7 +438,9 @@ pub struct ConvertObserver<'o, S: Write> {
     isa13: String,
     gs06: String,
     st02: String,
-    header: Option<HeaderContext>,
+    /// Boxed: [`Observer::member`] takes it out and puts it back for every member (to lend it
+    /// while `self` encodes), a move of a pointer instead of the whole header.
+    header: Option<Box<HeaderContext>>,
     group: u32,
     sets: Vec<SetSpan>,
     set_start: u64,
@@ -768,20 +770,20 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
     }
 
     fn header(&mut self, rec: &Record, _std: &Standards) {
-        self.header = Some(HeaderContext::from_record(
+        self.header = Some(Box::new(HeaderContext::from_record(
             rec,
             &self.file,
             &self.isa13,
             &self.gs06,
             &self.st02,
-        ));
+        )));
     }
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = self.header.take() else { return };
         let result = match changes::member_loop_with(rec, std, &mut self.spare) {
             Err(e) => Err(e),
-            Ok(m) => {
+            Ok(mut m) => {
                 let result = match self.screen.is_some() {
                     // The rules look at owned, sealed records.
                     true => changes::derive(&h, &m).map(|records| {
@@ -798,7 +800,7 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
                         self.io(res);
                     }),
                 };
-                self.spare.keep(m);
+                self.spare.keep(&mut m);
                 result
             }
         };
@@ -913,7 +915,7 @@ impl Observer for ConvertPiece {
             &mut self.records,
             &mut self.error,
         );
-        let result = changes::member_loop_with(rec, std, &mut self.spare).and_then(|m| {
+        let result = changes::member_loop_with(rec, std, &mut self.spare).and_then(|mut m| {
             let result =
                 changes::derive_views(h, &m, &mut |v| match encoder.encode_into(&v, true, bytes) {
                     Ok(()) => *records += 1,
@@ -923,7 +925,7 @@ impl Observer for ConvertPiece {
                         }
                     }
                 });
-            self.spare.keep(m);
+            self.spare.keep(&mut m);
             result
         });
         match result {
@@ -954,7 +956,7 @@ impl<S: Write> crate::split::Split for ConvertObserver<'_, S> {
             isa13: self.isa13.clone(),
             gs06: self.gs06.clone(),
             st02: self.st02.clone(),
-            header: self.header.clone(),
+            header: self.header.as_deref().cloned(),
             encoder: Encoder::new(self.encoder.format),
             bytes: Vec::new(),
             pool: self.free.clone(),

@@ -127,10 +127,23 @@ pub fn uint(out: &mut Vec<u8>, mut n: u64) {
 /// sign and more digits outside years 0 to 9999), without the quotes.
 pub fn date(out: &mut Vec<u8>, d: &NaiveDate) {
     use chrono::Datelike;
+    use std::cell::Cell;
+    // The last date written and its text (per thread): a record's dates are mostly one, and
+    // the records around it have the same; chrono works out the month and day from the day of
+    // the year each time they are asked for.
+    thread_local! {
+        static LAST: Cell<Option<(NaiveDate, [u8; 10])>> = const { Cell::new(None) };
+    }
+    if let Some((last, text)) = LAST.get() {
+        if last == *d {
+            out.extend_from_slice(&text);
+            return;
+        }
+    }
     let y = d.year();
     if (0..=9999).contains(&y) {
-        let (y, m, d) = (y as u32, d.month(), d.day());
-        out.extend_from_slice(&[
+        let (y, m, day) = (y as u32, d.month(), d.day());
+        let text = [
             b'0' + (y / 1000) as u8,
             b'0' + (y / 100 % 10) as u8,
             b'0' + (y / 10 % 10) as u8,
@@ -139,9 +152,11 @@ pub fn date(out: &mut Vec<u8>, d: &NaiveDate) {
             b'0' + (m / 10) as u8,
             b'0' + (m % 10) as u8,
             b'-',
-            b'0' + (d / 10) as u8,
-            b'0' + (d % 10) as u8,
-        ]);
+            b'0' + (day / 10) as u8,
+            b'0' + (day % 10) as u8,
+        ];
+        out.extend_from_slice(&text);
+        LAST.set(Some((*d, text)));
     } else {
         use std::io::Write;
         let _ = write!(out, "{d:?}");
@@ -1204,6 +1219,27 @@ mod tests {
             let mut out = Vec::new();
             v.json(&mut out);
             assert_eq!(out, serde_json::to_vec(&v).unwrap());
+        }
+    }
+
+    #[test]
+    fn dates_written_again_and_in_turn_are_written_as_serde_json_writes_them() {
+        // The same date twice in a row (the memo's hit), then others in turn, and a date
+        // outside 0..=9999 between two equal ones (it is not remembered).
+        let ymd = [
+            (2025, 2, 1),
+            (2025, 2, 1),
+            (2025, 3, 1),
+            (2025, 2, 1),
+            (10000, 1, 1),
+            (2025, 2, 1),
+            (2024, 2, 29),
+        ];
+        for (y, m, d) in ymd {
+            let v = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let mut out = Vec::new();
+            v.json(&mut out);
+            assert_eq!(out, serde_json::to_vec(&v).unwrap(), "{v:?}");
         }
     }
 
