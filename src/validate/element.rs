@@ -75,23 +75,44 @@ struct CleanSlot {
     bytes: [u8; CLEAN_BYTES],
 }
 
+/// What [`CleanSegments::probe`] found for a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Found clean before: nothing to check.
+    Clean,
+    /// Not known clean; the slot it takes if found clean now. The slot is kept from the
+    /// lookup so that remembering the segment does not hash its bytes a second time.
+    Miss(usize),
+    /// Not remembered at all (too long, or a Not Used segment, which is never clean).
+    Unremembered,
+}
+
 impl CleanSegments {
-    /// True when `raw`, placed as schema segment `seg_ix` and split with `d`, was found clean.
+    /// Looks up `raw`, placed as schema segment `seg_ix` and split with `d`: [`Probe::Clean`]
+    /// when it was found clean.
     #[inline]
-    pub fn contains(&self, d: Delimiters, seg_ix: usize, raw: &[u8]) -> bool {
-        if raw.len() > CLEAN_BYTES || self.delims != Some(d.key()) {
-            return false;
+    pub fn probe(&self, d: Delimiters, seg_ix: usize, raw: &[u8]) -> Probe {
+        if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize {
+            return Probe::Unremembered;
         }
-        self.slots.get(slot_of(seg_ix, raw)).is_some_and(|s| {
-            s.seg_ix as usize == seg_ix
-                && s.len as usize == raw.len()
-                && same_bytes(&s.bytes[..raw.len()], raw)
-        })
+        let slot = slot_of(seg_ix, raw);
+        let hit = self.delims == Some(d.key())
+            && self.slots.get(slot).is_some_and(|s| {
+                s.seg_ix as usize == seg_ix
+                    && s.len as usize == raw.len()
+                    && same_bytes(&s.bytes[..raw.len()], raw)
+            });
+        if hit {
+            Probe::Clean
+        } else {
+            Probe::Miss(slot)
+        }
     }
 
-    /// Remembers that `raw` (see [`CleanSegments::contains`]) was found clean.
-    pub fn insert(&mut self, d: Delimiters, seg_ix: usize, raw: &[u8]) {
-        if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize {
+    /// Remembers that `raw` (see [`CleanSegments::probe`], which gave `slot` for it) was found
+    /// clean.
+    pub fn insert(&mut self, d: Delimiters, slot: usize, seg_ix: usize, raw: &[u8]) {
+        if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize || slot >= CLEAN_SLOTS {
             return;
         }
         if self.delims != Some(d.key()) {
@@ -106,7 +127,9 @@ impl CleanSegments {
             };
             self.slots.resize(CLEAN_SLOTS, empty);
         }
-        let s = &mut self.slots[slot_of(seg_ix, raw)];
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
         s.seg_ix = seg_ix as u32;
         s.len = raw.len() as u32;
         s.bytes[..raw.len()].copy_from_slice(raw);
@@ -1025,40 +1048,51 @@ fn is_decimal(v: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn contains(c: &CleanSegments, d: Delimiters, seg_ix: usize, raw: &[u8]) -> bool {
+        c.probe(d, seg_ix, raw) == Probe::Clean
+    }
+
+    /// What the validator does for a segment it found clean.
+    fn remember(c: &mut CleanSegments, d: Delimiters, seg_ix: usize, raw: &[u8]) {
+        if let Probe::Miss(slot) = c.probe(d, seg_ix, raw) {
+            c.insert(d, slot, seg_ix, raw);
+        }
+    }
+
     #[test]
     fn clean_segments_are_remembered_by_bytes_schema_segment_and_delimiters() {
         let d = Delimiters::DEFAULT;
         let mut clean = CleanSegments::default();
-        assert!(!clean.contains(d, 3, b"LX*1"));
-        clean.insert(d, 3, b"LX*1");
-        assert!(clean.contains(d, 3, b"LX*1"));
+        assert!(!contains(&clean, d, 3, b"LX*1"));
+        remember(&mut clean, d, 3, b"LX*1");
+        assert!(contains(&clean, d, 3, b"LX*1"));
         // Another schema segment, other bytes, a prefix, other delimiters: not the same.
-        assert!(!clean.contains(d, 4, b"LX*1"));
-        assert!(!clean.contains(d, 3, b"LX*2"));
-        assert!(!clean.contains(d, 3, b"LX*"));
+        assert!(!contains(&clean, d, 4, b"LX*1"));
+        assert!(!contains(&clean, d, 3, b"LX*2"));
+        assert!(!contains(&clean, d, 3, b"LX*"));
         let other = Delimiters {
             component: b'>',
             ..d
         };
-        assert!(!clean.contains(other, 3, b"LX*1"));
+        assert!(!contains(&clean, other, 3, b"LX*1"));
         // Every length up to the longest kept, each byte significant.
         let long: Vec<u8> = (0..CLEAN_BYTES as u8).map(|i| b'A' + i % 26).collect();
         for n in 1..=CLEAN_BYTES {
-            clean.insert(d, 7, &long[..n]);
-            assert!(clean.contains(d, 7, &long[..n]));
+            remember(&mut clean, d, 7, &long[..n]);
+            assert!(contains(&clean, d, 7, &long[..n]));
             let mut changed = long[..n].to_vec();
             changed[n - 1] ^= 1;
-            assert!(!clean.contains(d, 7, &changed));
+            assert!(!contains(&clean, d, 7, &changed));
         }
         // Longer segments are not kept.
         let longer = [b'A'; CLEAN_BYTES + 1];
-        clean.insert(d, 7, &longer);
-        assert!(!clean.contains(d, 7, &longer));
+        remember(&mut clean, d, 7, &longer);
+        assert!(!contains(&clean, d, 7, &longer));
         // New delimiters forget the rest; a copy starts empty.
-        clean.insert(other, 3, b"LX*1");
-        assert!(!clean.contains(d, 7, &long[..CLEAN_BYTES]));
-        assert!(clean.contains(other, 3, b"LX*1"));
-        assert!(!clean.clone().contains(other, 3, b"LX*1"));
+        remember(&mut clean, other, 3, b"LX*1");
+        assert!(!contains(&clean, d, 7, &long[..CLEAN_BYTES]));
+        assert!(contains(&clean, other, 3, b"LX*1"));
+        assert!(!contains(&clean.clone(), other, 3, b"LX*1"));
     }
 
     #[test]

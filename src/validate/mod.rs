@@ -463,23 +463,27 @@ impl<'s> SetValidator<'s> {
     #[inline]
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
         let usage = self.std.schema.segments[seg_ix].usage;
-        let clean =
-            usage != Usage::NotUsed && self.clean.contains(seg.delimiters(), seg_ix, seg.raw());
-        if clean && seg.leading_blanks() == 0 {
+        let probe = if usage == Usage::NotUsed {
+            element::Probe::Unremembered
+        } else {
+            self.clean.probe(seg.delimiters(), seg_ix, seg.raw())
+        };
+        if probe == element::Probe::Clean && seg.leading_blanks() == 0 {
             return;
         }
-        self.check_elements_in_full(seg_ix, seg, fields, clean);
+        self.check_elements_in_full(seg_ix, seg, fields, probe);
     }
 
-    /// [`Self::check_elements`] for a segment not settled by the lookup; `clean` says whether
-    /// it was found clean before (it has leading blanks to report, then).
+    /// [`Self::check_elements`] for a segment not settled by the lookup; `probe` says whether
+    /// it was found clean before (it has leading blanks to report, then), and otherwise where
+    /// to remember it if it is clean now.
     #[inline(never)]
     fn check_elements_in_full(
         &mut self,
         seg_ix: usize,
         seg: &Segment<'_>,
         fields: &Fields<'_>,
-        clean: bool,
+        probe: element::Probe,
     ) {
         // Checked into `self.errors` in place (not taken and put back: that cost a call per
         // segment to drop the empty vector left behind).
@@ -510,10 +514,10 @@ impl<'s> SetValidator<'s> {
             );
             f.location = make_loc();
             out.push(f);
-        } else if !clean {
+        } else if probe != element::Probe::Clean {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
-            if out.is_empty() {
-                self.clean.insert(seg.delimiters(), seg_ix, seg.raw());
+            if let (true, element::Probe::Miss(slot)) = (out.is_empty(), probe) {
+                self.clean.insert(seg.delimiters(), slot, seg_ix, seg.raw());
             }
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.

@@ -11,6 +11,7 @@
 
 use crate::finding::{Ack, Finding};
 use crate::schema::{pack, Child, LoopIx, Schema, SegIx, Usage};
+use std::ops::Range;
 
 /// A segment's ID and first element, packed once for the whole search.
 struct Key<'a> {
@@ -258,6 +259,8 @@ impl Walker {
         false
     }
 
+    /// Reports the required children of `f` in `range` that were never seen.
+    #[inline]
     fn required_unseen(
         schema: &Schema,
         f: &Frame,
@@ -266,10 +269,18 @@ impl Walker {
     ) {
         let lp = &schema.loops[f.loop_ix];
         // Most stretches skipped or closed hold no required child: nothing to look at then.
+        // That is settled here, inline: the call cost as much as the test, twice a segment.
         let required = |i: usize| lp.required_before.get(i).copied().unwrap_or(0);
         if range.is_empty() || required(range.end) == required(range.start) {
             return;
         }
+        Self::unseen(schema, f, range, missing);
+    }
+
+    /// [`Self::required_unseen`] for a stretch that holds a required child.
+    #[inline(never)]
+    fn unseen(schema: &Schema, f: &Frame, range: Range<usize>, missing: &mut Vec<Missing>) {
+        let lp = &schema.loops[f.loop_ix];
         for ci in range {
             if f.counts[ci] > 0 {
                 continue;
@@ -295,7 +306,18 @@ impl Walker {
     }
 
     /// Closes loops deeper than `depth`, reporting required children never seen.
+    #[inline]
     fn close_to(&mut self, schema: &Schema, depth: usize, missing: &mut Vec<Missing>) -> u8 {
+        // Most segments close nothing: that is settled here, without a call.
+        if self.depth <= depth {
+            return 0;
+        }
+        self.close_loops(schema, depth, missing)
+    }
+
+    /// [`Self::close_to`] when there is a loop to close.
+    #[inline(never)]
+    fn close_loops(&mut self, schema: &Schema, depth: usize, missing: &mut Vec<Missing>) -> u8 {
         let mut closed = 0;
         while self.depth > depth {
             let f = &self.stack[self.depth - 1];
