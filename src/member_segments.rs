@@ -21,6 +21,14 @@ use std::io;
 /// ISA13, GS06 and ST02 of a set.
 pub type SetKey = (String, String, String);
 
+/// A [`SetKey`] borrowed from a change's source trace.
+pub type SetRef<'a> = (&'a str, &'a str, &'a str);
+
+/// Whether `key` names the set `set`.
+fn is_set(key: &SetKey, set: SetRef<'_>) -> bool {
+    key.0 == set.0 && key.1 == set.1 && key.2 == set.2
+}
+
 /// At most one mark per this many bytes of a set: a range is found by lexing at most this far
 /// past its mark (a 1 GB file needs about 65,000 marks, 1.5 MB).
 pub const SPACING: u64 = 16 << 10;
@@ -188,8 +196,12 @@ pub struct SegmentReader {
     file: File,
     index: LoopIndex,
     cursor: Option<Cursor>,
-    /// The set of the last range read (its segments are in `segments`).
-    last: Option<SetKey>,
+    /// The set of the last range asked for. It is kept, and overwritten in place when the set
+    /// changes, so that asking for a range (once per change with findings) copies no key
+    /// and the marks are looked up with it.
+    key: SetKey,
+    /// Whether `segments` holds a range of `key`'s set.
+    filled: bool,
     segments: Segments,
 }
 
@@ -199,7 +211,8 @@ impl SegmentReader {
             file,
             index,
             cursor: None,
-            last: None,
+            key: SetKey::default(),
+            filled: false,
             segments: Segments::default(),
         }
     }
@@ -208,15 +221,31 @@ impl SegmentReader {
     /// no marks (its members were never seen) or the range starts before its first member.
     /// Ranges asked for in file order are read in one pass; one inside the last range read is
     /// served from it (the changes of one member loop share its segments).
-    pub fn read(&mut self, set: &SetKey, first: u32, last: u32) -> io::Result<Option<&Segments>> {
+    pub fn read(
+        &mut self,
+        set: SetRef<'_>,
+        first: u32,
+        last: u32,
+    ) -> io::Result<Option<&Segments>> {
         if first > last {
             return Ok(None);
         }
-        if self.last.as_ref() == Some(set) && self.segments.covers(first, last) {
+        let same = is_set(&self.key, set);
+        if same && self.filled && self.segments.covers(first, last) {
             return Ok(Some(&self.segments));
         }
-        self.last = None;
-        let Some(marks) = self.index.sets.get(set) else {
+        self.filled = false;
+        if !same {
+            for (k, s) in [
+                (&mut self.key.0, set.0),
+                (&mut self.key.1, set.1),
+                (&mut self.key.2, set.2),
+            ] {
+                k.clear();
+                k.push_str(s);
+            }
+        }
+        let Some(marks) = self.index.sets.get(&self.key) else {
             return Ok(None);
         };
         let Some(delims) = marks.delims else {
@@ -231,7 +260,7 @@ impl SegmentReader {
         let reuse = self
             .cursor
             .as_ref()
-            .is_some_and(|c| &c.set == set && c.next <= first && c.next >= mark.position);
+            .is_some_and(|c| is_set(&c.set, set) && c.next <= first && c.next >= mark.position);
         if !reuse {
             let file = self.file.try_clone()?;
             let opts = LexerOptions {
@@ -239,7 +268,7 @@ impl SegmentReader {
                 ..LexerOptions::default()
             };
             self.cursor = Some(Cursor {
-                set: set.clone(),
+                set: self.key.clone(),
                 lexer: Lexer::resume(
                     FileAt {
                         file,
@@ -279,7 +308,7 @@ impl SegmentReader {
         if lost {
             self.cursor = None;
         }
-        self.last = Some(set.clone());
+        self.filled = true;
         Ok(Some(&self.segments))
     }
 }
@@ -389,7 +418,7 @@ mod tests {
                 5 + next(max - 40)
             };
             let last = first + next(30);
-            let Some(segs) = reader.read(set, first, last).unwrap() else {
+            let Some(segs) = reader.read((&set.0, &set.1, &set.2), first, last).unwrap() else {
                 // Only a range before the set's first member has no mark.
                 assert!(first < 20, "no segments for {first}..={last}");
                 continue;

@@ -1650,8 +1650,7 @@ impl Prep {
         if first == 0 {
             return Vec::new();
         }
-        let set = (isa13.clone(), gs06.clone(), st02.clone());
-        let segs = match reader.read(&set, first, last) {
+        let segs = match reader.read((isa13, gs06, st02), first, last) {
             Ok(Some(segs)) => segs,
             Ok(None) => return Vec::new(),
             Err(e) => {
