@@ -371,8 +371,11 @@ impl Scan {
     /// counted in `self.newlines`. Inlined into [`Lexer::read_segment`] (its one caller), so
     /// that the scan's state stays in registers: called, it cost a prologue, an epilogue and
     /// the state's stores and loads for every segment.
+    ///
+    /// With `SEPS` false the separators are not noted (`seps` is left as it is): for a
+    /// caller that only copies the segment's bytes.
     #[inline(always)]
-    fn run(&mut self, seg: &[u8], seps: &mut Vec<u32>) -> Option<usize> {
+    fn run<const SEPS: bool>(&mut self, seg: &[u8], seps: &mut Vec<u32>) -> Option<usize> {
         let len = seg.len();
         let mut at = self.at;
         let mut n = self.found;
@@ -386,26 +389,28 @@ impl Scan {
         };
         while at + 8 <= len {
             // At most eight separators per word: room for them without a check per byte.
-            if seps.len() < n + 8 {
+            if SEPS && seps.len() < n + 8 {
                 seps.resize(n + 64, 0);
             }
             let c = &seg[at..at + 8];
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             let zt = zero_bytes(w ^ self.term);
-            let mut ze = zero_bytes(w ^ self.elem);
             let low = below_11(w);
             if zt != 0 {
                 // Only what stands before the terminator: the bits below its high bit.
                 let before = (zt & zt.wrapping_neg()) - 1;
-                ze &= before;
-                put(seps, &mut n, at, ze);
+                if SEPS {
+                    put(seps, &mut n, at, zero_bytes(w ^ self.elem) & before);
+                }
                 self.found = n;
                 let i = at + (zt.trailing_zeros() as usize) / 8;
                 self.at = i;
                 self.count_newlines(&seg[..i], control | (low & before));
                 return Some(i);
             }
-            put(seps, &mut n, at, ze);
+            if SEPS {
+                put(seps, &mut n, at, zero_bytes(w ^ self.elem));
+            }
             control |= low;
             at += 8;
         }
@@ -419,7 +424,7 @@ impl Scan {
                 self.count_newlines(&seg[..at], self.control);
                 return Some(at);
             }
-            if b == self.delims.element {
+            if SEPS && b == self.delims.element {
                 if seps.len() <= n {
                     seps.resize(n + 64, 0);
                 }
@@ -796,6 +801,21 @@ impl<R: Read> Lexer<R> {
     /// fields stay in registers.
     #[inline(always)]
     pub fn next_token(&mut self) -> Option<Token<'_>> {
+        self.token::<true>()
+    }
+
+    /// [`next_token`](Self::next_token) for a caller that only copies each segment's bytes:
+    /// the segment's element separators are not noted (its [`Segment::fields`] is `None`, and
+    /// [`Segment::elements`] finds them again). The tokens, positions and lines are the same;
+    /// the scan is about a third shorter per segment (`eligo run` reads back the segments of
+    /// its changes with findings this way, most of the file).
+    #[inline(always)]
+    pub fn next_token_unsplit(&mut self) -> Option<Token<'_>> {
+        self.token::<false>()
+    }
+
+    #[inline(always)]
+    fn token<const SEPS: bool>(&mut self) -> Option<Token<'_>> {
         // Tested before it is taken: `take` writes the field back for every segment.
         if self.pending_warning.is_some() {
             if let Some(w) = self.pending_warning.take() {
@@ -828,7 +848,7 @@ impl<R: Read> Lexer<R> {
         let Some(delims) = self.delims else {
             return Some(self.skip_junk());
         };
-        self.read_segment(delims, blanks)
+        self.read_segment::<SEPS>(delims, blanks)
     }
 
     /// Skips bytes up to the next `ISA` that could start an interchange.
@@ -975,12 +995,16 @@ impl<R: Read> Lexer<R> {
 
     /// Always inlined into [`next_token`](Self::next_token), for the reason given there.
     #[inline(always)]
-    fn read_segment(&mut self, delims: Delimiters, blanks: u32) -> Option<Token<'_>> {
+    fn read_segment<const SEPS: bool>(
+        &mut self,
+        delims: Delimiters,
+        blanks: u32,
+    ) -> Option<Token<'_>> {
         let pos = self.pos();
         let mut scan = Scan::with_patterns(delims, self.patterns);
         let term_at = loop {
             let avail = &self.buf[self.start..self.end];
-            if let Some(i) = scan.run(avail, &mut self.seps) {
+            if let Some(i) = scan.run::<SEPS>(avail, &mut self.seps) {
                 break i;
             }
             if scan.at > self.opts.max_segment_len {
@@ -1016,7 +1040,7 @@ impl<R: Read> Lexer<R> {
             delims,
             pos,
             leading_blanks: blanks,
-            seps: Some(&self.seps[..scan.found]),
+            seps: SEPS.then(|| &self.seps[..scan.found]),
         }))
     }
 
@@ -1083,6 +1107,12 @@ mod tests {
     pub(crate) const ISA: &str = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240105*0930*^*00501*000000123*0*P*:~";
 
     fn collect(input: &[u8], chunk: usize) -> Vec<String> {
+        collect_with(input, chunk, true)
+    }
+
+    /// The tokens as text, from [`Lexer::next_token`] or, without `split`,
+    /// [`Lexer::next_token_unsplit`].
+    fn collect_with(input: &[u8], chunk: usize, split: bool) -> Vec<String> {
         let mut lx = Lexer::with_options(
             input,
             LexerOptions {
@@ -1091,7 +1121,13 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        while let Some(t) = lx.next_token() {
+        loop {
+            let t = if split {
+                lx.next_token()
+            } else {
+                lx.next_token_unsplit()
+            };
+            let Some(t) = t else { break };
             out.push(match t {
                 Token::Segment(s) => format!(
                     "{}@{}:{}",
@@ -1104,6 +1140,25 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn unsplit_tokens_are_the_same_tokens() {
+        let long = "N1*".to_string() + &"X*".repeat(40);
+        for input in [
+            format!("{ISA}\nGS*BE*A~\r\nST*834*0001~  INS*Y*18~\nREF*0F*1\n2~"),
+            format!("{ISA}GS*BE~{long}~ST*834~SE*2*0001~{ISA}GS~"),
+            format!("{ISA}GS*BE*A~ST*834*0001"),
+            format!("junk{ISA}GS**~~ST~"),
+        ] {
+            for chunk in [1, 3, 8, 9, 4096] {
+                assert_eq!(
+                    collect_with(input.as_bytes(), chunk, false),
+                    collect(input.as_bytes(), chunk),
+                    "{input:?} {chunk}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1269,9 +1324,9 @@ mod tests {
                     // Whole, and in two pieces (the lexer refilling its buffer mid-segment).
                     for cut in [len, len / 3, len.saturating_sub(5)] {
                         let mut scan = Scan::new(delims);
-                        let got = match scan.run(&s[..cut], &mut seps) {
+                        let got = match scan.run::<true>(&s[..cut], &mut seps) {
                             Some(i) => Some(i),
-                            None => scan.run(&s, &mut seps),
+                            None => scan.run::<true>(&s, &mut seps),
                         };
                         assert_eq!(got, want_term, "{s:?} cut {cut}");
                         if got.is_some() {

@@ -287,7 +287,8 @@ impl SegmentReader {
         self.segments.clear(delims);
         let mut lost = false;
         while c.next <= last {
-            match c.lexer.next_token() {
+            // Only the segments' bytes are kept: the lexer need not note their separators.
+            match c.lexer.next_token_unsplit() {
                 Some(Token::Segment(seg)) => {
                     let position = c.next;
                     c.next += 1;
