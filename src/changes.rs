@@ -2427,7 +2427,7 @@ mod tests {
                         qual: 0,
                         position,
                     };
-                    rec.push(&seg, &fields, placed, &[], 0);
+                    rec.push(&seg, &fields, placed, &[], 0, 0);
                 }
                 let text = RecordText::new(&rec);
                 match text.0 {

@@ -208,7 +208,7 @@ impl Splitter {
 /// added to 0x7f (so a byte with any of them set carries into its high bit, and no carry
 /// crosses into the next byte), then the byte's own high bit is or-ed in.
 #[inline]
-fn zero_bytes(x: u64) -> u64 {
+pub(crate) fn zero_bytes(x: u64) -> u64 {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     !(((x & LOW7) + LOW7) | x | LOW7)
 }

@@ -121,6 +121,48 @@ fn location_in(
     loc
 }
 
+/// Element 1 up to its first component separator `comp` (the qualifier the walker matches),
+/// that packed ([`crate::schema::pack`]), and element 1 whole packed.
+///
+/// Element 1 is nearly always a short code: it is packed once, and the separator looked for
+/// in the packed bytes all at once ([`crate::lexer::zero_bytes`]); the first component's key
+/// is then the whole key cut short. A byte-by-byte search cost about 28 instructions a
+/// segment. A value too long to pack, or a separator of 0 (which the unused bytes of a key
+/// hold), is searched as bytes. Inline: a call cost as much as the search.
+#[inline(always)]
+fn first_component(element1: &[u8], comp: u8) -> (&[u8], Option<u64>, Option<u64>) {
+    let whole = crate::schema::pack(element1);
+    match whole {
+        Some(key) if comp != 0 => {
+            // A key holds the bytes in its high `len` bytes (at most 7), its length below.
+            let high = |n: usize| !(u64::MAX >> (8 * n));
+            let n = element1.len();
+            let hits = crate::lexer::zero_bytes(key ^ u64::from_ne_bytes([comp; 8])) & high(n);
+            if hits == 0 {
+                return (element1, whole, whole);
+            }
+            let i = hits.leading_zeros() as usize / 8;
+            let first = element1.get(..i).unwrap_or(element1);
+            (first, Some(key & high(i) | i as u64), whole)
+        }
+        _ => first_component_searched(element1, comp),
+    }
+}
+
+/// [`first_component`] for an element 1 that does not pack (N3's address, N4's city).
+#[inline(never)]
+fn first_component_searched(element1: &[u8], comp: u8) -> (&[u8], Option<u64>, Option<u64>) {
+    let first = match crate::lexer::find_byte(comp, element1) {
+        Some(i) => &element1[..i],
+        None => element1,
+    };
+    (
+        first,
+        crate::schema::pack(first),
+        crate::schema::pack(element1),
+    )
+}
+
 /// Tables a set validator fills that hold for every set checked against the same standards
 /// (the segments found clean, the walker's searches): handed from one set's validator to the
 /// next, so that a file of many small sets does not start an empty table for each.
@@ -157,6 +199,11 @@ pub struct SetValidator<'s> {
     missing: Vec<Missing>,
     errors: Vec<Finding>,
     open: Vec<usize>,
+    /// Changed whenever `open` is: the records tell by it whether their instance stacks are
+    /// in step with `open` ([`Record::push`]). Not state (only compared with itself).
+    open_gen: u64,
+    /// The member loop's ID packed ([`crate::schema::pack`]), when it packs.
+    unit_key: Option<u64>,
     pub tally: Tally,
     /// Number of findings with severity error that reject the set (X12/guide level).
     pub rejecting: usize,
@@ -207,6 +254,11 @@ impl<'s> SetValidator<'s> {
             missing: Vec::new(),
             errors: Vec::new(),
             open: Vec::new(),
+            open_gen: 0,
+            unit_key: std
+                .unit
+                .as_ref()
+                .and_then(|u| crate::schema::pack(u.loop_id.as_bytes())),
             tally: Tally::default(),
             rejecting: 0,
             warnings: 0,
@@ -315,6 +367,7 @@ impl<'s> SetValidator<'s> {
         }
         v.open.clear();
         v.open.extend(v.walker.open_loops());
+        v.open_gen += 1;
         v.member.clear(self.member.delims);
         v.phantom = true;
         v.pending.clear();
@@ -417,6 +470,7 @@ impl<'s> SetValidator<'s> {
         };
         self.open.clear();
         self.open.extend(self.walker.open_loops());
+        self.open_gen += 1;
         let mut splitter = std::mem::take(&mut self.splitter);
         // The lexer found the separators while looking for the terminator; a segment built
         // otherwise is split here.
@@ -430,10 +484,23 @@ impl<'s> SetValidator<'s> {
             qual: crate::schema::pack(fields.element(1)).unwrap_or(u64::MAX),
             position: 1,
         };
-        self.header.push(st, &fields, placed, &self.open, 0);
+        self.header
+            .push(st, &fields, placed, &self.open, 0, self.open_gen);
         self.check_elements(root_st, st, &fields);
         self.splitter = splitter;
         self.flush_header_findings(sink);
+    }
+
+    /// Is loop `l` the member loop ([`UnitSpec::loop_id`])? By packed ID when it packs (a
+    /// loop opens for two segments in five: a string compare was a `memcmp` call each).
+    #[inline]
+    fn is_unit_loop(&self, l: usize) -> bool {
+        let lp = &self.std.schema.loops[l];
+        match (self.unit_key, &self.std.unit) {
+            (Some(k), _) => lp.key == k,
+            (None, Some(u)) => lp.id == u.loop_id,
+            (None, None) => false,
+        }
     }
 
     fn location(&self, seg: &Segment<'_>, id: &[u8], loop_ix: Option<usize>) -> Location {
@@ -578,13 +645,9 @@ impl<'s> SetValidator<'s> {
         };
         let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
-        let first = fields.element(1);
-        let element1 = first;
-        let first = match crate::lexer::find_byte(seg.delimiters().component, first) {
-            Some(i) => &first[..i],
-            None => first,
-        };
-        let first_key = crate::schema::pack(first);
+        let element1 = fields.element(1);
+        let (first, first_key, element1_key) =
+            first_component(element1, seg.delimiters().component);
         self.errors.clear();
         self.missing.clear();
         let placement = self.walker.place(
@@ -602,8 +665,8 @@ impl<'s> SetValidator<'s> {
             self.report_missing(seg, &missing);
             self.missing = missing;
         }
-        let loop_now = self.walker.current_loop();
         if !self.errors.is_empty() {
+            let loop_now = self.walker.current_loop();
             let mut errors = std::mem::take(&mut self.errors);
             for mut f in errors.drain(..) {
                 f.location = self.location(seg, id, loop_now);
@@ -635,7 +698,7 @@ impl<'s> SetValidator<'s> {
                         )
                     };
                     let mut f = Finding::new(fid, 1, ack, msg);
-                    f.location = self.location(seg, id, loop_now);
+                    f.location = self.location(seg, id, self.walker.current_loop());
                     self.emit(f);
                 }
             }
@@ -644,16 +707,20 @@ impl<'s> SetValidator<'s> {
                 opened,
                 closed,
             } => {
-                // The open loops change only when a placement opens or closes one.
+                // The open loops change only when a placement opens or closes one, and then
+                // as it says: `closed` innermost loops left, then one entered if `opened`.
                 if opened > 0 || closed > 0 {
-                    self.open.clear();
-                    self.open.extend(self.walker.open_loops());
+                    self.open
+                        .truncate(self.open.len().saturating_sub(usize::from(closed)));
+                    if let Some(l) = self.walker.current_loop().filter(|_| opened > 0) {
+                        self.open.push(l);
+                    }
+                    self.open_gen += 1;
+                    debug_assert!(self.open.iter().copied().eq(self.walker.open_loops()));
                 }
                 let depth = self.open.len();
                 // Did a member loop end, or a new one begin?
-                let unit_loop = self.std.unit.as_ref().map(|u| u.loop_id.as_str());
-                let opened_unit = opened > 0
-                    && unit_loop.is_some_and(|u| schema.loops[self.open[depth - 1]].id == u);
+                let opened_unit = opened > 0 && self.is_unit_loop(self.open[depth - 1]);
                 if let Some(ud) = self.unit_depth {
                     if depth <= ud || opened_unit && depth == ud + 1 {
                         self.close_member(sink);
@@ -688,15 +755,10 @@ impl<'s> SetValidator<'s> {
                 let placed = Placed {
                     seg_ix,
                     key: schema.segments[seg_ix].key,
-                    qual: if first.len() == element1.len() {
-                        first_key
-                    } else {
-                        crate::schema::pack(element1)
-                    }
-                    .unwrap_or(u64::MAX),
+                    qual: element1_key.unwrap_or(u64::MAX),
                     position,
                 };
-                rec.push(seg, &fields, placed, &self.open, rd);
+                rec.push(seg, &fields, placed, &self.open, rd, self.open_gen);
                 self.check_elements(seg_ix, seg, &fields);
                 if !self.in_member {
                     self.flush_header_findings(sink);
@@ -905,6 +967,37 @@ impl<'s> SetValidator<'s> {
                 element,
                 ..Default::default()
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_component;
+    use crate::schema::pack;
+
+    /// The packed search for the component separator agrees with a byte search, for every
+    /// separator position, length (packing and not) and separator byte, 0 included.
+    #[test]
+    fn first_component_agrees_with_a_byte_search() {
+        let bytes = [b'A', b'0', b':', b'>', 0, 1, 7, 0xff, b'^'];
+        for comp in [b':', b'>', 0u8, 1, 7, 0xff, b'^'] {
+            for len in 0..=9usize {
+                for seed in 0..200u32 {
+                    let v: Vec<u8> = (0..len)
+                        .map(|i| bytes[((seed >> (i % 5)) as usize + i * 7 + seed as usize) % 9])
+                        .collect();
+                    let first = match v.iter().position(|&b| b == comp) {
+                        Some(i) => &v[..i],
+                        None => &v[..],
+                    };
+                    assert_eq!(
+                        first_component(&v, comp),
+                        (first, pack(first), pack(&v)),
+                        "{v:?} {comp}"
+                    );
+                }
+            }
         }
     }
 }

@@ -61,7 +61,26 @@ pub struct Record {
     open: Vec<u32>,
     /// Element separator offsets of every segment, in order ([`RecSeg::sep_lo`]).
     seps: Vec<u32>,
+    /// The open loops `open` was last reconciled with ([`Record::push`]).
+    synced: Synced,
 }
+
+/// Which open loops a record's instance stack is in step with: the caller's generation of
+/// them and the record's depth among them, or nothing (after a clear or a new instance).
+///
+/// Not state: it only lets [`Record::push`] skip a reconcile that would change nothing, so any
+/// two compare equal (a piece of a set checked on its own ends with the same record as the
+/// whole set's walk, but not with the same generations).
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced(Option<(u64, usize)>);
+
+impl PartialEq for Synced {
+    fn eq(&self, _: &Synced) -> bool {
+        true
+    }
+}
+
+impl Eq for Synced {}
 
 impl Default for Record {
     fn default() -> Self {
@@ -72,6 +91,7 @@ impl Default for Record {
             delims: Delimiters::DEFAULT,
             open: Vec::new(),
             seps: Vec::new(),
+            synced: Synced::default(),
         }
     }
 }
@@ -83,6 +103,7 @@ impl Record {
         self.instances.clear();
         self.open.clear();
         self.seps.clear();
+        self.synced = Synced::default();
         self.delims = delims;
     }
 
@@ -92,7 +113,9 @@ impl Record {
 
     /// Records a segment placed in the loops `open_loops` (outermost first, from the walker).
     /// `record_depth` is how many of the outer loops lie above this record (they are not part of
-    /// it). `fields` is `seg` split with the record's element separator.
+    /// it). `fields` is `seg` split with the record's element separator. `generation` names
+    /// `open_loops`: the caller changes it whenever the open loops change, so that a record
+    /// already in step with them skips the reconcile (most segments open and close nothing).
     pub fn push(
         &mut self,
         seg: &Segment<'_>,
@@ -100,27 +123,17 @@ impl Record {
         placed: Placed,
         open_loops: &[LoopIx],
         record_depth: usize,
+        generation: u64,
     ) {
         if self.segs.len() >= MAX_SEGMENTS {
             // A loop this long is not an 834 member (and its set is rejected for the segments
             // over their maximum use); keep memory bounded rather than record it all.
             return;
         }
-        let inner = open_loops.get(record_depth..).unwrap_or(&[]);
-        // Reconcile the instance stack with the walker's open loops: a loop at the same depth
-        // with the same index is the same instance unless the segment is that loop's trigger.
-        let mut keep = 0;
-        while keep < self.open.len()
-            && keep < inner.len()
-            && self.instances[self.open[keep] as usize].loop_ix == inner[keep]
-        {
-            keep += 1;
-        }
-        self.open.truncate(keep);
-        for &l in &inner[keep..] {
-            let parent = self.open.last().copied();
-            self.instances.push(Instance { loop_ix: l, parent });
-            self.open.push((self.instances.len() - 1) as u32);
+        let synced = Some((generation, record_depth));
+        if self.synced.0 != synced {
+            self.reconcile(open_loops.get(record_depth..).unwrap_or(&[]));
+            self.synced = Synced(synced);
         }
         let start = self.buf.len() as u32;
         self.buf.extend_from_slice(seg.raw());
@@ -145,6 +158,26 @@ impl Record {
     /// walker depth `depth` (the loop's trigger repeated).
     pub fn new_instance_at(&mut self, depth_in_record: usize) {
         self.open.truncate(depth_in_record);
+        self.synced = Synced::default();
+    }
+
+    /// Brings the stack of open instances in step with the loops `inner` the walker has open
+    /// inside this record: a loop at the same depth with the same index is the same instance
+    /// unless the segment is that loop's trigger ([`Record::new_instance_at`]).
+    fn reconcile(&mut self, inner: &[LoopIx]) {
+        let mut keep = 0;
+        while keep < self.open.len()
+            && keep < inner.len()
+            && self.instances[self.open[keep] as usize].loop_ix == inner[keep]
+        {
+            keep += 1;
+        }
+        self.open.truncate(keep);
+        for &l in &inner[keep..] {
+            let parent = self.open.last().copied();
+            self.instances.push(Instance { loop_ix: l, parent });
+            self.open.push((self.instances.len() - 1) as u32);
+        }
     }
 
     pub fn segment(&self, i: usize) -> Segment<'_> {
