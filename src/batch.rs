@@ -781,29 +781,27 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
 
     fn member(&mut self, rec: &Record, std: &Standards) {
         let Some(h) = self.header.take() else { return };
-        let result = match changes::member_loop_with(rec, std, &mut self.spare) {
-            Err(e) => Err(e),
-            Ok(mut m) => {
-                let result = match self.screen.is_some() {
-                    // The rules look at owned, sealed records.
-                    true => changes::derive(&h, &m).map(|records| {
-                        if let Some(screen) = &mut self.screen {
-                            let out = screen.member(records, rec);
-                            self.write_screened(out);
-                        }
-                    }),
-                    // Without rules nothing needs the ids before they are written: each
-                    // record is encoded from a view into the member loop and the header, its
-                    // id computed from the JSON written (one serialization, no owned record).
-                    false => changes::derive_views(&h, &m, &mut |v| {
-                        let res = self.write_spooled(&v, true);
-                        self.io(res);
-                    }),
-                };
-                self.spare.keep(&mut m);
-                result
+        // Out of `self` while the member loop is read into it, as the header is.
+        let mut spare = std::mem::take(&mut self.spare);
+        let result = changes::with_member_loop(rec, std, &mut spare, |m| {
+            match self.screen.is_some() {
+                // The rules look at owned, sealed records.
+                true => changes::derive(&h, m).map(|records| {
+                    if let Some(screen) = &mut self.screen {
+                        let out = screen.member(records, rec);
+                        self.write_screened(out);
+                    }
+                }),
+                // Without rules nothing needs the ids before they are written: each record is
+                // encoded from a view into the member loop and the header, its id computed
+                // from the JSON written (one serialization, no owned record).
+                false => changes::derive_views(&h, m, &mut |v| {
+                    let res = self.write_spooled(&v, true);
+                    self.io(res);
+                }),
             }
-        };
+        });
+        self.spare = spare;
         self.header = Some(h);
         match result {
             Ok(()) => {}
@@ -915,18 +913,15 @@ impl Observer for ConvertPiece {
             &mut self.records,
             &mut self.error,
         );
-        let result = changes::member_loop_with(rec, std, &mut self.spare).and_then(|mut m| {
-            let result =
-                changes::derive_views(h, &m, &mut |v| match encoder.encode_into(&v, true, bytes) {
-                    Ok(()) => *records += 1,
-                    Err(e) => {
-                        if error.is_none() {
-                            *error = Some(e);
-                        }
+        let result = changes::with_member_loop(rec, std, &mut self.spare, |m| {
+            changes::derive_views(h, m, &mut |v| match encoder.encode_into(&v, true, bytes) {
+                Ok(()) => *records += 1,
+                Err(e) => {
+                    if error.is_none() {
+                        *error = Some(e);
                     }
-                });
-            self.spare.keep(&mut m);
-            result
+                }
+            })
         });
         match result {
             Ok(()) => {}

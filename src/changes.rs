@@ -91,25 +91,31 @@ impl ChangeKind {
     ];
 
     pub fn label(self) -> &'static str {
+        let quoted = self.json_label();
+        &quoted[1..quoted.len() - 1]
+    }
+
+    /// The label as a JSON string, quotes included: written as one copy.
+    pub fn json_label(self) -> &'static str {
         match self {
-            ChangeKind::AddSubscriber => "add_subscriber",
-            ChangeKind::AddDependent => "add_dependent",
-            ChangeKind::AddCoverage => "add_coverage",
-            ChangeKind::TerminateMember => "terminate_member",
-            ChangeKind::TerminateCoverage => "terminate_coverage",
-            ChangeKind::Cancel => "cancel",
-            ChangeKind::Reinstate => "reinstate",
-            ChangeKind::AddressChange => "address_change",
-            ChangeKind::NameChange => "name_change",
-            ChangeKind::DemographicChange => "demographic_change",
-            ChangeKind::PcpChange => "pcp_change",
-            ChangeKind::PlanChange => "plan_change",
-            ChangeKind::CoverageLevelChange => "coverage_level_change",
-            ChangeKind::DivisionChange => "division_change",
-            ChangeKind::IdCardOrder => "id_card_order",
-            ChangeKind::CoverageCorrection => "coverage_correction",
-            ChangeKind::MemberChange => "member_change",
-            ChangeKind::Audit => "audit",
+            ChangeKind::AddSubscriber => r#""add_subscriber""#,
+            ChangeKind::AddDependent => r#""add_dependent""#,
+            ChangeKind::AddCoverage => r#""add_coverage""#,
+            ChangeKind::TerminateMember => r#""terminate_member""#,
+            ChangeKind::TerminateCoverage => r#""terminate_coverage""#,
+            ChangeKind::Cancel => r#""cancel""#,
+            ChangeKind::Reinstate => r#""reinstate""#,
+            ChangeKind::AddressChange => r#""address_change""#,
+            ChangeKind::NameChange => r#""name_change""#,
+            ChangeKind::DemographicChange => r#""demographic_change""#,
+            ChangeKind::PcpChange => r#""pcp_change""#,
+            ChangeKind::PlanChange => r#""plan_change""#,
+            ChangeKind::CoverageLevelChange => r#""coverage_level_change""#,
+            ChangeKind::DivisionChange => r#""division_change""#,
+            ChangeKind::IdCardOrder => r#""id_card_order""#,
+            ChangeKind::CoverageCorrection => r#""coverage_correction""#,
+            ChangeKind::MemberChange => r#""member_change""#,
+            ChangeKind::Audit => r#""audit""#,
         }
     }
 
@@ -1270,14 +1276,27 @@ impl<'a> RecordText<'a> {
         (!v.is_empty()).then(|| self.borrowed(v))
     }
 
-    /// [`text`] of an element of the record.
-    fn owned(self, v: &'a [u8]) -> String {
-        self.borrowed(v).into_owned()
+    /// [`text`] of an element of the record, in a string of `pool` when it has one: the owned
+    /// values of member loops (plans, provider names and ids, contacts) are some 80 thousand
+    /// short strings per 10 MB, and each was allocated and freed anew ([`MemberSpare`] keeps
+    /// them for the next member).
+    fn owned_in(self, v: &'a [u8], pool: &mut Vec<String>) -> String {
+        match self.borrowed(v) {
+            Cow::Borrowed(s) => match pool.pop() {
+                Some(mut kept) => {
+                    kept.clear();
+                    kept.push_str(s);
+                    kept
+                }
+                None => s.to_owned(),
+            },
+            Cow::Owned(s) => s,
+        }
     }
 
-    /// [`opt`] of an element of the record.
-    fn opt(self, v: &'a [u8]) -> Option<String> {
-        (!v.is_empty()).then(|| self.owned(v))
+    /// [`opt`] of an element of the record, as [`RecordText::owned_in`] gives it.
+    fn opt_in(self, v: &'a [u8], pool: &mut Vec<String>) -> Option<String> {
+        (!v.is_empty()).then(|| self.owned_in(v, pool))
     }
 }
 
@@ -1337,9 +1356,19 @@ impl<'a> Reader<'a> {
     fn opt_borrowed(&self, n: usize) -> Option<Cow<'a, str>> {
         self.text.opt_borrowed(self.element(n))
     }
-    /// Element `n` as [`opt`] gives it.
-    fn opt(&self, n: usize) -> Option<String> {
-        self.text.opt(self.element(n))
+    /// Element `n` as [`opt`] gives it, in a string of `pool` ([`RecordText::owned_in`]).
+    fn opt_in(&self, n: usize, pool: &mut Vec<String>) -> Option<String> {
+        self.text.opt_in(self.element(n), pool)
+    }
+    /// [`Reader::name`] owned, in strings of `pool` (what `name().view().to_name()` gives).
+    fn person_name_in(&self, pool: &mut Vec<String>) -> PersonName {
+        PersonName {
+            last: self.text.owned_in(self.element(3), pool),
+            first: self.opt_in(4, pool),
+            middle: self.opt_in(5, pool),
+            prefix: self.opt_in(6, pool),
+            suffix: self.opt_in(7, pool),
+        }
     }
     fn demographics(&self) -> Result<Demographics, DeriveError> {
         Ok(Demographics {
@@ -1364,23 +1393,52 @@ fn set_city<'a>(addr: &mut Option<AddressRead<'a>>, seg: &Reader<'a>) {
     a.country = seg.opt_borrowed(4);
 }
 
-/// The vectors of a member loop that has been used, emptied, for the next one to fill: a
-/// conversion reads thousands of member loops one after another, and each would otherwise
-/// allocate (and grow, and free) its coverage lists anew.
+/// The vectors and strings of a member loop that has been used, emptied, for the next one to
+/// fill: a conversion reads thousands of member loops one after another, and each would
+/// otherwise allocate (and grow, and free) its coverage lists and its owned values anew. What
+/// is kept is at most what one member loop held.
 #[derive(Debug, Default)]
 pub struct MemberSpare {
     coverage_loops: Vec<CoverageLoop>,
     coverages: Vec<Coverage>,
     contacts: Vec<Contact>,
     disabilities: Vec<Disability>,
+    /// The owned strings of the coverages and contacts ([`RecordText::owned_in`]).
+    strings: Vec<String>,
 }
 
 impl MemberSpare {
-    /// Keeps `m`'s vectors (emptied) for [`member_loop_with`], leaving `m` without them. By
-    /// reference: a member loop is some 800 bytes, which a move copies for every member.
-    pub fn keep(&mut self, m: &mut MemberLoop<'_>) {
+    /// Keeps `m`'s vectors (emptied) and owned strings for the next member loop, leaving `m`
+    /// without them. By reference: a member loop is some 800 bytes, which a move copies.
+    fn keep(&mut self, m: &mut MemberLoop<'_>) {
         use std::mem::take;
         let d = &mut m.member.data;
+        // Taken in place, not moved out with their coverage (a copy of each): what is left
+        // is dropped without freeing a string.
+        let mut kept = |s: Option<String>| {
+            if let Some(s) = s {
+                self.strings.push(s)
+            }
+        };
+        for c in &mut d.coverages {
+            kept(c.plan.take());
+            if let Some(p) = &mut c.pcp {
+                let n = &mut p.name;
+                kept(Some(take(&mut n.last)));
+                kept(n.first.take());
+                kept(n.middle.take());
+                kept(n.prefix.take());
+                kept(n.suffix.take());
+                kept(p.npi.take());
+                kept(p.provider_id.take());
+            }
+            for card in &mut c.id_cards {
+                kept(card.plan.take());
+            }
+        }
+        for c in &mut d.contacts {
+            kept(Some(take(&mut c.value)));
+        }
         self.coverage_loops = emptied(take(&mut m.coverages));
         self.coverages = emptied(take(&mut d.coverages));
         self.contacts = emptied(take(&mut d.contacts));
@@ -1395,19 +1453,31 @@ fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
 
 /// Reads one member loop (as recorded by the validator) into the model.
 pub fn member_loop<'a>(rec: &'a Record, std: &Standards) -> Result<MemberLoop<'a>, DeriveError> {
-    member_loop_with(rec, std, &mut MemberSpare::default())
+    let mut m = empty_member_loop(&mut MemberSpare::default());
+    read_member_loop(rec, std, &mut m, &mut Vec::new())?;
+    Ok(m)
 }
 
-/// [`member_loop`] into the vectors `spare` kept from an earlier one.
-pub fn member_loop_with<'a>(
+/// [`member_loop`] into the vectors and strings `spare` kept from earlier ones, handed to `f`
+/// where it was read, then kept in `spare` again. Not returned: a member loop is some 800
+/// bytes, and returning it (through a `Result`) copied it twice per member.
+pub fn with_member_loop<'a, R>(
     rec: &'a Record,
     std: &Standards,
     spare: &mut MemberSpare,
-) -> Result<MemberLoop<'a>, DeriveError> {
-    use key::*;
+    f: impl FnOnce(&MemberLoop<'a>) -> Result<R, DeriveError>,
+) -> Result<R, DeriveError> {
+    let mut m = empty_member_loop(spare);
+    let result = read_member_loop(rec, std, &mut m, &mut spare.strings).and_then(|()| f(&m));
+    spare.keep(&mut m);
+    result
+}
+
+/// A member loop with nothing read yet, in the vectors `spare` kept.
+#[inline(always)]
+fn empty_member_loop<'a>(spare: &mut MemberSpare) -> MemberLoop<'a> {
     use std::mem::take;
-    let schema = &std.schema;
-    let mut m = MemberLoop {
+    MemberLoop {
         member: MemberRead {
             subscriber_id: Cow::Borrowed(""),
             member_id: Cow::Borrowed(""),
@@ -1431,7 +1501,19 @@ pub fn member_loop_with<'a>(
         coverages: emptied(take(&mut spare.coverage_loops)),
         first: 0,
         last: 0,
-    };
+    }
+}
+
+/// Reads the member loop `rec` into `m`, [`empty_member_loop`], its owned values in strings
+/// of `pool`.
+fn read_member_loop<'a>(
+    rec: &'a Record,
+    std: &Standards,
+    m: &mut MemberLoop<'a>,
+    pool: &mut Vec<String>,
+) -> Result<(), DeriveError> {
+    use key::*;
+    let schema = &std.schema;
     let mut ref_dx = None;
     // The reporting categories (2000 REF*17, 2750 N1) as far as the division needs them: the
     // last one's name, and whether there is one at all.
@@ -1503,7 +1585,7 @@ pub fn member_loop_with<'a>(
                     if let Some(kind) = seg.code(k, ContactKind::from_code)? {
                         d.contacts.push(Contact {
                             kind,
-                            value: seg.text.owned(seg.element(v)),
+                            value: seg.text.owned_in(seg.element(v), pool),
                         });
                     }
                 }
@@ -1533,7 +1615,7 @@ pub fn member_loop_with<'a>(
             (L2300, HD) => {
                 in_coverage = true;
                 let mut c = Coverage::new(seg.required(3, InsuranceLine::from_code)?);
-                c.plan = seg.opt(4);
+                c.plan = seg.opt_in(4, pool);
                 c.coverage_level = seg.code(5, CoverageLevel::from_code)?;
                 m.coverages.push(CoverageLoop {
                     action: seg.required(1, MaintenanceType::from_code)?,
@@ -1580,7 +1662,7 @@ pub fn member_loop_with<'a>(
                     },
                     (L2300, IDC) => c.id_cards.push(IdCard {
                         card_type: seg.required(2, CardType::from_code)?,
-                        plan: seg.opt(1),
+                        plan: seg.opt_in(1, pool),
                         count: seg
                             .text
                             .str(seg.element(3))
@@ -1591,12 +1673,12 @@ pub fn member_loop_with<'a>(
                     }),
                     (L2310, NM1) if q == Q_P3 => {
                         let mut p = Provider {
-                            name: seg.name().view().to_name(),
+                            name: seg.person_name_in(pool),
                             ..Provider::default()
                         };
                         match seg.element(8) {
-                            b"XX" => p.npi = seg.opt(9),
-                            _ => p.provider_id = seg.opt(9),
+                            b"XX" => p.npi = seg.opt_in(9, pool),
+                            _ => p.provider_id = seg.opt_in(9, pool),
                         }
                         c.pcp = Some(p);
                     }
@@ -1635,7 +1717,7 @@ pub fn member_loop_with<'a>(
     if m.division.is_none() {
         m.division = ref_dx;
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Applies the INS03 × HD01 table (x12-834.md §2.2) to one member loop.
@@ -1716,9 +1798,10 @@ pub fn derive_views<'a>(
             None => Ok(()),
         }
     };
-    // The member values an add or audit carries: everything the sender said about the member;
-    // a termination or reinstatement carries the coverages.
-    let snapshot = data.view();
+    // The member values an add or audit carries: everything the sender said about the member
+    // (made where it is used: a change or termination mostly does without it, and it is some
+    // 200 bytes); a termination or reinstatement carries the coverages.
+    let snapshot = || data.view();
     let coverages = DataView {
         coverages: &data.coverages,
         ..DataView::default()
@@ -1732,12 +1815,12 @@ pub fn derive_views<'a>(
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            emit(record(kind, eff, snapshot, None, whole));
+            emit(record(kind, eff, snapshot(), None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            emit(record(ChangeKind::Audit, eff, snapshot, None, whole));
+            emit(record(ChangeKind::Audit, eff, snapshot(), None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
@@ -1834,7 +1917,7 @@ pub fn derive_views<'a>(
                 emit(record(
                     ChangeKind::MemberChange,
                     member_eff,
-                    snapshot,
+                    snapshot(),
                     None,
                     whole,
                 ));
@@ -2263,18 +2346,20 @@ mod tests {
             spare: MemberSpare,
             members: usize,
             most_coverages: usize,
+            /// Strings kept for the next member: the values read into them are compared too.
+            most_kept: usize,
         }
         impl Observer for Both {
             fn finding(&mut self, _f: Finding) {}
             fn member(&mut self, rec: &Record, std: &Standards) {
-                let fresh = member_loop(rec, std);
-                let kept = member_loop_with(rec, std, &mut self.spare);
+                let fresh = member_loop(rec, std).map(|m| format!("{m:?}"));
+                let kept = with_member_loop(rec, std, &mut self.spare, |m| {
+                    self.most_coverages = self.most_coverages.max(m.coverages.len());
+                    Ok(format!("{m:?}"))
+                });
                 assert_eq!(format!("{fresh:?}"), format!("{kept:?}"));
                 self.members += 1;
-                if let Ok(mut m) = kept {
-                    self.most_coverages = self.most_coverages.max(m.coverages.len());
-                    self.spare.keep(&mut m);
-                }
+                self.most_kept = self.most_kept.max(self.spare.strings.len());
             }
         }
         let engine = Engine::embedded();
@@ -2292,10 +2377,12 @@ mod tests {
                 spare: MemberSpare::default(),
                 members: 0,
                 most_coverages: 0,
+                most_kept: 0,
             };
             check_stream(&engine, &x12[..], &mut both);
             assert!(both.members > 100, "{seed}: {} members", both.members);
             assert!(both.most_coverages > 1, "{seed}");
+            assert!(both.most_kept > 1, "{seed}");
         }
     }
 
@@ -2438,8 +2525,14 @@ mod tests {
                     for n in 0..12 {
                         let v = rec.element(i, n);
                         assert_eq!(text.str(v), std::str::from_utf8(v).ok(), "{v:?}");
-                        assert_eq!(text.owned(v), String::from_utf8_lossy(v), "{v:?}");
-                        assert_eq!(text.opt(v), opt(v), "{v:?}");
+                        // In a kept string (not empty, as [`MemberSpare::keep`] leaves them)
+                        // and in a new one.
+                        let mut pool = vec![String::from("kept")];
+                        let lossy = String::from_utf8_lossy(v);
+                        assert_eq!(text.owned_in(v, &mut pool), lossy, "{v:?}");
+                        assert_eq!(text.owned_in(v, &mut pool), lossy, "{v:?}");
+                        pool.push(String::from("kept"));
+                        assert_eq!(text.opt_in(v, &mut pool), opt(v), "{v:?}");
                     }
                 }
             }

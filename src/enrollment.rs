@@ -38,6 +38,11 @@ macro_rules! code_enum {
             pub fn label(self) -> &'static str {
                 match self { $($name::$var => $label),+ }
             }
+            /// The label as a JSON string, quotes included: written as one copy (a record
+            /// holds a dozen labels).
+            pub fn json_label(self) -> &'static str {
+                match self { $($name::$var => concat!("\"", $label, "\"")),+ }
+            }
             /// The value whose label is exactly `text` (what eligo itself writes).
             pub fn from_exact_label(text: &str) -> Option<$name> {
                 match text { $($label => Some($name::$var),)+ _ => None }
