@@ -277,7 +277,7 @@ impl<W: Write> AckWriter<W> {
         while i < order.len() && written < self.settings.max_ik3_per_set {
             let f = order[i];
             let pos = f.location.segment_position.unwrap_or(0);
-            let sid = f.location.segment_id.clone().unwrap_or_default();
+            let sid = f.location.segment_id.as_deref().unwrap_or_default();
             let ik303 = match f.location.loop_id.as_deref() {
                 Some("2700") | Some("2750") => "2700",
                 _ => "",

@@ -7,7 +7,7 @@
 //! nothing itself. Errors never stop the stream: a bad set, group or interchange is closed with
 //! the right code and reading goes on with the next one.
 
-use crate::finding::{Ack, Finding, Location, Severity};
+use crate::finding::{Ack, Finding, Location, Severity, Text};
 use crate::lexer::{
     Delimiters, LexError, LexErrorKind, Lexer, LexerOptions, Position, Segment, Token,
 };
@@ -312,9 +312,9 @@ impl<'e> Checker<'e> {
         Location {
             line: at.line,
             offset: at.offset,
-            isa13: self.ic.as_ref().map(|i| i.info.isa13.clone()),
-            gs06: self.group.as_ref().map(|g| g.info.gs06.clone()),
-            st02: self.set.as_ref().map(|s| s.info.st02.clone()),
+            isa13: self.ic.as_ref().map(|i| Text::shared(&i.info.isa13)),
+            gs06: self.group.as_ref().map(|g| Text::shared(&g.info.gs06)),
+            st02: self.set.as_ref().map(|s| Text::shared(&s.info.st02)),
             ..Location::default()
         }
     }
@@ -351,7 +351,7 @@ impl<'e> Checker<'e> {
         };
         let mut f = Finding::new(id, 1, ack, message);
         f.location = self.base_location(at);
-        f.location.segment_id = Some(seg.to_string());
+        f.location.segment_id = Some(Text::shared(seg));
         f.location.element = element.map(|e| crate::finding::ElementPos {
             element: e,
             ..Default::default()

@@ -89,19 +89,98 @@ impl std::fmt::Display for ElementPos {
 pub struct Location {
     pub line: u64,
     pub offset: u64,
-    pub isa13: Option<String>,
-    pub gs06: Option<String>,
-    pub st02: Option<String>,
+    pub isa13: Option<Text>,
+    pub gs06: Option<Text>,
+    pub st02: Option<Text>,
     /// Position of the segment in its set, ST = 1 (IK302).
     pub segment_position: Option<u32>,
-    pub segment_id: Option<String>,
+    pub segment_id: Option<Text>,
     /// Implementation-guide loop id (2000, 2100A, ...).
-    pub loop_id: Option<String>,
+    pub loop_id: Option<Text>,
     pub element: Option<ElementPos>,
     /// Data element dictionary number (IK402).
     pub data_element: Option<String>,
     /// REF*0F of the member the finding belongs to (PHI).
-    pub member: Option<String>,
+    pub member: Option<Text>,
+}
+
+/// Text of a [`Location`]: a constant, or a string that the findings holding it share.
+///
+/// Why: the business rules point every finding at a segment id and loop id that are constants,
+/// and at a set key and member that are the same for all the findings of a set or member. As
+/// owned strings that was six allocations, copies and frees per finding (a tenth of a million
+/// per 10 MB in `eligo run`, docs/performance.md, runperf13). It reads, compares, prints and
+/// serializes as the `str` it holds, so no output depends on which kind it is. It takes the
+/// room of a `String`, so a [`Location`] is no larger than it was.
+#[derive(Clone)]
+pub enum Text {
+    Static(&'static str),
+    Shared(std::sync::Arc<str>),
+}
+
+impl Text {
+    /// A text to share: clones of it cost no copy of the string.
+    pub fn shared(s: &str) -> Text {
+        Text::Shared(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Text {
+        Text::Static(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::Shared(s.into())
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The trigger of a situational rule (999 CTX segment/element context).
@@ -211,6 +290,31 @@ mod tests {
             }
             .to_string(),
             "2"
+        );
+    }
+
+    #[test]
+    fn texts_read_print_and_serialize_as_their_strings() {
+        for v in ["NM1", "", "a\"b\\c\u{1}é"] {
+            let kinds = [
+                Text::shared(v),
+                Text::from(v.to_string()),
+                Text::from(Box::leak(v.to_string().into_boxed_str()) as &'static str),
+            ];
+            for t in &kinds {
+                assert_eq!(t.as_str(), v);
+                assert_eq!(format!("{t:?}"), format!("{v:?}"));
+                assert_eq!(t.to_string(), v);
+                assert_eq!(
+                    serde_json::to_string(t).unwrap(),
+                    serde_json::to_string(v).unwrap()
+                );
+                assert_eq!(t, &kinds[0]);
+            }
+        }
+        assert_eq!(
+            std::mem::size_of::<Option<Text>>(),
+            std::mem::size_of::<Option<String>>()
         );
     }
 }

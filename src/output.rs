@@ -85,7 +85,7 @@ pub fn human_line(file: &str, f: &Finding) -> String {
     if let Some(seg) = &l.segment_id {
         match l.segment_position {
             Some(p) => parts.push(format!("{seg} at {p}")),
-            None => parts.push(seg.clone()),
+            None => parts.push(seg.to_string()),
         }
     }
     if let Some(lp) = &l.loop_id {
@@ -226,7 +226,11 @@ impl<W: Write> Observer for JsonPrinter<'_, W> {
     fn finding(&mut self, mut f: Finding) {
         f.value = f.display_value();
         // The member's subscriber id is member data whatever the finding.
-        f.location.member = f.location.member.as_deref().map(crate::finding::mask);
+        f.location.member = f
+            .location
+            .member
+            .as_deref()
+            .map(|m| crate::finding::mask(m).into());
         let j = JsonFinding {
             r#type: "finding",
             file: self.file,

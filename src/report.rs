@@ -281,6 +281,10 @@ fn shown_value_ref(f: &Finding, opts: ReportOptions) -> std::borrow::Cow<'_, str
     }
 }
 
+fn text_or_empty(v: &Option<crate::finding::Text>) -> String {
+    v.as_deref().unwrap_or_default().to_string()
+}
+
 fn csv_row(out: &mut Vec<u8>, fields: &[String]) {
     crate::csvrow::write(out, fields, crate::csvrow::Formulas::Neutralize);
 }
@@ -561,10 +565,10 @@ impl RejectReport {
                         l.segment_position
                             .map(|p| p.to_string())
                             .unwrap_or_default(),
-                        o(&l.segment_id),
+                        text_or_empty(&l.segment_id),
                         l.element.map(|p| p.to_string()).unwrap_or_default(),
                         String::new(),
-                        o(&l.member),
+                        text_or_empty(&l.member),
                         String::new(),
                         String::new(),
                         String::new(),

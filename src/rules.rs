@@ -34,7 +34,7 @@
 use crate::changes::{ChangeKind, ChangeRecord, SourceTrace};
 use crate::config::{Action, Config, Group, Plan};
 use crate::enrollment::{CoverageLevel, MaintenanceReason, Relationship};
-use crate::finding::{Ack, ElementPos, Finding, Location, Severity};
+use crate::finding::{Ack, ElementPos, Finding, Location, Severity, Text};
 use crate::lifecycle::TransactionStatus;
 use chrono::{Datelike, Months, NaiveDate};
 use std::collections::HashSet;
@@ -214,7 +214,7 @@ pub fn assess_with(
     let mut start = 0;
     for i in 1..=changes.len() {
         if i == changes.len() || !same_family(&changes[i - 1], &changes[i]) {
-            out.extend(a.family(ctx, &changes[start..i]));
+            a.family_into(ctx, &changes[start..i], &mut out);
             start = i;
         }
     }
@@ -240,6 +240,29 @@ pub struct Assessor {
     subscribers: HashSet<u128, Fingerprints>,
     /// The key being fingerprinted (a buffer kept from member to member).
     key: Key,
+    /// The texts the last findings were located with, shared by the next ones that have them.
+    texts: Texts,
+    /// Where each member loop of a family starts and ends (a buffer kept from family to family).
+    runs: Vec<(usize, usize)>,
+}
+
+/// A finding's set key (ISA13, GS06, ST02) and subscriber, kept as shared [`Text`]s from one
+/// finding to the next: they are the same for every finding of a set or family, so a finding
+/// takes a reference to each rather than four copies (docs/performance.md, runperf13).
+#[derive(Debug, Default)]
+struct Texts {
+    isa13: Option<Text>,
+    gs06: Option<Text>,
+    st02: Option<Text>,
+    member: Option<Text>,
+}
+
+/// `slot`'s text when it is `s`, else a new shared text of `s`, kept in `slot` for the next.
+fn shared(slot: &mut Option<Text>, s: &str) -> Text {
+    match slot {
+        Some(t) if t.as_str() == s => t.clone(),
+        _ => slot.insert(Text::shared(s)).clone(),
+    }
 }
 
 /// Hashes a set of fingerprints: a fingerprint is already a keyed hash, evenly spread, so it
@@ -420,8 +443,23 @@ fn member_key(r: &ChangeRecord) -> std::borrow::Cow<'_, str> {
 impl Assessor {
     /// Assesses one family (consecutive changes with one group and subscriber id).
     pub fn family(&mut self, ctx: &RuleContext, family: &[ChangeRecord]) -> Vec<Assessment> {
-        // Runs of consecutive changes of one member from one occurrence are one member loop.
-        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut out = Vec::with_capacity(family.len());
+        self.family_into(ctx, family, &mut out);
+        out
+    }
+
+    /// [`Assessor::family`], its assessments appended to `out`: a run assesses its changes by
+    /// the chunk, and a vector per family cost an allocation and a copy of each assessment.
+    fn family_into(
+        &mut self,
+        ctx: &RuleContext,
+        family: &[ChangeRecord],
+        out: &mut Vec<Assessment>,
+    ) {
+        // Runs of consecutive changes of one member from one occurrence are one member loop
+        // (a buffer kept from family to family).
+        let mut runs = std::mem::take(&mut self.runs);
+        runs.clear();
         for (i, r) in family.iter().enumerate() {
             match runs.last_mut() {
                 Some((s, e)) if same_member(&family[*s], r) && same_occurrence(&family[*s], r) => {
@@ -433,8 +471,7 @@ impl Assessor {
         let subscriber_division = family
             .iter()
             .find(|r| r.relationship == Relationship::SelfSubscriber)
-            .and_then(|r| r.division.clone().or_else(|| r.new.division.clone()));
-        let mut out: Vec<Assessment> = Vec::with_capacity(family.len());
+            .and_then(|r| r.division.as_deref().or(r.new.division.as_deref()));
         for &(s, e) in &runs {
             let first = &family[s];
             let k = &mut self.key;
@@ -454,7 +491,7 @@ impl Assessor {
                     && !self.subscribers.contains(&sub_key)
             };
             for r in &family[s..e] {
-                let mut c = Check::new(ctx, r);
+                let mut c = Check::new(ctx, r, &mut self.texts);
                 if duplicate {
                     c.add(
                         DUPLICATE_MEMBER,
@@ -478,15 +515,16 @@ impl Assessor {
                         ),
                     );
                 }
+                // Borrowed: a copy of the division for every change cost an allocation each.
                 let division = r
                     .division
-                    .clone()
-                    .or_else(|| (!is_sub).then(|| subscriber_division.clone()).flatten());
-                c.run(division.as_deref(), family);
+                    .as_deref()
+                    .or_else(|| (!is_sub).then_some(subscriber_division).flatten());
+                c.run(division, family);
                 out.push(c.finish());
             }
         }
-        out
+        self.runs = runs;
     }
 }
 
@@ -541,6 +579,7 @@ struct Check<'c, 'a> {
     group: Option<&'a Group>,
     findings: Vec<Finding>,
     status: TransactionStatus,
+    texts: &'c mut Texts,
 }
 
 const DEPENDENT_CHILD: &[Relationship] = &[
@@ -567,7 +606,7 @@ fn is_spouse(r: Relationship) -> bool {
 }
 
 impl<'c, 'a> Check<'c, 'a> {
-    fn new(ctx: &'c RuleContext<'a>, r: &'c ChangeRecord) -> Self {
+    fn new(ctx: &'c RuleContext<'a>, r: &'c ChangeRecord, texts: &'c mut Texts) -> Self {
         let group = r.group_id.as_deref().and_then(|g| ctx.config.group(g));
         Check {
             ctx,
@@ -575,6 +614,7 @@ impl<'c, 'a> Check<'c, 'a> {
             group,
             findings: Vec::new(),
             status: TransactionStatus::Pending,
+            texts,
         }
     }
 
@@ -593,13 +633,13 @@ impl<'c, 'a> Check<'c, 'a> {
             None => info.severity,
         };
         let mut loc = Location {
-            member: Some(self.r.subscriber_id.clone()),
-            segment_id: Some(spot.segment.to_string()),
+            member: Some(shared(&mut self.texts.member, &self.r.subscriber_id)),
+            segment_id: Some(spot.segment.into()),
             element: Some(ElementPos {
                 element: spot.element,
                 ..Default::default()
             }),
-            loop_id: Some(spot.loop_id.to_string()),
+            loop_id: Some(spot.loop_id.into()),
             ..Location::default()
         };
         match &self.r.source {
@@ -610,9 +650,9 @@ impl<'c, 'a> Check<'c, 'a> {
                 first_segment,
                 ..
             } => {
-                loc.isa13 = Some(isa13.clone());
-                loc.gs06 = Some(gs06.clone());
-                loc.st02 = Some(st02.clone());
+                loc.isa13 = Some(shared(&mut self.texts.isa13, isa13));
+                loc.gs06 = Some(shared(&mut self.texts.gs06, gs06));
+                loc.st02 = Some(shared(&mut self.texts.st02, st02));
                 loc.segment_position = Some(*first_segment);
             }
             SourceTrace::Portal { first_row, .. } => loc.line = *first_row,
@@ -1192,6 +1232,21 @@ fn year_month(d: NaiveDate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_text_is_kept_while_it_is_asked_for_again() {
+        let mut slot = None;
+        let a = shared(&mut slot, "0001");
+        let b = shared(&mut slot, "0001");
+        let same = |x: &Text, y: &Text| match (x, y) {
+            (Text::Shared(x), Text::Shared(y)) => std::sync::Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        assert!(same(&a, &b));
+        let c = shared(&mut slot, "0002");
+        assert_eq!((a.as_str(), c.as_str()), ("0001", "0002"));
+        assert!(!same(&a, &c) && same(&c, &shared(&mut slot, "0002")));
+    }
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

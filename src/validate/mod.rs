@@ -12,7 +12,7 @@ pub mod record;
 pub mod situational;
 pub mod structure;
 
-use crate::finding::{Ack, Finding, Location, Trigger};
+use crate::finding::{Ack, Finding, Location, Text, Trigger};
 use crate::lexer::{Fields, Segment, Splitter};
 use crate::schema::{CodeSets, Schema, SegmentIds, Usage};
 use element::ElementCtx;
@@ -116,8 +116,8 @@ fn location_in(
     loc.line = seg.position().line;
     loc.offset = seg.position().offset;
     loc.segment_position = Some(position);
-    loc.segment_id = Some(String::from_utf8_lossy(id).into_owned());
-    loc.loop_id = loop_ix.map(|l| std.schema.loops[l].id.clone());
+    loc.segment_id = Some(Text::shared(&String::from_utf8_lossy(id)));
+    loc.loop_id = loop_ix.map(|l| Text::shared(&std.schema.loops[l].id));
     loc
 }
 
@@ -805,8 +805,8 @@ impl<'s> SetValidator<'s> {
             loc.line = at.line;
             loc.offset = at.offset;
             loc.segment_position = Some(self.position);
-            loc.segment_id = Some(String::from_utf8_lossy(&def.id).into_owned());
-            loc.loop_id = Some(schema.loops[m.loop_ix].id.clone());
+            loc.segment_id = Some(Text::shared(&String::from_utf8_lossy(&def.id)));
+            loc.loop_id = Some(Text::shared(&schema.loops[m.loop_ix].id));
             f.location = loc;
             self.emit(f);
         }
@@ -868,7 +868,7 @@ impl<'s> SetValidator<'s> {
         };
         let mut pending = std::mem::take(&mut self.pending);
         for mut f in pending.drain(..) {
-            f.location.member = bu.clone();
+            f.location.member = bu.as_deref().map(Text::shared);
             if self.admit(&mut f) {
                 self.count(&f);
                 sink.finding(f);

@@ -12,7 +12,7 @@
 
 use super::record::Record;
 use super::Tally;
-use crate::finding::{Ack, ElementPos, Finding, Location, Severity, Trigger};
+use crate::finding::{Ack, ElementPos, Finding, Location, Severity, Text, Trigger};
 use crate::schema::{Schema, SchemaError};
 use serde::Deserialize;
 
@@ -1576,16 +1576,14 @@ impl Ctx<'_> {
             })
         });
         let loop_id = scope.map(|s| {
-            self.schema.loops[self.member.instances[s as usize].loop_ix]
-                .id
-                .clone()
+            Text::shared(&self.schema.loops[self.member.instances[s as usize].loop_ix].id)
         });
         let mut f = match &d.report {
             Report::MissingSegment { id, qualifier } => {
                 let mut f = Finding::new(rule.id, d.snip, Ack::Segment("I6"), d.message.clone());
                 f.location = Location {
                     segment_position: Some(self.expected_position(scope, id, qualifier.as_deref())),
-                    segment_id: Some(id.clone()),
+                    segment_id: Some(Text::shared(id)),
                     loop_id,
                     ..Location::default()
                 };
@@ -1605,7 +1603,12 @@ impl Ctx<'_> {
                     Some(i) => {
                         let rs = &rec.segs[i];
                         let l = &self.schema.loops[self.schema.segments[rs.seg_ix].loop_ix];
-                        (rs.position, rs.at.line, rs.at.offset, Some(l.id.clone()))
+                        (
+                            rs.position,
+                            rs.at.line,
+                            rs.at.offset,
+                            Some(Text::shared(&l.id)),
+                        )
                     }
                     None => (self.closing_position, 0, 0, loop_id),
                 };
@@ -1613,7 +1616,7 @@ impl Ctx<'_> {
                     line,
                     offset,
                     segment_position: Some(pos),
-                    segment_id: Some(of.segment.clone()),
+                    segment_id: Some(Text::shared(&of.segment)),
                     loop_id,
                     element: Some(ElementPos {
                         element: of.element as u8,
