@@ -36,6 +36,50 @@ fn finding(
     f
 }
 
+/// The finding for element `seq` of a segment that defines fewer. Out of line and cold, as
+/// [`finding`] is, so the element loop of [`check_segment_and_periods`] stays small: its code
+/// layout showed in every segment's cost.
+#[cold]
+#[inline(never)]
+fn too_many_elements(
+    ctx: &ElementCtx<'_>,
+    def: &schema::Segment,
+    seq: usize,
+    value: &[u8],
+) -> Finding {
+    let mut f = Finding::new(
+        "X12-E-TOO-MANY-ELEMENTS",
+        1,
+        Ack::Element("3"),
+        format!(
+            "{} has {} or more elements; it defines {}",
+            def.name,
+            seq,
+            def.elements.len()
+        ),
+    );
+    f.location = (ctx.loc)();
+    f.location.element = Some(ElementPos {
+        element: seq.min(255) as u8,
+        ..Default::default()
+    });
+    f.with_value(value, false)
+}
+
+/// The finding for a segment that ends with an element separator (cold, as above).
+#[cold]
+#[inline(never)]
+fn trailing_separator(ctx: &ElementCtx<'_>) -> Finding {
+    let mut f = Finding::new(
+        "X12-S-TRAILING-SEPARATOR",
+        1,
+        Ack::Segment("8"),
+        "segment ends with an element separator; trailing empty elements must be omitted",
+    );
+    f.location = (ctx.loc)();
+    f
+}
+
 /// Segments whose element checks found nothing, remembered by their bytes.
 ///
 /// What [`check_segment_and_periods`] finds depends on nothing but the schema segment, the
@@ -229,23 +273,7 @@ fn check_segment_values(
         trailing_empty = value.is_empty();
         let seq = i + 1;
         let Some(ed) = def.elements.get(i) else {
-            let mut f = Finding::new(
-                "X12-E-TOO-MANY-ELEMENTS",
-                1,
-                Ack::Element("3"),
-                format!(
-                    "{} has {} or more elements; it defines {}",
-                    def.name,
-                    seq,
-                    def.elements.len()
-                ),
-            );
-            f.location = (ctx.loc)();
-            f.location.element = Some(ElementPos {
-                element: seq.min(255) as u8,
-                ..Default::default()
-            });
-            out.push(f.with_value(value, false));
+            out.push(too_many_elements(ctx, def, seq, value));
             return count;
         };
         let pos = ElementPos {
@@ -300,14 +328,7 @@ fn check_segment_values(
         check_repetitions(ctx, ed, value, mask, pos, seps, out);
     }
     if count > 0 && trailing_empty {
-        let mut f = Finding::new(
-            "X12-S-TRAILING-SEPARATOR",
-            1,
-            Ack::Segment("8"),
-            "segment ends with an element separator; trailing empty elements must be omitted",
-        );
-        f.location = (ctx.loc)();
-        out.push(f);
+        out.push(trailing_separator(ctx));
     }
     if !def.syntax.is_empty() {
         let limit = count.min(63);
