@@ -1821,25 +1821,40 @@ mod tests {
 
     /// Every row of the transaction tables, in rowid order.
     fn tx_tables(s: &SqliteStore) -> Vec<String> {
-        let mut out = Vec::new();
-        for sql in [
-            "SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid",
-            "SELECT rowid, id, change_id, from_status, to_status, at, reason FROM transaction_log ORDER BY rowid",
-        ] {
-            let mut st = s.conn.prepare(sql).unwrap();
-            let n = st.column_count();
-            let rows = st
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .unwrap();
-            for r in rows {
-                out.push(r.unwrap().join("|"));
-            }
-        }
+        let mut out = table_rows(&s.conn, "SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid");
+        out.extend(table_rows(&s.conn, "SELECT rowid, id, change_id, from_status, to_status, at, reason FROM transaction_log ORDER BY rowid"));
         out
+    }
+
+    /// The rows `sql` selects, each its values (debug-printed) joined by `|`.
+    fn table_rows(c: &Connection, sql: &str) -> Vec<String> {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap().join("|")).collect()
+    }
+
+    /// A store file at schema version `version` (its first migrations applied by hand, as an
+    /// older eligo left it), not yet opened by the store: for the migration tests.
+    fn store_at(version: usize) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let c = Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..version] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        (dir, p, c)
     }
 
     /// The run's one-step "received and submitted" leaves exactly the rows of the three steps.
@@ -1930,13 +1945,7 @@ mod tests {
     /// still refused.
     #[test]
     fn migration_4_stores_hex_ids_as_blobs_and_reads_everything_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.db");
-        let c = Connection::open(&p).unwrap();
-        for m in &MIGRATIONS[..3] {
-            c.execute_batch(m).unwrap();
-        }
-        c.pragma_update(None, "user_version", 3).unwrap();
+        let (dir, p, c) = store_at(3);
         let (kept, in_batch, rejected) = (rec("KEPT"), rec("BATCH"), rec("REJ"));
         let odd = ChangeRecord {
             change_id: "LEGACY-Id".into(),
@@ -2422,13 +2431,7 @@ mod tests {
     /// transactions, whose status index now holds only the unbatched ones, and answers as before.
     #[test]
     fn migration_5_keeps_enrollment_and_unbatched_transactions() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.db");
-        let c = Connection::open(&p).unwrap();
-        for m in &MIGRATIONS[..4] {
-            c.execute_batch(m).unwrap();
-        }
-        c.pragma_update(None, "user_version", 4).unwrap();
+        let (_dir, p, c) = store_at(4);
         // Rows out of key order, in two groups.
         for (g, m, sub, active, data) in [
             ("G2", "B", "A", 1, r#"{"name":{"last":"X"}}"#),
@@ -2458,23 +2461,8 @@ mod tests {
             "INSERT INTO transaction_keys SELECT change_id, rowid FROM transactions ORDER BY change_id;",
         )
         .unwrap();
-        let rows = |c: &Connection| -> Vec<String> {
-            let mut st = c
-                .prepare("SELECT * FROM enrollment ORDER BY group_id, member_id")
-                .unwrap();
-            st.query_map([], |r| {
-                (0..6)
-                    .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
-                            .map(|v| format!("{v:?}"))
-                    })
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map(|v| v.join("|"))
-            })
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-        };
+        let rows =
+            |c: &Connection| table_rows(c, "SELECT * FROM enrollment ORDER BY group_id, member_id");
         let before = rows(&c);
         let before_tx = tx_tables(&SqliteStore {
             conn: c,
