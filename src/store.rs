@@ -204,6 +204,32 @@ INSERT INTO transaction_keys_v4 (change_id, row) SELECT change_id, rowid FROM tr
 DROP TABLE transaction_keys;
 ALTER TABLE transaction_keys_v4 RENAME TO transaction_keys;
 "#,
+    // 5: two B-trees fewer to write per submitted change. `enrollment` keeps its rows in its
+    // primary key's B-tree (`WITHOUT ROWID`): as a rowid table, every upsert sought the key in
+    // the key's own index and then wrote (or read) the row in the table, two B-trees for a row
+    // of about 100 bytes that is only ever found by its key. `transactions_status` becomes
+    // `transactions_unbatched`, the same index on `status` holding only the rows that are not
+    // yet in a batch (`batch_run_id IS NULL`): the one query that uses it
+    // ([`Store::unbatched`]) asks for exactly those, and a change submitted as it is recorded,
+    // most of a run's, goes into a batch at once, so its row no longer writes an index entry
+    // that nothing reads. Rows, their values and every query's answer are unchanged.
+    r#"
+ALTER TABLE enrollment RENAME TO enrollment_v4;
+CREATE TABLE enrollment (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    relationship TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data)
+    SELECT group_id, member_id, subscriber_id, relationship, active, data FROM enrollment_v4 ORDER BY group_id, member_id;
+DROP TABLE enrollment_v4;
+DROP INDEX transactions_status;
+CREATE INDEX transactions_unbatched ON transactions(status) WHERE batch_run_id IS NULL;
+"#,
 ];
 
 /// A change id as the store keeps it (migration 4): the 32 bytes of a lowercase hex SHA-256,
@@ -517,18 +543,54 @@ pub struct SqliteStore {
 /// The tables whose ids are kept in a key table, with the statement that moves the ids of rows
 /// from a rowid on into it, in id order.
 ///
-/// Sorted by the id's first 8 bytes as TEXT, then by the id: the same order as by the id alone
-/// (a BLOB's bytes, a TEXT id's characters, compared byte by byte; only a store mixing both
-/// kinds would interleave them, which changes the order rows go in, not the rows), but
-/// SQLite's sorter compares a first key that is TEXT with one `memcmp` where a BLOB goes
-/// through its generic record comparison: 15 % fewer instructions per flush
-/// (docs/performance.md, storeperf2). Eight bytes, not the whole id: the sorter's records,
-/// which spill to temporary files beyond the cache limit in a large run, grow by 9 bytes
-/// rather than 33.
+/// Sorted by the id's first 8 bytes as an integer ([`ID_ORDER`]), then by the id: the same order
+/// as by the id alone (a BLOB's bytes, a TEXT id's bytes, compared byte by byte; only a store
+/// mixing both kinds would interleave them, which changes the order rows go in, not the rows),
+/// but SQLite's sorter compares a first key that is an INTEGER without parsing a record or
+/// calling `memcmp`, where a BLOB goes through its generic record comparison and a TEXT
+/// through `memcmp` (storeperf2 took `CAST(substr(change_id, 1, 8) AS TEXT)`, which also cost
+/// two SQL functions a row). Eight bytes, not the whole id: the sorter's records, which spill
+/// to temporary files beyond the cache limit in a large run, grow by 9 bytes rather than 33.
 const KEYED: [&str; 2] = [
-    "INSERT OR FAIL INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes WHERE rowid >= ?1 ORDER BY CAST(substr(change_id, 1, 8) AS TEXT), change_id",
-    "INSERT OR FAIL INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions WHERE rowid >= ?1 ORDER BY CAST(substr(change_id, 1, 8) AS TEXT), change_id",
+    "INSERT OR FAIL INTO change_keys (change_id, row) SELECT change_id, rowid FROM changes WHERE rowid >= ?1 ORDER BY eligo_id_order(change_id), change_id",
+    "INSERT OR FAIL INTO transaction_keys (change_id, row) SELECT change_id, rowid FROM transactions WHERE rowid >= ?1 ORDER BY eligo_id_order(change_id), change_id",
 ];
+
+/// The SQL function of [`KEYED`]'s sort, registered on every connection the store opens
+/// ([`register_functions`]).
+const ID_ORDER: &str = "eligo_id_order";
+
+/// An id's sort key for [`KEYED`]: its first 8 bytes (zeros after a shorter id) read as a
+/// big-endian number, with the top bit flipped so that signed order is the bytes' order. Ids
+/// that share their first 8 bytes get equal keys and are ordered by the id itself. A value
+/// that is neither a BLOB nor a TEXT (none is stored: the column is NOT NULL and every writer
+/// binds an id) sorts first.
+fn id_order(id: rusqlite::types::ValueRef<'_>) -> i64 {
+    use rusqlite::types::ValueRef;
+    let bytes = match id {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b,
+        _ => &[],
+    };
+    let mut key = [0u8; 8];
+    let n = bytes.len().min(8);
+    key[..n].copy_from_slice(&bytes[..n]);
+    (u64::from_be_bytes(key) ^ (1 << 63)) as i64
+}
+
+/// Registers the store's SQL functions ([`ID_ORDER`]) on `conn`.
+fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        ID_ORDER,
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_DIRECTONLY,
+        |ctx| Ok(id_order(ctx.get_raw(0))),
+    )?;
+    Ok(())
+}
+
 const CHANGES: usize = 0;
 const TRANSACTIONS: usize = 1;
 
@@ -743,6 +805,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "TRUNCATE")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        register_functions(&conn)?;
         let mut s = SqliteStore {
             conn,
             unkeyed: [None; 2],
@@ -765,8 +828,10 @@ impl SqliteStore {
 
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteStore> {
+        let conn = Connection::open_in_memory()?;
+        register_functions(&conn)?;
         let mut s = SqliteStore {
-            conn: Connection::open_in_memory()?,
+            conn,
             unkeyed: [None; 2],
         };
         s.migrate()?;
@@ -1756,25 +1821,40 @@ mod tests {
 
     /// Every row of the transaction tables, in rowid order.
     fn tx_tables(s: &SqliteStore) -> Vec<String> {
-        let mut out = Vec::new();
-        for sql in [
-            "SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid",
-            "SELECT rowid, id, change_id, from_status, to_status, at, reason FROM transaction_log ORDER BY rowid",
-        ] {
-            let mut st = s.conn.prepare(sql).unwrap();
-            let n = st.column_count();
-            let rows = st
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .unwrap();
-            for r in rows {
-                out.push(r.unwrap().join("|"));
-            }
-        }
+        let mut out = table_rows(&s.conn, "SELECT rowid, change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id FROM transactions ORDER BY rowid");
+        out.extend(table_rows(&s.conn, "SELECT rowid, id, change_id, from_status, to_status, at, reason FROM transaction_log ORDER BY rowid"));
         out
+    }
+
+    /// The rows `sql` selects, each its values (debug-printed) joined by `|`.
+    fn table_rows(c: &Connection, sql: &str) -> Vec<String> {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap().join("|")).collect()
+    }
+
+    /// A store file at schema version `version` (its first migrations applied by hand, as an
+    /// older eligo left it), not yet opened by the store: for the migration tests.
+    fn store_at(version: usize) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let c = Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..version] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        (dir, p, c)
     }
 
     /// The run's one-step "received and submitted" leaves exactly the rows of the three steps.
@@ -1865,13 +1945,7 @@ mod tests {
     /// still refused.
     #[test]
     fn migration_4_stores_hex_ids_as_blobs_and_reads_everything_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.db");
-        let c = Connection::open(&p).unwrap();
-        for m in &MIGRATIONS[..3] {
-            c.execute_batch(m).unwrap();
-        }
-        c.pragma_update(None, "user_version", 3).unwrap();
+        let (dir, p, c) = store_at(3);
         let (kept, in_batch, rejected) = (rec("KEPT"), rec("BATCH"), rec("REJ"));
         let odd = ChangeRecord {
             change_id: "LEGACY-Id".into(),
@@ -2295,5 +2369,163 @@ mod tests {
         assert_eq!(s.enrollment("G").unwrap(), vec![other, off]);
         assert_eq!(s.active_members("G").unwrap(), vec!["A"]);
         assert!(s.active_members("H").unwrap().is_empty());
+    }
+
+    /// [`id_order`] orders ids as their bytes do (ties only between ids that share their first
+    /// 8 bytes, which the sort then orders by the id), BLOB and TEXT alike.
+    #[test]
+    fn id_order_keys_follow_the_ids_bytes() {
+        use rusqlite::types::ValueRef;
+        let ids: [&[u8]; 10] = [
+            b"",
+            b"\x00",
+            b"\x00\x00\x00\x00\x00\x00\x00\x01",
+            b"\x7f\xff\xff\xff\xff\xff\xff\xff",
+            b"\x80",
+            b"\x80\x00\x00\x00\x00\x00\x00\x00\x05",
+            b"LEGACY-Id",
+            b"ab",
+            b"abcdefgh",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        // An id's first 8 bytes, zeros after a shorter one: ids differing there differ in key.
+        let padded = |id: &[u8]| {
+            let mut k = [0u8; 8];
+            let n = id.len().min(8);
+            k[..n].copy_from_slice(&id[..n]);
+            k
+        };
+        for a in ids {
+            for b in ids {
+                for (ka, kb) in [
+                    (id_order(ValueRef::Blob(a)), id_order(ValueRef::Blob(b))),
+                    (id_order(ValueRef::Text(a)), id_order(ValueRef::Text(b))),
+                ] {
+                    if a < b {
+                        assert!(ka <= kb, "{a:?} {b:?}");
+                    }
+                    if padded(a) < padded(b) {
+                        assert!(ka < kb, "{a:?} {b:?}");
+                    }
+                }
+            }
+        }
+        // The key sort gives the id order, in SQL too.
+        let s = SqliteStore::in_memory().unwrap();
+        let sorted: Vec<Vec<u8>> = s
+            .conn
+            .prepare(
+                "SELECT x FROM (SELECT x'80' AS x UNION ALL SELECT x'7fffffffffffffffff' UNION ALL SELECT x'00' UNION ALL SELECT x'8000000000000000' UNION ALL SELECT x'800000000000000001') ORDER BY eligo_id_order(x), x",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut want = sorted.clone();
+        want.sort();
+        assert_eq!(sorted, want);
+    }
+
+    /// Migration 5: a version-4 store keeps its enrollment rows (now `WITHOUT ROWID`) and its
+    /// transactions, whose status index now holds only the unbatched ones, and answers as before.
+    #[test]
+    fn migration_5_keeps_enrollment_and_unbatched_transactions() {
+        let (_dir, p, c) = store_at(4);
+        // Rows out of key order, in two groups.
+        for (g, m, sub, active, data) in [
+            ("G2", "B", "A", 1, r#"{"name":{"last":"X"}}"#),
+            ("G1", "Z", "Z", 0, "{}"),
+            ("G2", "A", "A", 1, "{}"),
+            ("G1", "C", "Z", 1, "{}"),
+        ] {
+            c.execute(
+                "INSERT INTO enrollment (group_id, member_id, subscriber_id, relationship, active, data) VALUES (?1, ?2, ?3, 'self', ?4, ?5)",
+                params![g, m, sub, active, data],
+            )
+            .unwrap();
+        }
+        let (held, waiting, sent) = (rec("HELD"), rec("WAIT"), rec("SENT"));
+        for (r, status, batch) in [
+            (&held, Pending, None),
+            (&waiting, PendingFhs, None),
+            (&sent, Submitted, Some(1)),
+        ] {
+            c.execute(
+                "INSERT INTO transactions (change_id, group_id, member_id, kind, status, transaction_date, run_id, batch_run_id) VALUES (?1, 'G1', ?2, 'add_subscriber', ?3, '2025-01-10', 1, ?4)",
+                params![IdParam::new(&r.change_id), r.member_id, status.as_str(), batch],
+            )
+            .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO transaction_keys SELECT change_id, rowid FROM transactions ORDER BY change_id;",
+        )
+        .unwrap();
+        let rows =
+            |c: &Connection| table_rows(c, "SELECT * FROM enrollment ORDER BY group_id, member_id");
+        let before = rows(&c);
+        let before_tx = tx_tables(&SqliteStore {
+            conn: c,
+            unkeyed: [None; 2],
+        });
+
+        let mut s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(rows(&s.conn), before);
+        assert_eq!(tx_tables(&s), before_tx);
+        let schema: Vec<String> = s
+            .conn
+            .prepare("SELECT name || ':' || sql FROM sqlite_master WHERE tbl_name IN ('enrollment', 'transactions') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(schema.len(), 3, "{schema:?}");
+        assert!(schema[0].starts_with("enrollment:") && schema[0].ends_with("WITHOUT ROWID"));
+        assert!(schema[1].starts_with("transactions:"));
+        assert!(schema[2].ends_with("ON transactions(status) WHERE batch_run_id IS NULL"));
+        // The unbatched rows are found through the new index, by status.
+        let plan: String = s
+            .conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM transactions WHERE status = ?1 AND batch_run_id IS NULL ORDER BY transaction_date, rowid",
+                ["Pending"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("transactions_unbatched"), "{plan}");
+        let ids = |rows: Vec<TransactionRow>| -> Vec<String> {
+            rows.into_iter().map(|t| t.change_id).collect()
+        };
+        assert_eq!(
+            ids(s.unbatched(Pending).unwrap()),
+            [held.change_id.as_str()]
+        );
+        assert_eq!(
+            ids(s.unbatched(PendingFhs).unwrap()),
+            [waiting.change_id.as_str()]
+        );
+        assert!(s.unbatched(Submitted).unwrap().is_empty());
+        s.set_batch(&held.change_id, 2).unwrap();
+        assert!(s.unbatched(Pending).unwrap().is_empty());
+        s.set_status(&waiting.change_id, Pending, "x", "fhs")
+            .unwrap();
+        assert_eq!(
+            ids(s.unbatched(Pending).unwrap()),
+            [waiting.change_id.as_str()]
+        );
+        // Enrollment: read, listed and upserted by its key as before.
+        assert_eq!(s.active_members("G1").unwrap(), vec!["C"]);
+        assert_eq!(s.active_members("G2").unwrap(), vec!["A", "B"]);
+        let b = s.member("G2", "B").unwrap().unwrap();
+        assert_eq!(b.subscriber_id, "A");
+        let flipped = Enrolled {
+            active: false,
+            ..b.clone()
+        };
+        s.set_member(&flipped, false).unwrap();
+        assert_eq!(s.member("G2", "B").unwrap(), Some(flipped));
+        assert_eq!(s.enrollment("G2").unwrap().len(), 2);
     }
 }
