@@ -831,37 +831,75 @@ impl Index {
         }
         self.first_in.clear();
         self.first_in.resize(rows as usize * width, NONE);
+        // The tables written for every segment, borrowed apart from `self` once: written
+        // through `self`, each hit reloaded them and stored `present` again.
+        let Index {
+            first,
+            first_in,
+            row: rows_of,
+            seg_scopes,
+            slots,
+            masks,
+            ..
+        } = self;
+        let mut present = 0u64;
+        let masks: Option<&mut [(u32, u64, u64); MASKS]> = masks.as_mut_slice().try_into().ok();
+        let mut masks = masks.filter(|_| narrow);
         for (i, rs) in rec.segs.iter().enumerate() {
-            let (lo, hi, elems, memo) = match self.slots.get(rs.seg_ix) {
+            let row = || rows_of.get(rs.instance as usize).copied().unwrap_or(NONE);
+            let memo = match slots.get(rs.seg_ix) {
                 Some(&(key, lo, hi, elo, ehi)) if key == rs.key => {
-                    (lo as usize, hi as usize, elo as usize..ehi as usize, true)
+                    if lo == hi {
+                        continue;
+                    }
+                    masks.as_deref_mut().map(|m| (m, lo, hi, elo, ehi))
                 }
-                _ => {
-                    let (lo, hi) = range(rs.key);
-                    (lo, hi, 0..0, false)
-                }
+                _ => None,
             };
-            if lo == hi {
-                continue;
-            }
-            let row = self.row.get(rs.instance as usize).copied().unwrap_or(NONE);
-            if memo && narrow {
-                let slot = rs.seg_ix as u32 + 1;
-                let h = ((rs.qual ^ u64::from(slot)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56)
-                    as usize
-                    & (MASKS - 1);
-                let e = &mut self.masks[h];
-                if e.0 != slot || e.1 != rs.qual {
-                    let mask = by_key[lo..hi]
-                        .iter()
-                        .filter(|&&(_, q, _)| q == rs.qual || q == ANY_QUAL)
-                        .fold(0, |acc, &(_, _, t)| acc | 1 << t);
-                    *e = (slot, rs.qual, mask);
+            let Some((masks, lo, hi, elo, ehi)) = memo else {
+                let (lo, hi) = range(rs.key);
+                if lo == hi {
+                    continue;
                 }
-                let mut hits = e.2;
-                // The targets matched by an element's value ([`UNPACKED_QUAL`]): each element
-                // read and packed once.
-                for g in rules.by_elem.get(elems).unwrap_or_default() {
+                let row = row();
+                for &(_, q, t) in &by_key[lo..hi] {
+                    let hit = q == rs.qual
+                        || q == ANY_QUAL
+                        || (q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i));
+                    if hit {
+                        Self::hit(
+                            rules,
+                            (first, first_in, seg_scopes, &mut present),
+                            width,
+                            i,
+                            row,
+                            t,
+                        );
+                    }
+                }
+                continue;
+            };
+            let slot = rs.seg_ix as u32 + 1;
+            let h = ((rs.qual ^ u64::from(slot)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56)
+                as usize
+                & (MASKS - 1);
+            let e = &mut masks[h];
+            if e.0 != slot || e.1 != rs.qual {
+                let mask = by_key[lo as usize..hi as usize]
+                    .iter()
+                    .filter(|&&(_, q, _)| q == rs.qual || q == ANY_QUAL)
+                    .fold(0, |acc, &(_, _, t)| acc | 1 << t);
+                *e = (slot, rs.qual, mask);
+            }
+            let mut hits = e.2;
+            // The targets matched by an element's value ([`UNPACKED_QUAL`]): each element
+            // read and packed once.
+            if elo != ehi {
+                for g in rules
+                    .by_elem
+                    .get(elo as usize..ehi as usize)
+                    .unwrap_or_default()
+                {
                     let v = rec.element(i, g.element);
                     let packed = crate::schema::pack(v);
                     for (q, t) in &g.codes {
@@ -870,22 +908,48 @@ impl Index {
                         }
                     }
                 }
-                while hits != 0 {
-                    let t = hits.trailing_zeros() as usize;
-                    hits &= hits - 1;
-                    self.hit(rules, i, row, t);
-                }
+            }
+            if hits == 0 {
                 continue;
             }
-            for &(_, q, t) in &by_key[lo..hi] {
-                let hit = q == rs.qual
-                    || q == ANY_QUAL
-                    || (q == UNPACKED_QUAL && rules.targets[t].matches_bytes(rec, i));
-                if hit {
-                    self.hit(rules, i, row, t);
+            // Narrow: every target is below 64, so `present` says which have a first segment.
+            let mut new = hits & !present;
+            present |= hits;
+            while new != 0 {
+                let t = new.trailing_zeros() as usize;
+                new &= new - 1;
+                if let Some(f) = first.get_mut(t) {
+                    *f = i as u32;
+                }
+            }
+            let row = row();
+            if row != NONE {
+                let base = row as usize * width;
+                if let Some(cells) = first_in.get_mut(base..base + width) {
+                    let mut each = hits;
+                    while each != 0 {
+                        let t = each.trailing_zeros() as usize;
+                        each &= each - 1;
+                        if let Some(c) = cells.get_mut(t) {
+                            if *c == NONE {
+                                *c = i as u32;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut scoped = hits & rules.seg_scope_mask;
+            while scoped != 0 {
+                let t = scoped.trailing_zeros() as usize;
+                scoped &= scoped - 1;
+                if let Some(&s) = rules.seg_scope_of.get(t) {
+                    if let Some(v) = seg_scopes.get_mut(s as usize) {
+                        v.push(i as u32);
+                    }
                 }
             }
         }
+        self.present = present;
         let key = (header.segs.len(), header.segs.as_ptr() as usize);
         if self.head_for != Some(key) || self.head.len() != width {
             self.head.clear();
@@ -902,24 +966,33 @@ impl Index {
         }
     }
 
-    /// Record segment `i`, in the instance whose row is `row`, matches target `t`.
-    #[inline(always)]
-    fn hit(&mut self, rules: &RuleSet, i: usize, row: u32, t: usize) {
-        if self.first[t] == NONE {
-            self.first[t] = i as u32;
+    /// Record segment `i`, in the instance whose row is `row`, matches target `t`: the
+    /// general case (a segment whose schema segment has another ID, or more than 64 targets),
+    /// for the tables [`Index::build`] borrows.
+    #[inline]
+    fn hit(
+        rules: &RuleSet,
+        (first, first_in, seg_scopes, present): (&mut [u32], &mut [u32], &mut [Vec<u32>], &mut u64),
+        width: usize,
+        i: usize,
+        row: u32,
+        t: usize,
+    ) {
+        if first[t] == NONE {
+            first[t] = i as u32;
             if t < 64 {
-                self.present |= 1 << t;
+                *present |= 1 << t;
             }
         }
         if row != NONE {
-            let c = &mut self.first_in[row as usize * self.width + t];
+            let c = &mut first_in[row as usize * width + t];
             if *c == NONE {
                 *c = i as u32;
             }
         }
         if let Some(&s) = rules.seg_scope_of.get(t) {
             if s != NONE {
-                self.seg_scopes[s as usize].push(i as u32);
+                seg_scopes[s as usize].push(i as u32);
             }
         }
     }
@@ -971,6 +1044,9 @@ pub struct RuleSet {
     /// lists; `seg_scope_of` maps a target to its entry here, or [`NONE`].
     seg_scopes: Vec<usize>,
     seg_scope_of: Vec<u32>,
+    /// The targets below 64 that `seg_scope_of` maps to an entry, as a mask: a segment's
+    /// targets are tested against it at once rather than one by one.
+    seg_scope_mask: u64,
     /// The targets that `header.` references look up ([`Index::head`]).
     header_targets: Vec<usize>,
     /// Whether the 834 cross-member and balancing rules in code apply.
@@ -1132,6 +1208,10 @@ impl RuleSet {
         for (n, &t) in seg_scopes.iter().enumerate() {
             seg_scope_of[t] = n as u32;
         }
+        let seg_scope_mask = seg_scopes
+            .iter()
+            .filter(|&&t| t < 64)
+            .fold(0u64, |m, &t| m | 1 << t);
         let mut head = Vec::new();
         for r in &rules {
             let p = &r.plan;
@@ -1158,6 +1238,7 @@ impl RuleSet {
             loops,
             seg_scopes,
             seg_scope_of,
+            seg_scope_mask,
             header_targets: head,
             enrollment: true,
         })
