@@ -37,6 +37,7 @@ use crate::enrollment::{CoverageLevel, MaintenanceReason, Relationship};
 use crate::finding::{Ack, ElementPos, Finding, Location, Severity, Text};
 use crate::lifecycle::TransactionStatus;
 use chrono::{Datelike, Months, NaiveDate};
+use std::borrow::Borrow;
 use std::collections::HashSet;
 
 /// What the rules need besides the changes.
@@ -60,10 +61,11 @@ impl RuleContext<'_> {
     }
 }
 
-/// The rules' verdict on one change.
+/// The rules' verdict on one change, in the order of the changes assessed. (It held a copy of
+/// the change's id, which nothing read: an allocation, a copy and a free for every change of
+/// a run; runperf15.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
-    pub change_id: String,
     pub status: TransactionStatus,
     pub findings: Vec<Finding>,
     /// The invoice the change first appears on, `YYYY-MM` (None for a rejected change or a
@@ -205,20 +207,28 @@ pub fn assess(ctx: &RuleContext, changes: &[ChangeRecord]) -> Vec<Assessment> {
 /// [`assess`] with the rules' memory of the file so far: `changes` continue a file whose
 /// earlier changes `a` has seen. They must start at a family boundary (a family cut in two
 /// would lose its subscriber), so the caller hands over whole families.
-pub fn assess_with(
+///
+/// The changes may be boxed: a run moves its records from thread to thread and keeps them to
+/// read the next ones into, and a record is about a kilobyte (docs/performance.md, runperf15).
+pub fn assess_with<R: Borrow<ChangeRecord>>(
     a: &mut Assessor,
     ctx: &RuleContext,
-    changes: &[ChangeRecord],
+    changes: &[R],
 ) -> Vec<Assessment> {
     let mut out = Vec::with_capacity(changes.len());
     let mut start = 0;
     for i in 1..=changes.len() {
-        if i == changes.len() || !same_family(&changes[i - 1], &changes[i]) {
+        if i == changes.len() || !same_family(record(&changes[i - 1]), record(&changes[i])) {
             a.family_into(ctx, &changes[start..i], &mut out);
             start = i;
         }
     }
     out
+}
+
+/// The record `r` holds (itself, or the one in its box).
+fn record<R: Borrow<ChangeRecord>>(r: &R) -> &ChangeRecord {
+    r.borrow()
 }
 
 /// True when two consecutive changes belong to the same family.
@@ -450,19 +460,22 @@ impl Assessor {
 
     /// [`Assessor::family`], its assessments appended to `out`: a run assesses its changes by
     /// the chunk, and a vector per family cost an allocation and a copy of each assessment.
-    fn family_into(
+    fn family_into<R: Borrow<ChangeRecord>>(
         &mut self,
         ctx: &RuleContext,
-        family: &[ChangeRecord],
+        family: &[R],
         out: &mut Vec<Assessment>,
     ) {
         // Runs of consecutive changes of one member from one occurrence are one member loop
         // (a buffer kept from family to family).
         let mut runs = std::mem::take(&mut self.runs);
         runs.clear();
-        for (i, r) in family.iter().enumerate() {
+        for (i, r) in family.iter().map(record).enumerate() {
             match runs.last_mut() {
-                Some((s, e)) if same_member(&family[*s], r) && same_occurrence(&family[*s], r) => {
+                Some((s, e))
+                    if same_member(record(&family[*s]), r)
+                        && same_occurrence(record(&family[*s]), r) =>
+                {
                     *e = i + 1
                 }
                 _ => runs.push((i, i + 1)),
@@ -470,10 +483,11 @@ impl Assessor {
         }
         let subscriber_division = family
             .iter()
+            .map(record)
             .find(|r| r.relationship == Relationship::SelfSubscriber)
             .and_then(|r| r.division.as_deref().or(r.new.division.as_deref()));
         for &(s, e) in &runs {
-            let first = &family[s];
+            let first = record(&family[s]);
             let k = &mut self.key;
             k.clear();
             k.push(first.group_id.as_deref());
@@ -490,7 +504,7 @@ impl Assessor {
                 matches!(first.source, SourceTrace::X12 { .. })
                     && !self.subscribers.contains(&sub_key)
             };
-            for r in &family[s..e] {
+            for r in family[s..e].iter().map(record) {
                 let mut c = Check::new(ctx, r, &mut self.texts);
                 if duplicate {
                     c.add(
@@ -673,7 +687,6 @@ impl<'c, 'a> Check<'c, 'a> {
             _ => None,
         };
         Assessment {
-            change_id: self.r.change_id.clone(),
             status: self.status,
             findings: self.findings,
             invoice_period,
@@ -681,7 +694,7 @@ impl<'c, 'a> Check<'c, 'a> {
         }
     }
 
-    fn run(&mut self, division: Option<&str>, family: &[ChangeRecord]) {
+    fn run<R: Borrow<ChangeRecord>>(&mut self, division: Option<&str>, family: &[R]) {
         let r = self.r;
         let ctx = self.ctx;
         // Sender and group.
@@ -938,11 +951,12 @@ impl<'c, 'a> Check<'c, 'a> {
         }
     }
 
-    fn tier(&mut self, level: CoverageLevel, line: &str, family: &[ChangeRecord]) {
+    fn tier<R: Borrow<ChangeRecord>>(&mut self, level: CoverageLevel, line: &str, family: &[R]) {
         // The dependents sent with the subscriber that enroll in the same line.
         let mut seen = HashSet::new();
         let deps: Vec<Relationship> = family
             .iter()
+            .map(record)
             .filter(|d| d.relationship != Relationship::SelfSubscriber)
             .filter(|d| {
                 matches!(d.kind, ChangeKind::AddDependent | ChangeKind::Audit)

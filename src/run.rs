@@ -893,12 +893,22 @@ impl Lines {
     }
 }
 
+/// Records, each in a box of its own: the records of a run's chunks, and those kept to be read
+/// into again.
+///
+/// Why boxed: a record is about a kilobyte, and each move of one (out of the pool of spare
+/// records, out of the reader, into its chunk, back into the pool) was a copy of it, which
+/// cost more than its strings' allocations did before they were reused (docs/performance.md,
+/// runperf15). A box moves as a pointer.
+#[allow(clippy::vec_box)]
+type Records = Vec<Box<ChangeRecord>>;
+
 /// Reads a spool's records from where its reader is.
 struct SpoolReader<R> {
     r: BufReader<R>,
     /// Records already recorded, read into again ([`ChangeRecord::read_json`]) before a new
     /// one is made: their strings keep their memory.
-    spare: Vec<ChangeRecord>,
+    spare: Records,
 }
 
 impl<R: Read> SpoolReader<R> {
@@ -912,9 +922,27 @@ impl<R: Read> SpoolReader<R> {
     /// The next record, its line added to `lines` as their last (only when it decodes);
     /// `None` at the spool's end.
     fn next(&mut self, lines: &mut Lines) -> Option<io::Result<ChangeRecord>> {
+        Self::next_with(&mut self.r, lines, ChangeRecord::from_json)
+    }
+
+    /// [`SpoolReader::next`], boxed, read into a spare record where there is one.
+    fn next_boxed(&mut self, lines: &mut Lines) -> Option<io::Result<Box<ChangeRecord>>> {
+        let spare = &mut self.spare;
+        Self::next_with(&mut self.r, lines, |line| match spare.pop() {
+            Some(mut r) => r.read_json(line).map(|()| r),
+            None => ChangeRecord::from_json(line).map(Box::new),
+        })
+    }
+
+    /// The next line of `r`, added to `lines` as their last when `read` decodes it.
+    fn next_with<T>(
+        r: &mut BufReader<R>,
+        lines: &mut Lines,
+        read: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Option<io::Result<T>> {
         let start = lines.end();
         lines.bytes.truncate(start);
-        match self.r.read_until(b'\n', &mut lines.bytes) {
+        match r.read_until(b'\n', &mut lines.bytes) {
             Ok(0) => return None,
             Ok(_) => {}
             Err(e) => {
@@ -928,10 +956,6 @@ impl<R: Read> SpoolReader<R> {
                 lines.bytes.pop();
             }
         }
-        let read = |line: &[u8]| match self.spare.pop() {
-            Some(mut r) => r.read_json(line).map(|()| r),
-            None => ChangeRecord::from_json(line),
-        };
         match lines.bytes.get(start..).map(read) {
             Some(Ok(r)) => {
                 lines.ends.push(lines.bytes.len());
@@ -946,29 +970,55 @@ impl<R: Read> SpoolReader<R> {
     }
 }
 
-/// Appends what [`ChangeRecord::write_json`] writes for `r` to `out` (empty), from `line`, the
+/// Appends what [`ChangeRecord::write_json`] writes for `r` to `out`, from `line`, the
 /// spooled JSON of `r` without its verdict, and `spans`, where [`spool_spans`] found its parts:
-/// the line's content, then `r`'s verdict (`status`, `invoice_period`) as the writer writes it.
-/// Gives the spans of what was appended.
+/// the line's content, then `r`'s verdict (`status`, `invoice_period`) as the writer writes it
+/// (in `tail`, a buffer of the caller's). Gives the spans of what was appended, in `out`;
+/// appends nothing when the line is not UTF-8.
+///
+/// Why straight into `out`, the chunk's JSON: the line was copied into a buffer of its own
+/// first, and from there into the chunk's, a kilobyte copied twice per change (runperf15).
 fn with_verdict(
     line: &[u8],
-    mut spans: crate::changes::JsonSpans,
+    spans: crate::changes::JsonSpans,
     r: &ChangeRecord,
-    out: &mut Vec<u8>,
-) -> crate::changes::JsonSpans {
+    out: &mut String,
+    tail: &mut Vec<u8>,
+) -> io::Result<crate::changes::JsonSpans> {
     use crate::changejson::{json_key, Json};
-    out.extend_from_slice(&line[..spans.content_end]);
+    let content = line
+        .get(..spans.content_end)
+        .ok_or_else(|| io::Error::other("a spooled record's spans out of its line"))?;
+    let content = std::str::from_utf8(content).map_err(io::Error::other)?;
+    tail.clear();
     if let Some(status) = &r.status {
-        out.extend_from_slice(json_key!("status").as_bytes());
-        status.json(out);
+        tail.extend_from_slice(json_key!("status").as_bytes());
+        status.json(tail);
     }
     if let Some(period) = &r.invoice_period {
-        out.extend_from_slice(json_key!("invoice_period").as_bytes());
-        crate::changejson::string(out, period);
+        tail.extend_from_slice(json_key!("invoice_period").as_bytes());
+        crate::changejson::string(tail, period);
     }
-    out.push(b'}');
-    spans.record = 0..out.len();
-    spans
+    tail.push(b'}');
+    let tail = std::str::from_utf8(tail).map_err(io::Error::other)?;
+    let start = out.len();
+    out.push_str(content);
+    out.push_str(tail);
+    let mut spans = shifted(spans, start);
+    spans.record = start..out.len();
+    Ok(spans)
+}
+
+/// `spans` of a record's JSON moved on by `by` bytes (where it was appended).
+fn shifted(spans: crate::changes::JsonSpans, by: usize) -> crate::changes::JsonSpans {
+    let on = |r: std::ops::Range<usize>| r.start + by..r.end + by;
+    crate::changes::JsonSpans {
+        record: on(spans.record),
+        change_id: on(spans.change_id),
+        content_end: spans.content_end + by,
+        new: on(spans.new),
+        old: spans.old.map(on),
+    }
 }
 
 /// Where [`ChangeRecord::write_json`] puts the parts of record `id` in `line`, a spooled line,
@@ -1130,7 +1180,7 @@ const CHUNK: usize = 1024;
 /// each chunk has one reference day (the set's GS04).
 #[derive(Default)]
 struct Chunks {
-    records: Vec<ChangeRecord>,
+    records: Records,
     set: SetKey,
     day: Option<NaiveDate>,
 }
@@ -1140,10 +1190,10 @@ impl Chunks {
     /// `day`); returns the chunk to emit before it when `r` starts a new one.
     fn push(
         &mut self,
-        r: ChangeRecord,
+        r: Box<ChangeRecord>,
         set: Option<&SetKey>,
         day: Option<NaiveDate>,
-    ) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
+    ) -> Option<(Records, Option<NaiveDate>)> {
         let set = match set {
             Some(k) => (k.0.as_str(), k.1.as_str(), k.2.as_str()),
             None => set_of(&r),
@@ -1168,7 +1218,7 @@ impl Chunks {
     }
 
     /// The last chunk, if any.
-    fn finish(self) -> Option<(Vec<ChangeRecord>, Option<NaiveDate>)> {
+    fn finish(self) -> Option<(Records, Option<NaiveDate>)> {
         (!self.records.is_empty()).then_some((self.records, self.day))
     }
 }
@@ -1203,7 +1253,8 @@ impl Derived {
         } else if let Some(w) = &mut self.spool {
             serde_json::to_writer(&mut *w, &c).map_err(io::Error::other)?;
             io::Write::write_all(w, b"\n")?;
-        } else if let Some((chunk, day)) = self.chunks.push(c, Some(&self.key), self.day) {
+        } else if let Some((chunk, day)) = self.chunks.push(Box::new(c), Some(&self.key), self.day)
+        {
             self.emitted += ctx.emit(file, sender, day, chunk)?;
         }
         Ok(())
@@ -1220,7 +1271,8 @@ impl Derived {
         if let Some(w) = self.spool.take() {
             let f = w.into_inner().map_err(|e| e.into_error())?;
             for r in spooled(f)? {
-                if let Some((chunk, day)) = self.chunks.push(r?, Some(&self.key), self.day) {
+                let r = Box::new(r?);
+                if let Some((chunk, day)) = self.chunks.push(r, Some(&self.key), self.day) {
                     self.emitted += ctx.emit(file, sender, day, chunk)?;
                 }
             }
@@ -1235,7 +1287,7 @@ impl Derived {
 
 /// A chunk of a spool's records cut ([`Chunks`]) with their lines, to be prepared.
 struct Cut {
-    records: Vec<ChangeRecord>,
+    records: Records,
     lines: Lines,
     day: Option<NaiveDate>,
 }
@@ -1245,7 +1297,7 @@ struct Cut {
 #[derive(Default)]
 struct Reuse {
     lines: Lines,
-    records: Vec<ChangeRecord>,
+    records: Records,
 }
 
 /// Reads a spool's records from its start (the `last` reading hands what it read back to the
@@ -1290,7 +1342,7 @@ fn cut_spool<F>(
     let mut chunks = Chunks::default();
     // The lines of the records in `chunks`, in order (and of the record being read last).
     let mut lines = fresh(&mut reader);
-    while let Some(r) = reader.next(&mut lines) {
+    while let Some(r) = reader.next_boxed(&mut lines) {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -1587,7 +1639,7 @@ struct Prepared {
     /// The chunk's records, with the rules' verdict set; the first `verdicts.len()` are
     /// prepared. (Kept where the chunk put them: a record is large, and moving each again
     /// cost as much as a tenth of the apply.)
-    records: Vec<ChangeRecord>,
+    records: Records,
     /// The records' lines as spooled, one per record, or none (records not read from a spool).
     lines: Lines,
     verdicts: Vec<Verdict>,
@@ -1674,7 +1726,7 @@ impl Prep {
         &mut self,
         actx: &RuleContext,
         file: &FileRow,
-        changes: Vec<ChangeRecord>,
+        changes: Records,
         mut lines: Lines,
         mut p: Prepared,
     ) -> Prepared {
@@ -1690,6 +1742,7 @@ impl Prep {
         p.failed = None;
         for (i, (r, a)) in p.records.iter_mut().zip(assessed).enumerate() {
             let line = p.lines.get(i);
+            let r = &mut **r;
             let v = self.prepare_one(file, actx.sender, (r, line), a, &mut p.json, &mut p.csv);
             match v {
                 Ok(v) => p.verdicts.push(v),
@@ -1752,39 +1805,40 @@ impl Prep {
         // written by `ChangeRecord::write_json` (serde_json's bytes, without its generic
         // serializer), or the spooled line with the verdict written as it writes it; the
         // batch's CSV row takes its JSON columns from it.
+        // Either is appended to the chunk's JSON whole or not at all, and `spans` are where.
         let mut buf = std::mem::take(&mut self.json);
-        buf.clear();
         let written = match spooled {
-            Some((line, spans)) => Ok(with_verdict(line, spans, r, &mut buf)),
-            None => r.write_json(&mut buf).map_err(io::Error::other),
-        };
-        let written = written.and_then(|spans| {
-            let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
-            Ok((spans, json))
-        });
-        let (spans, json) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                self.json = buf;
-                return Err(e.into());
+            Some((line, spans)) => with_verdict(line, spans, r, all_json, &mut buf),
+            None => {
+                buf.clear();
+                r.write_json(&mut buf)
+                    .map_err(io::Error::other)
+                    .and_then(|spans| {
+                        let json = std::str::from_utf8(&buf).map_err(io::Error::other)?;
+                        let start = all_json.len();
+                        all_json.push_str(json);
+                        Ok(shifted(spans, start))
+                    })
             }
         };
-        let start = all_json.len();
-        all_json.push_str(json);
-        let json = start..all_json.len();
-        let new = start + spans.new.start..start + spans.new.end;
+        self.json = buf;
+        let spans = written?;
+        let json = spans.record.clone();
+        let new = spans.new.clone();
         let fate = if a.rejected {
             Fate::Rejected
         } else if a.status == TransactionStatus::Pending {
             let start = all_csv.len();
-            Fate::Submitted(self.csv.encode_csv_from_json(r, &buf, &spans).map(|row| {
+            let row = self
+                .csv
+                .encode_csv_from_json(r, all_json.as_bytes(), &spans);
+            Fate::Submitted(row.map(|row| {
                 all_csv.extend_from_slice(row);
                 start..all_csv.len()
             }))
         } else {
             Fate::Waits
         };
-        self.json = buf;
         Ok(Verdict {
             assessment: a,
             json,
@@ -1805,7 +1859,7 @@ impl Ctx<'_> {
         file: &FileRow,
         sender: Option<&str>,
         file_date: Option<NaiveDate>,
-        changes: Vec<ChangeRecord>,
+        changes: Records,
     ) -> Result<u64, RunError> {
         let actx = RuleContext {
             config: self.cfg,
@@ -2043,7 +2097,7 @@ impl Ctx<'_> {
             let Some(gid) = head.group.clone() else {
                 let mut chunks = Chunks::default();
                 for r in records {
-                    if let Some((c, day)) = chunks.push(r?, Some(&key), head.created) {
+                    if let Some((c, day)) = chunks.push(Box::new(r?), Some(&key), head.created) {
                         total += self.emit(file, sender, day, c)?;
                     }
                 }
@@ -2804,17 +2858,12 @@ mod tests {
                 }
                 let mut want = Vec::new();
                 let want_spans = r.write_json(&mut want).unwrap();
-                let mut got = Vec::new();
-                let got_spans = with_verdict(&line, spans, &r, &mut got);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want)
-                );
-                assert_eq!(got_spans.record, want_spans.record);
-                assert_eq!(got_spans.change_id, want_spans.change_id);
-                assert_eq!(got_spans.content_end, want_spans.content_end);
-                assert_eq!(got_spans.new, want_spans.new);
-                assert_eq!(got_spans.old, want_spans.old);
+                // Appended after another record's JSON: the spans are where it went.
+                let mut got = String::from("{\"before\":1}");
+                let at = got.len();
+                let got_spans = with_verdict(&line, spans, &r, &mut got, &mut Vec::new()).unwrap();
+                assert_eq!(&got[at..], String::from_utf8_lossy(&want));
+                assert_eq!(got_spans, shifted(want_spans, at));
                 checked += 1;
             }
         }
