@@ -1025,7 +1025,10 @@ impl<R: Read> Lexer<R> {
         delims: Delimiters,
         blanks: u32,
     ) -> Option<Token<'_>> {
-        let pos = self.pos();
+        // The segment's position is taken where it is used, not kept from here: a refill
+        // moves `start` and `base` by the same amount and leaves `line`, so `pos()` is the
+        // same until the segment is consumed, and a copy kept across the scan was stores and
+        // loads for every segment.
         let mut scan = Scan::with_patterns(delims, self.patterns);
         let term_at = loop {
             let avail = &self.buf[self.start..self.end];
@@ -1034,11 +1037,12 @@ impl<R: Read> Lexer<R> {
             }
             if scan.at > self.opts.max_segment_len {
                 // Drop the runaway bytes and resynchronise at the next terminator or ISA.
-                return Some(self.runaway(pos, delims));
+                return Some(self.runaway(self.pos(), delims));
             }
             match self.fill() {
                 Ok(true) => continue,
                 Ok(false) => {
+                    let pos = self.pos();
                     let rest = &self.buf[self.start..self.end];
                     self.line += memchr_iter(b'\n', rest).count() as u64;
                     self.start = self.end;
@@ -1051,8 +1055,9 @@ impl<R: Read> Lexer<R> {
             }
         };
         if term_at > self.opts.max_segment_len {
-            return Some(self.runaway(pos, delims));
+            return Some(self.runaway(self.pos(), delims));
         }
+        let pos = self.pos();
         let seg_start = self.start;
         // Line breaks inside a segment are invalid data, but they still move the line count.
         self.line += scan.newlines;
