@@ -116,6 +116,7 @@ impl Record {
     /// it). `fields` is `seg` split with the record's element separator. `generation` names
     /// `open_loops`: the caller changes it whenever the open loops change, so that a record
     /// already in step with them skips the reconcile (most segments open and close nothing).
+    #[inline(always)]
     pub fn push(
         &mut self,
         seg: &Segment<'_>,
