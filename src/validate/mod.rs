@@ -527,7 +527,7 @@ impl<'s> SetValidator<'s> {
     /// ([`element::CleanSegments`]): they are settled here with one lookup, without the set-up
     /// of the checks (their context, the separators, the findings' scratch vector), which
     /// cost more than the lookup.
-    #[inline]
+    #[inline(always)]
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
         let usage = self.std.schema.segments[seg_ix].usage;
         let probe = if usage == Usage::NotUsed {
