@@ -627,6 +627,7 @@ impl<'s> SetValidator<'s> {
     }
 
     /// Feeds one segment between ST and SE (SE included).
+    #[inline(always)]
     pub fn segment<S: SetSink>(&mut self, seg: &Segment<'_>, sink: &mut S) {
         self.position = self.position.saturating_add(1);
         self.last_at = seg.position();
