@@ -100,7 +100,7 @@ pub struct CleanSegments {
 }
 
 /// A copy starts empty: the table only saves work, and a copy (a piece of a set checked on
-/// its own) fills its own rather than copying 256 KiB.
+/// its own) fills its own rather than copying 1 MiB.
 impl Clone for CleanSegments {
     fn clone(&self) -> Self {
         CleanSegments::default()
@@ -109,7 +109,11 @@ impl Clone for CleanSegments {
 
 /// Longest segment remembered (longer ones are names and addresses, rarely repeated).
 const CLEAN_BYTES: usize = 56;
-const CLEAN_SLOTS: usize = 4096;
+/// Slots of the table (64 bytes each: 1 MiB). Misses from two segments sharing a slot cost a
+/// full check each: on the 10 MB bench file 4,096 slots settled 69 % of the segments and
+/// 16,384 about two points more (check −7.6 M instructions); 32,768 gained 3 M more for
+/// twice the memory.
+const CLEAN_SLOTS: usize = 16384;
 
 #[derive(Debug, Clone, Copy)]
 struct CleanSlot {

@@ -526,8 +526,9 @@ impl<'s> SetValidator<'s> {
     /// The element checks of a placed segment. Most segments repeat one found clean before
     /// ([`element::CleanSegments`]): they are settled here with one lookup, without the set-up
     /// of the checks (their context, the separators, the findings' scratch vector), which
-    /// cost more than the lookup.
-    #[inline]
+    /// cost more than the lookup. Forced inline: with the walker and the record inline in
+    /// [`Self::segment`] a plain `#[inline]` left it a call.
+    #[inline(always)]
     fn check_elements(&mut self, seg_ix: usize, seg: &Segment<'_>, fields: &Fields<'_>) {
         let usage = self.std.schema.segments[seg_ix].usage;
         let probe = if usage == Usage::NotUsed {
@@ -627,6 +628,10 @@ impl<'s> SetValidator<'s> {
     }
 
     /// Feeds one segment between ST and SE (SE included).
+    ///
+    /// Inline in its caller (`Checker::segment`, once a segment): the call and the frame of
+    /// this large function cost about 17 instructions a segment.
+    #[inline(always)]
     pub fn segment<S: SetSink>(&mut self, seg: &Segment<'_>, sink: &mut S) {
         self.position = self.position.saturating_add(1);
         self.last_at = seg.position();
