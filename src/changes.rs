@@ -1742,11 +1742,13 @@ pub fn derive_unsealed(
 /// The table itself: hands each change, in order, to `emit` as a view borrowed from `h` and
 /// `m` (its `change_id` empty), which a writer encodes without copying the values
 /// ([`RecordView::write_json_sealing`]). All or nothing: when the loop cannot be converted the
-/// error comes before any change is emitted.
+/// error comes before any change is emitted. The view is lent, not moved: every writer only
+/// reads it, and a view of several hundred bytes need not be handed over by value through the
+/// `dyn` call.
 pub fn derive_views<'a>(
     h: &'a HeaderContext,
     m: &'a MemberLoop<'_>,
-    emit: &mut dyn FnMut(RecordView<'a>),
+    emit: &mut dyn FnMut(&RecordView<'a>),
 ) -> Result<(), DeriveError> {
     let mem = &m.member;
     let data = &mem.data;
@@ -1816,18 +1818,18 @@ pub fn derive_views<'a>(
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            emit(record(kind, eff, snapshot(), None, whole));
+            emit(&record(kind, eff, snapshot(), None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            emit(record(ChangeKind::Audit, eff, snapshot(), None, whole));
+            emit(&record(ChangeKind::Audit, eff, snapshot(), None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
             let latest_end = data.coverages.iter().filter_map(|c| c.end).max();
             let eff = m.eligibility_end.or(latest_end).or(member_eff);
-            emit(record(
+            emit(&record(
                 ChangeKind::TerminateMember,
                 eff,
                 coverages,
@@ -1838,7 +1840,7 @@ pub fn derive_views<'a>(
         MaintenanceType::Reinstatement => {
             only(MaintenanceType::Reinstatement)?;
             let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
-            emit(record(ChangeKind::Reinstate, eff, coverages, None, whole));
+            emit(&record(ChangeKind::Reinstate, eff, coverages, None, whole));
         }
         MaintenanceType::Change => {
             // The first coverage the table has no change for fails the whole loop: found
@@ -1861,7 +1863,7 @@ pub fn derive_views<'a>(
             let mut emitted = 0usize;
             member_changes(m, member_eff, &mut |k, e, n, o| {
                 emitted += 1;
-                emit(record(k, e, n, o, whole))
+                emit(&record(k, e, n, o, whole))
             });
             for (c, cov) in m.coverages.iter().zip(&data.coverages) {
                 let span = (c.first, c.last);
@@ -1871,7 +1873,7 @@ pub fn derive_views<'a>(
                 };
                 let mut put = |kind: ChangeKind, eff: Option<NaiveDate>| {
                     emitted += 1;
-                    emit(record(kind, eff, one, None, span))
+                    emit(&record(kind, eff, one, None, span))
                 };
                 let eff_303 = c.maintenance_effective.or(member_eff);
                 match c.action {
@@ -1915,7 +1917,7 @@ pub fn derive_views<'a>(
                 }
             }
             if emitted == 0 {
-                emit(record(
+                emit(&record(
                     ChangeKind::MemberChange,
                     member_eff,
                     snapshot(),
