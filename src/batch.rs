@@ -796,7 +796,7 @@ impl<S: Write> Observer for ConvertObserver<'_, S> {
                 // encoded from a view into the member loop and the header, its id computed
                 // from the JSON written (one serialization, no owned record).
                 false => changes::derive_views(&h, m, &mut |v| {
-                    let res = self.write_spooled(&v, true);
+                    let res = self.write_spooled(v, true);
                     self.io(res);
                 }),
             }
@@ -914,7 +914,7 @@ impl Observer for ConvertPiece {
             &mut self.error,
         );
         let result = changes::with_member_loop(rec, std, &mut self.spare, |m| {
-            changes::derive_views(h, m, &mut |v| match encoder.encode_into(&v, true, bytes) {
+            changes::derive_views(h, m, &mut |v| match encoder.encode_into(v, true, bytes) {
                 Ok(()) => *records += 1,
                 Err(e) => {
                     if error.is_none() {

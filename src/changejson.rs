@@ -285,25 +285,11 @@ macro_rules! labels {
     )+};
 }
 
-/// Every code list a record holds, handed to the macro `$m` (the writer's and the test's).
+/// Every code list, handed to the macro `$m` (the writer's and the test's): the model's and
+/// the change's kind.
 macro_rules! code_lists {
     ($m:ident) => {
-        $m!(
-            ChangeKind,
-            Relationship,
-            Gender,
-            MaritalStatus,
-            EmploymentStatus,
-            StudentStatus,
-            MaintenanceReason,
-            InsuranceLine,
-            CoverageLevel,
-            CardType,
-            CardAction,
-            ContactKind,
-            DisabilityType,
-            PortalStatus
-        );
+        crate::enrollment::code_enums!($m, ChangeKind);
     };
 }
 

@@ -1314,17 +1314,18 @@ impl<'a> Reader<'a> {
             kind,
         }
     }
-    fn code<T>(&self, n: u8, f: fn(&str) -> Option<T>) -> Result<Option<T>, DeriveError> {
+    /// Element `n` read by a code list's `from_code_bytes` (not UTF-8 is no code).
+    fn code<T>(&self, n: u8, f: fn(&[u8]) -> Option<T>) -> Result<Option<T>, DeriveError> {
         let v = self.element(n as usize);
         if v.is_empty() {
             return Ok(None);
         }
-        match self.text.str(v).and_then(f) {
+        match f(v) {
             Some(t) => Ok(Some(t)),
             None => Err(self.err(n, DeriveErrorKind::UnknownCode)),
         }
     }
-    fn required<T>(&self, n: u8, f: fn(&str) -> Option<T>) -> Result<T, DeriveError> {
+    fn required<T>(&self, n: u8, f: fn(&[u8]) -> Option<T>) -> Result<T, DeriveError> {
         self.code(n, f)?
             .ok_or_else(|| self.err(n, DeriveErrorKind::Missing))
     }
@@ -1373,8 +1374,8 @@ impl<'a> Reader<'a> {
     fn demographics(&self) -> Result<Demographics, DeriveError> {
         Ok(Demographics {
             birth_date: self.date(2)?,
-            gender: self.code(3, Gender::from_code)?,
-            marital_status: self.code(4, MaritalStatus::from_code)?,
+            gender: self.code(3, Gender::from_code_bytes)?,
+            marital_status: self.code(4, MaritalStatus::from_code_bytes)?,
         })
     }
 }
@@ -1546,11 +1547,11 @@ fn read_member_loop<'a>(
         match (loop_key, r.key) {
             (L2000, INS) => {
                 saw_ins = true;
-                m.member.relationship = seg.required(2, Relationship::from_code)?;
-                m.member.maintenance = seg.required(3, MaintenanceType::from_code)?;
-                m.member.reason = seg.code(4, MaintenanceReason::from_code)?;
-                d.employment_status = seg.code(8, EmploymentStatus::from_code)?;
-                d.student_status = seg.code(9, StudentStatus::from_code)?;
+                m.member.relationship = seg.required(2, Relationship::from_code_bytes)?;
+                m.member.maintenance = seg.required(3, MaintenanceType::from_code_bytes)?;
+                m.member.reason = seg.code(4, MaintenanceReason::from_code_bytes)?;
+                d.employment_status = seg.code(8, EmploymentStatus::from_code_bytes)?;
+                d.student_status = seg.code(9, StudentStatus::from_code_bytes)?;
                 d.handicapped = match seg.element(10) {
                     b"Y" => Some(true),
                     b"N" => Some(false),
@@ -1582,7 +1583,7 @@ fn read_member_loop<'a>(
             }
             (L2100A, PER) => {
                 for (k, v) in [(3u8, 4usize), (5, 6), (7, 8)] {
-                    if let Some(kind) = seg.code(k, ContactKind::from_code)? {
+                    if let Some(kind) = seg.code(k, ContactKind::from_code_bytes)? {
                         d.contacts.push(Contact {
                             kind,
                             value: seg.text.owned_in(seg.element(v), pool),
@@ -1598,7 +1599,7 @@ fn read_member_loop<'a>(
             (L2100C, N3) => set_street(&mut d.mailing, seg),
             (L2100C, N4) => set_city(&mut d.mailing, seg),
             (L2200, DSB) => d.disabilities.push(Disability {
-                kind: seg.code(1, DisabilityType::from_code)?,
+                kind: seg.code(1, DisabilityType::from_code_bytes)?,
                 start: None,
                 end: None,
             }),
@@ -1614,11 +1615,11 @@ fn read_member_loop<'a>(
             }
             (L2300, HD) => {
                 in_coverage = true;
-                let mut c = Coverage::new(seg.required(3, InsuranceLine::from_code)?);
+                let mut c = Coverage::new(seg.required(3, InsuranceLine::from_code_bytes)?);
                 c.plan = seg.opt_in(4, pool);
-                c.coverage_level = seg.code(5, CoverageLevel::from_code)?;
+                c.coverage_level = seg.code(5, CoverageLevel::from_code_bytes)?;
                 m.coverages.push(CoverageLoop {
-                    action: seg.required(1, MaintenanceType::from_code)?,
+                    action: seg.required(1, MaintenanceType::from_code_bytes)?,
                     maintenance_effective: None,
                     pcp_effective: None,
                     first: r.position,
@@ -1661,7 +1662,7 @@ fn read_member_loop<'a>(
                         _ => {}
                     },
                     (L2300, IDC) => c.id_cards.push(IdCard {
-                        card_type: seg.required(2, CardType::from_code)?,
+                        card_type: seg.required(2, CardType::from_code_bytes)?,
                         plan: seg.opt_in(1, pool),
                         count: seg
                             .text
@@ -1669,7 +1670,7 @@ fn read_member_loop<'a>(
                             .and_then(|s| s.parse::<f64>().ok())
                             .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n < 1e6)
                             .map(|n| n as u32),
-                        action: seg.code(4, CardAction::from_code)?,
+                        action: seg.code(4, CardAction::from_code_bytes)?,
                     }),
                     (L2310, NM1) if q == Q_P3 => {
                         let mut p = Provider {
@@ -1684,7 +1685,7 @@ fn read_member_loop<'a>(
                     }
                     (L2310, PLA) => {
                         cl.pcp_effective = seg.date(3)?;
-                        let reason = seg.code(5, MaintenanceReason::from_code)?;
+                        let reason = seg.code(5, MaintenanceReason::from_code_bytes)?;
                         if let Some(p) = &mut c.pcp {
                             p.change_reason = reason;
                         }
@@ -1741,11 +1742,13 @@ pub fn derive_unsealed(
 /// The table itself: hands each change, in order, to `emit` as a view borrowed from `h` and
 /// `m` (its `change_id` empty), which a writer encodes without copying the values
 /// ([`RecordView::write_json_sealing`]). All or nothing: when the loop cannot be converted the
-/// error comes before any change is emitted.
+/// error comes before any change is emitted. The view is lent, not moved: every writer only
+/// reads it, and a view of several hundred bytes need not be handed over by value through the
+/// `dyn` call.
 pub fn derive_views<'a>(
     h: &'a HeaderContext,
     m: &'a MemberLoop<'_>,
-    emit: &mut dyn FnMut(RecordView<'a>),
+    emit: &mut dyn FnMut(&RecordView<'a>),
 ) -> Result<(), DeriveError> {
     let mem = &m.member;
     let data = &mem.data;
@@ -1815,18 +1818,18 @@ pub fn derive_views<'a>(
                 ChangeKind::AddDependent
             };
             let eff = earliest_begin.or(m.eligibility_begin).or(h.file_effective);
-            emit(record(kind, eff, snapshot(), None, whole));
+            emit(&record(kind, eff, snapshot(), None, whole));
         }
         MaintenanceType::Audit => {
             only(MaintenanceType::Audit)?;
             let eff = earliest_begin.or(h.file_effective);
-            emit(record(ChangeKind::Audit, eff, snapshot(), None, whole));
+            emit(&record(ChangeKind::Audit, eff, snapshot(), None, whole));
         }
         MaintenanceType::Termination => {
             only(MaintenanceType::Termination)?;
             let latest_end = data.coverages.iter().filter_map(|c| c.end).max();
             let eff = m.eligibility_end.or(latest_end).or(member_eff);
-            emit(record(
+            emit(&record(
                 ChangeKind::TerminateMember,
                 eff,
                 coverages,
@@ -1837,7 +1840,7 @@ pub fn derive_views<'a>(
         MaintenanceType::Reinstatement => {
             only(MaintenanceType::Reinstatement)?;
             let eff = earliest_begin.or(m.eligibility_begin).or(member_eff);
-            emit(record(ChangeKind::Reinstate, eff, coverages, None, whole));
+            emit(&record(ChangeKind::Reinstate, eff, coverages, None, whole));
         }
         MaintenanceType::Change => {
             // The first coverage the table has no change for fails the whole loop: found
@@ -1860,7 +1863,7 @@ pub fn derive_views<'a>(
             let mut emitted = 0usize;
             member_changes(m, member_eff, &mut |k, e, n, o| {
                 emitted += 1;
-                emit(record(k, e, n, o, whole))
+                emit(&record(k, e, n, o, whole))
             });
             for (c, cov) in m.coverages.iter().zip(&data.coverages) {
                 let span = (c.first, c.last);
@@ -1870,7 +1873,7 @@ pub fn derive_views<'a>(
                 };
                 let mut put = |kind: ChangeKind, eff: Option<NaiveDate>| {
                     emitted += 1;
-                    emit(record(kind, eff, one, None, span))
+                    emit(&record(kind, eff, one, None, span))
                 };
                 let eff_303 = c.maintenance_effective.or(member_eff);
                 match c.action {
@@ -1914,7 +1917,7 @@ pub fn derive_views<'a>(
                 }
             }
             if emitted == 0 {
-                emit(record(
+                emit(&record(
                     ChangeKind::MemberChange,
                     member_eff,
                     snapshot(),

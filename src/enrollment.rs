@@ -15,6 +15,81 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+/// The codes of a code list, found by one multiply, one table load and one compare instead of
+/// a chain of string compares ([`Relationship::from_code_bytes`]). Built at compile time: the
+/// codes are packed as [`crate::schema::pack`] packs them, and a multiplier is searched for
+/// under which the top bytes of `key * mul` all differ (a perfect hash), so that a code's slot
+/// holds it alone and one compare of the packed key says whether the input is that code.
+pub struct CodeIndex {
+    /// The packed codes, in code-list order (the order of `ALL`); unused entries are never
+    /// reached (no slot names them).
+    keys: [u64; CodeIndex::MAX],
+    mul: u64,
+    /// For each top byte of `key * mul`, the index of the code whose key gives it;
+    /// [`CodeIndex::EMPTY`] for none.
+    slot: [u8; 256],
+}
+
+impl CodeIndex {
+    const MAX: usize = 64;
+    const EMPTY: u8 = u8::MAX;
+
+    /// `None` (the list is matched as strings) when a code does not pack (over 7 bytes),
+    /// a code is there twice, the list is longer than [`CodeIndex::MAX`], or no multiplier
+    /// among the ones tried separates every code.
+    pub const fn new(codes: &[&str]) -> Option<CodeIndex> {
+        let n = codes.len();
+        if n > Self::MAX {
+            return None;
+        }
+        let mut keys = [0u64; Self::MAX];
+        let mut i = 0;
+        while i < n {
+            let b = codes[i].as_bytes();
+            if b.len() > 7 {
+                return None;
+            }
+            keys[i] = crate::schema::pack_const(b);
+            i += 1;
+        }
+        // Odd multipliers from a splitmix64 sequence; a list of 50 codes in 256 slots needs
+        // some hundred tries on average.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut tries = 0;
+        while tries < 20_000 {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let mul = (z ^ (z >> 31)) | 1;
+            let mut slot = [Self::EMPTY; 256];
+            let mut i = 0;
+            while i < n {
+                let h = (keys[i].wrapping_mul(mul) >> 56) as usize;
+                if slot[h] != Self::EMPTY {
+                    break;
+                }
+                slot[h] = i as u8;
+                i += 1;
+            }
+            if i == n {
+                return Some(CodeIndex { keys, mul, slot });
+            }
+            tries += 1;
+        }
+        None
+    }
+
+    /// The index of the code equal to `code`, if there is one.
+    #[inline]
+    fn find(&self, code: &[u8]) -> Option<usize> {
+        let k = crate::schema::pack(code)?;
+        let s = self.slot[(k.wrapping_mul(self.mul) >> 56) as usize] as usize;
+        // An empty slot (`EMPTY`, past `MAX`) finds no key.
+        (self.keys.get(s) == Some(&k)).then_some(s)
+    }
+}
+
 /// Declares a closed code list: variant, X12 code, label.
 macro_rules! code_enum {
     ($(#[$m:meta])* $name:ident { $($var:ident = $code:literal => $label:literal),+ $(,)? }) => {
@@ -28,8 +103,25 @@ macro_rules! code_enum {
 
             /// The value for an X12 code.
             pub fn from_code(code: &str) -> Option<$name> {
-                match code { $($code => Some($name::$var),)+ _ => None }
+                $name::from_code_bytes(code.as_bytes())
             }
+            /// [`Self::from_code`] for the bytes of an element as they lie in the input: the
+            /// member reader looks up a dozen codes a member, and a `match` on strings is a
+            /// chain of compares (dozens for a long list, each a branch to predict). Bytes
+            /// that are not UTF-8 are no code.
+            pub fn from_code_bytes(code: &[u8]) -> Option<$name> {
+                static INDEX: Option<CodeIndex> = CodeIndex::new(&[$($code),+]);
+                match &INDEX {
+                    Some(ix) => ix.find(code).and_then(|i| $name::ALL.get(i).copied()),
+                    None => std::str::from_utf8(code).ok().and_then(|code| match code {
+                        $($code => Some($name::$var),)+
+                        _ => None,
+                    }),
+                }
+            }
+            /// Whether [`Self::from_code_bytes`] finds codes through a [`CodeIndex`].
+            #[cfg(test)]
+            const INDEXED: bool = CodeIndex::new(&[$($code),+]).is_some();
             /// The X12 code.
             pub fn code(self) -> &'static str {
                 match self { $($name::$var => $code),+ }
@@ -424,6 +516,31 @@ code_enum! {
     }
 }
 
+/// Every code list declared above, handed to the macro `$m` after the `$first` ones (the JSON
+/// writer's list adds [`crate::changes::ChangeKind`]; the tests take them all).
+macro_rules! code_enums {
+    ($m:ident $(, $first:ident)*) => {
+        $m!(
+            $($first,)*
+            Relationship,
+            Gender,
+            MaritalStatus,
+            EmploymentStatus,
+            StudentStatus,
+            MaintenanceType,
+            MaintenanceReason,
+            InsuranceLine,
+            CoverageLevel,
+            CardType,
+            CardAction,
+            ContactKind,
+            DisabilityType,
+            PortalStatus
+        );
+    };
+}
+pub(crate) use code_enums;
+
 /// A person's name (NM103..NM107).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PersonName {
@@ -804,6 +921,59 @@ mod tests {
             "pending_awaiting_family_health_statement"
         );
         assert_eq!(Gender::from_code("X"), None);
+    }
+
+    /// The index finds exactly what a `match` on the code strings finds: every code, and no
+    /// other input (short values of every byte, codes with a byte more or less, a byte
+    /// changed, NUL padding, values too long to pack, bytes that are not UTF-8).
+    #[test]
+    fn codes_found_by_the_index_are_the_codes_matched() {
+        fn matched<T: Copy>(all: &[T], code: fn(T) -> &'static str, v: &[u8]) -> Option<T> {
+            all.iter().copied().find(|t| code(*t).as_bytes() == v)
+        }
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            code: fn(T) -> &'static str,
+            found: fn(&[u8]) -> Option<T>,
+            indexed: bool,
+        ) {
+            let mut inputs: Vec<Vec<u8>> = vec![Vec::new(), vec![0xFF, 0xFE], b"\xC3\xA9".to_vec()];
+            for a in 0..=255u8 {
+                inputs.push(vec![a]);
+                for b in (0..=255u8).step_by(3).chain(b'0'..=b'Z') {
+                    inputs.push(vec![a, b]);
+                }
+            }
+            for t in all {
+                let c = code(*t).as_bytes();
+                let mut more = c.to_vec();
+                more.push(b'0');
+                inputs.push(more.clone());
+                more.pop();
+                more.push(0);
+                inputs.push(more);
+                inputs.push(c[..c.len() - 1].to_vec());
+                inputs.push([c, c].concat());
+                for i in 0..c.len() {
+                    let mut v = c.to_vec();
+                    v[i] ^= 1;
+                    inputs.push(v);
+                }
+                inputs.push(c.to_vec());
+                assert_eq!(found(c), Some(*t), "{:?}", code(*t));
+            }
+            for v in &inputs {
+                assert_eq!(found(v), matched(all, code, v), "{v:?}");
+            }
+            // Every list of X12 codes is indexed (only the portal's words are too long).
+            assert_eq!(all.iter().all(|t| code(*t).len() <= 7), indexed);
+        }
+        macro_rules! each {
+            ($($t:ident),+) => {$(
+                check($t::ALL, $t::code, $t::from_code_bytes, $t::INDEXED);
+            )+};
+        }
+        code_enums!(each);
     }
 
     #[test]
