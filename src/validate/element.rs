@@ -66,6 +66,47 @@ fn too_many_elements(
     f.with_value(value, false)
 }
 
+/// The finding for a required element sent empty or not sent (`how`): cold and out of line
+/// with its message's formatting, as [`too_many_elements`] is, so the element loop keeps no
+/// `format!` set-up of its own.
+#[cold]
+#[inline(never)]
+fn required_missing(
+    ctx: &ElementCtx<'_>,
+    ed: &schema::Element,
+    pos: ElementPos,
+    how: &str,
+) -> Finding {
+    finding(
+        ctx,
+        "X12-E-REQUIRED-MISSING",
+        2,
+        "1",
+        ed,
+        pos,
+        format!("{} ({}) is required but {how}", ed.id, ed.name),
+    )
+}
+
+/// The finding for a value sent in an element the guide marks Not Used (cold, as above).
+#[cold]
+#[inline(never)]
+fn not_used(ctx: &ElementCtx<'_>, ed: &schema::Element, pos: ElementPos, value: &[u8]) -> Finding {
+    finding(
+        ctx,
+        "IG-E-NOT-USED",
+        2,
+        "I10",
+        ed,
+        pos,
+        format!(
+            "{} ({}) is marked Not Used by the guide but was sent",
+            ed.id, ed.name
+        ),
+    )
+    .with_value(value, ed.phi)
+}
+
 /// The finding for a segment that ends with an element separator (cold, as above).
 #[cold]
 #[inline(never)]
@@ -286,34 +327,12 @@ fn check_segment_values(
         };
         if value.is_empty() {
             if ed.usage == Usage::Required {
-                out.push(finding(
-                    ctx,
-                    "X12-E-REQUIRED-MISSING",
-                    2,
-                    "1",
-                    ed,
-                    pos,
-                    format!("{} ({}) is required but empty", ed.id, ed.name),
-                ));
+                out.push(required_missing(ctx, ed, pos, "empty"));
             }
             continue;
         }
         if ed.usage == Usage::NotUsed {
-            out.push(
-                finding(
-                    ctx,
-                    "IG-E-NOT-USED",
-                    2,
-                    "I10",
-                    ed,
-                    pos,
-                    format!(
-                        "{} ({}) is marked Not Used by the guide but was sent",
-                        ed.id, ed.name
-                    ),
-                )
-                .with_value(value, ed.phi),
-            );
+            out.push(not_used(ctx, ed, pos, value));
             continue;
         }
         // Half the values are codes: one lookup settles those that are valid, before any scan
@@ -351,15 +370,7 @@ fn check_segment_values(
                 element: ed.seq,
                 ..Default::default()
             };
-            out.push(finding(
-                ctx,
-                "X12-E-REQUIRED-MISSING",
-                2,
-                "1",
-                ed,
-                pos,
-                format!("{} ({}) is required but missing", ed.id, ed.name),
-            ));
+            out.push(required_missing(ctx, ed, pos, "missing"));
         }
     }
     count
