@@ -1529,12 +1529,11 @@ impl Ctx<'_> {
         scope: Option<u32>,
         seg: Option<usize>,
     ) -> bool {
-        let date = |s: &Slot| {
-            self.value(s, scope, seg)
-                .and_then(|v| v.get(..8))
-                .filter(|d| super::element::is_date(d))
-        };
-        dates_in_order(date(earlier), date(later))
+        let date = |s: &Slot| self.value(s, scope, seg).and_then(|v| v.first_chunk::<8>());
+        match (date(earlier), date(later)) {
+            (Some(a), Some(b)) => dates_in_order(a, b),
+            _ => true,
+        }
     }
 
     /// False when the rule cannot fire anywhere in the member: a segment it needs is absent,
@@ -1767,11 +1766,12 @@ impl Pattern {
 /// Real CCYYMMDD dates order like their bytes; a missing or unreadable one is another rule's
 /// finding, so the order holds.
 #[inline]
-fn dates_in_order(earlier: Option<&[u8]>, later: Option<&[u8]>) -> bool {
-    match (earlier, later) {
-        (Some(a), Some(b)) => a <= b,
-        _ => true,
-    }
+fn dates_in_order(earlier: &[u8; 8], later: &[u8; 8]) -> bool {
+    // In order, the answer is true whatever the two are, and most pairs are in order: the
+    // dates are validated only when the order is wrong. (Eight bytes compared as a big-endian
+    // integer are compared as a slice would be, without the call.)
+    u64::from_be_bytes(*earlier) <= u64::from_be_bytes(*later)
+        || !(super::element::is_date(earlier) && super::element::is_date(later))
 }
 
 /// The rules as first written: an interpreter over the parsed [`Cond`]s that looks every
@@ -2491,5 +2491,33 @@ mod tests {
     fn embedded_rules_load() {
         let rs = RuleSet::from_json(crate::schema::embedded::X220A1_RULES).unwrap();
         assert!(rs.catalogue().len() >= 10);
+    }
+
+    #[test]
+    fn date_order_validates_only_pairs_out_of_order() {
+        // The answer the order gave when both values were validated first.
+        fn date(v: &[u8; 8]) -> Option<&[u8; 8]> {
+            Some(v).filter(|d| super::super::element::is_date(*d))
+        }
+        let validated_first = |a: &[u8; 8], b: &[u8; 8]| match (date(a), date(b)) {
+            (Some(a), Some(b)) => a <= b,
+            _ => true,
+        };
+        let values: [&[u8; 8]; 9] = [
+            b"20250101",
+            b"20241231",
+            b"20250229",
+            b"20240229",
+            b"17991231",
+            b"2025013A",
+            b"99991231",
+            b"00000000",
+            b"20251301",
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(dates_in_order(a, b), validated_first(a, b), "{a:?} {b:?}");
+            }
+        }
     }
 }
