@@ -25,7 +25,9 @@ pub fn write<T: AsRef<str>>(out: &mut Vec<u8>, fields: &[T], formulas: Formulas)
 /// and [`end`]s the row).
 pub fn field(out: &mut Vec<u8>, f: &str, formulas: Formulas) {
     let guarded;
-    let f = if formulas == Formulas::Neutralize && f.starts_with(['=', '+', '-', '@']) {
+    // The four are ASCII, so the first byte tells (a char pattern decoded the first char).
+    let formula = matches!(f.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@'));
+    let f = if formulas == Formulas::Neutralize && formula {
         guarded = format!("'{f}");
         guarded.as_str()
     } else {
