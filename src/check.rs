@@ -495,7 +495,8 @@ impl<'e> Checker<'e> {
             b"ST" => return self.st(seg, obs),
             _ => {}
         }
-        if id == b"TA1" && self.ic.is_some() && self.group.is_none() && self.set.is_none() {
+        // Inside a set (nearly every segment) the first test settles it: the ID compare waits.
+        if self.set.is_none() && self.group.is_none() && self.ic.is_some() && id == b"TA1" {
             // Interchange acknowledgements stand between ISA and the first GS.
             return self.ta1_segment(seg, obs);
         }
