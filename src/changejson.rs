@@ -117,16 +117,18 @@ fn needs_escape(b: &[u8]) -> bool {
     bad(word(&b[b.len() - 8..]))
 }
 
+/// The two decimal digits of 0 to 99, for `uint` and `date`.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 /// Appends an unsigned integer in decimal. Two digits a division (from a table of the pairs),
 /// as itoa does: the segment numbers of every record are five or six digits, and a digit at a
 /// time was 120 instructions a number.
 pub fn uint(out: &mut Vec<u8>, mut n: u64) {
-    const PAIRS: &[u8; 200] = b"\
-        0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839\
-        4041424344454647484950515253545556575859\
-        6061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     while n >= 100 {
@@ -166,18 +168,14 @@ pub fn date(out: &mut Vec<u8>, d: &NaiveDate) {
     let y = d.year();
     if (0..=9999).contains(&y) {
         let (y, m, day) = (y as u32, d.month(), d.day());
-        let text = [
-            b'0' + (y / 1000) as u8,
-            b'0' + (y / 100 % 10) as u8,
-            b'0' + (y / 10 % 10) as u8,
-            b'0' + (y % 10) as u8,
-            b'-',
-            b'0' + (m / 10) as u8,
-            b'0' + (m % 10) as u8,
-            b'-',
-            b'0' + (day / 10) as u8,
-            b'0' + (day % 10) as u8,
-        ];
+        // Digit pairs from the table, as `uint`: four lookups instead of eight divisions.
+        let pair = |n: u32| {
+            let i = n as usize * 2;
+            [PAIRS[i], PAIRS[i + 1]]
+        };
+        let ([c0, c1], [y0, y1]) = (pair(y / 100), pair(y % 100));
+        let ([m0, m1], [d0, d1]) = (pair(m), pair(day));
+        let text = [c0, c1, y0, y1, b'-', m0, m1, b'-', d0, d1];
         out.extend_from_slice(&text);
         LAST.set(Some((*d, text)));
     } else {
@@ -1267,6 +1265,24 @@ mod tests {
             let mut out = Vec::new();
             v.json(&mut out);
             assert_eq!(out, serde_json::to_vec(&v).unwrap(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn dates_from_the_pair_table_are_the_debug_form() {
+        // Every year 0 to 9999 (each digit of the year in every place) and every day of a
+        // leap year and of a common one (each month and day), against chrono's own text.
+        let years = (0..=9999).flat_map(|y| [(y, 1, 1), (y, 12, 31)]);
+        let days = [2024, 2025]
+            .into_iter()
+            .flat_map(|y| (1..=12).flat_map(move |m| (1..=31).map(move |d| (y, m, d))));
+        for (y, m, d) in years.chain(days) {
+            let Some(v) = NaiveDate::from_ymd_opt(y, m, d) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            date(&mut out, &v);
+            assert_eq!(out, format!("{v:?}").into_bytes(), "{v:?}");
         }
     }
 
