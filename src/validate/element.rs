@@ -162,8 +162,8 @@ impl Clone for CleanSegments {
 /// before, which settled no more of them).
 const CLEAN_BYTES: usize = 32;
 /// Slots of the table. checkperf22 had 16,384 slots of 64 bytes (1 MiB, from 4,096: fewer
-/// instructions); that table missed the L1 and L2 caches on the real CPU, and this one, with
-/// a slightly lower hit rate, runs faster (docs/performance.md, checkperf25).
+/// instructions); on the real CPU its loads missed the cache (the lead's profile), and this
+/// table, with a slightly lower hit rate, runs faster (docs/performance.md, checkperf25).
 const CLEAN_SLOTS: usize = 8192;
 /// Bits of a slot number.
 const SLOT_BITS: u32 = CLEAN_SLOTS.trailing_zeros();
