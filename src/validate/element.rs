@@ -130,50 +130,77 @@ fn trailing_separator(ctx: &ElementCtx<'_>) -> Finding {
 /// `REF*1L*...`): on a generated change file about two thirds are settled by one lookup
 /// instead of checking each element again. A direct-mapped table of fixed size (a clean
 /// segment takes its slot from the one before), so memory does not grow with the input.
+///
+/// The lookup's cost on the real CPU is its cache misses, not its instructions: the table is
+/// read once a segment at a random slot while the input streams through the caches. So it is
+/// kept small (8,192 slots: a 32 KiB tag array that a miss is decided from, and 256 KiB of
+/// bytes read only when the tag matches) and holds only segments of up to 32 bytes: on the
+/// 100 MB bench file the longer ones are nearly all names and addresses seen once, which
+/// only pushed repeating segments out (72 % of the segments are settled either way, with half
+/// the writes to the table).
 #[derive(Debug, Default)]
 pub struct CleanSegments {
     /// The delimiters the remembered segments were split with ([`Delimiters::key`]); `None`
     /// before the first is remembered. Compared for every segment looked up: one integer
     /// rather than the five fields.
     delims: Option<u64>,
-    /// [`CLEAN_SLOTS`] slots once the first segment is remembered.
-    slots: Vec<CleanSlot>,
+    /// Each slot's [`tag`]: [`CLEAN_SLOTS`] once the first segment is remembered.
+    tags: Vec<u32>,
+    /// Each slot's bytes, read only when its tag matches.
+    bytes: Vec<CleanBytes>,
 }
 
 /// A copy starts empty: the table only saves work, and a copy (a piece of a set checked on
-/// its own) fills its own rather than copying 1 MiB.
+/// its own) fills its own rather than copying it.
 impl Clone for CleanSegments {
     fn clone(&self) -> Self {
         CleanSegments::default()
     }
 }
 
-/// Longest segment remembered (longer ones are names and addresses, rarely repeated).
-const CLEAN_BYTES: usize = 56;
-/// Slots of the table (64 bytes each: 1 MiB). Misses from two segments sharing a slot cost a
-/// full check each: on the 10 MB bench file 4,096 slots settled 69 % of the segments and
-/// 16,384 about two points more (check −7.6 M instructions); 32,768 gained 3 M more for
-/// twice the memory.
-const CLEAN_SLOTS: usize = 16384;
+/// Longest segment remembered (see [`CleanSegments`]: 87 % of the bench file's segments; 56
+/// before, which settled no more of them).
+const CLEAN_BYTES: usize = 32;
+/// Slots of the table. checkperf22 had 16,384 slots of 64 bytes (1 MiB, from 4,096: fewer
+/// instructions); on the real CPU its loads missed the cache (the lead's profile), and this
+/// table, with a slightly lower hit rate, runs faster (docs/performance.md, checkperf25).
+const CLEAN_SLOTS: usize = 8192;
+/// Bits of a slot number.
+const SLOT_BITS: u32 = CLEAN_SLOTS.trailing_zeros();
+/// The tag of a slot nothing was remembered in: no [`tag`] (its schema segment would be
+/// `0xFFFF`, which is never remembered).
+const EMPTY_TAG: u32 = u32::MAX;
 
+/// A slot's bytes, aligned so that none straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
-struct CleanSlot {
-    /// The schema segment; `u32::MAX` in an empty slot.
-    seg_ix: u32,
-    len: u32,
-    bytes: [u8; CLEAN_BYTES],
-}
+#[repr(align(32))]
+struct CleanBytes([u8; CLEAN_BYTES]);
 
 /// What [`CleanSegments::probe`] found for a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
     /// Found clean before: nothing to check.
     Clean,
-    /// Not known clean; the slot it takes if found clean now. The slot is kept from the
-    /// lookup so that remembering the segment does not hash its bytes a second time.
-    Miss(usize),
+    /// Not known clean; where it goes if found clean now. Kept from the lookup so that
+    /// remembering the segment does not hash its bytes a second time.
+    Miss(Slot),
     /// Not remembered at all (too long, or a Not Used segment, which is never clean).
     Unremembered,
+}
+
+/// A segment's slot and tag (see [`Probe::Miss`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    ix: usize,
+    tag: u32,
+}
+
+/// A slot's tag: the schema segment (16 bits), the length (8) and 8 bits of the hash that did
+/// not choose the slot. The schema segment and length are exact, so a tag that differs is a
+/// miss decided without the bytes; one that matches still has every byte compared.
+#[inline]
+fn tag(seg_ix: usize, len: usize, h: u64) -> u32 {
+    seg_ix as u32 | (len as u32) << 16 | ((h >> (56 - SLOT_BITS)) as u32 & 0xFF) << 24
 }
 
 impl CleanSegments {
@@ -181,47 +208,46 @@ impl CleanSegments {
     /// when it was found clean.
     #[inline]
     pub fn probe(&self, d: Delimiters, seg_ix: usize, raw: &[u8]) -> Probe {
-        if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize {
+        if raw.len() > CLEAN_BYTES || seg_ix >= 0xFFFF {
             return Probe::Unremembered;
         }
-        let slot = slot_of(seg_ix, raw);
+        let h = hash_of(seg_ix, raw);
+        let at = Slot {
+            ix: (h >> (64 - SLOT_BITS)) as usize,
+            tag: tag(seg_ix, raw.len(), h),
+        };
         let hit = self.delims == Some(d.key())
-            && self.slots.get(slot).is_some_and(|s| {
-                s.seg_ix as usize == seg_ix
-                    && s.len as usize == raw.len()
-                    && same_bytes(&s.bytes[..raw.len()], raw)
-            });
+            && self.tags.get(at.ix) == Some(&at.tag)
+            && self
+                .bytes
+                .get(at.ix)
+                .is_some_and(|b| same_bytes(&b.0[..raw.len()], raw));
         if hit {
             Probe::Clean
         } else {
-            Probe::Miss(slot)
+            Probe::Miss(at)
         }
     }
 
-    /// Remembers that `raw` (see [`CleanSegments::probe`], which gave `slot` for it) was found
+    /// Remembers that `raw` (see [`CleanSegments::probe`], which gave `at` for it) was found
     /// clean.
-    pub fn insert(&mut self, d: Delimiters, slot: usize, seg_ix: usize, raw: &[u8]) {
-        if raw.len() > CLEAN_BYTES || seg_ix >= u32::MAX as usize || slot >= CLEAN_SLOTS {
+    pub fn insert(&mut self, d: Delimiters, at: Slot, raw: &[u8]) {
+        if raw.len() > CLEAN_BYTES || at.ix >= CLEAN_SLOTS {
             return;
         }
         if self.delims != Some(d.key()) {
             self.delims = Some(d.key());
-            self.slots.clear();
+            self.tags.clear();
+            self.bytes.clear();
         }
-        if self.slots.is_empty() {
-            let empty = CleanSlot {
-                seg_ix: u32::MAX,
-                len: 0,
-                bytes: [0; CLEAN_BYTES],
-            };
-            self.slots.resize(CLEAN_SLOTS, empty);
+        if self.tags.is_empty() {
+            self.tags.resize(CLEAN_SLOTS, EMPTY_TAG);
+            self.bytes.resize(CLEAN_SLOTS, CleanBytes([0; CLEAN_BYTES]));
         }
-        let Some(s) = self.slots.get_mut(slot) else {
-            return;
-        };
-        s.seg_ix = seg_ix as u32;
-        s.len = raw.len() as u32;
-        s.bytes[..raw.len()].copy_from_slice(raw);
+        if let (Some(t), Some(b)) = (self.tags.get_mut(at.ix), self.bytes.get_mut(at.ix)) {
+            *t = at.tag;
+            b.0[..raw.len()].copy_from_slice(raw);
+        }
     }
 }
 
@@ -250,10 +276,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(a, n - 8) == word(b, n - 8)
 }
 
-/// The slot of a segment: a multiplicative hash of its bytes, eight at a time (the last eight
-/// overlap the ones before when the length is not a multiple of eight), and of `seg_ix`.
+/// A multiplicative hash of a segment's bytes, eight at a time (the last eight overlap the ones
+/// before when the length is not a multiple of eight), and of `seg_ix`: its top bits choose
+/// the slot, the next eight go into the tag.
 #[inline]
-fn slot_of(seg_ix: usize, raw: &[u8]) -> usize {
+fn hash_of(seg_ix: usize, raw: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let word = |i: usize| {
         let c = &raw[i..i + 8];
@@ -270,7 +297,7 @@ fn slot_of(seg_ix: usize, raw: &[u8]) -> usize {
         }
         h = (h.rotate_left(23) ^ word(raw.len() - 8)).wrapping_mul(K);
     }
-    (h >> (64 - CLEAN_SLOTS.trailing_zeros())) as usize
+    h
 }
 
 /// Checks every element of `seg` against `def`, then the date/period elements against their
@@ -1090,8 +1117,8 @@ mod tests {
 
     /// What the validator does for a segment it found clean.
     fn remember(c: &mut CleanSegments, d: Delimiters, seg_ix: usize, raw: &[u8]) {
-        if let Probe::Miss(slot) = c.probe(d, seg_ix, raw) {
-            c.insert(d, slot, seg_ix, raw);
+        if let Probe::Miss(at) = c.probe(d, seg_ix, raw) {
+            c.insert(d, at, raw);
         }
     }
 

@@ -584,8 +584,8 @@ impl<'s> SetValidator<'s> {
             out.push(f);
         } else if probe != element::Probe::Clean {
             element::check_segment_and_periods(&ctx, def, seg, fields, out);
-            if let (true, element::Probe::Miss(slot)) = (out.is_empty(), probe) {
-                self.clean.insert(seg.delimiters(), slot, seg_ix, seg.raw());
+            if let (true, element::Probe::Miss(at)) = (out.is_empty(), probe) {
+                self.clean.insert(seg.delimiters(), at, seg.raw());
             }
             // The envelope layer checks every element of ST and SE and reports them through
             // IK502 (1, 3, 4, 6, 7, 23, I6): the same fault is not an IK3/IK4 as well.
