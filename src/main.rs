@@ -136,6 +136,18 @@ fn open_input(path: &Path) -> io::Result<Box<dyn io::Read>> {
     }
 }
 
+/// mimalloc (its v2, built without transparent huge pages) rather than glibc's allocator.
+///
+/// Why: `eligo run` makes and frees millions of small values (the findings, the spooled
+/// records' strings, SQLite's records) on four threads that hand them to each other; glibc's
+/// `malloc`/`free` (with `malloc_consolidate`) were about 6 % of its CPU time, mimalloc's about
+/// 3 %, and the run takes about 9 % less user time on the bench's 100 MB file. v2 with `no_thp`:
+/// the crate's default v3 backs its memory with huge pages here, which took `check`'s peak RSS
+/// from 14 to 47 MB (an earlier trial of v2 without `no_thp` saw the same); with them off it
+/// is within 2 MB of glibc's (docs/performance.md, runperf17).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
