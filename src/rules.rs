@@ -216,14 +216,27 @@ pub fn assess_with<R: Borrow<ChangeRecord>>(
     changes: &[R],
 ) -> Vec<Assessment> {
     let mut out = Vec::with_capacity(changes.len());
+    assess_into(a, ctx, changes, &mut out);
+    out
+}
+
+/// [`assess_with`], its assessments appended to `out`. Why: a run assesses its changes by the
+/// chunk, and a new vector per chunk (tens of kilobytes) was memory the allocator handed out
+/// afresh, its pages faulted in again chunk after chunk; the run keeps one and drains it.
+pub fn assess_into<R: Borrow<ChangeRecord>>(
+    a: &mut Assessor,
+    ctx: &RuleContext,
+    changes: &[R],
+    out: &mut Vec<Assessment>,
+) {
+    out.reserve(changes.len());
     let mut start = 0;
     for i in 1..=changes.len() {
         if i == changes.len() || !same_family(record(&changes[i - 1]), record(&changes[i])) {
-            a.family_into(ctx, &changes[start..i], &mut out);
+            a.family_into(ctx, &changes[start..i], out);
             start = i;
         }
     }
-    out
 }
 
 /// The record `r` holds (itself, or the one in its box).
@@ -486,13 +499,27 @@ impl Assessor {
             .map(record)
             .find(|r| r.relationship == Relationship::SelfSubscriber)
             .and_then(|r| r.division.as_deref().or(r.new.division.as_deref()));
+        // The subscriber's key (group, subscriber id) and its fingerprint, from the run that
+        // made them: the next runs of the family have the same, so each is hashed once a family
+        // rather than once a member loop (two SipHash passes of the four a loop cost).
+        let mut prefix: Option<(usize, u128, usize)> = None;
         for &(s, e) in &runs {
             let first = record(&family[s]);
             let k = &mut self.key;
-            k.clear();
-            k.push(first.group_id.as_deref());
-            k.push(Some(first.subscriber_id.as_str()));
-            let sub_key = k.fingerprint();
+            let sub_key = match prefix {
+                Some((p, sub_key, len)) if same_family(record(&family[p]), first) => {
+                    k.0.truncate(len);
+                    sub_key
+                }
+                _ => {
+                    k.clear();
+                    k.push(first.group_id.as_deref());
+                    k.push(Some(first.subscriber_id.as_str()));
+                    let sub_key = k.fingerprint();
+                    prefix = Some((s, sub_key, k.0.len()));
+                    sub_key
+                }
+            };
             k.push(Some(&member_key(first)));
             let key = k.fingerprint();
             let duplicate = !self.members.insert(key);

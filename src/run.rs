@@ -1593,6 +1593,8 @@ struct Prep {
     /// a dependent's subscriber and a repeated member are found wherever the file has them,
     /// as `eligo convert --config` finds them, whatever the chunks the run emits.
     assessor: crate::rules::Assessor,
+    /// The rules' assessments of the chunk being prepared (a buffer kept from chunk to chunk).
+    assessed: Vec<crate::rules::Assessment>,
     /// Member-level business rejects and warnings of the run.
     report: crate::report::RejectReport,
     /// The input being applied, to read a change's segments again for the reject report.
@@ -1665,6 +1667,7 @@ impl Prep {
     fn new(as_of: NaiveDate, reject_rows: Option<BufWriter<fsio::AtomicFile>>) -> Prep {
         Prep {
             assessor: Default::default(),
+            assessed: Vec::new(),
             report: crate::report::RejectReport::new(as_of),
             segments: None,
             reject_rows,
@@ -1730,7 +1733,9 @@ impl Prep {
         mut lines: Lines,
         mut p: Prepared,
     ) -> Prepared {
-        let assessed = crate::rules::assess_with(&mut self.assessor, actx, &changes);
+        let mut assessed = std::mem::take(&mut self.assessed);
+        assessed.clear();
+        crate::rules::assess_into(&mut self.assessor, actx, &changes, &mut assessed);
         if lines.len() != changes.len() {
             lines.clear();
         }
@@ -1740,7 +1745,7 @@ impl Prep {
         p.json.clear();
         p.csv.clear();
         p.failed = None;
-        for (i, (r, a)) in p.records.iter_mut().zip(assessed).enumerate() {
+        for (i, (r, a)) in p.records.iter_mut().zip(assessed.drain(..)).enumerate() {
             let line = p.lines.get(i);
             let r = &mut **r;
             let v = self.prepare_one(file, actx.sender, (r, line), a, &mut p.json, &mut p.csv);
@@ -1752,6 +1757,7 @@ impl Prep {
                 }
             }
         }
+        self.assessed = assessed;
         p
     }
 
