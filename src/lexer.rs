@@ -328,11 +328,11 @@ pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
 
 /// One pass over a segment's bytes that finds its terminator, its element separators (their
 /// offsets, for [`Fields`]) and the line breaks before the terminator (for line numbers),
-/// sixteen bytes at a time on x86-64 (SSE2) and eight elsewhere ([`zero_bytes`]). The lexer used to search for the terminator with
-/// `memchr`, then count the line breaks, then the validator split the segment: three passes
-/// over the same few dozen bytes. The scan resumes where it stopped when the lexer reads more
-/// input in the middle of a segment (offsets are from the segment's first byte, which the
-/// refill may move but keeps first).
+/// sixteen bytes at a time on x86-64 (SSE2) and eight elsewhere ([`zero_bytes`]). The lexer
+/// used to search for the terminator with `memchr`, then count the line breaks, then the
+/// validator split the segment: three passes over the same few dozen bytes. The scan resumes
+/// where it stopped when the lexer reads more input in the middle of a segment (offsets are
+/// from the segment's first byte, which the refill may move but keeps first).
 #[derive(Debug, Clone, Copy)]
 struct Scan {
     term: u64,
