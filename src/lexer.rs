@@ -333,10 +333,8 @@ pub fn find_byte(b: u8, s: &[u8]) -> Option<usize> {
 /// validator split the segment: three passes over the same few dozen bytes. The scan resumes
 /// where it stopped when the lexer reads more input in the middle of a segment (offsets are
 /// from the segment's first byte, which the refill may move but keeps first).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Scan {
-    term: u64,
-    elem: u64,
     /// Where the scan goes on: the bytes before it hold no terminator.
     at: usize,
     /// Element separators written to the caller's buffer so far.
@@ -347,38 +345,29 @@ struct Scan {
     /// not counted one by one (two thirds of the scan's tests were for line breaks, which a
     /// segment almost never holds); the segment is counted again when this is set.
     control: u64,
-    delims: Delimiters,
+}
+
+/// The terminator and the element separator repeated in every byte of a block: what [`Scan`]
+/// compares each block (and, in the low half, each word) with. The lexer keeps them with the
+/// interchange's delimiters, and the scan reads them there: made for every segment, the two
+/// SSE2 splats, and the copies of them the scan kept on the stack, were ≈ 25 instructions a
+/// segment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Patterns {
+    term: u128,
+    elem: u128,
+}
+
+impl Patterns {
+    fn new(delims: Delimiters) -> Patterns {
+        Patterns {
+            term: u128::from_ne_bytes([delims.segment; 16]),
+            elem: u128::from_ne_bytes([delims.element; 16]),
+        }
+    }
 }
 
 impl Scan {
-    #[cfg(test)]
-    fn new(delims: Delimiters) -> Scan {
-        Scan::with_patterns(delims, Scan::patterns(delims))
-    }
-
-    /// The terminator and the element separator repeated in every byte of a word: what the
-    /// scan compares each word with. The lexer keeps them with the interchange's delimiters
-    /// rather than making them for every segment.
-    fn patterns(delims: Delimiters) -> (u64, u64) {
-        (
-            u64::from_ne_bytes([delims.segment; 8]),
-            u64::from_ne_bytes([delims.element; 8]),
-        )
-    }
-
-    #[inline(always)]
-    fn with_patterns(delims: Delimiters, (term, elem): (u64, u64)) -> Scan {
-        Scan {
-            term,
-            elem,
-            at: 0,
-            found: 0,
-            newlines: 0,
-            control: 0,
-            delims,
-        }
-    }
-
     /// Scans `seg` (the segment's bytes from its first, up to the end of what is buffered)
     /// from where the last call stopped; returns the terminator's offset once found. The
     /// separators before it are in `seps[..self.found]` and the line breaks before it are
@@ -389,8 +378,13 @@ impl Scan {
     /// With `SEPS` false the separators are not noted (`seps` is left as it is): for a
     /// caller that only copies the segment's bytes.
     #[inline(always)]
-    fn run<const SEPS: bool>(&mut self, seg: &[u8], seps: &mut Vec<u32>) -> Option<usize> {
-        self.run_in::<SEPS, WIDE>(seg, seps)
+    fn run<const SEPS: bool>(
+        &mut self,
+        seg: &[u8],
+        seps: &mut Vec<u32>,
+        pat: &Patterns,
+    ) -> Option<usize> {
+        self.run_in::<SEPS, WIDE>(seg, seps, pat)
     }
 
     /// [`run`](Self::run), sixteen bytes at a time first when `WIDE` (x86-64, whose SSE2
@@ -403,6 +397,7 @@ impl Scan {
         &mut self,
         seg: &[u8],
         seps: &mut Vec<u32>,
+        pat: &Patterns,
     ) -> Option<usize> {
         let len = seg.len();
         let mut at = self.at;
@@ -411,10 +406,11 @@ impl Scan {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         if WIDE {
             use safe_arch::{
-                cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+                cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, move_mask_i8_m128i,
+                set_splat_i8_m128i,
             };
-            let term = set_splat_i8_m128i(self.delims.segment as i8);
-            let elem = set_splat_i8_m128i(self.delims.element as i8);
+            let term = m128i::from(pat.term);
+            let elem = m128i::from(pat.elem);
             let nl = set_splat_i8_m128i(b'\n' as i8);
             // The line breaks' masks, or-ed block by block (nonzero when there is one).
             let mut breaks = 0u32;
@@ -448,13 +444,13 @@ impl Scan {
         while at + 8 <= len {
             let c = &seg[at..at + 8];
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            let zt = first_zero(w ^ self.term);
+            let zt = first_zero(w ^ pat.term as u64);
             let low = below_11(w);
             if zt != 0 {
                 // Only what stands before the terminator: the bits below its high bit.
                 let before = (zt & zt.wrapping_neg()) - 1;
                 if SEPS {
-                    put::<8>(seps, &mut n, at, zero_bytes(w ^ self.elem) & before);
+                    put::<8>(seps, &mut n, at, zero_bytes(w ^ pat.elem as u64) & before);
                 }
                 self.found = n;
                 let i = at + (zt.trailing_zeros() as usize) / 8;
@@ -463,7 +459,7 @@ impl Scan {
                 return Some(i);
             }
             if SEPS {
-                put::<8>(seps, &mut n, at, zero_bytes(w ^ self.elem));
+                put::<8>(seps, &mut n, at, zero_bytes(w ^ pat.elem as u64));
             }
             control |= low;
             at += 8;
@@ -472,13 +468,13 @@ impl Scan {
         // Fewer than eight bytes left in the buffer: one at a time.
         while at < len {
             let b = seg[at];
-            if b == self.delims.segment {
+            if b == pat.term as u8 {
                 self.found = n;
                 self.at = at;
                 self.count_newlines(seg, at, self.control);
                 return Some(at);
             }
-            if SEPS && b == self.delims.element {
+            if SEPS && b == pat.elem as u8 {
                 if seps.len() <= n {
                     seps.resize(n + 64, 0);
                 }
@@ -512,13 +508,16 @@ const WIDE: bool = cfg!(all(target_arch = "x86_64", target_feature = "sse2"));
 /// Notes the offsets of the bytes flagged in `mask` (`BITS` bits a byte, the lowest byte's
 /// lowest) for the block of at most sixteen bytes at `base`, in `seps[n..]`. Room for a whole
 /// block's worth is made once for a block that holds any: not for every block (most hold
-/// none) nor per separator.
+/// none) nor per separator. The writes go through a slice taken once: through the `Vec`,
+/// its pointer and length were loaded again for every separator (the store might have
+/// changed them, as far as the compiler could tell).
 #[inline(always)]
 fn put<const BITS: u32>(seps: &mut Vec<u32>, n: &mut usize, base: usize, mut mask: u64) {
     if mask != 0 {
         if seps.len() < *n + 16 {
             seps.resize(*n + 64, 0);
         }
+        let seps = seps.as_mut_slice();
         while mask != 0 {
             seps[*n] = (base + (mask.trailing_zeros() / BITS) as usize) as u32;
             *n += 1;
@@ -531,6 +530,15 @@ fn put<const BITS: u32>(seps: &mut Vec<u32>, n: &mut usize, base: usize, mut mas
 #[inline(never)]
 fn newlines_in(seg: &[u8], end: usize) -> u64 {
     memchr_iter(b'\n', &seg[..end]).count() as u64
+}
+
+/// Whether `head` (the buffered bytes from a segment's first) starts an interchange: `ISA`
+/// and a byte that is not a letter or digit (the element separator). The first byte alone
+/// tells most segments apart: one compare, where the three bytes were put together and
+/// compared for every segment.
+#[inline(always)]
+fn is_isa(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] == b'I' && &head[1..3] == b"SA" && !head[3].is_ascii_alphanumeric()
 }
 
 /// Splits `value` on `sep`: components of a composite or repetitions of an element.
@@ -673,8 +681,8 @@ pub struct Lexer<R> {
     /// The element separators of the segment being read ([`Scan`]); reused from segment to
     /// segment.
     seps: Vec<u32>,
-    /// [`Scan::patterns`] of `delims`, made when they are set.
-    patterns: (u64, u64),
+    /// [`Patterns`] of `delims`, made when they are set.
+    patterns: Patterns,
 }
 
 impl<R: Read> Lexer<R> {
@@ -701,7 +709,7 @@ impl<R: Read> Lexer<R> {
             seen_any: false,
             bom_checked: false,
             seps: Vec::new(),
-            patterns: (0, 0),
+            patterns: Patterns::default(),
         }
     }
 
@@ -730,7 +738,7 @@ impl<R: Read> Lexer<R> {
         lexer.base = at.offset;
         lexer.line = at.line;
         lexer.delims = Some(delims);
-        lexer.patterns = Scan::patterns(delims);
+        lexer.patterns = Patterns::new(delims);
         lexer.seen_any = true;
         lexer.bom_checked = true;
         lexer
@@ -818,32 +826,10 @@ impl<R: Read> Lexer<R> {
     }
 
     /// Skips CR/LF (and, before the first ISA, a BOM); counts lines. Returns the number of
-    /// spaces/tabs skipped right before the next segment.
-    ///
-    /// Inlined for the usual case, tested first: at most one line feed before the next
-    /// segment, both in the buffer. The loop cost ≈ 44 instructions a segment as a call.
-    /// No formatting byte is above a space, so one compare tells most bytes apart (the
-    /// four-way match was a jump table); a byte not above a space that is not formatting
-    /// either goes to the loop, which stops at it as well.
-    #[inline(always)]
-    fn skip_formatting(&mut self) -> io::Result<u32> {
-        if self.bom_checked && self.start + 1 < self.end {
-            let b = self.buf[self.start];
-            if b > b' ' {
-                return Ok(0);
-            }
-            if b == b'\n' && self.buf[self.start + 1] > b' ' {
-                self.line += 1;
-                self.start += 1;
-                return Ok(0);
-            }
-        }
-        self.skip_formatting_loop()
-    }
-
-    /// [`skip_formatting`](Self::skip_formatting), byte by byte.
+    /// spaces/tabs skipped right before the next segment. Out of line: the usual segment,
+    /// after at most one line break, does not come here ([`token`](Self::token)).
     #[inline(never)]
-    fn skip_formatting_loop(&mut self) -> io::Result<u32> {
+    fn skip_formatting(&mut self) -> io::Result<u32> {
         if !self.bom_checked {
             self.ensure(3)?;
             if self.buf[self.start..self.end].starts_with(b"\xEF\xBB\xBF") {
@@ -900,36 +886,54 @@ impl<R: Read> Lexer<R> {
                 return Some(Token::Warning(w));
             }
         }
-        let blanks = match self.skip_formatting() {
-            Ok(b) => b,
-            Err(e) => return Some(self.io_error(e)),
-        };
-        if self.start == self.end {
-            if !self.seen_any {
-                self.seen_any = true;
-                return Some(Token::Error(LexError {
-                    kind: LexErrorKind::Empty,
-                    pos: self.pos(),
-                }));
+        // The usual segment first: inside an interchange, at most one line break (LF or CRLF)
+        // before it, six bytes buffered (the line break and the four the ISA test reads), its
+        // first byte not formatting, and not an ISA. The general path below gives the same
+        // token for it (no blanks, no refill) after ≈ 30 more instructions of tests and loads,
+        // most of them of lexer fields that the previous segment's check had pushed out of
+        // registers; it is left for blanks, blank lines, the buffer's last bytes and ISAs.
+        let (delims, blanks) = 'head: {
+            if let (true, Some(delims)) = (self.bom_checked, self.delims) {
+                let head = self.buf.get(self.start..self.end);
+                if let Some(c) = head.and_then(<[u8]>::first_chunk::<6>) {
+                    let skip = match c {
+                        [b'\n', ..] => 1,
+                        [b'\r', b'\n', ..] => 2,
+                        _ => 0,
+                    };
+                    if c[skip] > b' ' && !is_isa(&c[skip..]) {
+                        self.line += u64::from(skip != 0);
+                        self.start += skip;
+                        self.seen_any = true;
+                        break 'head (delims, 0);
+                    }
+                }
             }
-            return None;
-        }
-        self.seen_any = true;
-        if let Err(e) = self.ensure(4) {
-            return Some(self.io_error(e));
-        }
-        let avail = &self.buf[self.start..self.end];
-        // The first byte alone tells most segments apart: one compare, where the three bytes
-        // were put together and compared for every segment.
-        let is_isa = avail.len() >= 4
-            && avail[0] == b'I'
-            && &avail[1..3] == b"SA"
-            && !avail[3].is_ascii_alphanumeric();
-        if is_isa {
-            return Some(self.read_isa(blanks));
-        }
-        let Some(delims) = self.delims else {
-            return Some(self.skip_junk());
+            let blanks = match self.skip_formatting() {
+                Ok(b) => b,
+                Err(e) => return Some(self.io_error(e)),
+            };
+            if self.start == self.end {
+                if !self.seen_any {
+                    self.seen_any = true;
+                    return Some(Token::Error(LexError {
+                        kind: LexErrorKind::Empty,
+                        pos: self.pos(),
+                    }));
+                }
+                return None;
+            }
+            self.seen_any = true;
+            if let Err(e) = self.ensure(4) {
+                return Some(self.io_error(e));
+            }
+            if is_isa(&self.buf[self.start..self.end]) {
+                return Some(self.read_isa(blanks));
+            }
+            let Some(delims) = self.delims else {
+                return Some(self.skip_junk());
+            };
+            (delims, blanks)
         };
         self.read_segment::<SEPS>(delims, blanks)
     }
@@ -1060,7 +1064,7 @@ impl<R: Read> Lexer<R> {
             });
         }
         self.delims = Some(delims);
-        self.patterns = Scan::patterns(delims);
+        self.patterns = Patterns::new(delims);
         let seg_start = self.start;
         self.start += len;
         if delims.segment == b'\n' {
@@ -1087,10 +1091,10 @@ impl<R: Read> Lexer<R> {
         // moves `start` and `base` by the same amount and leaves `line`, so `pos()` is the
         // same until the segment is consumed, and a copy kept across the scan was stores and
         // loads for every segment.
-        let mut scan = Scan::with_patterns(delims, self.patterns);
+        let mut scan = Scan::default();
         let term_at = loop {
             let avail = &self.buf[self.start..self.end];
-            if let Some(i) = scan.run::<SEPS>(avail, &mut self.seps) {
+            if let Some(i) = scan.run::<SEPS>(avail, &mut self.seps, &self.patterns) {
                 break i;
             }
             if scan.at > self.opts.max_segment_len {
@@ -1292,7 +1296,7 @@ mod tests {
         assert_eq!(ids[4].1.repetition, Some(b'~'));
     }
 
-    /// `skip_formatting`'s quick test is "above a space": a low byte that is not formatting
+    /// `token`'s quick test is "above a space": a low byte that is not formatting
     /// (here 0x01 and 0x0B, right after a line feed) still starts the segment, and blanks,
     /// blank lines and CR LF still move the line and offset as the byte-by-byte loop does.
     #[test]
@@ -1305,6 +1309,34 @@ mod tests {
                 ["\x01GS*BE@2:107", "\x0bST@3:115", "SE@4:122", "GE@7:129"],
                 "{chunk}"
             );
+        }
+    }
+
+    /// `token`'s quick path (at most one LF or CRLF, six bytes buffered, not an ISA) against
+    /// the general one: one byte a read never has six buffered, so it takes the general path
+    /// for every segment; every chunk size gives the same tokens. `INS` and `ISAX` start like
+    /// an ISA and are not; a lone CR, a CR before a blank, blank lines and segments whose
+    /// ID is shorter than the ISA test's four bytes go the general way.
+    #[test]
+    fn quick_path_tokens_are_the_general_paths() {
+        let input =
+            format!("{ISA}\r\nINS*Y~\rISAX*1~\r\nIS~I~\n\r\nN1*IL~\r \nDTP*3~\n\nREF~\r\rSE*1~");
+        let want = collect(input.as_bytes(), 1);
+        assert_eq!(
+            want[1..],
+            [
+                "INS*Y@2:108",
+                "ISAX*1@2:115",
+                "IS@3:124",
+                "I@3:127",
+                "N1*IL@5:132",
+                "DTP*3@6:141",
+                "REF@8:149",
+                "SE*1@8:155"
+            ]
+        );
+        for chunk in [2, 3, 5, 6, 7, 11, 4096] {
+            assert_eq!(collect(input.as_bytes(), chunk), want, "{chunk}");
         }
     }
 
@@ -1461,7 +1493,8 @@ mod tests {
                         .iter()
                         .flat_map(|w| cases.iter().map(move |p| (*w, p)))
                     {
-                        let mut scan = Scan::new(delims);
+                        let mut scan = Scan::default();
+                        let pat = Patterns::new(delims);
                         let mut got = None;
                         for (k, &cut) in pieces.iter().enumerate() {
                             // The piece at an offset of 0 to 15 bytes, as a refill may move it.
@@ -1471,9 +1504,9 @@ mod tests {
                             moved.extend_from_slice(&s[..cut]);
                             let piece = &moved[shift..];
                             got = if wide {
-                                scan.run_in::<true, WIDE>(piece, &mut seps)
+                                scan.run_in::<true, WIDE>(piece, &mut seps, &pat)
                             } else {
-                                scan.run_in::<true, false>(piece, &mut seps)
+                                scan.run_in::<true, false>(piece, &mut seps, &pat)
                             };
                             if got.is_some() {
                                 break;
