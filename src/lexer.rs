@@ -736,28 +736,6 @@ impl<R: Read> Lexer<R> {
         lexer
     }
 
-    /// [`resume_in`](Self::resume_in) with the input's first bytes already in `buf`, at
-    /// `buf[start..end]`; `inner` yields what follows them. In-file parallel checking hands a
-    /// piece's thread the bytes the planner read to cut the piece, rather than reading them
-    /// from the file a second time.
-    pub fn resume_filled(
-        inner: R,
-        opts: LexerOptions,
-        delims: Delimiters,
-        at: Position,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-    ) -> Self {
-        let end = end.min(buf.len());
-        let start = start.min(end);
-        let mut lexer = Self::resume_in(inner, opts, delims, at, buf);
-        lexer.base = at.offset.saturating_sub(start as u64);
-        lexer.start = start;
-        lexer.end = end;
-        lexer
-    }
-
     /// The read buffer, for a later lexer's [`resume_in`](Self::resume_in).
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf

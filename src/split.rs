@@ -355,10 +355,8 @@ struct Planner<'f> {
     set_end: memmem::Finder<'static>,
     piece: u64,
     jobs: u64,
-    /// The file's bytes from offset `buf_at` (the last read's start); `filled` of them are
-    /// valid.
+    /// The file's bytes from the last read's start; `filled` of them are valid.
     buf: Vec<u8>,
-    buf_at: u64,
     filled: usize,
     next: Option<(Position, u32)>,
     index: usize,
@@ -366,15 +364,6 @@ struct Planner<'f> {
     ready: Option<Piece>,
     /// Where the set's trailer starts, once a planned piece was found to hold it.
     trailer: Option<u64>,
-}
-
-/// A piece's first bytes, read by the planner: `buf[start..end]` is the file from the piece's
-/// start, `buf[0]` its offset `at`.
-struct Prefill {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    at: u64,
 }
 
 /// How far past a point the planner reads to find the next subscriber: usually a few hundred
@@ -386,33 +375,8 @@ const LOOK_AHEAD: u64 = 512;
 impl Planner<'_> {
     /// Reads `[from, to)` into the buffer.
     fn read(&mut self, from: u64, to: u64) -> io::Result<()> {
-        self.buf_at = from;
         self.filled = read_range(self.file, from, to, self.len, &mut self.buf)?;
         Ok(())
-    }
-
-    /// Hands the buffer over to the thread that checks `piece`, when it holds the piece's
-    /// first bytes and is no larger than `max`; the planner goes on with a buffer from `pool`.
-    /// The piece's bytes were read to count and search them: its lexer starts on them rather
-    /// than reading them from the file a second time (a kernel copy of every byte, ≈ 2 % of
-    /// a two-job check's CPU time in `perf record`).
-    fn hand_over(&mut self, piece: &Piece, pool: &mut Vec<Vec<u8>>, max: usize) -> Option<Prefill> {
-        let start = usize::try_from(piece.start.offset.checked_sub(self.buf_at)?).ok()?;
-        let end = usize::try_from(piece.end.saturating_sub(self.buf_at))
-            .unwrap_or(usize::MAX)
-            .min(self.filled);
-        if start >= end || self.buf.capacity() > max {
-            return None;
-        }
-        let at = self.buf_at;
-        let buf = std::mem::replace(&mut self.buf, pool.pop().unwrap_or_default());
-        self.filled = 0;
-        Some(Prefill {
-            buf,
-            start,
-            end,
-            at,
-        })
     }
 
     /// In the buffer, which holds the file from `lo`: the first subscriber segment starting in
@@ -583,8 +547,6 @@ struct Done<'e, P> {
     first: Option<Checker<'e>>,
     /// The additive counters before the boundary segment was checked.
     before_boundary: Additive,
-    /// The planner's buffer the piece was read from, for the planner to read into again.
-    spare: Option<Vec<u8>>,
 }
 
 struct Region<'a, 'e> {
@@ -621,7 +583,6 @@ impl<'e> Region<'_, 'e> {
             piece: self.opts.piece,
             jobs: self.opts.jobs as u64,
             buf: Vec::new(),
-            buf_at: 0,
             filled: 0,
             next: Some((after, checker.set_position())),
             index: 0,
@@ -680,12 +641,8 @@ impl<'e> Region<'_, 'e> {
         // the threads of a split convert idle at times: 1.3-1.4x on two cores instead of
         // 1.5-1.6x under the same load).
         let window = 4 * jobs + 4;
-        // Pieces planned and not yet back from their threads: each holds the planner's buffer
-        // of its bytes (`Planner::hand_over`), so this bounds those buffers, while a queue of
-        // two pieces a thread, planned again as each piece comes back, keeps the threads fed.
-        let in_flight = 2 * jobs + 2;
         let cancel = AtomicBool::new(false);
-        type Job<'e, P> = (Piece, Checker<'e>, P, Option<Prefill>);
+        type Job<'e, P> = (Piece, Checker<'e>, P);
         let (job_tx, job_rx) = mpsc::channel::<Job<'e, S::Piece>>();
         let job_rx = Mutex::new(job_rx);
         let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Done<'e, S::Piece>>)>();
@@ -696,11 +653,11 @@ impl<'e> Region<'_, 'e> {
                     let mut kept = Kept::default();
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((piece, start, observer, prefill)) = job else {
+                        let Ok((piece, start, observer)) = job else {
                             return;
                         };
                         let done = (!cancel.load(Ordering::Relaxed))
-                            .then(|| self.check_piece(&piece, start, observer, prefill, &mut kept));
+                            .then(|| self.check_piece(&piece, start, observer, &mut kept));
                         if done_tx.send((piece.index, done)).is_err() {
                             return;
                         }
@@ -711,16 +668,10 @@ impl<'e> Region<'_, 'e> {
             let mut merge =
                 Merge::new(first.clone(), planner.next.map(|n| n.0).unwrap_or_default());
             let mut first = Some((first, first_observer));
-            let (mut planned, mut planning_done, mut back) = (0usize, false, 0usize);
+            let (mut planned, mut planning_done) = (0usize, false);
             let mut waiting: BTreeMap<usize, Option<Done<'e, S::Piece>>> = BTreeMap::new();
-            // Buffers back from the threads, for the planner to read into: about one a piece
-            // in flight, each about a piece long (a lexer given a larger one could grow past
-            // its bound: those stay with the planner).
-            let mut pool: Vec<Vec<u8>> = Vec::new();
-            let lexer = self.engine.lexer;
-            let max_buffer = lexer.buffer_bound().saturating_sub(lexer.chunk);
             let result = 'run: loop {
-                while !planning_done && planned < (merge.next + window).min(back + in_flight) {
+                while !planning_done && planned < merge.next + window {
                     match planner.next_piece() {
                         Ok(Some(piece)) => {
                             planning_done = piece.boundary.is_none();
@@ -735,8 +686,7 @@ impl<'e> Region<'_, 'e> {
                                 },
                             };
                             planned += 1;
-                            let prefill = planner.hand_over(&piece, &mut pool, max_buffer);
-                            if job_tx.send((piece, start, observer, prefill)).is_err() {
+                            if job_tx.send((piece, start, observer)).is_err() {
                                 planning_done = true;
                             }
                         }
@@ -748,15 +698,9 @@ impl<'e> Region<'_, 'e> {
                     // merged state.
                     break 'run merge.fallback();
                 }
-                let Ok((i, mut done)) = done_rx.recv() else {
+                let Ok((i, done)) = done_rx.recv() else {
                     break 'run merge.fallback();
                 };
-                back += 1;
-                if let Some(buf) = done.as_mut().and_then(|d| d.spare.take()) {
-                    if pool.len() <= in_flight {
-                        pool.push(buf);
-                    }
-                }
                 waiting.insert(i, done);
                 while let Some(done) = waiting.remove(&merge.next) {
                     let end = merge.take(done, obs);
@@ -781,7 +725,6 @@ impl<'e> Region<'_, 'e> {
         piece: &Piece,
         start: Checker<'e>,
         mut observer: P,
-        prefill: Option<Prefill>,
         kept: &mut Kept<'e>,
     ) -> Done<'e, P> {
         let mut checker = start;
@@ -789,25 +732,9 @@ impl<'e> Region<'_, 'e> {
         let mut first: Option<Checker<'e>> = None;
         let forked = piece.index > 0;
         let mut before_boundary = Additive::default();
-        let handed = prefill.is_some();
-        let mut lexer = match prefill {
-            Some(p) => Lexer::resume_filled(
-                RangeReader::new(self.file, p.at.saturating_add(p.end as u64), piece.end),
-                self.engine.lexer,
-                self.delims,
-                piece.start,
-                p.buf,
-                p.start,
-                p.end,
-            ),
-            None => Lexer::resume_in(
-                RangeReader::new(self.file, piece.start.offset, piece.end),
-                self.engine.lexer,
-                self.delims,
-                piece.start,
-                std::mem::take(&mut kept.buffer),
-            ),
-        };
+        let reader = RangeReader::new(self.file, piece.start.offset, piece.end);
+        let buf = std::mem::take(&mut kept.buffer);
+        let mut lexer = Lexer::resume_in(reader, self.engine.lexer, self.delims, piece.start, buf);
         // The piece ends at its boundary segment (checked here too) or at what only the
         // sequential checker handles. The per-segment test is one comparison and the envelope
         // test; the first segment of a forked piece is checked before the loop.
@@ -876,10 +803,7 @@ impl<'e> Region<'_, 'e> {
                 }
             }
         };
-        let mut spare = Some(lexer.into_buffer());
-        if !handed {
-            kept.buffer = spare.take().unwrap_or_default();
-        }
+        kept.buffer = lexer.into_buffer();
         checker.swap_set_caches(&mut kept.caches);
         Done {
             observer,
@@ -887,7 +811,6 @@ impl<'e> Region<'_, 'e> {
             checker,
             first,
             before_boundary,
-            spare,
         }
     }
 }
