@@ -10,7 +10,8 @@
 # and, when the binary has it, `eligo run`, each as seconds, MB/s, peak RSS (from
 # /usr/bin/time -v) and the ratio to `wc -l`. Every command reads the file once before timing
 # so that all of them read from the page cache. REPEAT (default 3) runs each command that
-# many times and keeps the fastest.
+# many times and keeps the fastest; one job and every core run alternately, and the speed-ups
+# are given both ways: best against best, and the median of the alternating pairs' ratios.
 set -euo pipefail
 
 SIZES=${GEN_SIZES:-"10 100 1024"}
@@ -41,6 +42,33 @@ time_cmd() {
     echo "$best_s $best_rss"
 }
 
+# time_pair CMD... : runs CMD with one job and with every core, alternately, REPEAT rounds;
+# prints "s1 rss1 sn rssn ratio": each side's fastest time and largest peak RSS, and the
+# median over the rounds of (one job / every core) for that round. On a VM whose speed drifts
+# from one minute to the next (±15 % seen here), a ratio of two runs taken seconds apart
+# moves less than one of two bests taken minutes apart.
+time_pair() {
+    local i a b ratios=() s1="" rss1=0 sn="" rssn=0 t r
+    for ((i = 0; i < REPEAT; i++)); do
+        read -r a r < <(REPEAT=1 time_cmd env ELIGO_JOBS=1 "$@")
+        [ "$r" -gt "$rss1" ] && rss1=$r
+        read -r b r < <(REPEAT=1 time_cmd "$@")
+        [ "$r" -gt "$rssn" ] && rssn=$r
+        if [ -z "$s1" ] || awk -v x="$a" -v y="$s1" 'BEGIN {exit !(x < y)}'; then s1=$a; fi
+        if [ -z "$sn" ] || awk -v x="$b" -v y="$sn" 'BEGIN {exit !(x < y)}'; then sn=$b; fi
+        ratios+=("$(awk -v x="$a" -v y="$b" 'BEGIN {printf "%.4f", (y > 0) ? x / y : 0}')")
+    done
+    t=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{v[NR] = $1} END {
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    echo "$s1 $rss1 $sn $rssn $t"
+}
+
+# speedup WHAT S1 SN RATIO : one line of the speed-up summary.
+speedup() {
+    awk -v w="$1" -v a="$2" -v b="$3" -v r="$4" -v n="$(nproc)" -v k="$REPEAT" 'BEGIN {
+        printf "  %s 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx (best against best), %.2fx (median of %d alternating pairs)\n", w, a, n, b, a / b, r, k }'
+}
+
 echo "eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s), load $(cut -d' ' -f1-3 /proc/loadavg), REPEAT=$REPEAT"
 printf '%-8s %-14s %9s %10s %10s %9s\n' size command seconds MB/s "RSS MB" "x wc -l"
 inside=
@@ -57,17 +85,16 @@ for mb in $SIZES; do
             printf "%-8s %-14s %9.3f %10.0f %10.1f %9.1f\n", mb " MB", n, s, b / 1e6 / s, rss / 1024, s / ff }'
     }
     row "wc -l" "$floor" "$floor_rss"
-    read -r s1 rss < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" check "$f")
-    row "check, 1 job" "$s1" "$rss"
-    # One file, every core: its set is cut into pieces checked in parallel (eligo::split).
-    read -r s rss < <(time_cmd "$bin/eligo" check "$f")
+    # One job, then every core (the file's set cut into pieces checked in parallel,
+    # eligo::split), alternately.
+    read -r s1 rss1 s rss ratio < <(time_pair "$bin/eligo" check "$f")
+    row "check, 1 job" "$s1" "$rss1"
     row "eligo check" "$s" "$rss"
-    inside="$inside$(awk -v mb="$mb" -v a="$s1" -v b="$s" 'BEGIN {printf "  %s MB: check 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\\n", mb, a, '"$(nproc)"', b, a / b}')"
-    read -r s1 rss < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" convert "$f")
-    row "convert, 1 job" "$s1" "$rss"
-    read -r s rss < <(time_cmd "$bin/eligo" convert "$f")
+    inside="$inside$(speedup "$mb MB: check" "$s1" "$s" "$ratio")\n"
+    read -r s1 rss1 s rss ratio < <(time_pair "$bin/eligo" convert "$f")
+    row "convert, 1 job" "$s1" "$rss1"
     row "eligo convert" "$s" "$rss"
-    inside="$inside$(awk -v mb="$mb" -v a="$s1" -v b="$s" 'BEGIN {printf "  %s MB: convert 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\\n", mb, a, '"$(nproc)"', b, a / b}')"
+    inside="$inside$(speedup "$mb MB: convert" "$s1" "$s" "$ratio")\n"
     if [ "$has_run" = 1 ]; then
         # A fresh state each time: the sample configuration, its inbound folder holding only
         # this file (a hard link), everything else under $dir/run-$mb. The timed command is the
@@ -100,7 +127,6 @@ for i in 1 2 3 4 5 6 7 8; do ln -sf "$f" "$dir/many-$i.x12"; many+=("$dir/many-$
 echo
 echo "8 files of $mb MB, $(nproc) core(s):"
 for cmd in check convert; do
-    read -r s1 _ < <(time_cmd env ELIGO_JOBS=1 "$bin/eligo" $cmd "${many[@]}")
-    read -r sn _ < <(time_cmd "$bin/eligo" $cmd "${many[@]}")
-    awk -v c="$cmd" -v a="$s1" -v b="$sn" 'BEGIN {printf "  eligo %-8s 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx\n", c, a, '"$(nproc)"', b, a / b}'
+    read -r s1 _ sn _ ratio < <(time_pair "$bin/eligo" $cmd "${many[@]}")
+    speedup "$(printf 'eligo %-8s' "$cmd")" "$s1" "$sn" "$ratio"
 done
