@@ -924,3 +924,113 @@ impl<'e> Merge<'e> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    fn planner(file: &File, len: u64) -> Planner<'_> {
+        Planner {
+            file,
+            len,
+            term: b'~',
+            subscriber: memmem::Finder::new(b"INS*Y*").into_owned(),
+            set_end: memmem::Finder::new(b"SE*").into_owned(),
+            piece: 512 << 10,
+            jobs: 2,
+            buf: Vec::new(),
+            filled: 0,
+            next: None,
+            index: 0,
+            ready: None,
+            trailer: None,
+        }
+    }
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().expect("temp file");
+        f.write_all(bytes).expect("write");
+        f.rewind().expect("rewind");
+        f
+    }
+
+    /// Member segments up to `at`, an `SE` starting exactly there (when asked), more after.
+    fn body(at: usize, with_se: bool) -> Vec<u8> {
+        // "NM1*IL*1*SE*…": an `SE*` inside a segment, never a trailer.
+        let filler = b"NM1*IL*1*SE*JOHN~\nREF*0F*123456789~\n";
+        let mut v = Vec::new();
+        while v.len() + filler.len() < at {
+            v.extend_from_slice(filler);
+        }
+        // Pad with a segment whose length puts the next one exactly at `at`.
+        let pad = at - v.len();
+        if pad >= 5 {
+            v.extend_from_slice(b"DTP*");
+            v.extend(std::iter::repeat_n(b'X', pad - 5));
+            v.push(b'~');
+        } else {
+            v.extend(std::iter::repeat_n(b'\n', pad));
+        }
+        assert_eq!(v.len(), at);
+        if with_se {
+            v.extend_from_slice(b"SE*9*0001~\n");
+        }
+        for _ in 0..3000 {
+            v.extend_from_slice(filler);
+        }
+        v
+    }
+
+    #[test]
+    fn chunked_count_finds_a_trailer_at_every_chunk_edge() {
+        let chunk = COUNT_CHUNK as usize;
+        for from in [0usize, 1, 700] {
+            for at in [
+                chunk - 3,
+                chunk - 2,
+                chunk - 1,
+                chunk,
+                chunk + 1,
+                2 * chunk - 1,
+                2 * chunk + 1,
+            ] {
+                let at = at + from;
+                let bytes = body(at, true);
+                let file = file_with(&bytes);
+                let mut p = planner(&file, bytes.len() as u64);
+                let (lines, terms, se) = p
+                    .count_range(from as u64, bytes.len() as u64)
+                    .expect("read");
+                assert_eq!(se, Some(at as u64), "from {from}, SE at {at}");
+                // The counts reach at least the chunk holding the trailer.
+                let (l, t) = count_bytes(&bytes[from..at], b'\n', b'~');
+                assert!(lines >= l && terms >= t, "from {from}, SE at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_count_is_the_whole_range_count_without_a_trailer() {
+        let bytes = body(3 * COUNT_CHUNK as usize + 17, false);
+        let file = file_with(&bytes);
+        let mut p = planner(&file, bytes.len() as u64);
+        for (from, to) in [
+            (0, bytes.len()),
+            (5, bytes.len() - 9),
+            (100, 100),
+            (40_000, 70_001),
+        ] {
+            let got = p.count_range(from as u64, to as u64).expect("read");
+            let (l, t) = count_bytes(&bytes[from..to], b'\n', b'~');
+            assert_eq!(got, (l, t, None), "[{from}, {to})");
+        }
+        // A trailer that would end past `to` is not one the range holds.
+        let bytes = body(COUNT_CHUNK as usize, true);
+        let file = file_with(&bytes);
+        let mut p = planner(&file, bytes.len() as u64);
+        let at = COUNT_CHUNK;
+        assert_eq!(p.count_range(0, at + 2).expect("read").2, None);
+        assert_eq!(p.count_range(0, at + 3).expect("read").2, Some(at));
+    }
+}
