@@ -69,7 +69,10 @@ speedup() {
         printf "  %s 1 job %.3f s, %d jobs %.3f s: speed-up %.2fx (best against best), %.2fx (median of %d alternating pairs)\n", w, a, n, b, a / b, r, k }'
 }
 
-echo "eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s), load $(cut -d' ' -f1-3 /proc/loadavg), REPEAT=$REPEAT"
+# The CPU too: tables from two VMs of the same kind differed by 1.7x per core.
+cpu=$(awk -F': ' '/^model name/ {m = $2} /^cpu family/ {f = $2} /^model\t/ {n = $2}
+    END {printf "%s (family %s, model %s)", m, f, n}' /proc/cpuinfo 2>/dev/null)
+echo "eligo $("$bin/eligo" --version | cut -d' ' -f2), $(nproc) core(s) of ${cpu:-an unknown CPU}, load $(cut -d' ' -f1-3 /proc/loadavg), REPEAT=$REPEAT"
 printf '%-8s %-14s %9s %10s %10s %9s\n' size command seconds MB/s "RSS MB" "x wc -l"
 inside=
 for mb in $SIZES; do
