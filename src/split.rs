@@ -431,8 +431,10 @@ impl Planner<'_> {
     /// Why in chunks: the piece itself was read in one go (512 KiB, and its whole length
     /// again when the next subscriber lay beyond the window), so the planner's buffer was a
     /// piece long, and each piece's bytes went through the cache of the core the planning
-    /// thread ran on, beside a piece's checking thread (L2 is 512 KiB per core on this
-    /// machine's EPYC). A chunk-sized buffer is reused from one read to the next.
+    /// thread ran on, beside a piece's checking thread (L2 is 512 KiB per core on an EPYC
+    /// VM of ours). A chunk-sized buffer is reused from one read to the next: 0.9 M fewer
+    /// instructions on a 10 MB file, a few hundred KB less peak RSS; no change in CPU time
+    /// could be seen on that (noisy) VM.
     fn count_range(&mut self, from: u64, to: u64) -> io::Result<(u64, u64, Option<u64>)> {
         let (mut lines, mut terms) = (0, 0);
         let mut at = from;
