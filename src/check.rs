@@ -233,6 +233,12 @@ pub fn check_stream<R: Read, O: Observer>(engine: &Engine, input: R, observer: &
     checker.finish(observer);
 }
 
+/// The envelope's segments, which end a piece of a set ([`crate::split`]): only the
+/// sequential checker handles them.
+pub(crate) fn is_envelope(id: &[u8]) -> bool {
+    matches!(id, b"ISA" | b"IEA" | b"GS" | b"GE" | b"ST" | b"SE")
+}
+
 #[derive(Clone)]
 struct Interchange {
     info: InterchangeInfo,
@@ -538,6 +544,26 @@ impl<'e> Checker<'e> {
         if is_se {
             self.se(seg, obs);
         }
+    }
+
+    /// [`segment`](Self::segment) for a segment inside a piece of a set ([`crate::split`]):
+    /// false, with nothing done, for an envelope segment (ISA, IEA, GS, GE, ST, SE), which
+    /// only the sequential checker handles.
+    pub fn piece_segment<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) -> bool {
+        if is_envelope(seg.id()) {
+            return false;
+        }
+        let Some(set) = &mut self.set else {
+            self.segment(seg, obs);
+            return true;
+        };
+        self.last = seg.position();
+        set.position = set.position.saturating_add(1);
+        if let Some(v) = &mut set.validator {
+            let mut bridge = Bridge { obs };
+            v.segment(seg, &mut bridge);
+        }
+        true
     }
 
     fn ta1_segment<O: Observer>(&mut self, seg: &Segment<'_>, obs: &mut O) {

