@@ -744,6 +744,24 @@ impl<R: Read> Lexer<R> {
         lexer
     }
 
+    /// [`resume_in`](Self::resume_in) with the first `filled` bytes of the input already in
+    /// `buf`: `buf[..filled]` is the input from `at.offset` on, and `inner` yields what
+    /// follows it. The in-file split's planner reads a piece once, to count its lines and
+    /// find where it ends, and hands those bytes over; reading them again here was a second
+    /// kernel copy of every byte of the file.
+    pub fn resume_filled(
+        inner: R,
+        opts: LexerOptions,
+        delims: Delimiters,
+        at: Position,
+        buf: Vec<u8>,
+        filled: usize,
+    ) -> Self {
+        let mut lexer = Self::resume_in(inner, opts, delims, at, buf);
+        lexer.end = filled.min(lexer.buf.len());
+        lexer
+    }
+
     /// The read buffer, for a later lexer's [`resume_in`](Self::resume_in).
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf

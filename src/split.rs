@@ -343,6 +343,15 @@ struct Piece {
     end: u64,
 }
 
+/// A piece and the first of its bytes, as the planner read them: `bytes[..filled]` is the
+/// file from the piece's start on (the whole piece, when its boundary lay in the first
+/// window after its target).
+struct Planned {
+    piece: Piece,
+    bytes: Vec<u8>,
+    filled: usize,
+}
+
 /// Cuts the rest of a set into pieces, one after the other, counting line breaks and
 /// terminators on the way.
 struct Planner<'f> {
@@ -361,7 +370,9 @@ struct Planner<'f> {
     next: Option<(Position, u32)>,
     index: usize,
     /// A piece planned already, handed out by the next call of [`Planner::next_piece`].
-    ready: Option<Piece>,
+    ready: Option<Planned>,
+    /// Buffers of checked pieces, for the next pieces' bytes.
+    pool: Vec<Vec<u8>>,
     /// Where the set's trailer starts, once a planned piece was found to hold it.
     trailer: Option<u64>,
 }
@@ -373,6 +384,9 @@ const WINDOW: u64 = 16 << 10;
 const LOOK_AHEAD: u64 = 512;
 /// Bytes the planner counts per read ([`Planner::count_range`]).
 const COUNT_CHUNK: u64 = 32 << 10;
+/// The longest first read of a piece handed to its thread ([`Planner::next_piece`]): a
+/// 512 KiB piece and its window fit; `ELIGO_SPLIT_PIECE` may ask for far more.
+const PREFIX_LIMIT: u64 = 2 << 20;
 
 impl Planner<'_> {
     /// Reads `[from, to)` into the buffer.
@@ -381,11 +395,10 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// In the buffer, which holds the file from `lo`: the first subscriber segment starting in
+    /// In `buf`, which holds the file from `lo`: the first subscriber segment starting in
     /// `[from, to)`. `Some(None)` when one was found without a terminator after it in the
     /// buffer (searching stops there).
-    fn search(&self, lo: u64, from: u64, to: u64) -> Option<Option<(u64, u64)>> {
-        let buf = &self.buf[..self.filled];
+    fn search(&self, buf: &[u8], lo: u64, from: u64, to: u64) -> Option<Option<(u64, u64)>> {
         let at =
             |o: u64| usize::try_from(o.saturating_sub(lo)).map_or(buf.len(), |i| i.min(buf.len()));
         let (mut from_i, scan_end) = (at(from), at(to));
@@ -416,7 +429,7 @@ impl Planner<'_> {
             let lo = at.saturating_sub(LOOK_BEHIND);
             let hi = at.saturating_add(WINDOW).min(self.len);
             self.read(lo, hi.saturating_add(LOOK_AHEAD))?;
-            if let Some(found) = self.search(lo, at, hi.min(limit)) {
+            if let Some(found) = self.search(&self.buf[..self.filled], lo, at, hi.min(limit)) {
                 return Ok(found);
             }
             at = hi;
@@ -444,7 +457,7 @@ impl Planner<'_> {
             // Two bytes past the chunk (within the range): an `SE*` starting at its end.
             let fit = stop.saturating_add(2).min(to);
             self.read(lo, fit)?;
-            let (l, t, se) = self.count(lo, at, stop, fit);
+            let (l, t, se) = self.count(&self.buf[..self.filled], lo, at, stop, fit);
             lines += l;
             terms += t;
             if se.is_some() {
@@ -455,11 +468,10 @@ impl Planner<'_> {
         Ok((lines, terms, None))
     }
 
-    /// In the buffer, which holds the file from `lo`: line breaks and segment terminators in
+    /// In `buf`, which holds the file from `lo`: line breaks and segment terminators in
     /// `[from, to)`, and where the first set trailer (SE) starting in it and ending by `fit`
     /// starts, if one does.
-    fn count(&self, lo: u64, from: u64, to: u64, fit: u64) -> (u64, u64, Option<u64>) {
-        let buf = &self.buf[..self.filled];
+    fn count(&self, buf: &[u8], lo: u64, from: u64, to: u64, fit: u64) -> (u64, u64, Option<u64>) {
         let at =
             |o: u64| usize::try_from(o.saturating_sub(lo)).map_or(buf.len(), |i| i.min(buf.len()));
         let (skip, stop) = (at(from), at(to));
@@ -491,9 +503,18 @@ impl Planner<'_> {
             .max(1)
     }
 
-    fn next_piece(&mut self) -> io::Result<Option<Piece>> {
-        if let Some(piece) = self.ready.take() {
-            return Ok(Some(piece));
+    /// Plans the next piece and reads its first bytes.
+    ///
+    /// The piece is read once, from its start through the window after its target in which
+    /// the next subscriber usually lies, into a buffer the piece's thread lexes from
+    /// ([`Lexer::resume_filled`]). Before, the planner read the piece in small chunks to
+    /// count it and the piece's thread read it again: two kernel copies of every byte of a
+    /// split file (the planner's was a third of its thread's time). When the subscriber is
+    /// further away, or the piece longer than [`PREFIX_LIMIT`], the rest is searched and
+    /// counted in chunks as before, and the piece's thread reads what the buffer lacks.
+    fn next_piece(&mut self) -> io::Result<Option<Planned>> {
+        if let Some(planned) = self.ready.take() {
+            return Ok(Some(planned));
         }
         let Some((start, position)) = self.next.take() else {
             return Ok(None);
@@ -511,18 +532,54 @@ impl Planner<'_> {
             .offset
             .saturating_add(self.piece_size(start.offset, index));
         let limit = target.saturating_add(self.piece.saturating_mul(SEARCH_LIMIT_PIECES));
-        // The next subscriber is searched for from the target on, usually a few hundred bytes
-        // away; then the piece's bytes are counted, a chunk at a time.
-        let Some((b, after)) = self.find(target, limit)? else {
-            return Ok(Some(last));
+        let window_end = target.saturating_add(WINDOW).min(self.len);
+        let read_to = window_end.saturating_add(LOOK_AHEAD).min(self.len);
+        let mut bytes = self.pool.pop().unwrap_or_default();
+        let filled = if read_to.saturating_sub(start.offset) <= PREFIX_LIMIT {
+            read_range(self.file, start.offset, read_to, self.len, &mut bytes)?
+        } else {
+            0
         };
-        let (lines, terms, se) = self.count_range(start.offset, b)?;
+        let planned = |piece: Piece, bytes: Vec<u8>| {
+            // Never more than the piece: its thread must not see the next one's bytes.
+            let span =
+                usize::try_from(piece.end.saturating_sub(piece.start.offset)).unwrap_or(usize::MAX);
+            Some(Planned {
+                piece,
+                filled: filled.min(span),
+                bytes,
+            })
+        };
+        // The next subscriber is searched for from the target on, usually a few hundred bytes
+        // away, in the bytes just read (the first window, as `find` would read it); then the
+        // piece's bytes are counted.
+        let quick = match filled {
+            0 => None,
+            n => self.search(&bytes[..n], start.offset, target, window_end.min(limit)),
+        };
+        let (b, after, (lines, terms, se)) = match quick {
+            Some(None) => return Ok(planned(last, bytes)),
+            Some(Some((b, after))) if after <= start.offset + filled as u64 => {
+                let counts = self.count(&bytes[..filled], start.offset, start.offset, b, b);
+                (b, after, counts)
+            }
+            found => {
+                let found = match found {
+                    Some(found) => found,
+                    None => self.find(window_end.max(target), limit)?,
+                };
+                let Some((b, after)) = found else {
+                    return Ok(planned(last, bytes));
+                };
+                (b, after, self.count_range(start.offset, b)?)
+            }
+        };
         if se.is_some() {
             self.trailer = se;
-            return Ok(Some(last));
+            return Ok(planned(last, bytes));
         }
         let Ok(terms) = u32::try_from(terms) else {
-            return Ok(Some(last));
+            return Ok(planned(last, bytes));
         };
         self.next = Some((
             Position {
@@ -531,11 +588,14 @@ impl Planner<'_> {
             },
             position.saturating_add(terms),
         ));
-        Ok(Some(Piece {
-            boundary: Some(b),
-            end: after,
-            ..last
-        }))
+        Ok(planned(
+            Piece {
+                boundary: Some(b),
+                end: after,
+                ..last
+            },
+            bytes,
+        ))
     }
 }
 
@@ -604,6 +664,7 @@ impl<'e> Region<'_, 'e> {
             next: Some((after, checker.set_position())),
             index: 0,
             ready: None,
+            pool: Vec::new(),
             trailer: None,
         };
         // The first piece is planned before any thread starts: a set that ends inside it is
@@ -659,10 +720,12 @@ impl<'e> Region<'_, 'e> {
         // 1.5-1.6x under the same load).
         let window = 4 * jobs + 4;
         let cancel = AtomicBool::new(false);
-        type Job<'e, P> = (Piece, Checker<'e>, P);
+        type Job<'e, P> = (Planned, Checker<'e>, P);
         let (job_tx, job_rx) = mpsc::channel::<Job<'e, S::Piece>>();
         let job_rx = Mutex::new(job_rx);
-        let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Done<'e, S::Piece>>)>();
+        // A piece's results, and its buffer back for the planner's pool.
+        type Checked<'e, P> = (usize, Option<Done<'e, P>>, Vec<u8>);
+        let (done_tx, done_rx) = mpsc::channel::<Checked<'e, S::Piece>>();
         std::thread::scope(|s| {
             for _ in 0..jobs {
                 let (job_rx, done_tx, cancel) = (&job_rx, done_tx.clone(), &cancel);
@@ -670,12 +733,18 @@ impl<'e> Region<'_, 'e> {
                     let mut kept = Kept::default();
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((piece, start, observer)) = job else {
+                        let Ok((planned, start, observer)) = job else {
                             return;
                         };
-                        let done = (!cancel.load(Ordering::Relaxed))
-                            .then(|| self.check_piece(&piece, start, observer, &mut kept));
-                        if done_tx.send((piece.index, done)).is_err() {
+                        let index = planned.piece.index;
+                        let (done, bytes) = if cancel.load(Ordering::Relaxed) {
+                            (None, planned.bytes)
+                        } else {
+                            let (done, bytes) =
+                                self.check_piece(planned, start, observer, &mut kept);
+                            (Some(done), bytes)
+                        };
+                        if done_tx.send((index, done, bytes)).is_err() {
                             return;
                         }
                     }
@@ -690,7 +759,8 @@ impl<'e> Region<'_, 'e> {
             let result = 'run: loop {
                 while !planning_done && planned < merge.next + window {
                     match planner.next_piece() {
-                        Ok(Some(piece)) => {
+                        Ok(Some(job)) => {
+                            let piece = &job.piece;
                             planning_done = piece.boundary.is_none();
                             let (start, observer) = match first.take() {
                                 Some(c) => c,
@@ -703,7 +773,7 @@ impl<'e> Region<'_, 'e> {
                                 },
                             };
                             planned += 1;
-                            if job_tx.send((piece, start, observer)).is_err() {
+                            if job_tx.send((job, start, observer)).is_err() {
                                 planning_done = true;
                             }
                         }
@@ -715,9 +785,11 @@ impl<'e> Region<'_, 'e> {
                     // merged state.
                     break 'run merge.fallback();
                 }
-                let Ok((i, done)) = done_rx.recv() else {
+                let Ok((i, done, bytes)) = done_rx.recv() else {
                     break 'run merge.fallback();
                 };
+                // At most one buffer per piece in flight is ever made.
+                planner.pool.push(bytes);
                 waiting.insert(i, done);
                 while let Some(done) = waiting.remove(&merge.next) {
                     let end = merge.take(done, obs);
@@ -739,19 +811,30 @@ impl<'e> Region<'_, 'e> {
     /// Checks one piece from its start state, reporting to the piece's own observer.
     fn check_piece<P: Observer>(
         &self,
-        piece: &Piece,
+        planned: Planned,
         start: Checker<'e>,
         mut observer: P,
         kept: &mut Kept<'e>,
-    ) -> Done<'e, P> {
+    ) -> (Done<'e, P>, Vec<u8>) {
+        let Planned {
+            piece,
+            bytes,
+            filled,
+        } = planned;
         let mut checker = start;
         checker.swap_set_caches(&mut kept.caches);
         let mut first: Option<Checker<'e>> = None;
         let forked = piece.index > 0;
         let mut before_boundary = Additive::default();
-        let reader = RangeReader::new(self.file, piece.start.offset, piece.end);
-        let buf = std::mem::take(&mut kept.buffer);
-        let mut lexer = Lexer::resume_in(reader, self.engine.lexer, self.delims, piece.start, buf);
+        let reader = RangeReader::new(self.file, piece.start.offset + filled as u64, piece.end);
+        let mut lexer = Lexer::resume_filled(
+            reader,
+            self.engine.lexer,
+            self.delims,
+            piece.start,
+            bytes,
+            filled,
+        );
         // The piece ends at its boundary segment (checked here too) or at what only the
         // sequential checker handles. The per-segment test is one comparison, and
         // `Checker::piece_segment` tests for the envelope once and goes straight to the set's
@@ -824,26 +907,25 @@ impl<'e> Region<'_, 'e> {
                 }
             }
         };
-        kept.buffer = lexer.into_buffer();
         checker.swap_set_caches(&mut kept.caches);
-        Done {
+        let done = Done {
             observer,
             end,
             checker,
             first,
             before_boundary,
-        }
+        };
+        (done, lexer.into_buffer())
     }
 }
 
-/// What a thread checking pieces keeps from one piece to the next: its lexer's read buffer
-/// and the set validator's caches ([`Checker::swap_set_caches`]). Each piece starts from a
-/// copy of the checker, whose caches start empty, and with a lexer of its own; refilling the
-/// caches cost each piece its first members' checks in full, and a fresh buffer zeroed
-/// 256 KiB and faulted its pages in again.
+/// What a thread checking pieces keeps from one piece to the next: the set validator's caches
+/// ([`Checker::swap_set_caches`]). Each piece starts from a copy of the checker, whose caches
+/// start empty; refilling them cost each piece its first members' checks in full. (The
+/// lexer's buffer comes with the piece, from the planner's pool: a fresh one per piece zeroed
+/// its bytes and faulted its pages in again.)
 #[derive(Default)]
 struct Kept<'e> {
-    buffer: Vec<u8>,
     caches: Caches<'e>,
 }
 
@@ -945,6 +1027,7 @@ mod tests {
             next: None,
             index: 0,
             ready: None,
+            pool: Vec::new(),
             trailer: None,
         }
     }
@@ -981,6 +1064,88 @@ mod tests {
             v.extend_from_slice(filler);
         }
         v
+    }
+
+    /// Plans every piece of `bytes` (pieces of `piece` bytes) and checks what each hands its
+    /// thread: the file's own bytes from the piece's start, never past its end, and start
+    /// positions equal to a direct count.
+    fn plan_all(bytes: &[u8], piece: u64, jobs: u64) -> Vec<Planned> {
+        let file = file_with(bytes);
+        let mut p = planner(&file, bytes.len() as u64);
+        (p.piece, p.jobs) = (piece, jobs);
+        p.next = Some((Position { offset: 0, line: 1 }, 0));
+        let mut all = Vec::new();
+        while let Some(planned) = p.next_piece().expect("read") {
+            let Piece {
+                start,
+                position,
+                end,
+                boundary,
+                ..
+            } = planned.piece;
+            let from = start.offset as usize;
+            assert!(
+                planned.filled as u64 <= end - start.offset,
+                "piece at {from}"
+            );
+            assert_eq!(
+                &planned.bytes[..planned.filled],
+                &bytes[from..from + planned.filled],
+                "piece at {from}"
+            );
+            let (lines, terms) = count_bytes(&bytes[..from], b'\n', b'~');
+            assert_eq!(
+                (start.line, position as u64),
+                (1 + lines, terms),
+                "piece at {from}"
+            );
+            if let Some(b) = boundary {
+                assert!(bytes[b as usize..].starts_with(b"INS*Y*"), "boundary {b}");
+                assert_eq!(bytes[end as usize - 1], b'~', "boundary {b}");
+            }
+            let last = boundary.is_none();
+            all.push(planned);
+            if last {
+                break;
+            }
+        }
+        all
+    }
+
+    fn members(n: usize, gap: impl Fn(usize) -> usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.extend_from_slice(b"INS*Y*18*021*28*A***FT~\nREF*0F*123456789~\n");
+            for _ in 0..gap(i) {
+                v.extend_from_slice(b"NM1*IL*1*DOE*JOHN~\nDTP*356*D8*20250101~\n");
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn planned_pieces_carry_their_own_bytes() {
+        // Subscribers close together: every boundary found in the bytes read at first, the
+        // whole piece handed over.
+        let bytes = members(4000, |_| 1);
+        let planned = plan_all(&bytes, 4096, 2);
+        assert!(planned.len() > 20);
+        for p in &planned[..planned.len() - 1] {
+            assert_eq!(p.filled as u64, p.piece.end - p.piece.start.offset);
+        }
+        // Now and then a member far longer than the search window: those boundaries are
+        // found by the chunked search, and only the bytes read at first are handed over.
+        let bytes = members(400, |i| if i % 50 == 7 { 1200 } else { 2 });
+        let planned = plan_all(&bytes, 4096, 2);
+        assert!(planned
+            .iter()
+            .any(|p| (p.filled as u64) < p.piece.end - p.piece.start.offset));
+        // Pieces longer than the limit: nothing read ahead for the thread.
+        let planned = plan_all(&members(100_000, |_| 2), PREFIX_LIMIT * 4, 1);
+        let long = |p: &&Planned| p.piece.end - p.piece.start.offset + WINDOW > PREFIX_LIMIT;
+        assert!(planned.iter().filter(long).count() >= 2);
+        assert!(planned.iter().filter(long).all(|p| p.filled == 0));
+        assert!(planned.iter().take(1).all(|p| p.filled > 0));
     }
 
     #[test]
