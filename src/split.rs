@@ -24,7 +24,9 @@
 //! records of the members the piece closed. A piece's results wait in memory until the pieces
 //! before it are done; at most a few pieces are in flight, so memory stays bounded whatever
 //! the file size. The file is read with positional reads rather than mapped, so the page cache
-//! is not counted as the process's memory.
+//! is not counted as the process's memory (and a file cut short while it is read reads as a
+//! shorter file, not as a `SIGBUS`); a piece's bytes are usually read once, by the planner,
+//! which counts them and hands them to the piece's thread (`Planner::next_piece`).
 
 use crate::check::{
     check_stream, is_envelope, Checker, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer,
@@ -197,6 +199,7 @@ pub fn split_file<S: Split>(
     // Offset before which no set is cut: the rest of a set too small to be worth it, or the
     // stretch after a failed guess.
     let mut quiet_until = 0u64;
+    let mut spare = Spare::default();
     while let Some(tok) = lexer.next_token() {
         match tok {
             Token::Segment(seg) => {
@@ -214,7 +217,7 @@ pub fn split_file<S: Split>(
                     delims,
                     opts,
                 };
-                match region.run(&mut checker, after, observer, &mut stats) {
+                match region.run(&mut checker, after, observer, &mut stats, &mut spare) {
                     Outcome::NotWorth { set_end } => quiet_until = set_end,
                     Outcome::Resume { at, blocked } => {
                         if blocked {
@@ -599,6 +602,17 @@ impl Planner<'_> {
     }
 }
 
+/// The planner's buffers, kept from one region to the next: every set of a file is planned
+/// once at its first member (most end inside their first piece, [`Outcome::NotWorth`]), and a
+/// fresh buffer per set was zeroed and faulted in again.
+#[derive(Default)]
+struct Spare {
+    /// [`Planner::buf`].
+    chunk: Vec<u8>,
+    /// [`Planner::pool`].
+    pool: Vec<Vec<u8>>,
+}
+
 /// How a region ended for the driver.
 enum Outcome {
     /// The rest of the set is small: check it in sequence; `set_end` is where its SE starts.
@@ -649,6 +663,7 @@ impl<'e> Region<'_, 'e> {
         after: Position,
         obs: &mut S,
         stats: &mut SplitStats,
+        spare: &mut Spare,
     ) -> Outcome {
         let e = self.delims.element;
         let mut planner = Planner {
@@ -659,23 +674,44 @@ impl<'e> Region<'_, 'e> {
             set_end: memmem::Finder::new(&[b'S', b'E', e]).into_owned(),
             piece: self.opts.piece,
             jobs: self.opts.jobs as u64,
-            buf: Vec::new(),
+            buf: std::mem::take(&mut spare.chunk),
             filled: 0,
             next: Some((after, checker.set_position())),
             index: 0,
             ready: None,
-            pool: Vec::new(),
+            pool: std::mem::take(&mut spare.pool),
             trailer: None,
         };
+        let outcome = self.plan_and_check(&mut planner, checker, after, obs, stats);
+        spare.chunk = std::mem::take(&mut planner.buf);
+        spare.pool = std::mem::take(&mut planner.pool);
+        if let Some(unused) = planner.ready.take() {
+            spare.pool.push(unused.bytes);
+        }
+        outcome
+    }
+
+    /// [`Region::run`] with its planner.
+    fn plan_and_check<S: Split>(
+        &self,
+        planner: &mut Planner<'_>,
+        checker: &mut Checker<'e>,
+        after: Position,
+        obs: &mut S,
+        stats: &mut SplitStats,
+    ) -> Outcome {
         // The first piece is planned before any thread starts: a set that ends inside it is
         // not worth cutting. (A search for the set's SE over the next 4 MiB decided this
         // before, serially, ≈ 1 ms of a two-job 10 MB check's 52; a set that ends further
         // away is cut, its pieces shared by the threads.)
+        // (Its buffer stays with the planner either way, [`Region::run`].)
         match planner.next_piece() {
-            Ok(Some(first)) => match planner.trailer {
-                Some(se) => return Outcome::NotWorth { set_end: se },
-                None => planner.ready = Some(first),
-            },
+            Ok(Some(first)) => {
+                planner.ready = Some(first);
+                if let Some(se) = planner.trailer {
+                    return Outcome::NotWorth { set_end: se };
+                }
+            }
             Ok(None) | Err(_) => return Outcome::NotWorth { set_end: self.len },
         }
         let Some(first_observer) = obs.piece() else {
@@ -693,7 +729,7 @@ impl<'e> Region<'_, 'e> {
             checker.clone(),
             first_observer,
             &template,
-            &mut planner,
+            planner,
             obs,
             stats,
         );
