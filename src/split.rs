@@ -603,8 +603,8 @@ impl Planner<'_> {
 }
 
 /// The planner's buffers, kept from one region to the next: every set of a file is planned
-/// once at its first member (most end inside their first piece, [`Outcome::NotWorth`]), and a
-/// fresh buffer per set was zeroed and faulted in again.
+/// once at its first member (and a set that ends inside its first piece goes no further,
+/// [`Outcome::NotWorth`]), and a fresh buffer per set was zeroed and faulted in again.
 #[derive(Default)]
 struct Spare {
     /// [`Planner::buf`].
@@ -703,8 +703,8 @@ impl<'e> Region<'_, 'e> {
         // The first piece is planned before any thread starts: a set that ends inside it is
         // not worth cutting. (A search for the set's SE over the next 4 MiB decided this
         // before, serially, ≈ 1 ms of a two-job 10 MB check's 52; a set that ends further
-        // away is cut, its pieces shared by the threads.)
-        // (Its buffer stays with the planner either way, [`Region::run`].)
+        // away is cut, its pieces shared by the threads.) It waits in `planner.ready`, where
+        // `Region::run` takes its buffer back if it is not used.
         match planner.next_piece() {
             Ok(Some(first)) => {
                 planner.ready = Some(first);
