@@ -1272,6 +1272,53 @@ mod tests {
     }
 
     #[test]
+    fn a_lexer_resumed_with_bytes_in_hand_gives_the_same_tokens() {
+        let long = "N1*".to_string() + &"X*".repeat(20);
+        let input = format!(
+            "{ISA}\nGS*BE*A~\r\nST*834*0001~INS*Y*18~\nREF*0F*1\n2~{long}~  DTP*356~SE*6*0001~"
+        );
+        let opts = |chunk| LexerOptions {
+            max_segment_len: 64,
+            chunk,
+        };
+        let text = |t: Token<'_>| match t {
+            Token::Segment(s) => format!("{}@{:?}", String::from_utf8_lossy(s.raw()), s.position()),
+            Token::Warning(e) => format!("W:{:?}@{:?}", e.kind, e.pos),
+            Token::Error(e) => format!("E:{:?}@{:?}", e.kind, e.pos),
+        };
+        // The tokens from the INS on, and where it starts, from a lexer that read it all.
+        let mut lx = Lexer::with_options(input.as_bytes(), opts(4096));
+        let mut all = Vec::new();
+        let mut from = None;
+        while let Some(t) = lx.next_token() {
+            if let Token::Segment(s) = &t {
+                if s.id() == b"INS" {
+                    from = Some((s.position(), s.delimiters()));
+                }
+            }
+            if from.is_some() {
+                all.push(text(t));
+            }
+        }
+        let (at, delims) = from.expect("an INS");
+        let rest = &input.as_bytes()[at.offset as usize..];
+        for chunk in [1, 5, 64, 4096] {
+            for filled in [0, 1, 3, 10, 11, 12, 30, rest.len() - 1, rest.len()] {
+                // Stale bytes after the filled ones must never be read.
+                let mut buf = rest[..filled].to_vec();
+                buf.extend_from_slice(b"~~~~ISA*~~~");
+                let mut lx =
+                    Lexer::resume_filled(&rest[filled..], opts(chunk), delims, at, buf, filled);
+                let mut got = Vec::new();
+                while let Some(t) = lx.next_token() {
+                    got.push(text(t));
+                }
+                assert_eq!(got, all, "chunk {chunk}, {filled} bytes in hand");
+            }
+        }
+    }
+
+    #[test]
     fn isa_is_exactly_106_bytes() {
         assert_eq!(ISA.len(), ISA_LEN);
     }
