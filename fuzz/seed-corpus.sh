@@ -3,7 +3,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 samples="$here/../samples/834"
-for target in lexer check_834; do
+for target in lexer check_834 split; do
     mkdir -p "$here/corpus/$target"
     for f in "$samples"/*.x12 "$samples"/errors/*; do
         [ -f "$f" ] || continue
