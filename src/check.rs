@@ -113,6 +113,41 @@ pub trait Observer {
     }
 }
 
+/// An observer that writes down every event it gets, one line of text each, in order: the
+/// findings and the interchange, group and set results, not the member records (so a large
+/// set may be checked in pieces, [`crate::split`]). For comparing two ways of checking the
+/// same bytes: the split's tests and its fuzz target compare a split check's log with a
+/// sequential check's.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EventLog(pub Vec<String>);
+
+impl Observer for EventLog {
+    fn finding(&mut self, f: Finding) {
+        self.0.push(format!("{f:?}"));
+    }
+    fn interchange_start(&mut self, i: &InterchangeInfo) {
+        self.0.push(format!("ISA {i:?}"));
+    }
+    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
+        self.0.push(format!("IEA {i:?} {ta1:?} {groups}"));
+    }
+    fn group_start(&mut self, g: &GroupInfo) {
+        self.0.push(format!("GS {g:?}"));
+    }
+    fn group_end(&mut self, r: &GroupResult) {
+        self.0.push(format!("GE {r:?}"));
+    }
+    fn set_start(&mut self, s: &SetInfo) {
+        self.0.push(format!("ST {s:?}"));
+    }
+    fn set_end(&mut self, r: &SetResult) {
+        self.0.push(format!("SE {r:?}"));
+    }
+    fn wants_records(&self) -> bool {
+        false
+    }
+}
+
 /// A trading-partner policy: sets a finding's severity knowing who sent it and for which group,
 /// or drops it (returns false). Applied before a finding counts toward any disposition.
 pub trait FindingPolicy: Send + Sync {

@@ -8,60 +8,20 @@ mod pieces;
 mod util;
 
 use eligo::ack::{AckSettings, AckWriter};
-use eligo::check::{
-    check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
-    Ta1Result,
-};
-use eligo::finding::Finding;
+use eligo::check::{check_stream, Engine, EventLog};
 use eligo::split::{check_file, SplitOptions, SplitStats};
 use pieces::{boundary_damages, broken_envelopes, file_with, opts, subscriber_starts};
 use util::generated;
 
-/// Records every event an observer gets, as text.
-#[derive(Default)]
-struct Events(Vec<String>);
-
-impl Observer for Events {
-    fn wants_records(&self) -> bool {
-        false
-    }
-    fn finding(&mut self, f: Finding) {
-        self.0.push(serde_json::to_string(&f).unwrap());
-    }
-    fn interchange_start(&mut self, i: &InterchangeInfo) {
-        self.0
-            .push(format!("ISA {}", serde_json::to_string(i).unwrap()));
-    }
-    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
-        self.0.push(format!("IEA {} {ta1:?} {groups}", i.isa13));
-    }
-    fn group_start(&mut self, g: &GroupInfo) {
-        self.0
-            .push(format!("GS {}", serde_json::to_string(g).unwrap()));
-    }
-    fn group_end(&mut self, r: &GroupResult) {
-        self.0
-            .push(format!("GE {}", serde_json::to_string(r).unwrap()));
-    }
-    fn set_start(&mut self, s: &SetInfo) {
-        self.0
-            .push(format!("ST {}", serde_json::to_string(s).unwrap()));
-    }
-    fn set_end(&mut self, r: &SetResult) {
-        self.0
-            .push(format!("SE {}", serde_json::to_string(r).unwrap()));
-    }
-}
-
 fn sequential(engine: &Engine, bytes: &[u8]) -> Vec<String> {
-    let mut ev = Events::default();
+    let mut ev = EventLog::default();
     check_stream(engine, bytes, &mut ev);
     ev.0
 }
 
 fn split(engine: &Engine, bytes: &[u8], o: SplitOptions) -> (Vec<String>, SplitStats) {
     let f = file_with(bytes);
-    let mut ev = Events::default();
+    let mut ev = EventLog::default();
     let stats = check_file(engine, f.as_file(), &mut ev, o);
     (ev.0, stats)
 }

@@ -5,47 +5,12 @@
 //! against the real one at the merge) must never change a finding, whatever the input.
 #![no_main]
 
-use eligo::check::{
-    check_stream, Engine, GroupInfo, GroupResult, InterchangeInfo, Observer, SetInfo, SetResult,
-    Ta1Result,
-};
-use eligo::finding::Finding;
+use eligo::check::{check_stream, Engine, EventLog};
 use eligo::split::{check_file, SplitOptions};
 use libfuzzer_sys::fuzz_target;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, Write};
 use std::sync::{Mutex, OnceLock};
-
-/// Every event an observer gets, as text.
-#[derive(Default)]
-struct Events(Vec<String>);
-
-impl Observer for Events {
-    fn wants_records(&self) -> bool {
-        false
-    }
-    fn finding(&mut self, f: Finding) {
-        self.0.push(format!("{f:?}"));
-    }
-    fn interchange_start(&mut self, i: &InterchangeInfo) {
-        self.0.push(format!("ISA {i:?}"));
-    }
-    fn interchange_end(&mut self, i: &InterchangeInfo, ta1: Ta1Result, groups: u32) {
-        self.0.push(format!("IEA {i:?} {ta1:?} {groups}"));
-    }
-    fn group_start(&mut self, g: &GroupInfo) {
-        self.0.push(format!("GS {g:?}"));
-    }
-    fn group_end(&mut self, r: &GroupResult) {
-        self.0.push(format!("GE {r:?}"));
-    }
-    fn set_start(&mut self, s: &SetInfo) {
-        self.0.push(format!("ST {s:?}"));
-    }
-    fn set_end(&mut self, r: &SetResult) {
-        self.0.push(format!("SE {r:?}"));
-    }
-}
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -73,7 +38,7 @@ fn scratch() -> &'static Mutex<File> {
 
 fuzz_target!(|data: &[u8]| {
     let e = engine();
-    let mut sequential = Events::default();
+    let mut sequential = EventLog::default();
     check_stream(e, data, &mut sequential);
     let mut file = scratch().lock().unwrap_or_else(|p| p.into_inner());
     file.set_len(0).expect("truncate the scratch file");
@@ -86,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
             piece,
             min_set: 0,
         };
-        let mut split = Events::default();
+        let mut split = EventLog::default();
         check_file(e, &file, &mut split, opts);
         if split.0 != sequential.0 {
             let at = split.0.iter().zip(&sequential.0).position(|(a, b)| a != b);
