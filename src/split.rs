@@ -513,8 +513,9 @@ impl Planner<'_> {
     /// ([`Lexer::resume_filled`]). Before, the planner read the piece in small chunks to
     /// count it and the piece's thread read it again: two kernel copies of every byte of a
     /// split file (the planner's was a third of its thread's time). When the subscriber is
-    /// further away, or the piece longer than [`PREFIX_LIMIT`], the rest is searched and
-    /// counted in chunks as before, and the piece's thread reads what the buffer lacks.
+    /// further away, or the piece longer than [`PREFIX_LIMIT`], the search goes on and the
+    /// whole piece is counted in chunks as before (rare: the bytes read first are read
+    /// again), and the piece's thread reads what its buffer lacks.
     fn next_piece(&mut self) -> io::Result<Option<Planned>> {
         if let Some(planned) = self.ready.take() {
             return Ok(Some(planned));
@@ -560,18 +561,16 @@ impl Planner<'_> {
             0 => None,
             n => self.search(&bytes[..n], start.offset, target, window_end.min(limit)),
         };
+        // (`search` only returns a subscriber whose terminator is in the bytes, so the piece,
+        // up to and past its boundary, is all in them.)
         let (b, after, (lines, terms, se)) = match quick {
             Some(None) => return Ok(planned(last, bytes)),
-            Some(Some((b, after))) if after <= start.offset + filled as u64 => {
+            Some(Some((b, after))) => {
                 let counts = self.count(&bytes[..filled], start.offset, start.offset, b, b);
                 (b, after, counts)
             }
-            found => {
-                let found = match found {
-                    Some(found) => found,
-                    None => self.find(window_end.max(target), limit)?,
-                };
-                let Some((b, after)) = found else {
+            None => {
+                let Some((b, after)) = self.find(window_end.max(target), limit)? else {
                     return Ok(planned(last, bytes));
                 };
                 (b, after, self.count_range(start.offset, b)?)
