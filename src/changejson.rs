@@ -594,30 +594,35 @@ impl Json for SourceView<'_> {
 /// depends on it being complete.
 pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
     let mut record = blank_record();
-    read_record_into(line, &mut record).then_some(record)
+    read_record_into(line, &mut record).map(|_| record)
 }
 
 /// [`read_record`] into `record`, a record read before: its strings (and its vectors' values)
 /// take the line's values in place, so the memory they hold is used again. Every field is
-/// set, as [`read_record`] sets it. `false` when the line is left to serde_json, and `record`
-/// then holds a mix of both lines, to be replaced.
+/// set, as [`read_record`] sets it. Gives where the line's parts are, as
+/// [`crate::changes::ChangeRecord::write_json`] gives them for the record it writes; `None`
+/// when the line is left to serde_json, and `record` then holds a mix of both lines, to be
+/// replaced.
 ///
-/// Why: `eligo run` reads back every change it spooled, and a new record cost an allocation
-/// for each of its two dozen strings, and a free of each when it was dropped after the store
-/// had it; the run reads each chunk into the records of a chunk already recorded
-/// (docs/performance.md, runperf10).
-pub fn read_record_into(line: &[u8], record: &mut crate::changes::ChangeRecord) -> bool {
+/// Why in place: `eligo run` reads back every change it spooled, and a new record cost an
+/// allocation for each of its two dozen strings, and a free of each when it was dropped after
+/// the store had it; the run reads each chunk into the records of a chunk already recorded
+/// (docs/performance.md, runperf10). Why the spans: the run splices the rules' verdict into
+/// the line, and searched the line for its parts again to do so (runperf21).
+pub fn read_record_into(
+    line: &[u8],
+    record: &mut crate::changes::ChangeRecord,
+) -> Option<crate::changes::JsonSpans> {
     // The line's UTF-8 checked once (serde_json checks each string; invalid UTF-8 outside a
     // string is no JSON either): one pass, where a check per string cost a call per value.
-    let Ok(text) = std::str::from_utf8(line) else {
-        return false;
-    };
+    let text = std::str::from_utf8(line).ok()?;
     let r = &mut Reader {
         text,
         b: line,
         i: 0,
     };
-    r.record_in(record).is_some() && r.i == line.len()
+    let spans = r.record_in(record)?;
+    (r.i == line.len()).then_some(spans)
 }
 
 /// Where the JSON string whose content starts `b` ends: the index of its closing `"`, or `None`
@@ -1072,12 +1077,19 @@ impl<'a> Reader<'a> {
         self.eat(b'}')
     }
 
-    fn record_in(&mut self, r: &mut crate::changes::ChangeRecord) -> Option<()> {
+    /// The record, and where its parts are in the line (the record itself ends where the
+    /// line does, which the caller checks).
+    fn record_in(
+        &mut self,
+        r: &mut crate::changes::ChangeRecord,
+    ) -> Option<crate::changes::JsonSpans> {
         let f = &mut self.begin()?;
         self.need(f, "schema")?;
         self.string_in(&mut r.schema)?;
         self.need(f, "change_id")?;
+        let id_start = self.i + 1;
         self.string_in(&mut r.change_id)?;
+        let change_id = id_start..self.i - 1;
         self.need(f, "kind")?;
         let kind = self.str()?;
         r.kind = ChangeKind::ALL
@@ -1099,18 +1111,30 @@ impl<'a> Reader<'a> {
         self.need(f, "reason")?;
         r.reason = self.opt(|r| r.label(MaintenanceReason::from_exact_label))?;
         self.need(f, "new")?;
+        let new_start = self.i;
         self.data_in(&mut r.new)?;
+        let new = new_start..self.i;
         self.need(f, "old")?;
+        let old_start = self.i;
         self.opt_in(&mut r.old, Self::data_in)?;
+        let old = r.old.is_some().then_some(old_start..self.i);
         self.need(f, "source")?;
         self.trace_in(&mut r.source)?;
         self.opt_field(f, "broker_license", &mut r.broker_license, Self::string_in)?;
+        let content_end = self.i;
         r.status = self.opt_key(f, "status", |r| {
             let s = r.str()?;
             TransactionStatus::ALL.into_iter().find(|t| t.as_str() == s)
         })?;
         self.opt_field(f, "invoice_period", &mut r.invoice_period, Self::string_in)?;
-        self.eat(b'}')
+        self.eat(b'}')?;
+        Some(crate::changes::JsonSpans {
+            record: 0..self.i,
+            change_id,
+            content_end,
+            new,
+            old,
+        })
     }
 }
 
@@ -1127,7 +1151,7 @@ fn blank_trace() -> SourceTrace {
 }
 
 /// A record with nothing in it yet, to be read into.
-fn blank_record() -> crate::changes::ChangeRecord {
+pub(crate) fn blank_record() -> crate::changes::ChangeRecord {
     crate::changes::ChangeRecord {
         schema: String::new(),
         change_id: String::new(),

@@ -621,13 +621,17 @@ impl ChangeRecord {
     }
 
     /// [`ChangeRecord::from_json`] into `self`, whose strings take the values in place when
-    /// the line is read by hand ([`crate::changejson::read_record_into`]). On an error `self`
-    /// holds part of the line: it is to be dropped.
-    pub fn read_json(&mut self, line: &[u8]) -> serde_json::Result<()> {
-        if !crate::changejson::read_record_into(line, self) {
-            *self = serde_json::from_slice(line)?;
+    /// the line is read by hand ([`crate::changejson::read_record_into`]), which also gives
+    /// where the line's parts are (`None` when serde_json read it). On an error `self` holds
+    /// part of the line: it is to be dropped.
+    pub fn read_json(&mut self, line: &[u8]) -> serde_json::Result<Option<JsonSpans>> {
+        match crate::changejson::read_record_into(line, self) {
+            Some(spans) => Ok(Some(spans)),
+            None => {
+                *self = serde_json::from_slice(line)?;
+                Ok(None)
+            }
         }
-        Ok(())
     }
 
     /// The record borrowed.
@@ -2225,7 +2229,7 @@ mod tests {
         let mut slot = ChangeRecord::from_json(&lines[0]).unwrap();
         for line in &order {
             match slot.read_json(line) {
-                Ok(()) => assert_eq!(Ok(&slot), serde(line).as_ref()),
+                Ok(_) => assert_eq!(Ok(&slot), serde(line).as_ref()),
                 Err(e) => {
                     assert_eq!(Err(e.to_string()), serde(line));
                     slot = ChangeRecord::from_json(&lines[0]).unwrap();

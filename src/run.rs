@@ -836,7 +836,8 @@ fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
 }
 
 /// The spooled lines of a chunk's records (line breaks aside), one after another in one
-/// buffer, for [`spool_spans`].
+/// buffer, each with where its parts are when the reader found them
+/// ([`ChangeRecord::read_json`]), for [`with_verdict`].
 ///
 /// Why: a vector per line cost an allocation and a free for every change of the run, and a
 /// copy of the line besides the one read; the buffers go back to the reading to be filled
@@ -846,12 +847,15 @@ struct Lines {
     bytes: Vec<u8>,
     /// Where each line ends in `bytes` (the last one at its end).
     ends: Vec<usize>,
+    /// Where each line's parts are, within the line (`None`: read by serde_json).
+    spans: Vec<Option<crate::changes::JsonSpans>>,
 }
 
 impl Lines {
     fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
+        self.spans.clear();
     }
 
     fn len(&self) -> usize {
@@ -868,6 +872,11 @@ impl Lines {
         self.bytes.get(start..end)
     }
 
+    /// Where line `i`'s parts are, if the reader found them.
+    fn spans(&self, i: usize) -> Option<&crate::changes::JsonSpans> {
+        self.spans.get(i)?.as_ref()
+    }
+
     /// Where the next line starts.
     fn end(&self) -> usize {
         self.ends.last().copied().unwrap_or(0)
@@ -876,6 +885,7 @@ impl Lines {
     /// Removes the last line.
     fn pop(&mut self) {
         self.ends.pop();
+        self.spans.pop();
         self.bytes.truncate(self.end());
     }
 
@@ -888,6 +898,7 @@ impl Lines {
         if let Some(line) = self.get(last) {
             to.bytes.extend_from_slice(line);
             to.ends.push(to.bytes.len());
+            to.spans.push(self.spans.get(last).cloned().flatten());
         }
         self.pop();
     }
@@ -922,23 +933,30 @@ impl<R: Read> SpoolReader<R> {
     /// The next record, its line added to `lines` as their last (only when it decodes);
     /// `None` at the spool's end.
     fn next(&mut self, lines: &mut Lines) -> Option<io::Result<ChangeRecord>> {
-        Self::next_with(&mut self.r, lines, ChangeRecord::from_json)
-    }
-
-    /// [`SpoolReader::next`], boxed, read into a spare record where there is one.
-    fn next_boxed(&mut self, lines: &mut Lines) -> Option<io::Result<Box<ChangeRecord>>> {
-        let spare = &mut self.spare;
-        Self::next_with(&mut self.r, lines, |line| match spare.pop() {
-            Some(mut r) => r.read_json(line).map(|()| r),
-            None => ChangeRecord::from_json(line).map(Box::new),
+        Self::next_with(&mut self.r, lines, |line| {
+            ChangeRecord::from_json(line).map(|r| (r, None))
         })
     }
 
-    /// The next line of `r`, added to `lines` as their last when `read` decodes it.
+    /// [`SpoolReader::next`], boxed, read into a spare record where there is one, its line's
+    /// spans kept with the line.
+    fn next_boxed(&mut self, lines: &mut Lines) -> Option<io::Result<Box<ChangeRecord>>> {
+        let spare = &mut self.spare;
+        Self::next_with(&mut self.r, lines, |line| {
+            let mut r = spare
+                .pop()
+                .unwrap_or_else(|| Box::new(crate::changejson::blank_record()));
+            r.read_json(line).map(|spans| (r, spans))
+        })
+    }
+
+    /// The next line of `r`, added to `lines` as their last, with the spans `read` gives,
+    /// when `read` decodes it.
+    #[allow(clippy::type_complexity)]
     fn next_with<T>(
         r: &mut BufReader<R>,
         lines: &mut Lines,
-        read: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+        read: impl FnOnce(&[u8]) -> serde_json::Result<(T, Option<crate::changes::JsonSpans>)>,
     ) -> Option<io::Result<T>> {
         let start = lines.end();
         lines.bytes.truncate(start);
@@ -957,8 +975,9 @@ impl<R: Read> SpoolReader<R> {
             }
         }
         match lines.bytes.get(start..).map(read) {
-            Some(Ok(r)) => {
+            Some(Ok((r, spans))) => {
                 lines.ends.push(lines.bytes.len());
+                lines.spans.push(spans);
                 Some(Ok(r))
             }
             Some(Err(e)) => {
@@ -971,11 +990,13 @@ impl<R: Read> SpoolReader<R> {
 }
 
 /// Appends what [`ChangeRecord::write_json`] writes for `r` to `out`, from `line`, the
-/// spooled JSON of `r` without its verdict, and `spans`, where [`spool_spans`] found its parts:
-/// the line's content, then `r`'s verdict (`status`, `invoice_period`) as the writer writes it
-/// (in `tail`, a buffer of the caller's). Gives the spans of what was appended, in `out`;
-/// appends nothing when the line is not UTF-8.
+/// spooled JSON of `r` without its verdict, and `spans`, where the spool's reader found its
+/// parts ([`ChangeRecord::read_json`]): the line's content, then `r`'s verdict (`status`,
+/// `invoice_period`) as the writer writes it (in `tail`, a buffer of the caller's). Gives the
+/// spans of what was appended, in `out`; appends nothing when the line is not UTF-8.
 ///
+/// Why: a spooled record's JSON was written by the parse; writing it again for the batch and
+/// the store cost about a twentieth of the run's instructions (docs/performance.md, runperf6).
 /// Why straight into `out`, the chunk's JSON: the line was copied into a buffer of its own
 /// first, and from there into the chunk's, a kilobyte copied twice per change (runperf15).
 fn with_verdict(
@@ -1019,67 +1040,6 @@ fn shifted(spans: crate::changes::JsonSpans, by: usize) -> crate::changes::JsonS
         new: on(spans.new),
         old: spans.old.map(on),
     }
-}
-
-/// Where [`ChangeRecord::write_json`] puts the parts of record `id` in `line`, a spooled line,
-/// when the line is what it writes for a record without the rules' verdict (`status`,
-/// `invoice_period`), which then is all that writing the record again would add: the run's
-/// JSON of a spooled change is the line with the verdict spliced in before its last `}`.
-/// `None` when the line is not laid out so (the record is then written anew).
-///
-/// Why: a spooled record's JSON was written by the parse; writing it again for the batch and
-/// the store cost about a twentieth of the run's instructions (docs/performance.md, runperf6).
-///
-/// How: the top-level keys are found by their text (`,"new":`...). A string's `"` is always
-/// escaped in JSON, so `,"` never occurs inside a string, and the member's data (`new`, `old`)
-/// has no key named `old` or `source`: the first `,"old":` after `new` ends it, and the first
-/// `,"source":` after that ends `old` (a test checks a record with every field against
-/// [`ChangeRecord::write_json`]).
-fn spool_spans(line: &[u8], id: &str) -> Option<crate::changes::JsonSpans> {
-    use memchr::memmem::Finder;
-    // The searchers made once: building one costs more than a search of a line.
-    static KEYS: std::sync::OnceLock<[Finder<'static>; 4]> = std::sync::OnceLock::new();
-    let [id_key, new_key, old_key, source_key] = KEYS.get_or_init(|| {
-        [
-            Finder::new(b",\"change_id\":\""),
-            Finder::new(b",\"new\":"),
-            Finder::new(b",\"old\":"),
-            Finder::new(b",\"source\":"),
-        ]
-    });
-    let after = |key: &Finder<'_>, from: usize| -> Option<(usize, usize)> {
-        let at = from + key.find(line.get(from..)?)?;
-        Some((at, at + key.needle().len()))
-    };
-    if line.first() != Some(&b'{') || line.last() != Some(&b'}') {
-        return None;
-    }
-    let (_, id_start) = after(id_key, 0)?;
-    let change_id = id_start..id_start + id.len();
-    if line.get(change_id.clone())? != id.as_bytes() || line.get(change_id.end) != Some(&b'"') {
-        return None;
-    }
-    let (_, new_start) = after(new_key, change_id.end)?;
-    let (new_end, old_start) = after(old_key, new_start)?;
-    let (old_end, _) = after(source_key, old_start)?;
-    let object = |r: &std::ops::Range<usize>| {
-        r.len() >= 2 && line.get(r.start) == Some(&b'{') && line.get(r.end - 1) == Some(&b'}')
-    };
-    let new = new_start..new_end;
-    let old = match line.get(old_start..old_end)? {
-        b"null" => None,
-        _ => Some(old_start..old_end),
-    };
-    if !object(&new) || old.as_ref().is_some_and(|o| !object(o)) {
-        return None;
-    }
-    Some(crate::changes::JsonSpans {
-        record: 0..line.len(),
-        change_id,
-        content_end: line.len() - 1,
-        new,
-        old,
-    })
 }
 
 /// Bytes of a spool read before they are handed back ([`Releasing`]).
@@ -1746,7 +1706,8 @@ impl Prep {
         p.csv.clear();
         p.failed = None;
         for (i, (r, a)) in p.records.iter_mut().zip(assessed.drain(..)).enumerate() {
-            let line = p.lines.get(i);
+            // A line whose parts the reader found: the record's JSON up to its verdict.
+            let line = p.lines.get(i).zip(p.lines.spans(i));
             let r = &mut **r;
             let v = self.prepare_one(file, actx.sender, (r, line), a, &mut p.json, &mut p.csv);
             match v {
@@ -1765,7 +1726,10 @@ impl Prep {
         &mut self,
         file: &FileRow,
         sender: Option<&str>,
-        (r, line): (&mut ChangeRecord, Option<&[u8]>),
+        (r, line): (
+            &mut ChangeRecord,
+            Option<(&[u8], &crate::changes::JsonSpans)>,
+        ),
         mut a: crate::rules::Assessment,
         all_json: &mut String,
         all_csv: &mut Vec<u8>,
@@ -1799,8 +1763,8 @@ impl Prep {
         }
         // A spooled record without a verdict: its line is its JSON up to the verdict.
         let spooled = match line {
-            Some(line) if r.status.is_none() && r.invoice_period.is_none() => {
-                spool_spans(line, &r.change_id).map(|spans| (line, spans))
+            Some((line, spans)) if r.status.is_none() && r.invoice_period.is_none() => {
+                Some((line, spans.clone()))
             }
             _ => None,
         };
@@ -2845,6 +2809,9 @@ mod tests {
             }
         }
         assert!(records.len() > 10);
+        let mut r0 = records[0].clone();
+        r0.status = None;
+        r0.invoice_period = None;
         let mut checked = 0;
         for mut r in records {
             r.status = None;
@@ -2857,7 +2824,9 @@ mod tests {
                 }
                 let mut line = Vec::new();
                 r.write_json(&mut line).unwrap();
-                let spans = spool_spans(&line, &r.change_id).expect("a line as written");
+                let mut read = crate::changejson::blank_record();
+                let spans = read.read_json(&line).unwrap().expect("a line as written");
+                assert_eq!(read, r);
                 r.status = Some(TransactionStatus::Pending);
                 if variant != 2 {
                     r.invoice_period = Some("2025-02".into());
@@ -2874,9 +2843,14 @@ mod tests {
             }
         }
         assert!(checked > 30);
-        // Not a line as written: left to be written anew.
-        assert!(spool_spans(b"{}", "x").is_none());
-        assert!(spool_spans(b"{\"change_id\":\"x\"}", "x").is_none());
+        // Not a line as written (white space after its brace): read by serde_json, without
+        // spans, so written anew.
+        let mut line = b"{ ".to_vec();
+        let mut r = r0.clone();
+        r.write_json(&mut line).unwrap();
+        line.remove(2);
+        assert_eq!(r.read_json(&line).unwrap(), None);
+        assert_eq!(r, r0);
     }
 
     /// The spool's reader keeps each record's line (line break aside, `\n` or `\r\n`, the
