@@ -593,8 +593,11 @@ impl Json for SourceView<'_> {
 /// is left to serde_json, so what this accepts it reads as serde_json reads it and nothing
 /// depends on it being complete.
 pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
+    // The line's UTF-8 checked once (serde_json checks each string; invalid UTF-8 outside a
+    // string is no JSON either): one pass, where a check per string cost a call per value.
+    let text = std::str::from_utf8(line).ok()?;
     let mut record = blank_record();
-    read_record_into(line, &mut record).map(|_| record)
+    read_record_into(text, &mut record).map(|_| record)
 }
 
 /// [`read_record`] into `record`, a record read before: its strings (and its vectors' values)
@@ -610,15 +613,12 @@ pub fn read_record(line: &[u8]) -> Option<crate::changes::ChangeRecord> {
 /// (docs/performance.md, runperf10). Why the spans: the run splices the rules' verdict into
 /// the line, and searched the line for its parts again to do so (runperf21).
 pub fn read_record_into(
-    line: &[u8],
+    line: &str,
     record: &mut crate::changes::ChangeRecord,
 ) -> Option<crate::changes::JsonSpans> {
-    // The line's UTF-8 checked once (serde_json checks each string; invalid UTF-8 outside a
-    // string is no JSON either): one pass, where a check per string cost a call per value.
-    let text = std::str::from_utf8(line).ok()?;
     let r = &mut Reader {
-        text,
-        b: line,
+        text: line,
+        b: line.as_bytes(),
         i: 0,
     };
     let spans = r.record_in(record)?;

@@ -841,11 +841,13 @@ fn records_of<R: Read>(f: R) -> impl Iterator<Item = io::Result<ChangeRecord>> {
 ///
 /// Why: a vector per line cost an allocation and a free for every change of the run, and a
 /// copy of the line besides the one read; the buffers go back to the reading to be filled
-/// again ([`Ctx::emit_spooled`]).
+/// again ([`Ctx::emit_spooled`]). Why text: each line's UTF-8 is checked once, as it is read
+/// ([`SpoolReader::next_with`]); the reader and the splice of the verdict each checked it
+/// again (runperf21).
 #[derive(Debug, Default)]
 struct Lines {
-    bytes: Vec<u8>,
-    /// Where each line ends in `bytes` (the last one at its end).
+    text: String,
+    /// Where each line ends in `text` (the last one at its end), on a character boundary.
     ends: Vec<usize>,
     /// Where each line's parts are, within the line (`None`: read by serde_json).
     spans: Vec<Option<crate::changes::JsonSpans>>,
@@ -853,7 +855,7 @@ struct Lines {
 
 impl Lines {
     fn clear(&mut self) {
-        self.bytes.clear();
+        self.text.clear();
         self.ends.clear();
         self.spans.clear();
     }
@@ -863,13 +865,13 @@ impl Lines {
     }
 
     /// Line `i`, if there are that many.
-    fn get(&self, i: usize) -> Option<&[u8]> {
+    fn get(&self, i: usize) -> Option<&str> {
         let end = *self.ends.get(i)?;
         let start = match i.checked_sub(1) {
             Some(before) => *self.ends.get(before)?,
             None => 0,
         };
-        self.bytes.get(start..end)
+        self.text.get(start..end)
     }
 
     /// Where line `i`'s parts are, if the reader found them.
@@ -886,7 +888,7 @@ impl Lines {
     fn pop(&mut self) {
         self.ends.pop();
         self.spans.pop();
-        self.bytes.truncate(self.end());
+        self.text.truncate(self.end());
     }
 
     /// Moves the last line to the end of `to`.
@@ -896,8 +898,8 @@ impl Lines {
         }
         let last = self.len() - 1;
         if let Some(line) = self.get(last) {
-            to.bytes.extend_from_slice(line);
-            to.ends.push(to.bytes.len());
+            to.text.push_str(line);
+            to.ends.push(to.text.len());
             to.spans.push(self.spans.get(last).cloned().flatten());
         }
         self.pop();
@@ -934,7 +936,8 @@ impl<R: Read> SpoolReader<R> {
     /// `None` at the spool's end.
     fn next(&mut self, lines: &mut Lines) -> Option<io::Result<ChangeRecord>> {
         Self::next_with(&mut self.r, lines, |line| {
-            ChangeRecord::from_json(line).map(|r| (r, None))
+            let mut r = crate::changejson::blank_record();
+            r.read_json(line).map(|spans| (r, spans))
         })
     }
 
@@ -956,32 +959,34 @@ impl<R: Read> SpoolReader<R> {
     fn next_with<T>(
         r: &mut BufReader<R>,
         lines: &mut Lines,
-        read: impl FnOnce(&[u8]) -> serde_json::Result<(T, Option<crate::changes::JsonSpans>)>,
+        read: impl FnOnce(&str) -> serde_json::Result<(T, Option<crate::changes::JsonSpans>)>,
     ) -> Option<io::Result<T>> {
         let start = lines.end();
-        lines.bytes.truncate(start);
-        match r.read_until(b'\n', &mut lines.bytes) {
+        lines.text.truncate(start);
+        // A line that is not UTF-8 is an error of its own (and no JSON): its bytes are read
+        // and dropped, and the next call reads the line after it.
+        match r.read_line(&mut lines.text) {
             Ok(0) => return None,
             Ok(_) => {}
             Err(e) => {
-                lines.bytes.truncate(start);
+                lines.text.truncate(start);
                 return Some(Err(e));
             }
         }
-        if lines.bytes.last() == Some(&b'\n') {
-            lines.bytes.pop();
-            if lines.bytes.last() == Some(&b'\r') {
-                lines.bytes.pop();
+        if lines.text.ends_with('\n') {
+            lines.text.pop();
+            if lines.text.ends_with('\r') {
+                lines.text.pop();
             }
         }
-        match lines.bytes.get(start..).map(read) {
+        match lines.text.get(start..).map(read) {
             Some(Ok((r, spans))) => {
-                lines.ends.push(lines.bytes.len());
+                lines.ends.push(lines.text.len());
                 lines.spans.push(spans);
                 Some(Ok(r))
             }
             Some(Err(e)) => {
-                lines.bytes.truncate(start);
+                lines.text.truncate(start);
                 Some(Err(io::Error::other(e)))
             }
             None => Some(Err(io::Error::other("a spooled line out of its buffer"))),
@@ -1000,7 +1005,7 @@ impl<R: Read> SpoolReader<R> {
 /// Why straight into `out`, the chunk's JSON: the line was copied into a buffer of its own
 /// first, and from there into the chunk's, a kilobyte copied twice per change (runperf15).
 fn with_verdict(
-    line: &[u8],
+    line: &str,
     spans: crate::changes::JsonSpans,
     r: &ChangeRecord,
     out: &mut String,
@@ -1010,7 +1015,6 @@ fn with_verdict(
     let content = line
         .get(..spans.content_end)
         .ok_or_else(|| io::Error::other("a spooled record's spans out of its line"))?;
-    let content = std::str::from_utf8(content).map_err(io::Error::other)?;
     tail.clear();
     if let Some(status) = &r.status {
         tail.extend_from_slice(json_key!("status").as_bytes());
@@ -1728,7 +1732,7 @@ impl Prep {
         sender: Option<&str>,
         (r, line): (
             &mut ChangeRecord,
-            Option<(&[u8], &crate::changes::JsonSpans)>,
+            Option<(&str, &crate::changes::JsonSpans)>,
         ),
         mut a: crate::rules::Assessment,
         all_json: &mut String,
@@ -2824,6 +2828,7 @@ mod tests {
                 }
                 let mut line = Vec::new();
                 r.write_json(&mut line).unwrap();
+                let line = String::from_utf8(line).unwrap();
                 let mut read = crate::changejson::blank_record();
                 let spans = read.read_json(&line).unwrap().expect("a line as written");
                 assert_eq!(read, r);
@@ -2849,13 +2854,14 @@ mod tests {
         let mut r = r0.clone();
         r.write_json(&mut line).unwrap();
         line.remove(2);
+        let line = String::from_utf8(line).unwrap();
         assert_eq!(r.read_json(&line).unwrap(), None);
         assert_eq!(r, r0);
     }
 
     /// The spool's reader keeps each record's line (line break aside, `\n` or `\r\n`, the
-    /// last perhaps without) as the last of its lines, and none of a line that does not decode;
-    /// a line moved to another buffer leaves the others as they were.
+    /// last perhaps without) as the last of its lines, and none of a line that does not decode
+    /// or is not UTF-8; a line moved to another buffer leaves the others as they were.
     #[test]
     fn a_spool_reader_keeps_each_records_line_in_one_buffer() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/834/clean-change.x12");
@@ -2870,7 +2876,7 @@ mod tests {
         assert!(want.len() >= 3);
         let mut spool = Vec::new();
         spool.extend_from_slice(want[0]);
-        spool.extend_from_slice(b"\r\nnot a record\n");
+        spool.extend_from_slice(b"\r\nnot a record\n\xffnot UTF-8\n");
         for l in &want[1..] {
             spool.extend_from_slice(l);
             spool.push(b'\n');
@@ -2880,19 +2886,23 @@ mod tests {
         let mut lines = Lines::default();
         assert!(reader.next(&mut lines).unwrap().is_ok());
         assert!(reader.next(&mut lines).unwrap().is_err());
+        assert!(reader.next(&mut lines).unwrap().is_err());
         while let Some(r) = reader.next(&mut lines) {
             r.unwrap();
         }
         assert_eq!(lines.len(), want.len());
+        fn get(lines: &Lines, i: usize) -> Option<&[u8]> {
+            lines.get(i).map(str::as_bytes)
+        }
         for (i, l) in want.iter().enumerate() {
-            assert_eq!(lines.get(i), Some(*l));
+            assert_eq!(get(&lines, i), Some(*l));
         }
         assert_eq!(lines.get(want.len()), None);
         let mut other = Lines::default();
         lines.move_last(&mut other);
-        assert_eq!(other.get(0), want.last().copied());
+        assert_eq!(get(&other, 0), want.last().copied());
         assert_eq!(lines.len(), want.len() - 1);
-        assert_eq!(lines.get(0), Some(want[0]));
+        assert_eq!(get(&lines, 0), Some(want[0]));
     }
 
     /// A spool read for the last time gives every byte as written, and what was read is
