@@ -210,6 +210,12 @@ impl Json for bool {
     }
 }
 
+impl Json for u8 {
+    fn json(&self, out: &mut Vec<u8>) {
+        uint(out, u64::from(*self))
+    }
+}
+
 impl Json for u32 {
     fn json(&self, out: &mut Vec<u8>) {
         uint(out, u64::from(*self))
