@@ -692,7 +692,7 @@ impl<'a> Reader<'a> {
         (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
-    #[inline]
+    #[inline(always)]
     fn literal(&mut self, s: &[u8]) -> bool {
         let hit = self.b[self.i..].starts_with(s);
         if hit {
@@ -710,7 +710,13 @@ impl<'a> Reader<'a> {
 
     /// Whether `"name":` (after a comma unless it is the first field) comes next; if so it is
     /// read.
-    #[inline]
+    ///
+    /// Why always inlined, with the methods that pass a key name on (`need`, `opt_field`,
+    /// `opt_key`) and `literal`: inlined where the name is a constant, its compare is a few
+    /// loads; `need` and the optional fields' readers were left as calls, and each compare was
+    /// a call to `memcmp`, about a ninth of reading a spool back (docs/performance.md,
+    /// runperf21).
+    #[inline(always)]
     fn key(&mut self, f: &mut Fields, name: &str) -> bool {
         let rest = &self.b[self.i..];
         let comma = usize::from(!f.first);
@@ -732,7 +738,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A field that must come next.
-    #[inline]
+    #[inline(always)]
     fn need(&mut self, f: &mut Fields, name: &str) -> Option<()> {
         self.key(f, name).then_some(())
     }
@@ -776,7 +782,7 @@ impl<'a> Reader<'a> {
 
     /// An optional field read in place ([`Reader::opt_in`]): `None` when its key does not
     /// come next.
-    #[inline]
+    #[inline(always)]
     fn opt_field<T: Default>(
         &mut self,
         f: &mut Fields,
@@ -793,7 +799,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An optional field's value (`None` when its key does not come next or it is `null`).
-    #[inline]
+    #[inline(always)]
     fn opt_key<T>(
         &mut self,
         f: &mut Fields,
