@@ -516,11 +516,11 @@ fn need_of(s: &Slot, own: Option<u64>) -> Vec<Need> {
     }]
 }
 
-/// What a value test that only the codes `codes` pass needs: the segment of `s`, and, when `s`
-/// reads an element of a segment looked up by ID alone, a segment with that ID whose element
-/// holds one of the codes (a [`Target`] interned for it, so the member's index answers it with
-/// one table read). The value is that element of a segment with that ID: the member (or
-/// header) holds such a segment whenever the test passes. Rules keyed on a qualifier (`INS01`
+/// What a value test that only the codes `codes` pass (or that only they fail) needs: the
+/// segment of `s`, and, when `s` reads an element of a segment looked up by ID alone, a segment
+/// with that ID whose element holds one of the codes (a [`Target`] interned for it, so the
+/// member's index answers it with one table read). The value is that element of a segment with
+/// that ID: the member (or header) holds such a segment whenever the test passes (fails). Rules keyed on a qualifier (`INS01`
 /// is `Y`, `HD01` is `024`) or on another code (`INS03` is `024`, `INS05` is `C`) are so
 /// skipped for the members without one.
 fn need_of_codes(
@@ -572,6 +572,17 @@ fn needs(p: &Plan, truth: bool, own: Option<u64>, targets: &mut Vec<Target>) -> 
             Some(c) if !c.contains(b"") => need_of_codes(of, own, c, targets),
             _ => Vec::new(),
         },
+        // With no codes it must be one of, a value fails only by being one of `not_in`: the
+        // segment holding it is there (`INS03` must not be `030` needs an `INS` whose INS03
+        // is `030`). Rules that forbid a code are so skipped for the members without it.
+        (
+            Plan::Value {
+                of,
+                in_: None,
+                not_in,
+            },
+            false,
+        ) if !not_in.contains(b"") => need_of_codes(of, own, not_in, targets),
         (Plan::Present(of), true) => need_of(of, own),
         (Plan::DateOrder(a, b), false) => {
             let mut v = need_of(a, own);
@@ -2477,6 +2488,11 @@ mod tests {
         assert!(on("834-S6", 3, "024"));
         assert!(on("834-S27", 3, "025"));
         assert!(!on("834-S5", 8, "2"));
+        // A code a value must not be is needed for the test to fail: INS03 must not be 030
+        // (on another element) and HD01 must not be 030 (the qualifier).
+        assert!(on("834-S5", 3, "030"));
+        assert!(on("834-S5H", 1, "030"));
+        assert!(on("834-S2", 2, "18"));
         // The rule's own segment answers element 1 of a segment scope: no member segment is
         // needed (only the header's BGN, for BGN03).
         assert!(need("834-S26").iter().all(|&(header, _)| header));
