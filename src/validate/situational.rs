@@ -1165,6 +1165,17 @@ impl RuleSet {
             };
             let also = needs(&require, false, own, &mut targets);
             add_needs(&mut need, also);
+            if let Scope::Segment(_, Some(_), target) = scope {
+                // The rule applies at each segment with its ID, which its target lists: a
+                // member without one has no scope for it (N4, DMG: most members).
+                add_needs(
+                    &mut need,
+                    vec![Need {
+                        header: false,
+                        target,
+                    }],
+                );
+            }
             drop_implied(&mut need, &targets);
             if matches!(scope, Scope::Segment(_, None, _)) {
                 // An ID that does not pack: its segments' keys are not their own.
@@ -2452,9 +2463,11 @@ mod tests {
         assert_eq!(need("834-S24A"), vec![(false, dtp), (false, dtp)]);
         // A value test that an absent value fails needs its segment ...
         assert!(need("834-S18").contains(&(false, pla)));
-        // ... but not one that an absent value passes, nor the rule's own segment.
-        assert!(need("834-S23").is_empty());
-        assert!(need("834-S22").is_empty());
+        // ... but not one that an absent value passes, nor the rule's own segment beyond
+        // the one its scope needs.
+        let n4 = crate::schema::pack_const(b"N4");
+        assert_eq!(need("834-S23"), vec![(false, n4)]);
+        assert_eq!(need("834-S22"), vec![(false, n4)]);
         // A value test on element 1 needs a segment with one of its codes there (and that
         // implies the segment itself).
         let ins = crate::schema::pack_const(b"INS");
@@ -2494,8 +2507,11 @@ mod tests {
         assert!(on("834-S5H", 1, "030"));
         assert!(on("834-S2", 2, "18"));
         // The rule's own segment answers element 1 of a segment scope: no member segment is
-        // needed (only the header's BGN, for BGN03).
-        assert!(need("834-S26").iter().all(|&(header, _)| header));
+        // needed but the scope's (and the header's BGN, for BGN03).
+        let dmg = crate::schema::pack_const(b"DMG");
+        assert!(need("834-S26")
+            .iter()
+            .all(|&(header, key)| header || key == dmg));
         // A header-only condition is evaluated once per member.
         let s4 = rules.rules.iter().find(|r| r.id == "834-S4").unwrap();
         assert!(s4.plan.when_header);
