@@ -2001,6 +2001,10 @@ fn same_subscriber_id(member: &Record, state: &mut SetState, out: &mut Vec<Findi
         } else if rs.key == reff && ref0f.is_none() && rs.qual == QUAL_0F {
             ref0f = Some((rs.position, rs.at, member.element(i, 2)));
         }
+        // The first of each is all that is read, and both lead the member (INS, REF*0F).
+        if ins01.is_some() && ref0f.is_some() {
+            break;
+        }
     }
     let Some((position, at, id)) = ref0f else {
         return;
