@@ -688,10 +688,10 @@ pub struct Index {
     width: usize,
     /// For each target, the record index of the first segment it matches, or [`NONE`].
     first: Vec<u32>,
-    /// For each loop instance of the record, its row in [`Index::first_in`], or [`NONE`] for
-    /// an instance of a loop no rule names (no lookup is ever scoped to it).
-    row: Vec<u32>,
-    /// Per row (instance), per target: the first of the instance's own segments it matches.
+    /// Per loop instance of the record (row `n` for instance `n`), per target: the first of
+    /// the instance's own segments it matches. Every instance has its row, also those of loops
+    /// no rule names (a few in a hundred): a segment's row is its instance, with no table
+    /// from instances to rows to fill per member and read per segment.
     first_in: Vec<u32>,
     /// For each target that a `header.` reference looks up, the first header segment it
     /// matches ([`NONE`] elsewhere).
@@ -736,8 +736,9 @@ pub struct Index {
     /// segment's `by_key` entries (18 for a DTP). Small (3 KiB) and filled on first use: a
     /// fresh index is made for every set (twice: members and header).
     masks: Vec<(u32, u64, u64)>,
-    /// For each schema loop, the [`RuleSet::loops`] entries it is.
-    loop_slots: Vec<Vec<u32>>,
+    /// For each schema loop, the [`RuleSet::loops`] entry it is, or [`NONE`] (the entries
+    /// have distinct IDs, so a loop is at most one of them).
+    loop_slots: Vec<u32>,
 }
 
 impl Index {
@@ -805,8 +806,8 @@ impl Index {
             self.loop_slots.clear();
             self.loop_slots.extend(schema.loops.iter().map(|l| {
                 (0..rules.loops.len() as u32)
-                    .filter(|&s| rules.loops[s as usize].matches(l))
-                    .collect()
+                    .find(|&s| rules.loops[s as usize].matches(l))
+                    .unwrap_or(NONE)
             }));
         }
         let width = rules.targets.len();
@@ -822,32 +823,20 @@ impl Index {
         self.seg_scopes
             .resize_with(rules.seg_scopes.len(), Vec::new);
         self.seg_scopes.iter_mut().for_each(Vec::clear);
-        self.row.clear();
         self.present = 0;
-        let mut rows = 0u32;
         for (n, inst) in rec.instances.iter().enumerate() {
-            let named = self
-                .loop_slots
-                .get(inst.loop_ix)
-                .map_or(&[][..], Vec::as_slice);
-            if named.is_empty() {
-                self.row.push(NONE);
-            } else {
-                self.row.push(rows);
-                rows += 1;
-                for &s in named {
-                    self.loops[s as usize].push(n as u32);
-                }
+            let s = self.loop_slots.get(inst.loop_ix).copied().unwrap_or(NONE);
+            if let Some(l) = self.loops.get_mut(s as usize) {
+                l.push(n as u32);
             }
         }
         self.first_in.clear();
-        self.first_in.resize(rows as usize * width, NONE);
+        self.first_in.resize(rec.instances.len() * width, NONE);
         // The tables written for every segment, borrowed apart from `self` once: written
         // through `self`, each hit reloaded them and stored `present` again.
         let Index {
             first,
             first_in,
-            row: rows_of,
             seg_scopes,
             slots,
             masks,
@@ -857,7 +846,6 @@ impl Index {
         let masks: Option<&mut [(u32, u64, u64); MASKS]> = masks.as_mut_slice().try_into().ok();
         let mut masks = masks.filter(|_| narrow);
         for (i, rs) in rec.segs.iter().enumerate() {
-            let row = || rows_of.get(rs.instance as usize).copied().unwrap_or(NONE);
             let memo = match slots.get(rs.seg_ix) {
                 Some(&(key, lo, hi, elo, ehi)) if key == rs.key => {
                     if lo == hi {
@@ -872,7 +860,6 @@ impl Index {
                 if lo == hi {
                     continue;
                 }
-                let row = row();
                 for &(_, q, t) in &by_key[lo..hi] {
                     let hit = q == rs.qual
                         || q == ANY_QUAL
@@ -883,7 +870,7 @@ impl Index {
                             (first, first_in, seg_scopes, &mut present),
                             width,
                             i,
-                            row,
+                            rs.instance,
                             t,
                         );
                     }
@@ -933,18 +920,17 @@ impl Index {
                     *f = i as u32;
                 }
             }
-            let row = row();
-            if row != NONE {
-                let base = row as usize * width;
-                if let Some(cells) = first_in.get_mut(base..base + width) {
-                    let mut each = hits;
-                    while each != 0 {
-                        let t = each.trailing_zeros() as usize;
-                        each &= each - 1;
-                        if let Some(c) = cells.get_mut(t) {
-                            if *c == NONE {
-                                *c = i as u32;
-                            }
+            // A segment outside every instance (the header's) has no row: the range is past
+            // the table's end.
+            let base = rs.instance as usize * width;
+            if let Some(cells) = first_in.get_mut(base..base + width) {
+                let mut each = hits;
+                while each != 0 {
+                    let t = each.trailing_zeros() as usize;
+                    each &= each - 1;
+                    if let Some(c) = cells.get_mut(t) {
+                        if *c == NONE {
+                            *c = i as u32;
                         }
                     }
                 }
@@ -977,7 +963,7 @@ impl Index {
         }
     }
 
-    /// Record segment `i`, in the instance whose row is `row`, matches target `t`: the
+    /// Record segment `i`, in instance `row` (its row of `first_in`), matches target `t`: the
     /// general case (a segment whose schema segment has another ID, or more than 64 targets),
     /// for the tables [`Index::build`] borrows.
     #[inline]
@@ -995,8 +981,7 @@ impl Index {
                 *present |= 1 << t;
             }
         }
-        if row != NONE {
-            let c = &mut first_in[row as usize * width + t];
+        if let Some(c) = first_in.get_mut(row as usize * width + t) {
             if *c == NONE {
                 *c = i as u32;
             }
@@ -1010,20 +995,11 @@ impl Index {
 
     /// The first of instance `inst`'s own segments that target `t` matches.
     #[inline(always)]
-    fn in_instance(&self, rules: &RuleSet, rec: &Record, inst: u32, t: usize) -> u32 {
-        match self.row.get(inst as usize) {
-            Some(&row) if row != NONE => self.first_in[row as usize * self.width + t],
-            // Not a loop any rule names (a scope always is): look it up the long way.
-            _ => Self::scan_instance(rules, rec, inst, t),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn scan_instance(rules: &RuleSet, rec: &Record, inst: u32, t: usize) -> u32 {
-        (0..rec.segs.len())
-            .find(|&i| rec.segs[i].instance == inst && rules.targets[t].matches(rec, i))
-            .map_or(NONE, |i| i as u32)
+    fn in_instance(&self, inst: u32, t: usize) -> u32 {
+        self.first_in
+            .get(inst as usize * self.width + t)
+            .copied()
+            .unwrap_or(NONE)
     }
 }
 
@@ -1299,7 +1275,6 @@ impl RuleSet {
             schema,
             header,
             member,
-            rules: self,
             index,
             closing_position,
         };
@@ -1346,7 +1321,6 @@ impl RuleSet {
             header,
             // Header-only conditions read nothing of the member.
             member: header,
-            rules: self,
             index,
             closing_position: 0,
         };
@@ -1392,7 +1366,6 @@ impl RuleSet {
             schema,
             header,
             member: header,
-            rules: self,
             index,
             closing_position,
         };
@@ -1453,7 +1426,6 @@ struct Ctx<'a> {
     schema: &'a Schema,
     header: &'a Record,
     member: &'a Record,
-    rules: &'a RuleSet,
     /// `member`'s index (and the header lookups).
     index: &'a Index,
     closing_position: u32,
@@ -1480,9 +1452,7 @@ impl Ctx<'_> {
                     }
                 }
                 match scope {
-                    Some(inst) => self
-                        .index
-                        .in_instance(self.rules, self.member, inst, s.target),
+                    Some(inst) => self.index.in_instance(inst, s.target),
                     None => self.index.first[s.target],
                 }
             }
@@ -1511,7 +1481,7 @@ impl Ctx<'_> {
             }
             Plan::Present(of) => self.value(of, scope, seg).is_some_and(|v| !v.is_empty()),
             Plan::Segment(t) => match scope {
-                Some(inst) => self.index.in_instance(self.rules, self.member, inst, *t) != NONE,
+                Some(inst) => self.index.in_instance(inst, *t) != NONE,
                 None => self.index.first[*t] != NONE,
             },
             _ => self.eval_rest(p, scope, seg),
@@ -1796,11 +1766,27 @@ fn dates_in_order(earlier: &[u8; 8], later: &[u8; 8]) -> bool {
         || !(super::element::is_date(earlier) && super::element::is_date(later))
 }
 
+/// A [`Ctx`] with the rules whose targets [`Reference`]'s lookups test.
+#[cfg(test)]
+struct Reference<'a> {
+    ctx: Ctx<'a>,
+    rules: &'a RuleSet,
+}
+
+#[cfg(test)]
+impl<'a> std::ops::Deref for Reference<'a> {
+    type Target = Ctx<'a>;
+
+    fn deref(&self) -> &Ctx<'a> {
+        &self.ctx
+    }
+}
+
 /// The rules as first written: an interpreter over the parsed [`Cond`]s that looks every
 /// segment up by scanning the record. Kept (for tests) as the reference the compiled
 /// [`Plan`]s must agree with.
 #[cfg(test)]
-impl Ctx<'_> {
+impl Reference<'_> {
     fn ref_find(&self, r: &ElementRef, scope: Option<u32>, seg: Option<usize>) -> Option<usize> {
         let rec = self.record(r.area);
         if r.area == Area::Scope {
@@ -1924,13 +1910,15 @@ impl RuleSet {
         out: &mut Vec<Finding>,
     ) {
         let index = Index::default();
-        let ctx = Ctx {
-            schema,
-            header,
-            member,
+        let ctx = Reference {
+            ctx: Ctx {
+                schema,
+                header,
+                member,
+                index: &index,
+                closing_position,
+            },
             rules: self,
-            index: &index,
-            closing_position,
         };
         for rule in &self.rules {
             match &rule.scope {
@@ -1966,13 +1954,15 @@ impl RuleSet {
         out: &mut Vec<Finding>,
     ) {
         let index = Index::default();
-        let ctx = Ctx {
-            schema,
-            header,
-            member: header,
+        let ctx = Reference {
+            ctx: Ctx {
+                schema,
+                header,
+                member: header,
+                index: &index,
+                closing_position,
+            },
             rules: self,
-            index: &index,
-            closing_position,
         };
         for rule in self
             .rules
@@ -2419,7 +2409,6 @@ mod tests {
                     schema: &std.schema,
                     header,
                     member: m,
-                    rules: &rules,
                     index: &index,
                     closing_position: 0,
                 };
