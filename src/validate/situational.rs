@@ -943,9 +943,9 @@ impl Index {
                 }
             }
             // A segment outside every instance (the header's) has no row: the range is past
-            // the table's end.
-            let base = rs.instance as usize * width;
-            if let Some(cells) = first_in.get_mut(base..base + width) {
+            // the table's end (saturating, so that it stays so where `usize` is 32 bits).
+            let base = (rs.instance as usize).saturating_mul(width);
+            if let Some(cells) = first_in.get_mut(base..base.saturating_add(width)) {
                 let mut each = hits;
                 while each != 0 {
                     let t = each.trailing_zeros() as usize;
@@ -1003,7 +1003,7 @@ impl Index {
                 *present |= 1 << t;
             }
         }
-        if let Some(c) = first_in.get_mut(row as usize * width + t) {
+        if let Some(c) = first_in.get_mut((row as usize).saturating_mul(width).saturating_add(t)) {
             if *c == NONE {
                 *c = i as u32;
             }
@@ -1019,7 +1019,7 @@ impl Index {
     #[inline(always)]
     fn in_instance(&self, inst: u32, t: usize) -> u32 {
         self.first_in
-            .get(inst as usize * self.width + t)
+            .get((inst as usize).saturating_mul(self.width).saturating_add(t))
             .copied()
             .unwrap_or(NONE)
     }
