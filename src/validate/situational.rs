@@ -411,7 +411,7 @@ const NONE: u32 = u32::MAX;
 
 /// An element reference compiled: the record to look in, the [`Target`] to look up, and the
 /// element. What [`Ctx::find`] needs, with nothing to parse or compare by name.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     area: Area,
     target: usize,
@@ -445,12 +445,12 @@ struct Codes {
 }
 
 impl Codes {
-    fn new(codes: &[String]) -> Codes {
+    fn new<S: AsRef<[u8]>>(codes: &[S]) -> Codes {
         Codes {
-            bytes: codes.iter().map(|s| s.as_bytes().into()).collect(),
+            bytes: codes.iter().map(|s| s.as_ref().into()).collect(),
             keys: codes
                 .iter()
-                .filter_map(|s| crate::schema::pack(s.as_bytes()))
+                .filter_map(|s| crate::schema::pack(s.as_ref()))
                 .collect(),
         }
     }
@@ -515,6 +515,117 @@ fn compile(c: &Cond, loops: &mut Vec<LoopRef>) -> Plan {
         Cond::All(cs) => Plan::All(cs.iter().map(|c| compile(c, loops)).collect()),
         Cond::Any(cs) => Plan::Any(cs.iter().map(|c| compile(c, loops)).collect()),
         Cond::Not(c) => Plan::Not(Box::new(compile(c, loops))),
+    }
+}
+
+/// A test of one element's value as code lists: the slot, the codes it must be one of (`None`:
+/// any) and those it must not be; an absent element's value is empty ([`Ctx::eval`]).
+type ValueTest = (Slot, Option<Vec<Box<[u8]>>>, Vec<Box<[u8]>>);
+
+/// `p` as a [`ValueTest`] when it is one: a value test, or a present element (not empty).
+fn as_value(p: &Plan) -> Option<ValueTest> {
+    match p {
+        Plan::Value { of, in_, not_in } => Some((
+            *of,
+            in_.as_ref().map(|c| c.bytes.clone()),
+            not_in.bytes.clone(),
+        )),
+        Plan::Present(of) => Some((*of, None, vec![Box::from(&b""[..])])),
+        _ => None,
+    }
+}
+
+/// The negation of `v`, when one value test says it.
+fn negate(v: ValueTest) -> Option<ValueTest> {
+    match v {
+        (of, None, not_in) => Some((of, Some(not_in), Vec::new())),
+        (of, Some(in_), not_in) if not_in.is_empty() => Some((of, None, in_)),
+        _ => None,
+    }
+}
+
+/// `a` and `b` (`all`) or `a` or `b`, two tests of the same slot, as one test when one says it.
+fn merge(a: ValueTest, b: ValueTest, all: bool) -> Option<ValueTest> {
+    let union = |mut x: Vec<Box<[u8]>>, y: Vec<Box<[u8]>>| {
+        for c in y {
+            if !x.contains(&c) {
+                x.push(c);
+            }
+        }
+        x
+    };
+    let meet = |x: Vec<Box<[u8]>>, y: &[Box<[u8]>]| -> Vec<Box<[u8]>> {
+        x.into_iter().filter(|c| y.contains(c)).collect()
+    };
+    match (a, b, all) {
+        ((of, x, xn), (_, y, yn), true) => {
+            let in_ = match (x, y) {
+                (Some(x), Some(y)) => Some(meet(x, &y)),
+                (x, y) => x.or(y),
+            };
+            Some((of, in_, union(xn, yn)))
+        }
+        ((of, Some(x), xn), (_, Some(y), yn), false) if xn.is_empty() && yn.is_empty() => {
+            Some((of, Some(union(x, y)), Vec::new()))
+        }
+        ((of, None, xn), (_, None, yn), false) => Some((of, None, meet(xn, &yn))),
+        _ => None,
+    }
+}
+
+fn value_plan((of, in_, not_in): ValueTest) -> Plan {
+    Plan::Value {
+        of,
+        in_: in_.map(|c| Codes::new(&c)),
+        not_in: Codes::new(&not_in),
+    }
+}
+
+/// `p` with the tests of one element that an `all`, `any` or `not` combines made one value
+/// test (the value of an absent element being empty, `not: present` is the value `""` and
+/// `present` any value but `""`): the N4 rules' `any: [not: present N404, N404 in US]` is
+/// `N404 in ["", US]`, a leaf [`Ctx::eval`] tests inline where the nest cost a few calls of
+/// [`Ctx::eval_rest`] per N4. The tests are pure, so the order they are asked in does not
+/// change the answer. For evaluation only: [`needs`] reads the plan as written.
+fn simplify(p: Plan) -> Plan {
+    match p {
+        Plan::Not(q) => {
+            let q = simplify(*q);
+            match as_value(&q).and_then(negate) {
+                Some(v) => value_plan(v),
+                None => Plan::Not(Box::new(q)),
+            }
+        }
+        Plan::All(ps) => combine(ps, true),
+        Plan::Any(ps) => combine(ps, false),
+        Plan::Loop { slot, where_ } => Plan::Loop {
+            slot,
+            where_: where_.map(|w| Box::new(simplify(*w))),
+        },
+        p => p,
+    }
+}
+
+/// [`simplify`] of `all` (or `any`) of `ps`: each value test merged into an earlier one of the
+/// same slot when [`merge`] can; one test left is the test itself.
+fn combine(ps: Vec<Plan>, all: bool) -> Plan {
+    let mut out: Vec<Plan> = Vec::new();
+    for p in ps.into_iter().map(simplify) {
+        let merged = as_value(&p).and_then(|v| {
+            out.iter().enumerate().find_map(|(k, q)| {
+                let w = as_value(q).filter(|w| w.0 == v.0)?;
+                merge(w, v.clone(), all).map(|m| (k, m))
+            })
+        });
+        match merged {
+            Some((k, m)) => out[k] = value_plan(m),
+            None => out.push(p),
+        }
+    }
+    match (out.len(), all) {
+        (1, _) => out.pop().unwrap_or(Plan::All(Vec::new())),
+        (_, true) => Plan::All(out),
+        (_, false) => Plan::Any(out),
     }
 }
 
@@ -1187,8 +1298,8 @@ impl RuleSet {
                 need,
                 member_need,
                 when_header: when.as_ref().is_some_and(header_only),
-                when,
-                require,
+                when: when.map(simplify),
+                require: simplify(require),
                 trigger: def.trigger.as_ref().map(Slot::of),
                 of: match &def.report {
                     Report::Element { of, .. } => Some(Slot::of(of)),
