@@ -59,6 +59,74 @@ pub enum SyntaxKind {
 pub struct SyntaxNote {
     pub kind: SyntaxKind,
     pub seqs: Vec<u8>,
+    /// `seqs` as bit masks, worked out when the schema is compiled ([`SyntaxNote::compiled`]).
+    #[serde(skip)]
+    masks: NoteMasks,
+}
+
+/// A syntax note's element positions as bit masks (bit `n` for element `n`), so that the
+/// element checks settle a note that holds with a few operations on the mask of the elements
+/// sent ([`SyntaxNote::holds`]) instead of looking each element up. A segment that is checked
+/// in full evaluates two notes on average, and nearly all of them hold.
+#[derive(Debug, Clone, Copy, Default)]
+struct NoteMasks {
+    /// Every element of the note.
+    all: u64,
+    /// The first element (the one a C or L note is conditional on).
+    first: u64,
+    /// The others.
+    rest: u64,
+    /// The masks say exactly what the note says: its elements are distinct, there is at least
+    /// one, and each is 1 to 63. False (a note the masks cannot settle) until compiled.
+    exact: bool,
+}
+
+impl SyntaxNote {
+    /// The note with its masks worked out.
+    pub fn compiled(&self) -> SyntaxNote {
+        let mut m = NoteMasks::default();
+        let distinct = self
+            .seqs
+            .iter()
+            .enumerate()
+            .all(|(i, s)| !self.seqs[..i].contains(s));
+        m.exact =
+            !self.seqs.is_empty() && distinct && self.seqs.iter().all(|s| (1..64).contains(s));
+        if m.exact {
+            m.all = self.seqs.iter().fold(0, |a, s| a | 1u64 << s);
+            m.first = 1u64 << self.seqs[0];
+            m.rest = m.all & !m.first;
+        }
+        SyntaxNote {
+            kind: self.kind,
+            seqs: self.seqs.clone(),
+            masks: m,
+        }
+    }
+
+    /// True when the note holds for a segment whose elements sent (not empty) are the bits of
+    /// `sent` (bit `n` for element `n`, up to 63). False says nothing: the note is then checked
+    /// element by element, which reports what is wrong.
+    #[inline]
+    pub fn holds(&self, sent: u64) -> bool {
+        let m = &self.masks;
+        if !m.exact {
+            return false;
+        }
+        let p = sent & m.all;
+        match self.kind {
+            // All or none.
+            SyntaxKind::P => p == 0 || p == m.all,
+            // At least one.
+            SyntaxKind::R => p != 0,
+            // At most one.
+            SyntaxKind::E => p & p.wrapping_sub(1) == 0,
+            // The first needs all the others.
+            SyntaxKind::C => p & m.first == 0 || p & m.rest == m.rest,
+            // The first needs one of the others.
+            SyntaxKind::L => p & m.first == 0 || p & m.rest != 0,
+        }
+    }
 }
 
 /// A string of a schema file, borrowed from the JSON text unless it holds an escape. The
@@ -419,7 +487,7 @@ impl Schema {
                         loop_ix: ix,
                         child_ix,
                         pos: sd.pos,
-                        syntax: sd.syntax.clone(),
+                        syntax: sd.syntax.iter().map(SyntaxNote::compiled).collect(),
                         elements,
                         qualifier,
                     });
