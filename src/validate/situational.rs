@@ -850,8 +850,14 @@ pub struct Index {
     /// `head_fire`), in rule order, each with its [`RulePlan::member_need`]: computed with
     /// `head_fire`, so that a member walks only these and tests each one's needs with a mask.
     live: Vec<(u32, Option<u64>)>,
-    /// The `live` rules whose member needs a member of a given shape ([`Index::present`])
-    /// holds: a direct-mapped table of [`SHAPES`] entries `(present, rules)`, filled on first
+    /// The union of the `live` rules' [`RulePlan::member_need`] masks: the targets whose
+    /// presence decides which of them may fire. A member's shape is `present` less the other
+    /// targets, which only split one shape into many (a DTP or a PLA no need names), each
+    /// filled on its first use and evicting the others from the direct-mapped table.
+    live_need: u64,
+    /// The `live` rules whose member needs a member of a given shape ([`Index::present`] and
+    /// [`Index::live_need`]) holds: a direct-mapped table of [`SHAPES`] entries
+    /// `(shape, rules)`, filled on first
     /// use and emptied whenever `live` changes ([`Index::may_fire`]). Members are of a few
     /// shapes (a subscriber with coverage, a dependent, a termination), so most of them walk a
     /// list of the rules that may fire instead of testing every live rule's needs.
@@ -892,6 +898,7 @@ impl Index {
         self.head.clear();
         self.head_fire.clear();
         self.live.clear();
+        self.live_need = 0;
         self.shapes.clear();
     }
 
@@ -903,7 +910,7 @@ impl Index {
             self.shapes.clear();
             self.shapes.resize_with(SHAPES, Default::default);
         }
-        let present = self.present;
+        let present = self.present & self.live_need;
         let h = (present.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize & (SHAPES - 1);
         let (shape, rules) = &mut self.shapes[h];
         if *shape != Some(present) {
@@ -1460,9 +1467,11 @@ impl RuleSet {
         fire.extend(self.rules.iter().map(|r| ctx.header_may_fire(r)));
         index.live.clear();
         index.shapes.clear();
+        index.live_need = 0;
         for (n, (rule, &head_fire)) in self.rules.iter().zip(&fire).enumerate() {
             if !matches!(rule.scope, Scope::Header) && head_fire {
                 index.live.push((n as u32, rule.plan.member_need));
+                index.live_need |= rule.plan.member_need.unwrap_or(0);
             }
         }
         index.head_fire = fire;
@@ -2547,7 +2556,7 @@ mod tests {
                     );
                 }
                 let shape = index.may_fire();
-                shapes.insert(index.present);
+                shapes.insert(index.present & index.live_need);
                 let ctx = Ctx {
                     schema: &std.schema,
                     header,
