@@ -819,7 +819,10 @@ const SHAPES: usize = 32;
 pub struct Index {
     /// The number of targets (the width of [`Index::first_in`]'s rows).
     width: usize,
-    /// For each target, the record index of the first segment it matches, or [`NONE`].
+    /// For each target, the record index of the first segment it matches, or [`NONE`]. In a
+    /// member's index with at most 64 targets, only for [`RuleSet::first_read`]'s (the others
+    /// are [`NONE`]; [`Index::present`] says whether they match): most lookups are within an
+    /// instance ([`Index::first_in`]), and each target met first cost a write here.
     first: Vec<u32>,
     /// Per loop instance of the record (row `n` for instance `n`), per target: the first of
     /// the instance's own segments it matches. Every instance has its row, also those of loops
@@ -850,8 +853,14 @@ pub struct Index {
     /// `head_fire`), in rule order, each with its [`RulePlan::member_need`]: computed with
     /// `head_fire`, so that a member walks only these and tests each one's needs with a mask.
     live: Vec<(u32, Option<u64>)>,
-    /// The `live` rules whose member needs a member of a given shape ([`Index::present`])
-    /// holds: a direct-mapped table of [`SHAPES`] entries `(present, rules)`, filled on first
+    /// The union of the `live` rules' [`RulePlan::member_need`] masks: the targets whose
+    /// presence decides which of them may fire. A member's shape is `present` less the other
+    /// targets, which only split one shape into many (a DTP or a PLA no need names), each
+    /// filled on its first use and evicting the others from the direct-mapped table.
+    live_need: u64,
+    /// The `live` rules whose member needs a member of a given shape ([`Index::present`] and
+    /// [`Index::live_need`]) holds: a direct-mapped table of [`SHAPES`] entries
+    /// `(shape, rules)`, filled on first
     /// use and emptied whenever `live` changes ([`Index::may_fire`]). Members are of a few
     /// shapes (a subscriber with coverage, a dependent, a termination), so most of them walk a
     /// list of the rules that may fire instead of testing every live rule's needs.
@@ -892,6 +901,7 @@ impl Index {
         self.head.clear();
         self.head_fire.clear();
         self.live.clear();
+        self.live_need = 0;
         self.shapes.clear();
     }
 
@@ -903,7 +913,7 @@ impl Index {
             self.shapes.clear();
             self.shapes.resize_with(SHAPES, Default::default);
         }
-        let present = self.present;
+        let present = self.present & self.live_need;
         let h = (present.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize & (SHAPES - 1);
         let (shape, rules) = &mut self.shapes[h];
         if *shape != Some(present) {
@@ -919,7 +929,17 @@ impl Index {
         h
     }
 
-    fn build(&mut self, rules: &RuleSet, schema: &Schema, header: &Record, rec: &Record) {
+    /// Sorts `rec`'s segments into the tables. A `member` index fills [`Index::first`] only
+    /// for the targets its rules read there ([`RuleSet::first_read`]) when the rules have at
+    /// most 64 targets; the header's (for the header rules) fills it whole.
+    fn build(
+        &mut self,
+        rules: &RuleSet,
+        schema: &Schema,
+        header: &Record,
+        rec: &Record,
+        member: bool,
+    ) {
         let by_key = rules.by_key.as_slice();
         let range = |key: u64| {
             let lo = by_key.partition_point(|e| e.0 < key);
@@ -946,6 +966,7 @@ impl Index {
         let width = rules.targets.len();
         self.width = width;
         let narrow = width <= 64;
+        let firsts = if member { rules.first_read } else { u64::MAX };
         if narrow && self.masks.is_empty() {
             self.masks.resize(MASKS, (0, 0, 0));
         }
@@ -1043,8 +1064,9 @@ impl Index {
             if hits == 0 {
                 continue;
             }
-            // Narrow: every target is below 64, so `present` says which have a first segment.
-            let mut new = hits & !present;
+            // Narrow: every target is below 64, so `present` says which have a first segment
+            // (and `first` holds it for the targets read there).
+            let mut new = hits & !present & firsts;
             present |= hits;
             while new != 0 {
                 let t = new.trailing_zeros() as usize;
@@ -1169,6 +1191,12 @@ pub struct RuleSet {
     seg_scope_mask: u64,
     /// The targets that `header.` references look up ([`Index::head`]).
     header_targets: Vec<usize>,
+    /// The targets below 64 whose [`Index::first`] a member's rules may read: those of
+    /// `member.` references, and every target of a rule not scoped to a loop (its lookups are
+    /// not within an instance). A loop-scoped rule looks its scope's segments up in
+    /// [`Index::first_in`], so most targets (an HD, a DTP of 2300) are never read in `first`,
+    /// and a member's index does not write them there ([`Index::build`]).
+    first_read: u64,
     /// Whether the 834 cross-member and balancing rules in code apply.
     enrollment: bool,
 }
@@ -1183,6 +1211,28 @@ pub struct RuleInfo {
 }
 
 const ACK_CODES: &[&str] = &["I6", "I9", "I10", "I12", "I13", "7", "8"];
+
+/// Calls `f` with every target `p` looks up and the area it is looked up in (`None` for a
+/// segment test, which looks in the scope).
+fn plan_targets(p: &Plan, f: &mut impl FnMut(Option<Area>, usize)) {
+    match p {
+        Plan::Value { of, .. } | Plan::Present(of) | Plan::Pattern(of, _) => {
+            f(Some(of.area), of.target)
+        }
+        Plan::DateOrder(a, b) => {
+            f(Some(a.area), a.target);
+            f(Some(b.area), b.target);
+        }
+        Plan::Segment(t) => f(None, *t),
+        Plan::Loop { where_, .. } => {
+            if let Some(w) = where_ {
+                plan_targets(w, f);
+            }
+        }
+        Plan::All(ps) | Plan::Any(ps) => ps.iter().for_each(|p| plan_targets(p, f)),
+        Plan::Not(p) => plan_targets(p, f),
+    }
+}
 
 /// Adds the targets of `header.` references in `p` to `out`.
 fn header_targets(p: &Plan, out: &mut Vec<usize>) {
@@ -1361,6 +1411,28 @@ impl RuleSet {
                 }
             }
         }
+        let mut first_read = 0u64;
+        for r in &rules {
+            let in_loop = matches!(r.scope, Scope::Loop(_));
+            let mut add = |area: Option<Area>, t: usize| {
+                let read = match area {
+                    Some(Area::Member) => true,
+                    Some(Area::Header) => false,
+                    Some(Area::Scope) | None => !in_loop,
+                };
+                if read && t < 64 {
+                    first_read |= 1 << t;
+                }
+            };
+            let p = &r.plan;
+            if let Some(w) = &p.when {
+                plan_targets(w, &mut add);
+            }
+            plan_targets(&p.require, &mut add);
+            for s in p.trigger.iter().chain(&p.of) {
+                add(Some(s.area), s.target);
+            }
+        }
         Ok(RuleSet {
             rules,
             targets,
@@ -1371,6 +1443,7 @@ impl RuleSet {
             seg_scope_of,
             seg_scope_mask,
             header_targets: head,
+            first_read,
             enrollment: true,
         })
     }
@@ -1398,7 +1471,7 @@ impl RuleSet {
         state: &mut SetState,
         out: &mut Vec<Finding>,
     ) {
-        state.index.build(self, schema, header, member);
+        state.index.build(self, schema, header, member, true);
         if state.index.head_fire.len() != self.rules.len() {
             self.header_fire(schema, header, &mut state.index);
         }
@@ -1460,9 +1533,11 @@ impl RuleSet {
         fire.extend(self.rules.iter().map(|r| ctx.header_may_fire(r)));
         index.live.clear();
         index.shapes.clear();
+        index.live_need = 0;
         for (n, (rule, &head_fire)) in self.rules.iter().zip(&fire).enumerate() {
             if !matches!(rule.scope, Scope::Header) && head_fire {
                 index.live.push((n as u32, rule.plan.member_need));
+                index.live_need |= rule.plan.member_need.unwrap_or(0);
             }
         }
         index.head_fire = fire;
@@ -1493,7 +1568,7 @@ impl RuleSet {
         out: &mut Vec<Finding>,
     ) {
         index.forget_header();
-        index.build(self, schema, header, header);
+        index.build(self, schema, header, header, false);
         let index = &*index;
         let ctx = Ctx {
             schema,
@@ -1687,13 +1762,18 @@ impl Ctx<'_> {
             && (!p.when_header || p.when.as_ref().is_none_or(|w| self.eval(w, None, None)))
     }
 
-    /// The member's part of [`Ctx::may_fire`]: the member segments the rule needs are there.
+    /// The member's part of [`Ctx::may_fire`]: the member segments the rule needs are there
+    /// ([`Index::present`] below 64: a member's `first` holds only the targets read there).
     #[inline]
     fn member_may_fire(&self, rule: &Rule) -> bool {
-        rule.plan
-            .need
-            .iter()
-            .all(|n| n.header || self.index.first[n.target] != NONE)
+        rule.plan.need.iter().all(|n| {
+            n.header
+                || if n.target < 64 {
+                    self.index.present & 1 << n.target != 0
+                } else {
+                    self.index.first[n.target] != NONE
+                }
+        })
     }
 
     /// Inline in [`RuleSet::check_member`]'s loops, which call it for every scope of every
@@ -2534,20 +2614,22 @@ mod tests {
                     index = index.for_next_set();
                     last_header = *h;
                 }
-                index.build(&rules, &std.schema, header, m);
+                index.build(&rules, &std.schema, header, m, true);
                 if index.head_fire.len() != rules.rules.len() {
                     rules.header_fire(&std.schema, header, &mut index);
                 }
                 for (t, target) in rules.targets.iter().enumerate() {
                     let first = (0..m.segs.len()).find(|&i| target.matches(m, i));
+                    let read = rules.first_read & 1 << t != 0;
                     assert_eq!(
                         index.first[t],
-                        first.map_or(NONE, |i| i as u32),
+                        first.filter(|_| read).map_or(NONE, |i| i as u32),
                         "seed {seed}, target {target:?}"
                     );
+                    assert_eq!(index.present & 1 << t != 0, first.is_some());
                 }
                 let shape = index.may_fire();
-                shapes.insert(index.present);
+                shapes.insert(index.present & index.live_need);
                 let ctx = Ctx {
                     schema: &std.schema,
                     header,
@@ -2580,6 +2662,26 @@ mod tests {
             "{members} members, {} shapes",
             shapes.len()
         );
+    }
+
+    /// [`RuleSet::first_read`]: the targets a `member.` reference or a rule not scoped to a
+    /// loop looks up are read in [`Index::first`]; those only loop-scoped rules look up (an
+    /// HD, a DTP of 2300) are not, and a member's index leaves them out.
+    #[test]
+    fn first_read_names_the_lookups_outside_instances() {
+        let rules = RuleSet::from_json(crate::schema::embedded::X220A1_RULES).unwrap();
+        let read = |id: &[u8]| {
+            let key = crate::schema::pack_const(id);
+            let ts: Vec<usize> = (0..rules.targets.len())
+                .filter(|&t| rules.targets[t].key == key)
+                .collect();
+            assert!(!ts.is_empty(), "{}", String::from_utf8_lossy(id));
+            ts.iter().any(|&t| rules.first_read & 1 << t != 0)
+        };
+        // `member.INS03` (a 2300 rule), and the segment-scoped rules' N4 and DMG.
+        assert!(read(b"INS") && read(b"N4") && read(b"DMG"));
+        // Only 2000 and 2300 rules look these up, within their instances.
+        assert!(!read(b"HD") && !read(b"PLA") && !read(b"LE"));
     }
 
     #[test]
