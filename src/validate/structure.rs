@@ -36,6 +36,9 @@ impl Key<'_> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Frame {
     loop_ix: LoopIx,
+    /// The loop's part of the memo tag ([`SearchMemo::tag`] with cursor 0, not strict), set
+    /// when the loop opens: a search then only adds its cursor and strictness.
+    tag: u64,
     /// Index of the child matched last.
     cursor: usize,
     /// Uses of each child in this instance (segment uses or loop repetitions).
@@ -70,8 +73,9 @@ pub struct Walker {
 pub struct SearchMemo {
     /// The schema the searches are of (its address: the walker started with it).
     schema: usize,
-    /// [`MEMO_SLOTS`] slots once the first search is remembered.
-    slots: Vec<MemoSlot>,
+    /// [`MEMO_SLOTS`] slots once the first search is remembered (an array: a slot's index,
+    /// the hash's top bits, needs no bounds check).
+    slots: Option<Box<[MemoSlot; MEMO_SLOTS]>>,
 }
 
 /// A copy starts empty: it only saves work (a piece of a set checked on its own fills its own).
@@ -108,21 +112,30 @@ impl SearchMemo {
     /// `Some(found)` when the search is remembered.
     #[inline]
     fn get(&self, tag: u64, id: u64, first: u64) -> Option<Option<usize>> {
-        let e = self.slots.get(Self::slot(tag, id, first))?;
+        let e = &self.slots.as_ref()?[Self::slot(tag, id, first)];
         (e.tag == tag && e.id == id && e.first == first).then(|| (e.found as usize).checked_sub(1))
     }
 
+    /// The table with every slot empty, built on the heap (an array built on the stack made
+    /// the validator's inlined per-segment frame 32 KiB, probed page by page at every call).
+    #[cold]
+    #[inline(never)]
+    fn empty_slots() -> Box<[MemoSlot; MEMO_SLOTS]> {
+        let empty = MemoSlot {
+            tag: u64::MAX,
+            id: 0,
+            first: 0,
+            found: 0,
+        };
+        let slots: Box<[MemoSlot]> = vec![empty; MEMO_SLOTS].into_boxed_slice();
+        slots
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("MEMO_SLOTS slots"))
+    }
+
     fn put(&mut self, tag: u64, id: u64, first: u64, found: Option<usize>) {
-        if self.slots.is_empty() {
-            let empty = MemoSlot {
-                tag: u64::MAX,
-                id: 0,
-                first: 0,
-                found: 0,
-            };
-            self.slots.resize(MEMO_SLOTS, empty);
-        }
-        self.slots[Self::slot(tag, id, first)] = MemoSlot {
+        let slots = self.slots.get_or_insert_with(Self::empty_slots);
+        slots[Self::slot(tag, id, first)] = MemoSlot {
             tag,
             id,
             first,
@@ -152,7 +165,7 @@ impl Walker {
         let id = std::ptr::from_ref(schema) as usize;
         if self.memo.schema != id {
             self.memo.schema = id;
-            self.memo.slots.clear();
+            self.memo.slots = None;
         }
         self.push(schema, schema.root(), 0);
     }
@@ -166,6 +179,7 @@ impl Walker {
         }
         let f = &mut self.stack[self.depth];
         f.loop_ix = loop_ix;
+        f.tag = SearchMemo::tag(loop_ix, 0, self.depth == 0, false);
         f.cursor = cursor;
         f.counts.clear();
         f.counts.resize(n, 0);
@@ -185,12 +199,18 @@ impl Walker {
 
     #[inline(always)]
     fn search(&mut self, schema: &Schema, key: &Key<'_>, strict: bool) -> Option<(usize, usize)> {
-        for d in (0..self.depth).rev() {
-            let f = &self.stack[d];
+        // Innermost first. A count down over the open frames (not `enumerate().rev()`, whose
+        // index cost a division by the frame's size at every step).
+        let frames = &self.stack[..self.depth];
+        let mut d = frames.len();
+        while d > 0 {
+            d -= 1;
+            let f = &frames[d];
             let found = match key.first_key {
                 // Cursors and loops fit the tag (a schema has far fewer than 2^30 children).
                 Some(first) if f.cursor < 1 << 30 => {
-                    let tag = SearchMemo::tag(f.loop_ix, f.cursor, d == 0, strict);
+                    let tag = f.tag | (f.cursor as u64) << 2 | u64::from(strict);
+                    debug_assert_eq!(tag, SearchMemo::tag(f.loop_ix, f.cursor, d == 0, strict));
                     match self.memo.get(tag, key.id, first) {
                         Some(found) => found,
                         None => {
@@ -397,10 +417,10 @@ impl Walker {
         if ci > from {
             Self::required_unseen(schema, f, from + 1..ci, missing);
         }
-        let f = &mut self.stack[d];
         f.cursor = ci;
-        f.counts[ci] = f.counts[ci].saturating_add(1);
-        let uses = f.counts[ci];
+        let count = &mut f.counts[ci];
+        *count = count.saturating_add(1);
+        let uses = *count;
         match schema.loops[f.loop_ix].children[ci] {
             Child::Segment(s) => {
                 let seg = &schema.segments[s];
