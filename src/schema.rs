@@ -255,6 +255,18 @@ pub struct Loop {
     /// than children), so the walker can tell that a stretch of children it skipped or closed
     /// holds nothing required without looking at each.
     pub required_before: Vec<u32>,
+    /// The IDs a search of an open instance of this loop can find, as bits
+    /// ([`id_bit`] of each child's packed ID; the trigger left out except in the root, whose
+    /// search starts at child 0): a segment whose bit is not set is certainly not in the
+    /// loop, which the walker settles without looking the search up.
+    pub child_ids: u64,
+}
+
+/// The bit of a packed segment ID in [`Loop::child_ids`]: one of 64, from the ID's
+/// multiplicative hash (distinct IDs may share a bit; that only makes the test say "maybe").
+#[inline(always)]
+pub fn id_bit(id: u64) -> u64 {
+    1 << (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
 }
 
 /// A segment in the compiled arena.
@@ -448,6 +460,7 @@ impl Schema {
             key: pack(def.id.as_str().as_bytes()).unwrap_or(u64::MAX),
             child_keys: Vec::new(),
             required_before: Vec::new(),
+            child_ids: 0,
         });
         let mut children = Vec::with_capacity(def.children.len());
         for (child_ix, node) in def.children.iter().enumerate() {
@@ -505,7 +518,7 @@ impl Schema {
                 )))
             }
         };
-        let child_keys = children
+        let child_keys: Vec<u64> = children
             .iter()
             .map(|c| match *c {
                 Child::Segment(s) => self.segments[s].key,
@@ -524,6 +537,12 @@ impl Schema {
             required_before.push(n);
         }
         self.loops[ix].children = children;
+        // A loop's own trigger is never searched inside an instance (`Walker::search_loop`):
+        // only the root's search starts at its first child.
+        let searched = usize::from(parent.is_some());
+        self.loops[ix].child_ids = child_keys
+            .get(searched..)
+            .map_or(0, |ks: &[u64]| ks.iter().fold(0, |m, &k| m | id_bit(k)));
         self.loops[ix].child_keys = child_keys;
         self.loops[ix].required_before = required_before;
         self.loops[ix].trigger = trigger;
