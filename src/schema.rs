@@ -406,6 +406,10 @@ pub struct Schema {
     pub segments: Vec<Segment>,
     /// Every segment ID the transaction uses anywhere.
     pub known_ids: Vec<Vec<u8>>,
+    /// No segment's qualifier list is left unpacked (each list that exists packs), so a strict
+    /// match never reads element 1's bytes: the walker's search for a segment whose element 1
+    /// does not pack (N3's street, N4's city) depends on its ID alone, and is remembered.
+    pub qualifier_lists_pack: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -433,12 +437,17 @@ impl Schema {
             loops: Vec::new(),
             segments: Vec::new(),
             known_ids: Vec::new(),
+            qualifier_lists_pack: false,
         };
         s.add_loop(&file.root, None)?;
         let mut ids: Vec<Vec<u8>> = s.segments.iter().map(|g| g.id.clone()).collect();
         ids.sort();
         ids.dedup();
         s.known_ids = ids;
+        s.qualifier_lists_pack = s
+            .segments
+            .iter()
+            .all(|g| g.qualifier.is_none() || g.qualifier_keys.is_some());
         Ok(s)
     }
 
@@ -462,6 +471,13 @@ impl Schema {
             required_before: Vec::new(),
             child_ids: 0,
         });
+        // The walker's memo tags hold a child's index in 30 bits (`SearchMemo::tag`).
+        if def.children.len() >= 1 << 30 {
+            return Err(SchemaError::Invalid(format!(
+                "loop {} has too many children",
+                def.id.as_str()
+            )));
+        }
         let mut children = Vec::with_capacity(def.children.len());
         for (child_ix, node) in def.children.iter().enumerate() {
             children.push(match node {
