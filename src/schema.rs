@@ -289,8 +289,10 @@ pub struct Segment {
     /// How many elements lead up to the last required one (0 when none is required): a
     /// segment that sends at least this many leaves no required element unsent.
     pub required_through: usize,
-    /// True when some element is a date/period with a format qualifier (DTP03, DMG02).
-    pub has_periods: bool,
+    /// The positions in `elements` of the dates/periods with a format qualifier (DTP03,
+    /// DMG02): the period check reads these, rather than scanning every element (eleven for a
+    /// DMG) of each segment that has one.
+    pub periods: Vec<usize>,
     /// Values of the first element that select this variant (REF*0F vs REF*1L), if any.
     pub qualifier: Option<Vec<Vec<u8>>>,
 }
@@ -503,10 +505,12 @@ impl Schema {
                         .iter()
                         .rposition(|e| e.usage == Usage::Required)
                         .map_or(0, |i| i + 1);
-                    let has_periods = elements.iter().any(|e| e.format_qualifier.is_some());
+                    let periods = (0..elements.len())
+                        .filter(|&i| elements[i].format_qualifier.is_some())
+                        .collect();
                     self.segments.push(Segment {
                         required_through,
-                        has_periods,
+                        periods,
                         key: pack(sd.id.as_str().as_bytes()).unwrap_or(u64::MAX),
                         qualifier_keys,
                         id: sd.id.as_str().as_bytes().to_vec(),
