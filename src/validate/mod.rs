@@ -121,6 +121,64 @@ fn location_in(
     loc
 }
 
+/// A segment's ID packed ([`crate::schema::pack`]), element 1 up to its first component
+/// separator `comp` (the qualifier the walker matches), that packed, and element 1 whole packed.
+/// `id` and `element1` are the segment `raw`'s ID and element 1 (which starts right after the
+/// ID's separator).
+///
+/// Both are nearly always short and followed by more of the segment: then each is one 8-byte
+/// load from `raw` (the ID's bytes from its first, element 1's from its first), masked to its
+/// length, where [`crate::schema::pack`] picked the bytes one by one after a jump on the
+/// length (and the walker packed the ID on its own). The separator is looked for in element
+/// 1's word, masked the same way (a separator of 0 is no exception here: the word holds the
+/// segment's bytes, not a key's zeros). Otherwise (a value too long to pack, a segment that
+/// ends within eight bytes of element 1's start) [`first_component`]. Inline for the same
+/// reason as that.
+#[inline(always)]
+fn segment_keys<'a>(
+    raw: &'a [u8],
+    id: &'a [u8],
+    element1: &'a [u8],
+    comp: u8,
+) -> (Option<u64>, &'a [u8], Option<u64>, Option<u64>) {
+    let (m, n) = (id.len(), element1.len());
+    if m | n <= 7 {
+        if let Some(head) = raw.get(..m + 9) {
+            // The bytes of a key: its high `len` bytes (at most 7); its length below.
+            const HIGH: [u64; 8] = {
+                let mut h = [0u64; 8];
+                let mut k = 1;
+                while k < 8 {
+                    h[k] = !(u64::MAX >> (8 * k));
+                    k += 1;
+                }
+                h
+            };
+            let word = |at: usize| {
+                let c = &head[at..at + 8];
+                u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+            };
+            let id_key = word(0) & HIGH[m & 7] | m as u64;
+            let w = word(m + 1);
+            let whole = w & HIGH[n & 7] | n as u64;
+            let hits = crate::lexer::zero_bytes(w ^ u64::from_ne_bytes([comp; 8])) & HIGH[n & 7];
+            if hits == 0 {
+                return (Some(id_key), element1, Some(whole), Some(whole));
+            }
+            let i = hits.leading_zeros() as usize / 8;
+            let first = element1.get(..i).unwrap_or(element1);
+            return (
+                Some(id_key),
+                first,
+                Some(whole & HIGH[i & 7] | i as u64),
+                Some(whole),
+            );
+        }
+    }
+    let (first, first_key, whole) = first_component(element1, comp);
+    (crate::schema::pack(id), first, first_key, whole)
+}
+
 /// Element 1 up to its first component separator `comp` (the qualifier the walker matches),
 /// that packed ([`crate::schema::pack`]), and element 1 whole packed.
 ///
@@ -651,13 +709,14 @@ impl<'s> SetValidator<'s> {
         let id = fields.id();
         // Qualifiers are compared on the first component (999 CTX01 is a composite).
         let element1 = fields.element(1);
-        let (first, first_key, element1_key) =
-            first_component(element1, seg.delimiters().component);
+        let (id_key, first, first_key, element1_key) =
+            segment_keys(seg.raw(), id, element1, seg.delimiters().component);
         self.errors.clear();
         self.missing.clear();
         let placement = self.walker.place(
             schema,
             id,
+            id_key,
             first,
             first_key,
             &mut self.missing,
@@ -978,7 +1037,7 @@ impl<'s> SetValidator<'s> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_component;
+    use super::{first_component, segment_keys};
     use crate::schema::pack;
 
     /// The packed search for the component separator agrees with a byte search, for every
@@ -1001,6 +1060,40 @@ mod tests {
                         (first, pack(first), pack(&v)),
                         "{v:?} {comp}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The keys read as words from the segment agree with packing the ID and element 1 and
+    /// [`first_component`], for IDs and elements 1 of every length up to 9 (packing and not),
+    /// with 0 to 10 bytes after element 1 (the words reach past its end or not), any separator
+    /// byte (0 included, which a key's unused bytes hold) and the bytes after element 1 the
+    /// separator or not.
+    #[test]
+    fn segment_keys_agree_with_packing() {
+        let bytes = [b'A', b'0', b':', b'>', 0, 1, 7, 0xff, b'^'];
+        let pick =
+            |seed: u32, i: usize| bytes[((seed >> (i % 5)) as usize + i * 7 + seed as usize) % 9];
+        for comp in [b':', b'>', 0u8, 1, 7, 0xff, b'^'] {
+            for id_len in 0..=9usize {
+                for len in 0..=9usize {
+                    for tail in [0usize, 1, 3, 7, 8, 10] {
+                        for seed in 0..40u32 {
+                            let id: Vec<u8> = (0..id_len)
+                                .map(|i| b'A' + (i as u8 + seed as u8) % 26)
+                                .collect();
+                            let e1: Vec<u8> = (0..len).map(|i| pick(seed, i)).collect();
+                            let rest: Vec<u8> = (0..tail).map(|i| pick(seed + 1, i + 3)).collect();
+                            let raw = [&id[..], b"*", &e1[..], &rest[..]].concat();
+                            let (first, first_key, whole) = first_component(&e1, comp);
+                            assert_eq!(
+                                segment_keys(&raw, &raw[..id_len], &raw[id_len + 1..][..len], comp),
+                                (pack(&id), first, first_key, whole),
+                                "{raw:?} {comp}"
+                            );
+                        }
+                    }
                 }
             }
         }
