@@ -613,6 +613,30 @@ mod tests {
     use crate::lexer::{Lexer, Token};
     use crate::schema::pack;
 
+    /// A frame of loop `l` of `schema` at `cursor`, as `Walker::push` opens it (no uses yet),
+    /// and its depth: the root is the outermost frame, every other loop is deeper.
+    fn frame_at(schema: &Schema, l: LoopIx, cursor: usize) -> (Frame, usize) {
+        let lp = &schema.loops[l];
+        let f = Frame {
+            loop_ix: l,
+            tag: 0,
+            ids: lp.child_ids,
+            cursor,
+            counts: vec![0; lp.children.len()],
+        };
+        (f, usize::from(lp.parent.is_some()))
+    }
+
+    /// The search key of a segment with packed ID `id` whose element 1 does not pack.
+    fn unpacked_key(id: u64, first: &[u8]) -> Key<'_> {
+        Key {
+            id,
+            bit: id_bit(id),
+            first_key: None,
+            first,
+        }
+    }
+
     /// A loop's ID bits are a true filter: for every loop of both bundled schemas, every
     /// cursor and every segment ID of the transaction (with a few that are in no schema), an
     /// ID whose bit is not in `Loop::child_ids` is found by neither search of the loop, strict
@@ -628,24 +652,10 @@ mod tests {
             let mut ids: Vec<&[u8]> = schema.known_ids.iter().map(|i| i.as_slice()).collect();
             ids.extend([&b"ZZZ"[..], b"N9", b"IEA", b"A"]);
             for (l, lp) in schema.loops.iter().enumerate() {
-                // The root is the outermost frame (depth 0), every other loop is deeper.
-                let d = usize::from(lp.parent.is_some());
                 for cursor in 0..lp.children.len() {
-                    let f = Frame {
-                        loop_ix: l,
-                        tag: 0,
-                        ids: lp.child_ids,
-                        cursor,
-                        counts: vec![0; lp.children.len()],
-                    };
+                    let (f, d) = frame_at(&schema, l, cursor);
                     for &id in &ids {
-                        let id = pack(id).unwrap();
-                        let key = Key {
-                            id,
-                            bit: id_bit(id),
-                            first_key: None,
-                            first: b"",
-                        };
+                        let key = unpacked_key(pack(id).unwrap(), b"");
                         if lp.child_ids & key.bit != 0 {
                             continue;
                         }
@@ -679,25 +689,13 @@ mod tests {
         let firsts: [&[u8]; 4] = [b"1898 ELM CT", b"0FTOOLONG", b"SOUTHINGTON", b"12345678"];
         let mut found = 0;
         for (l, lp) in schema.loops.iter().enumerate() {
-            let d = usize::from(lp.parent.is_some());
             for cursor in 0..lp.children.len() {
-                let f = Frame {
-                    loop_ix: l,
-                    tag: 0,
-                    ids: lp.child_ids,
-                    cursor,
-                    counts: vec![0; lp.children.len()],
-                };
+                let (f, d) = frame_at(&schema, l, cursor);
                 for id in &schema.known_ids {
                     let id = pack(id).unwrap();
                     for strict in [true, false] {
                         let search = |first: &[u8]| {
-                            let key = Key {
-                                id,
-                                bit: id_bit(id),
-                                first_key: None,
-                                first,
-                            };
+                            let key = unpacked_key(id, first);
                             Walker::search_loop(&schema, &f, d, &key, strict)
                         };
                         let a = search(b"");
